@@ -1,0 +1,18 @@
+"""runner: a declarative, Hydra-config-driven experiment runner.
+
+Tasks use ``runner.log(...)`` and ``runner.current_run()``; everything else is driven by
+``python -m runner``. Importing this package is cheap (no Hydra, no torch).
+"""
+
+from runner.context import RunContext as RunContext
+from runner.context import current_run as current_run
+from runner.context import log as log
+from runner.errors import ConfigError as ConfigError
+from runner.errors import CorruptStateError as CorruptStateError
+from runner.errors import RunnerError as RunnerError
+from runner.errors import StateError as StateError
+from runner.errors import SweepError as SweepError
+
+__version__ = "0.1.0"
+__all__ = ["RunContext", "current_run", "log", "ConfigError", "CorruptStateError", "RunnerError",
+           "StateError", "SweepError", "__version__"]

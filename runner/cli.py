@@ -1,0 +1,197 @@
+"""Command line: ``python -m runner [OVERRIDES...]`` and its sub-commands.
+
+    python -m runner [--config-dir DIR] [OVERRIDE ...]      expand, freeze, launch (or resume)
+    python -m runner status SWEEP_DIR [--json] [--all]       states of a sweep's runs
+    python -m runner resume SWEEP_DIR [OVERRIDE ...]         resume a sweep by its directory
+
+Overrides use Hydra's grammar (``task.lr=0.1,0.01``, ``+sweep=grid``, ``'seed=range(5)'``).
+Re-running the same command resumes the same sweep: its directory name is derived from the
+command's overrides (not from the time), and only runs that are not COMPLETED are launched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from runner.errors import RunnerError
+
+SUBCOMMANDS = ("status", "resume")
+_EXEC = ("runner", "launcher", "notifier", "tracker")
+
+
+def _console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            return {"status": cmd_status, "resume": cmd_resume}[argv[0]](argv[1:])
+        return cmd_run(argv)
+    except RunnerError as exc:
+        _console().print(f"[bold red]error:[/] {escape(str(exc))}")
+        return exc.exit_code
+    except BrokenPipeError:  # e.g. `status --json | head`
+        sys.stderr.close()
+        return 0
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m runner", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-dir", help="extra config directory (searched before ./conf)")
+    parser.add_argument("--config-name", default="config", help="primary config (default: config)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. task.lr=0.1,0.01")
+    return parser
+
+
+def cmd_run(argv: list[str]) -> int:
+    from runner.compose import composer
+    from runner.sweep import expand
+
+    args = _run_parser().parse_args(argv)
+    console = _console()
+    with composer(args.config_dir) as comp:
+        plan = expand(comp, args.overrides, args.config_name)
+        config_dirs = [str(d) for d in comp.dirs]
+    for note in plan.notes:
+        console.print(f"note: {note}")
+    runner_cfg = plan.execution.get("runner", {})
+    _check_tasks({r.config.get("task", {}).get("fn") for r in plan.runs})
+    if runner_cfg.get("dry_run"):
+        _print_plan(plan, Path(runner_cfg.get("output_dir", "outputs")), console)
+        return 0
+    return _launch_plan(plan, config_dirs, args.config_name, console)
+
+
+def _check_tasks(refs: set[Any]) -> None:
+    from runner.tasks import check_task
+
+    for ref in sorted(refs, key=str):
+        check_task(ref)
+
+
+def _launch_plan(plan: Any, config_dirs: list[str], config_name: str, console: Console) -> int:
+    from runner.store import SweepStore
+
+    output_dir = Path(plan.execution["runner"].get("output_dir", "outputs"))
+    store, created = SweepStore.create(plan, output_dir, config_name, config_dirs)
+    if not created:
+        _check_frozen(store, plan, console)
+    return _execute(store, plan.execution, console)
+
+
+def _check_frozen(store: Any, plan: Any, console: Console) -> None:
+    """Re-running a command whose config changed: warn and keep the frozen runs, or refuse."""
+    manifest = store.manifest
+    if manifest.get("fingerprint") == plan.fingerprint:
+        console.print(f"resuming sweep {store.root}")
+        return
+    frozen = {r["id"] for r in manifest["runs"]}
+    new = {r.id for r in plan.runs}
+    detail = (f"{len(new - frozen)} run(s) would be added, {len(frozen - new)} removed, "
+              f"{len(frozen & new)} kept (their configs may differ)")
+    message = (f"the config changed since {store.root} was frozen: {detail}. "
+               "The frozen runs and configs are used; to start a new sweep instead, pass "
+               "runner.name=<new name>.")
+    if plan.execution["runner"].get("on_config_change") == "error":
+        from runner.errors import StateError
+
+        raise StateError(message.replace("are used", "were kept") +
+                         " (runner.on_config_change=error)")
+    console.print(f"[yellow]warning:[/] {message}")
+
+
+def _execute(store: Any, execution: dict[str, Any], console: Console) -> int:
+    from runner.scheduler import debug_run, run_sweep
+
+    store.update_execution(execution)
+    debug = execution["runner"].get("debug")
+    if debug not in (None, False, "false"):
+        return debug_run(store, execution, debug, console)
+    result = run_sweep(store, execution, console)
+    console.print(f"sweep directory: {store.root}")
+    return result.exit_code
+
+
+def _print_plan(plan: Any, output_dir: Path, console: Console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{plan.name}: {len(plan.runs)} runs ({plan.kind}) -> "
+                        f"{output_dir / plan.name}", show_edge=False)
+    table.add_column("#", justify="right")
+    table.add_column("id")
+    for key in plan.varying:
+        table.add_column(key)
+    for i, run in enumerate(plan.runs[:200]):
+        table.add_row(str(i), run.id, *(str(run.values.get(k)) for k in plan.varying))
+    Console(highlight=False).print(table)
+    if len(plan.runs) > 200:
+        console.print(f"... and {len(plan.runs) - 200} more runs")
+    fixed = [k for k in plan.axes if k not in plan.varying]
+    if fixed:
+        console.print("same in every run: " + ", ".join(
+            f"{k}={plan.runs[0].values.get(k)}" for k in fixed))
+    console.print("dry run: nothing was written or launched")
+
+
+def cmd_status(argv: list[str]) -> int:
+    from runner.status import render, scan, to_json
+    from runner.store import SweepStore
+
+    parser = argparse.ArgumentParser(prog="python -m runner status")
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--all", action="store_true", help="show every run, not the first 50")
+    args = parser.parse_args(argv)
+    store = SweepStore(args.sweep_dir)
+    rows = scan(store)
+    if args.json:
+        json.dump(to_json(store, rows), sys.stdout, default=str)
+        sys.stdout.write("\n")
+    else:
+        Console(highlight=False).print(render(store, rows, None if args.all else 50))
+    return 0
+
+
+def cmd_resume(argv: list[str]) -> int:
+    """Resume from the directory; execution settings may be overridden (launcher.*, runner.*)."""
+    from runner.compose import composer
+    from runner.store import SweepStore
+
+    parser = argparse.ArgumentParser(prog="python -m runner resume")
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("overrides", nargs="*",
+                        help="runner.*, launcher.* or notifier overrides for this launch")
+    args = parser.parse_args(argv)
+    store = SweepStore(args.sweep_dir)
+    manifest = store.manifest
+    bad = [o for o in args.overrides if o.lstrip("+~").split("=")[0].split(".")[0] not in _EXEC]
+    if bad:
+        raise RunnerError(f"resume only takes runner/launcher/notifier overrides, got {bad}: the "
+                          "runs of a sweep are frozen (start a new sweep to change them)")
+    execution = dict(manifest["execution"])
+    if args.overrides:
+        dirs = manifest.get("config_dirs") or [None]
+        with composer(dirs[0] if dirs[0] and Path(dirs[0]).is_dir() else None) as comp:
+            cfg = comp.compose([*_exec_overrides(manifest["overrides"]), *args.overrides],
+                               manifest.get("config_name", "config"))
+        from runner.compose import to_container
+
+        fresh = to_container(cfg)
+        execution.update({k: fresh[k] for k in _EXEC if k in fresh})
+    return _execute(store, execution, _console())
+
+
+def _exec_overrides(overrides: list[str]) -> list[str]:
+    return [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] in _EXEC
+            and "," not in o]

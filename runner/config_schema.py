@@ -1,0 +1,105 @@
+"""Schemas of runner's own config sections, and their validation.
+
+Each dataclass is the single source of truth for its section: the YAML in ``conf/`` mirrors its
+defaults (a test checks that), and ``validate()`` reports an unknown key with the list of valid ones
+and a wrong type with the key and the expected type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig, OmegaConf
+
+from runner.errors import ConfigError
+
+
+@dataclass
+class RunnerConf:
+    output_dir: str = "outputs"
+    name: str | None = None
+    dry_run: bool = False
+    retry_crashed: bool = False
+    debug: Any = None
+    heartbeat_s: float = 10.0
+    stale_after_s: float = 120.0
+    preload: list[str] = field(default_factory=list)
+    on_config_change: str = "warn"
+    progress: bool = True
+
+
+@dataclass
+class LauncherConf:
+    """Settings every launcher understands (shared resource names)."""
+
+    _target_: str = ""
+    max_parallel: int | None = None
+    timeout_min: float | None = None
+
+
+@dataclass
+class LocalLauncherConf(LauncherConf):
+    _target_: str = "runner.launchers.local.LocalLauncher"
+    kill_grace_s: float = 5.0
+    start_method: str = "forkserver"
+
+
+@dataclass
+class SweepConf:
+    kind: str = "grid"
+    params: dict[str, Any] = field(default_factory=dict)
+    runs: list[Any] = field(default_factory=list)
+    num_samples: int = 10
+    seed: int = 0
+    seeds: Any = None
+    seed_key: str = "seed"
+    filter: str | None = None
+    subset: int | None = None
+    subset_seed: int = 0
+
+
+@dataclass
+class NotifierConf:
+    _target_: str = ""
+    events: list[str] = field(default_factory=lambda: ["all"])
+
+
+SWEEP_KINDS = ("grid", "random", "list")
+T = TypeVar("T")
+
+
+def field_names(schema: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(schema)]
+
+
+def validate(node: Any, schema: type[T], where: str) -> T:
+    """Check ``node`` (a DictConfig or dict) against ``schema``; return a schema instance.
+
+    Args:
+        node: the config section.
+        schema: the dataclass describing it.
+        where: the section's key in the full config, for messages (e.g. ``launcher``).
+    """
+    if node is None:
+        node = {}
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=True)
+    if not isinstance(node, dict):
+        raise ConfigError(f"'{where}' must be a mapping, got {type(node).__name__}: {node!r}")
+    valid = field_names(schema)
+    unknown = sorted(set(node) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(f'{where}.{k}' for k in unknown)} for {schema.__name__}; "
+            f"valid keys are: {', '.join(valid)}"
+        )
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), node)
+        obj = OmegaConf.to_object(merged)
+    except Exception as exc:
+        key = getattr(exc, "full_key", "") or getattr(exc, "key", "")
+        raise ConfigError(f"invalid value for '{where}.{key}': {exc}".replace("\n", " ")) from None
+    assert isinstance(obj, schema)
+    return obj

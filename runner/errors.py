@@ -1,0 +1,55 @@
+"""Exceptions raised by runner.
+
+Every message names what is wrong (the key, the value, the file) and, where there is one, the fix.
+The CLI prints ``RunnerError`` messages without a traceback and exits with ``exit_code``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RunnerError(Exception):
+    """Base class of every error runner reports to the user."""
+
+    exit_code = 2
+
+
+class ConfigError(RunnerError):
+    """A config cannot be composed or does not validate: unknown key, bad type, broken YAML."""
+
+
+class SweepError(RunnerError):
+    """A sweep cannot be expanded: bad axis, bad filter, duplicate runs."""
+
+
+class StateError(RunnerError):
+    """A run or sweep directory is not in the state an operation needs."""
+
+
+class CorruptStateError(StateError):
+    """A FLAG or manifest file on disk cannot be parsed.
+
+    Nothing is rewritten: the file is left as it is for inspection, and the run is skipped.
+    """
+
+    def __init__(self, path: Path | str, content: str | bytes, reason: str) -> None:
+        self.path = Path(path)
+        self.content = content
+        self.reason = reason
+        shown = content if isinstance(content, str) else content.decode("utf-8", "replace")
+        if len(shown) > 200:
+            shown = shown[:200] + "..."
+        super().__init__(
+            f"corrupt state file {self.path}: {reason}; content: {shown!r}. "
+            "The run is skipped and nothing else is changed; inspect the file, then delete it "
+            "(the run becomes UNHATCHED if no other FLAG file is left) or fix it."
+        )
+
+
+class LaunchError(RunnerError):
+    """A launcher could not start runs."""
+
+
+class TaskImportError(ConfigError):
+    """``task.fn`` does not name an importable callable."""

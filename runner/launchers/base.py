@@ -1,0 +1,71 @@
+"""The launcher interface: start leased runs somewhere and tell when they end.
+
+A launcher never decides *which* runs to start, and never writes FLAG files for a healthy run: the
+scheduler claims a run (RUNNING lease) and hands it over, the worker records the outcome, and the
+launcher only reports exit statuses (``RunHandle.poll``) so that the scheduler can record deaths
+the worker could not. New backends subclass ``Launcher`` and ``RunHandle`` and add a dataclass
+config in ``runner/config_schema.py`` plus a YAML file in ``conf/launcher/``.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from runner.config_schema import LauncherConf
+from runner.state import Lease
+from runner.store import RunRef, SweepStore
+
+
+class RunHandle(abc.ABC):
+    """One launched attempt of one run."""
+
+    def __init__(self, run: RunRef, lease: Lease) -> None:
+        self.run = run
+        self.lease = lease
+
+    @abc.abstractmethod
+    def poll(self) -> int | None:
+        """The exit status once the attempt has ended (negative: killed by that signal)."""
+
+    @abc.abstractmethod
+    def cancel(self) -> None:
+        """Ask the attempt to stop (the worker records INTERRUPTED); escalate if it does not."""
+
+
+class Launcher(abc.ABC):
+    """Starts runs. Subclasses are built from their config section (``launcher.*``)."""
+
+    config_class: type = LauncherConf  # the dataclass that validates ``launcher.*``
+
+    def __init__(self, store: SweepStore, conf: Any, runner_conf: Any) -> None:
+        self.store = store
+        self.conf = conf
+        self.runner_conf = runner_conf
+
+    @classmethod
+    def is_available(cls) -> bool:
+        """False where this backend cannot work on this machine (e.g. no ``sbatch``)."""
+        return True
+
+    @property
+    def max_parallel(self) -> int:
+        value = getattr(self.conf, "max_parallel", None)
+        return int(value) if value else (os.cpu_count() or 1)
+
+    def launcher_info(self, run: RunRef) -> dict[str, Any]:
+        """Extra facts recorded in the run's lease when it is claimed (slot, job id...)."""
+        return {}
+
+    @abc.abstractmethod
+    def launch(self, run: RunRef, lease: Lease) -> RunHandle:
+        """Start one leased run."""
+
+    @abc.abstractmethod
+    def wait(self, handles: Sequence[RunHandle], timeout: float) -> list[RunHandle]:
+        """Block until at least one handle has ended or ``timeout``; return the ended ones."""
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Release resources (called once, after the sweep loop)."""

@@ -1,0 +1,109 @@
+"""Sweep events and the Notifier interface.
+
+Events are emitted by the scheduler from the run store's state transitions (what the FLAG files
+say after an attempt ended), not from try/except in the task, so a run killed by SIGKILL or the
+OOM killer is reported like any other crash.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.config_schema import NotifierConf, validate
+from runner.errors import ConfigError
+
+
+@dataclass
+class Event:
+    sweep_dir: Path
+    sweep_name: str
+
+    @property
+    def kind(self) -> str:
+        return _KINDS[type(self)]
+
+
+@dataclass
+class SweepStarted(Event):
+    total: int
+    to_run: int
+    counts: dict[str, int]
+
+
+@dataclass
+class RunEnded(Event):
+    run_id: str
+    run_dir: Path
+    values: dict[str, Any]
+    state: str
+    attempt: int
+    duration_s: float | None
+    summary: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+    details: str = ""
+
+    @property
+    def kind(self) -> str:
+        return {"COMPLETED": "run_completed", "CRASHED": "run_crashed"}.get(
+            self.state, "run_interrupted")
+
+
+@dataclass
+class SweepFinished(Event):
+    counts: dict[str, int]
+    duration_s: float
+    interrupted: bool = False
+
+
+_KINDS = {SweepStarted: "sweep_started", RunEnded: "run_ended", SweepFinished: "sweep_finished"}
+EVENT_KINDS = ("sweep_started", "run_completed", "run_crashed", "run_interrupted",
+               "sweep_finished")
+
+
+class Notifier(abc.ABC):
+    """Receives sweep events. ``events`` filters them (``all`` or a list of EVENT_KINDS)."""
+
+    config_class: type = NotifierConf
+
+    def __init__(self, conf: Any) -> None:
+        self.conf = conf
+        wanted = list(conf.events)
+        bad = [e for e in wanted if e != "all" and e not in EVENT_KINDS]
+        if bad:
+            raise ConfigError(f"notifier events {bad} unknown; "
+                              f"valid: all, {', '.join(EVENT_KINDS)}")
+        self.events = set(EVENT_KINDS) if "all" in wanted else set(wanted)
+
+    def wants(self, event: Event) -> bool:
+        return event.kind in self.events
+
+    def notify(self, event: Event) -> None:
+        if self.wants(event):
+            self.handle(event)
+
+    @abc.abstractmethod
+    def handle(self, event: Event) -> None:
+        """Deliver one event (never raise for a delivery problem: log it)."""
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Flush pending deliveries."""
+
+
+def create_notifiers(section: dict[str, Any] | None) -> list[Notifier]:
+    """Build every notifier under ``notifier.<name>``."""
+    out = []
+    for name, cfg in (section or {}).items():
+        if not isinstance(cfg, dict) or "_target_" not in cfg:
+            raise ConfigError(f"notifier.{name} needs a _target_ (see conf/notifier/)")
+        module, _, cls_name = str(cfg["_target_"]).rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), cls_name)
+        except (ImportError, AttributeError, ValueError):
+            raise ConfigError(f"notifier.{name}._target_='{cfg['_target_']}' is not importable"
+                              ) from None
+        out.append(cls(validate(cfg, cls.config_class, f"notifier.{name}")))
+    return out

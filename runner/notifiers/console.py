@@ -1,0 +1,38 @@
+"""Sweep events on the terminal (rich)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+
+from runner.notifiers.base import Event, Notifier, RunEnded, SweepFinished, SweepStarted
+
+
+def format_values(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items()) or "(no swept values)"
+
+
+class ConsoleNotifier(Notifier):
+    def __init__(self, conf: Any, console: Console | None = None) -> None:
+        super().__init__(conf)
+        self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def handle(self, event: Event) -> None:
+        c = self.console
+        if isinstance(event, SweepStarted):
+            c.print(f"[bold]sweep[/] {event.sweep_name}: {event.to_run} of {event.total} runs to "
+                    f"launch ({_counts(event.counts)}) in {event.sweep_dir}")
+        elif isinstance(event, RunEnded):
+            style = {"COMPLETED": "green", "CRASHED": "red"}.get(event.state, "yellow")
+            c.print(f"[{style}]{event.state}[/] {event.run_id} {format_values(event.values)}"
+                    + (f": {event.reason}" if event.reason else ""))
+            if event.state == "CRASHED":
+                c.print(f"  log: {event.run_dir / 'stderr.log'}")
+        elif isinstance(event, SweepFinished):
+            verb = "interrupted" if event.interrupted else "finished"
+            c.print(f"[bold]sweep {verb}[/] in {event.duration_s:.1f}s: {_counts(event.counts)}")
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {state.lower()}" for state, n in counts.items() if n) or "no runs"

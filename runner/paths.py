@@ -1,0 +1,97 @@
+"""The one owner of file names in sweep and run directories.
+
+No other module builds these paths by hand, so the on-disk layout is defined here and only here::
+
+    <sweep_dir>/
+        sweep.json            manifest, frozen at expansion (runs, values, fingerprint, provenance)
+        git.diff              uncommitted changes of the user's repository at expansion
+        runs/<run dir>/
+            config.yaml       the run's resolved config (frozen)
+            values.json       the run's swept values
+            UNHATCHED | RUNNING | COMPLETED | CRASH.txt | INTERRUPTED     FLAG files (state.py)
+            stdout.log, stderr.log
+            metrics.jsonl, progress.csv
+            checkpoints/      the task's own checkpoints, found again on resume
+            attempts/         FLAG files of earlier attempts
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+FLAG_UNHATCHED = "UNHATCHED"
+FLAG_RUNNING = "RUNNING"
+FLAG_COMPLETED = "COMPLETED"
+FLAG_CRASH = "CRASH.txt"
+FLAG_INTERRUPTED = "INTERRUPTED"
+FLAG_NAMES = (FLAG_UNHATCHED, FLAG_RUNNING, FLAG_COMPLETED, FLAG_CRASH, FLAG_INTERRUPTED)
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Every file name inside one run directory."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def values(self) -> Path:
+        return self.root / "values.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    @property
+    def stdout(self) -> Path:
+        return self.root / "stdout.log"
+
+    @property
+    def stderr(self) -> Path:
+        return self.root / "stderr.log"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def progress(self) -> Path:
+        return self.root / "progress.csv"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def attempts(self) -> Path:
+        return self.root / "attempts"
+
+    def flag(self, name: str) -> Path:
+        assert name in FLAG_NAMES, name
+        return self.root / name
+
+
+@dataclass(frozen=True)
+class SweepPaths:
+    """Every file name at the top of a sweep directory."""
+
+    root: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "sweep.json"
+
+    @property
+    def git_diff(self) -> Path:
+        return self.root / "git.diff"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    def run(self, dirname: str) -> RunPaths:
+        return RunPaths(self.runs / dirname)

@@ -1,0 +1,203 @@
+"""The sweep loop: recover dead runs, claim runnable ones, launch, watch, report.
+
+Resuming is the same loop as the first launch: whatever is UNHATCHED or INTERRUPTED (and CRASHED
+with ``runner.retry_crashed``) is launched, anything COMPLETED is left alone, and a run another
+live runner process holds is skipped. Every run is claimed atomically right before it is
+launched, so two runners working on one sweep never run the same run twice.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from runner.config_schema import RunnerConf, validate
+from runner.errors import StateError
+from runner.launchers import RunHandle, create_launcher
+from runner.notifiers.base import Notifier, RunEnded, SweepFinished, SweepStarted, create_notifiers
+from runner.recovery import recover
+from runner.state import State, claim
+from runner.status import CORRUPT, RunStatus, counts, read_run, scan
+from runner.store import RunRef, SweepStore
+from runner.worker import execute, reconcile
+
+
+@dataclass
+class SweepResult:
+    counts: dict[str, int]
+    interrupted: bool = False
+    corrupt: list[str] = field(default_factory=list)
+    running_elsewhere: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        finished = self.counts.get("COMPLETED", 0) == sum(self.counts.values())
+        return 0 if finished else 1
+
+
+def launchable(retry_crashed: bool) -> frozenset[State]:
+    states = {State.UNHATCHED, State.INTERRUPTED}
+    if retry_crashed:
+        states.add(State.CRASHED)
+    return frozenset(states)
+
+
+def prepare(store: SweepStore, runner_conf: RunnerConf, console: Console) -> list[RunStatus]:
+    """Scan the sweep, turn dead RUNNING leases into INTERRUPTED, report corrupt runs."""
+    rows = scan(store)
+    dead = [(r.ref.paths, r.lease) for r in rows if r.state == "RUNNING"]
+    if dead and recover(dead, runner_conf.stale_after_s):
+        rows = scan(store)
+    for row in rows:
+        if row.state == CORRUPT:
+            console.print(f"[magenta]skipping run {row.ref.id}[/]: {row.error}")
+    return rows
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Display:
+    """Live progress (done / running / crashed / left, ETA) when on a terminal."""
+
+    def __init__(self, console: Console, total: int, enabled: bool) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(),
+            TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[states]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(),
+            console=console, disable=not (enabled and console.is_terminal), transient=False)
+        self.task = self.progress.add_task("runs", total=total, states="")
+
+    def update(self, done: int, running: int, crashed: int, left: int) -> None:
+        self.progress.update(self.task, completed=done,
+                             states=f"running {running} · crashed {crashed} · left {left}")
+
+
+def run_sweep(store: SweepStore, execution: dict[str, Any],
+              console: Console | None = None) -> SweepResult:
+    console = console or Console(stderr=True, highlight=False)
+    runner_conf = validate(execution.get("runner"), RunnerConf, "runner")
+    notifiers = create_notifiers(execution.get("notifier"))
+    launcher = create_launcher(store, execution.get("launcher") or {}, runner_conf)
+    rows = prepare(store, runner_conf, console)
+    allowed = launchable(runner_conf.retry_crashed)
+    pending = [r.ref for r in rows if r.state in {s.value for s in allowed}]
+    elsewhere = sum(1 for r in rows if r.state == "RUNNING")
+    name = str(store.manifest.get("name"))
+    _emit(notifiers, SweepStarted(store.root, name, len(rows), len(pending), counts(rows)))
+    if elsewhere:
+        console.print(f"{elsewhere} run(s) are RUNNING in another live runner process: skipped")
+    started = time.time()
+    active: list[RunHandle] = []
+    tally = {"done": 0, "crashed": 0}
+    interrupted = False
+    display = _Display(console, len(pending), runner_conf.progress)
+    try:
+        with _sigterm_as_interrupt(), display.progress:
+            while pending or active:
+                while pending and len(active) < launcher.max_parallel:
+                    ref = pending.pop(0)
+                    lease = claim(ref.paths, allowed, launcher.launcher_info(ref))
+                    if lease is not None:
+                        active.append(launcher.launch(ref, lease))
+                display.update(tally["done"], len(active), tally["crashed"], len(pending))
+                if not active:
+                    break
+                for handle in launcher.wait(active, timeout=1.0):
+                    active.remove(handle)
+                    _ended(store, handle, notifiers, tally)
+    except KeyboardInterrupt:
+        interrupted = True
+        _stop_all(store, active, notifiers, tally, console)
+    finally:
+        launcher.close()
+    final = scan(store, details=False)
+    result = SweepResult(counts(final), interrupted,
+                         [r.ref.id for r in final if r.state == CORRUPT], elsewhere)
+    _emit(notifiers, SweepFinished(store.root, name, result.counts, time.time() - started,
+                                   interrupted))
+    for notifier in notifiers:
+        notifier.close()
+    return result
+
+
+def _stop_all(store: SweepStore, active: list[RunHandle], notifiers: list[Notifier],
+              tally: dict[str, int], console: Console) -> None:
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # cleanup is bounded; finish it
+    try:
+        console.print(f"[yellow]interrupted[/]: stopping {len(active)} running run(s); they "
+                      "stay resumable")
+        for handle in active:
+            handle.cancel()
+        for handle in active:
+            _ended(store, handle, notifiers, tally)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _ended(store: SweepStore, handle: RunHandle, notifiers: list[Notifier],
+           tally: dict[str, int]) -> None:
+    reconcile(handle.run.paths, handle.lease, handle.poll())
+    row = read_run(handle.run)
+    if row.state == "COMPLETED":
+        tally["done"] += 1
+    elif row.state == "CRASHED":
+        tally["crashed"] += 1
+    details = row.record.data.get("details", "") if row.record else ""
+    _emit(notifiers, RunEnded(
+        store.root, str(store.manifest.get("name")), row.ref.id, row.ref.paths.root,
+        row.ref.values, row.state, row.record.attempt if row.record else 0,
+        row.duration(time.time()), row.summary, row.reason, details))
+
+
+def _emit(notifiers: list[Notifier], event: Any) -> None:
+    for notifier in notifiers:
+        notifier.notify(event)
+
+
+def debug_run(store: SweepStore, execution: dict[str, Any], which: Any,
+              console: Console) -> int:
+    """Run one run inside this process, so breakpoint() and pdb work. Returns its exit code."""
+    runner_conf = validate(execution.get("runner"), RunnerConf, "runner")
+    rows = prepare(store, runner_conf, console)
+    every = frozenset(s for s in State if s is not State.RUNNING)
+    candidates = [r.ref for r in rows if r.state in {s.value for s in launchable(True)}]
+    if which in (True, "true", "first"):
+        if not candidates:
+            raise StateError("runner.debug: no run left to run (all COMPLETED or RUNNING)")
+        ref: RunRef = candidates[0]
+    elif which == "random":
+        if not candidates:
+            raise StateError("runner.debug: no run left to run (all COMPLETED or RUNNING)")
+        ref = random.choice(candidates)
+    else:
+        ref = store.find(str(which))
+    lease = claim(ref.paths, every, {"debug": True})
+    if lease is None:
+        raise StateError(f"runner.debug: run {ref.id} is RUNNING elsewhere")
+    console.print(f"[bold]debug[/]: running {ref.id} {ref.values} in this process "
+                  f"({ref.paths.root})")
+    code = execute(ref.paths, lease.token, heartbeat_s=runner_conf.heartbeat_s,
+                   install_signals=False)
+    row = read_run(ref)
+    console.print(f"{ref.id}: {row.state} {row.reason or row.summary}")
+    return code

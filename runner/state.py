@@ -1,0 +1,261 @@
+"""FLAG-file state machine of one run.
+
+A run directory holds one FLAG file naming its state::
+
+    UNHATCHED --claim--> RUNNING --finish--> COMPLETED | CRASH.txt | INTERRUPTED
+                            ^                               |           |
+                            +-------- claim (resume) -------+-----------+  (CRASH only on retry)
+
+Every FLAG file carries the attempt number it belongs to. A transition writes the new FLAG
+atomically (temp file, fsync, rename) and then moves the old one to ``attempts/``; a process killed
+between the two steps leaves two FLAG files, and readers pick the newer one by (attempt, rank). So
+no kill at any moment can lose or invent a state. Transitions run under an exclusive ``flock`` on
+the run's ``.lock`` file, which the kernel releases when its holder dies, so two runner processes
+resuming one sweep can never claim the same run twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import fcntl
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.atomic import fsync_dir, write_json_atomic, write_text_atomic
+from runner.errors import CorruptStateError
+from runner.paths import (
+    FLAG_COMPLETED,
+    FLAG_CRASH,
+    FLAG_INTERRUPTED,
+    FLAG_NAMES,
+    FLAG_RUNNING,
+    FLAG_UNHATCHED,
+    RunPaths,
+)
+
+
+class State(enum.StrEnum):
+    UNHATCHED = "UNHATCHED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    CRASHED = "CRASHED"
+    INTERRUPTED = "INTERRUPTED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (State.COMPLETED, State.CRASHED, State.INTERRUPTED)
+
+
+FLAG_OF_STATE = {
+    State.UNHATCHED: FLAG_UNHATCHED,
+    State.RUNNING: FLAG_RUNNING,
+    State.COMPLETED: FLAG_COMPLETED,
+    State.CRASHED: FLAG_CRASH,
+    State.INTERRUPTED: FLAG_INTERRUPTED,
+}
+STATE_OF_FLAG = {flag: state for state, flag in FLAG_OF_STATE.items()}
+_RANK = {State.UNHATCHED: 0, State.RUNNING: 1}  # terminal states rank 2
+
+
+@dataclass
+class Lease:
+    """Content of a RUNNING FLAG: who runs the run, since when, and proof of life."""
+
+    token: str
+    attempt: int
+    host: str
+    pid: int
+    create_time: float
+    started: float
+    heartbeat: float
+    phase: str = "launching"  # "launching" (the launcher holds it) or "running" (the worker does)
+    launcher: dict[str, Any] = field(default_factory=dict)  # e.g. slot, SLURM job id
+
+    @classmethod
+    def new(cls, attempt: int, launcher: dict[str, Any] | None = None) -> Lease:
+        now = time.time()
+        return cls(token=uuid.uuid4().hex, attempt=attempt, host=socket.gethostname(),
+                   pid=os.getpid(), create_time=process_create_time(os.getpid()), started=now,
+                   heartbeat=now, launcher=dict(launcher or {}))
+
+
+@dataclass
+class FlagRecord:
+    """One parsed FLAG file."""
+
+    state: State
+    attempt: int
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def lease(self) -> Lease:
+        assert self.state is State.RUNNING
+        return Lease(**self.data)
+
+
+def process_create_time(pid: int) -> float:
+    import psutil
+
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return 0.0
+
+
+# ---------------------------------------------------------------- reading
+
+def flag_names(root: Path) -> list[str]:
+    """FLAG file names present in a run directory (one ``listdir``)."""
+    return [name for name in os.listdir(root) if name in FLAG_NAMES]
+
+
+def parse_crash_report(text: str) -> tuple[dict[str, str], str]:
+    """Split a CRASH.txt into its ``key: value`` header and its free-text body."""
+    head, _, body = text.partition("\n\n")
+    header: dict[str, str] = {}
+    for line in head.splitlines():
+        key, sep, value = line.partition(": ")
+        if not sep:
+            raise ValueError(f"header line {line!r} is not 'key: value'")
+        header[key.strip()] = value.strip()
+    return header, body
+
+
+def read_flag(path: Path) -> FlagRecord:
+    """Parse one FLAG file; a torn or foreign file raises ``CorruptStateError``."""
+    state = STATE_OF_FLAG[path.name]
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+        if state is State.CRASHED:
+            header, body = parse_crash_report(text)
+            data: dict[str, Any] = {**header, "details": body}
+            attempt = int(header["attempt"])
+        else:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            attempt = int(data["attempt"])
+            if state is State.RUNNING:
+                Lease(**data)  # every lease field present, nothing unknown
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptStateError(path, raw, f"{type(exc).__name__}: {exc}") from None
+    return FlagRecord(state, attempt, path, data)
+
+
+def _newest(records: list[FlagRecord]) -> FlagRecord:
+    return max(records, key=lambda r: (r.attempt, _RANK.get(r.state, 2)))
+
+
+def read_state(paths: RunPaths) -> FlagRecord:
+    """The run's current state. Raises ``CorruptStateError`` for an unreadable FLAG file."""
+    names = flag_names(paths.root)
+    if not names:
+        raise CorruptStateError(paths.root, "", "no FLAG file in the run directory")
+    return _newest([read_flag(paths.root / name) for name in names])
+
+
+def quick_state(paths: RunPaths) -> State | None:
+    """The state from file names alone (no parsing), or None when a transition left two FLAGs."""
+    names = flag_names(paths.root)
+    return STATE_OF_FLAG[names[0]] if len(names) == 1 else None
+
+
+# ---------------------------------------------------------------- transitions
+
+@contextlib.contextmanager
+def run_lock(paths: RunPaths) -> Iterator[None]:
+    """Exclusive lock over the run's state; released by the kernel if the holder dies."""
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _archive(paths: RunPaths, record: FlagRecord) -> None:
+    """Move a superseded FLAG into attempts/ (kept for history), durably."""
+    paths.attempts.mkdir(exist_ok=True)
+    target = paths.attempts / f"{record.attempt}.{record.path.name}"
+    os.replace(record.path, target)
+    fsync_dir(paths.root)
+
+
+def _settle(paths: RunPaths) -> FlagRecord:
+    """Read the state and archive FLAGs left behind by a killed transition (lock held)."""
+    records = [read_flag(paths.root / name) for name in flag_names(paths.root)]
+    if not records:
+        raise CorruptStateError(paths.root, "", "no FLAG file in the run directory")
+    newest = _newest(records)
+    for record in records:
+        if record is not newest:
+            _archive(paths, record)
+    return newest
+
+
+def create_unhatched(paths: RunPaths, *, durable: bool = True) -> None:
+    write_json_atomic(paths.flag(FLAG_UNHATCHED), {"attempt": 0, "created": time.time()},
+                      durable=durable)
+
+
+def claim(paths: RunPaths, allowed: frozenset[State],
+          launcher: dict[str, Any] | None = None) -> Lease | None:
+    """Atomically move a run from one of ``allowed`` states to RUNNING.
+
+    Returns the new lease, or None when the run is in another state (for example another runner
+    claimed it first).
+    """
+    with run_lock(paths):
+        current = _settle(paths)
+        if current.state not in allowed:
+            return None
+        lease = Lease.new(current.attempt + 1, launcher)
+        write_json_atomic(paths.flag(FLAG_RUNNING), asdict(lease))
+        _archive(paths, current)
+        return lease
+
+
+def update_lease(paths: RunPaths, token: str, **changes: Any) -> Lease | None:
+    """Rewrite our RUNNING lease (heartbeat, worker pid); None if it is no longer ours."""
+    with run_lock(paths):
+        current = _settle(paths)
+        if current.state is not State.RUNNING or current.data["token"] != token:
+            return None
+        lease = Lease(**{**current.data, **changes})
+        write_json_atomic(paths.flag(FLAG_RUNNING), asdict(lease))
+        return lease
+
+
+def finish(paths: RunPaths, token: str, state: State, payload: dict[str, Any],
+           crash_details: str = "") -> bool:
+    """End our RUNNING attempt in a terminal state. False if the lease is no longer ours."""
+    assert state.is_terminal
+    with run_lock(paths):
+        current = _settle(paths)
+        if current.state is not State.RUNNING or current.data["token"] != token:
+            return False
+        write_terminal(paths, state, current.attempt, payload, crash_details)
+        os.unlink(current.path)
+        fsync_dir(paths.root)
+        return True
+
+
+def write_terminal(paths: RunPaths, state: State, attempt: int, payload: dict[str, Any],
+                   crash_details: str = "") -> None:
+    flag = paths.flag(FLAG_OF_STATE[state])
+    if state is State.CRASHED:
+        header = {"attempt": attempt, "time": time.time(), **payload}
+        lines = [f"{k}: {' '.join(str(v).split())}" for k, v in header.items()]
+        write_text_atomic(flag, "\n".join(lines) + "\n\n" + crash_details.rstrip() + "\n")
+    else:
+        write_json_atomic(flag, {"attempt": attempt, "time": time.time(), **payload})

@@ -1,0 +1,154 @@
+"""Reading a sweep's state: one row per run, counts per state, JSON and a rich table.
+
+A scan costs one ``listdir`` per run plus, for runs that have one, one small read of the FLAG
+file's content (summary, lease or crash reason). A FLAG that cannot be parsed makes that run
+``CORRUPT`` with the error; it never stops the scan or changes anything on disk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from runner.errors import CorruptStateError
+from runner.metrics import last_metrics
+from runner.recovery import death_reason
+from runner.state import STATE_OF_FLAG, FlagRecord, State, flag_names, read_flag, read_state
+from runner.store import RunRef, SweepStore
+
+CORRUPT = "CORRUPT"
+STATE_ORDER = [s.value for s in State] + [CORRUPT]
+
+
+@dataclass
+class RunStatus:
+    ref: RunRef
+    state: str
+    record: FlagRecord | None
+    error: str = ""
+
+    @property
+    def lease(self) -> Any:
+        return self.record.lease if self.record and self.state == "RUNNING" else None
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        if self.record is None:
+            return {}
+        return dict(self.record.data.get("summary") or {})
+
+    @property
+    def reason(self) -> str:
+        if self.record is None:
+            return self.error
+        return str(self.record.data.get("reason", ""))
+
+    def duration(self, now: float) -> float | None:
+        if self.record is None:
+            return None
+        if self.state == "RUNNING":
+            return now - float(self.record.data["started"])
+        value = self.record.data.get("duration_s")
+        return float(value) if value not in (None, "") else None
+
+
+def read_run(ref: RunRef, details: bool = True) -> RunStatus:
+    try:
+        names = flag_names(ref.paths.root)
+    except FileNotFoundError:
+        return RunStatus(ref, CORRUPT, None, f"run directory {ref.paths.root} is missing")
+    try:
+        if len(names) == 1:
+            state = STATE_OF_FLAG[names[0]]
+            if state is State.UNHATCHED or not details:
+                return RunStatus(ref, state.value, None)
+            record = read_flag(ref.paths.root / names[0])
+        else:
+            record = read_state(ref.paths)
+    except CorruptStateError as exc:
+        return RunStatus(ref, CORRUPT, None, str(exc))
+    return RunStatus(ref, record.state.value, record)
+
+
+def scan(store: SweepStore, details: bool = True) -> list[RunStatus]:
+    return [read_run(ref, details) for ref in store.runs()]
+
+
+def counts(rows: list[RunStatus]) -> dict[str, int]:
+    c = Counter(r.state for r in rows)
+    return {state: c.get(state, 0) for state in STATE_ORDER}
+
+
+def row_json(row: RunStatus, now: float, with_metrics: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": row.ref.id, "dir": str(row.ref.paths.root), "state": row.state,
+        "values": row.ref.values, "summary": row.summary,
+        "attempt": row.record.attempt if row.record else (0 if row.state == "UNHATCHED" else None),
+        "duration_s": row.duration(now),
+    }
+    if row.reason:
+        out["reason"] = row.reason
+    if row.state == "RUNNING":
+        lease = row.lease
+        out["lease"] = {"host": lease.host, "pid": lease.pid, "heartbeat": lease.heartbeat,
+                        "launcher": lease.launcher}
+        out["stale"] = death_reason(lease, float("inf")) is not None
+        if with_metrics:
+            out["last_metrics"] = last_metrics(row.ref.paths.metrics)
+    return out
+
+
+def to_json(store: SweepStore, rows: list[RunStatus]) -> dict[str, Any]:
+    now = time.time()
+    return {"sweep_dir": str(store.root), "name": store.manifest.get("name"),
+            "counts": counts(rows), "runs": [row_json(r, now) for r in rows]}
+
+
+def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> Any:
+    """A rich renderable: counts, then one row per run (varying values, state, time, metrics)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    now = time.time()
+    varying = store.manifest.get("varying", [])
+    shown = rows if limit is None else _interesting_first(rows)[:limit]
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("id")
+    for key in varying:
+        table.add_column(key)
+    table.add_column("state")
+    table.add_column("time", justify="right")
+    table.add_column("metrics / reason", overflow="fold")
+    colours = {"COMPLETED": "green", "CRASHED": "red", "RUNNING": "cyan", CORRUPT: "magenta",
+               "INTERRUPTED": "yellow"}
+    for row in shown:
+        duration = row.duration(now)
+        info = row.reason if row.state in ("CRASHED", "INTERRUPTED", CORRUPT) else ""
+        metrics = row.summary or (last_metrics(row.ref.paths.metrics) or {}
+                                  if row.state == "RUNNING" else {})
+        if not info:
+            info = ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()
+                             if k not in ("time", "attempt"))[:120]
+        table.add_row(row.ref.id, *(_fmt(row.ref.values.get(k)) for k in varying),
+                      Text(row.state, style=colours.get(row.state, "")),
+                      f"{duration:.1f}s" if duration is not None else "", info)
+    header = Text(f"{store.root}  ({store.manifest.get('kind')}, {len(rows)} runs)  "
+                  + "  ".join(f"{s.lower()}: {n}" for s, n in counts(rows).items() if n))
+    parts: list[Any] = [header, table]
+    if len(shown) < len(rows):
+        parts.append(Text(f"... {len(rows) - len(shown)} more runs (--all shows every run)"))
+    return Group(*parts)
+
+
+def _interesting_first(rows: list[RunStatus]) -> list[RunStatus]:
+    rank = {CORRUPT: 0, "CRASHED": 1, "RUNNING": 2, "INTERRUPTED": 3}
+    return sorted(rows, key=lambda r: rank.get(r.state, 4))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)

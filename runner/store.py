@@ -1,0 +1,187 @@
+"""The run store: a sweep directory frozen from a Plan, and the runs inside it.
+
+A sweep directory is built complete in a hidden temporary directory next to its final place,
+flushed to disk, and renamed into place in one step. So a kill during expansion leaves either no
+sweep or a whole one, and two runner processes creating the same sweep at once end up sharing the
+one that won the rename.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runner import provenance
+from runner.atomic import fsync_dir, write_json_atomic
+from runner.errors import CorruptStateError, StateError
+from runner.paths import RunPaths, SweepPaths
+from runner.state import create_unhatched
+from runner.sweep import Plan, RunSpec
+
+MANIFEST_VERSION = 1
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def dump_yaml(obj: Any) -> str:
+    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
+def _syncfs(path: Path) -> None:
+    """Flush the file system holding ``path`` (one call instead of an fsync per file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if getattr(libc, "syncfs", None) is None or libc.syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """A run as the manifest lists it."""
+
+    id: str
+    dirname: str
+    values: dict[str, Any]
+    paths: RunPaths
+
+
+class SweepStore:
+    """One sweep directory: its manifest and its runs."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.paths = SweepPaths(Path(root).resolve())
+        self._manifest: dict[str, Any] | None = None
+
+    @property
+    def root(self) -> Path:
+        return self.paths.root
+
+    def exists(self) -> bool:
+        return self.paths.manifest.is_file()
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        if self._manifest is None:
+            path = self.paths.manifest
+            if not path.is_file():
+                raise StateError(f"{self.root} is not a sweep directory: {path.name} is missing")
+            raw = path.read_bytes()
+            try:
+                data = json.loads(raw)
+                if data.get("version") != MANIFEST_VERSION:
+                    raise ValueError(f"unsupported manifest version {data.get('version')!r}")
+            except (ValueError, AttributeError) as exc:
+                raise CorruptStateError(path, raw, str(exc)) from None
+            self._manifest = data
+        return self._manifest
+
+    def runs(self) -> list[RunRef]:
+        runs_dir = self.paths.runs
+        return [RunRef(r["id"], r["dir"], r["values"], RunPaths(runs_dir / r["dir"]))
+                for r in self.manifest["runs"]]
+
+    def find(self, prefix: str) -> RunRef:
+        matches = [r for r in self.runs() if r.id.startswith(prefix) or r.dirname == prefix]
+        if len(matches) != 1:
+            raise StateError(f"run '{prefix}' matches {len(matches)} runs of {self.root}")
+        return matches[0]
+
+    def update_execution(self, execution: dict[str, Any]) -> None:
+        """Record the execution settings of the latest launch (they may change on resume)."""
+        manifest = dict(self.manifest)
+        manifest["execution"] = execution
+        manifest["launches"] = [*manifest.get("launches", []),
+                                {"time": time.time(), "argv": sys.argv[1:], "pid": os.getpid()}]
+        write_json_atomic(self.paths.manifest, manifest)
+        self._manifest = manifest
+
+    @classmethod
+    def create(cls, plan: Plan, output_dir: Path, config_name: str,
+               config_dirs: list[str]) -> tuple[SweepStore, bool]:
+        """Freeze ``plan`` into ``output_dir/plan.name``; (store, False) if it already existed."""
+        final = (output_dir / plan.name).resolve()
+        store = cls(final)
+        if store.exists():
+            return store, False
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}.creating-{uuid.uuid4().hex[:8]}")
+        try:
+            _write_sweep(tmp, plan, config_name, config_dirs)
+            _syncfs(tmp)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not store.exists():
+                    raise
+                return store, False  # another runner created it first: share theirs
+            fsync_dir(final.parent)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return store, True
+
+
+def _write_sweep(root: Path, plan: Plan, config_name: str, config_dirs: list[str]) -> None:
+    paths = SweepPaths(root)
+    paths.runs.mkdir(parents=True)
+    cwd = Path.cwd()
+    prov, diff = provenance.collect(cwd)
+    if diff:
+        paths.git_diff.write_text(diff)
+    for run in plan.runs:
+        _write_run(paths.run(run.dirname), run)
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "name": plan.name,
+        "kind": plan.kind,
+        "created": time.time(),
+        "fingerprint": plan.fingerprint,
+        "command": [os.path.basename(sys.argv[0]), *sys.argv[1:]],
+        "overrides": plan.overrides,
+        "config_name": config_name,
+        "config_dirs": config_dirs,
+        "cwd": str(cwd),
+        "sys_path": [p for p in sys.path if p and os.path.isdir(p)][:5],
+        "axes": plan.axes,
+        "varying": plan.varying,
+        "notes": plan.notes,
+        "execution": plan.execution,
+        "provenance": prov,
+        "runs": [{"id": r.id, "dir": r.dirname, "values": r.values} for r in plan.runs],
+    }
+    (paths.manifest).write_text(json.dumps(manifest, indent=1, default=str) + "\n")
+
+
+def _write_run(paths: RunPaths, run: RunSpec) -> None:
+    paths.root.mkdir()
+    paths.config.write_text(dump_yaml(run.config))
+    paths.values.write_text(json.dumps(run.values, default=str) + "\n")
+    create_unhatched(paths, durable=False)  # the whole tree is flushed once, then renamed
+
+
+def load_run_config(paths: RunPaths) -> dict[str, Any]:
+    raw = paths.config.read_text()
+    try:
+        cfg = load_yaml(raw)
+    except yaml.YAMLError as exc:
+        raise CorruptStateError(paths.config, raw, f"not valid YAML: {exc}") from None
+    if not isinstance(cfg, dict):
+        raise CorruptStateError(paths.config, raw, "not a mapping")
+    return cfg

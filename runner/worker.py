@@ -1,0 +1,244 @@
+"""The only code that runs user tasks: one attempt of one run, recorded in its FLAG files.
+
+Launchers start it in a fresh process (``child_main`` through a fork server, or
+``python -m runner.worker RUN_DIR`` on a cluster node). It takes over the RUNNING lease,
+captures stdout/stderr into the run directory, keeps a heartbeat, calls ``task.fn(cfg)`` and
+ends the attempt:
+
+* return value (a dict)   -> COMPLETED with the value as the run's summary        (exit 0)
+* exception / sys.exit(n) -> CRASH.txt with the traceback and exit status          (exit 1 / n)
+* SIGTERM / SIGINT        -> INTERRUPTED, resumable                                (exit 143 / 130)
+
+A death it cannot record (SIGKILL, OOM killer, segfault) is recorded by the launcher from the
+process's exit status (``reconcile``), or found later by stale-lease recovery.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import faulthandler
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from runner import context
+from runner.metrics import MetricsWriter, flatten
+from runner.paths import RunPaths
+from runner.state import Lease, State, finish, process_create_time, update_lease
+from runner.store import load_run_config
+
+EXIT_COMPLETED = 0
+EXIT_CRASHED = 1
+EXIT_LEASE_LOST = 75
+EXIT_SIGINT = 128 + signal.SIGINT
+EXIT_SIGTERM = 128 + signal.SIGTERM
+_PR_SET_PDEATHSIG = 1
+
+
+class RunInterrupted(BaseException):
+    """Raised in the task when the run is asked to stop (SIGTERM); not an error of the task."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise RunInterrupted(signum)
+
+
+class Heartbeat(threading.Thread):
+    """Refreshes the lease; if the lease was taken over, stops this run (no double execution)."""
+
+    def __init__(self, paths: RunPaths, token: str, interval: float) -> None:
+        super().__init__(name="runner-heartbeat", daemon=True)
+        self.paths, self.token, self.interval = paths, token, interval
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval):
+            try:
+                alive = update_lease(self.paths, self.token, heartbeat=time.time())
+            except Exception:  # a transient I/O error must not kill the run
+                continue
+            if alive is None and not self.stop.is_set():
+                print(f"runner: lease of {self.paths.root} was taken over; stopping",
+                      file=sys.stderr, flush=True)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+
+def _ignore_stop_signals(installed: bool) -> None:
+    """While the outcome is being recorded, a late SIGTERM must not turn it into a crash."""
+    if installed:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def summary_of(result: Any) -> dict[str, Any]:
+    if result is None:
+        return {}
+    if isinstance(result, dict):
+        return flatten(result)
+    return flatten({"result": result})
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            text = f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
+            install_signals: bool = True) -> int:
+    """Run one attempt of the run in ``paths`` under lease ``token``; returns the exit code."""
+    now = time.time()
+    lease = update_lease(paths, token, pid=os.getpid(), create_time=process_create_time(
+        os.getpid()), phase="running", heartbeat=now)
+    if lease is None:
+        print(f"runner: run {paths.root} is not leased to this worker; nothing done",
+              file=sys.stderr)
+        return EXIT_LEASE_LOST
+    if install_signals:
+        signal.signal(signal.SIGTERM, _raise_interrupted)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    print(f"=== runner: attempt {lease.attempt} of {paths.root.name} (pid {os.getpid()}) ===",
+          flush=True)
+    beat = Heartbeat(paths, token, heartbeat_s)
+    beat.start()
+    started = time.time()
+    writer = None
+    try:
+        from omegaconf import OmegaConf
+
+        from runner.tasks import load_task
+
+        cfg = load_run_config(paths)
+        writer = MetricsWriter(paths, lease.attempt)
+        context._set_current(context.RunContext(paths.root.name, paths, lease.attempt,
+                                                OmegaConf.create(cfg), writer))
+        fn = load_task(cfg.get("task", {}).get("fn", ""))
+        result = fn(context.current_run().config)
+        summary = summary_of(result)
+    except (RunInterrupted, KeyboardInterrupt) as exc:
+        _ignore_stop_signals(install_signals)
+        signum = exc.signum if isinstance(exc, RunInterrupted) else signal.SIGINT
+        beat.stop.set()
+        finish(paths, token, State.INTERRUPTED,
+               {"reason": f"received {signal.Signals(signum).name}",
+                "duration_s": time.time() - started})
+        return 128 + signum
+    except SystemExit as exc:
+        code = exc.code
+        if code in (None, 0):
+            summary = {}
+        else:
+            _ignore_stop_signals(install_signals)
+            status = code if isinstance(code, int) else EXIT_CRASHED
+            beat.stop.set()
+            finish(paths, token, State.CRASHED,
+                   {"reason": f"the task called sys.exit({code!r})", "exit_status": status,
+                    "duration_s": time.time() - started}, traceback.format_exc())
+            return status
+    except BaseException as exc:
+        _ignore_stop_signals(install_signals)
+        beat.stop.set()
+        finish(paths, token, State.CRASHED,
+               {"reason": f"{type(exc).__name__}: {exc}", "exit_status": EXIT_CRASHED,
+                "duration_s": time.time() - started}, traceback.format_exc())
+        traceback.print_exc()
+        return EXIT_CRASHED
+    finally:
+        beat.stop.set()
+        context._set_current(None)
+        if writer is not None:
+            writer.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    _ignore_stop_signals(install_signals)
+    finish(paths, token, State.COMPLETED,
+           {"summary": summary, "duration_s": time.time() - started})
+    return EXIT_COMPLETED
+
+
+def reconcile(paths: RunPaths, lease: Lease, exit_code: int | None) -> None:
+    """Record the end of an attempt whose worker could not record it itself."""
+    if exit_code is None:
+        return
+    if exit_code < 0:
+        sig = signal.Signals(-exit_code)
+        if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            finish(paths, lease.token, State.INTERRUPTED, {"reason": f"killed by {sig.name}"})
+            return
+        hint = " (the out-of-memory killer or a user sends this)" if sig == signal.SIGKILL else ""
+        reason = f"killed by {sig.name}{hint}"
+    else:
+        reason = f"worker exited with status {exit_code} without recording a result"
+    finish(paths, lease.token, State.CRASHED,
+           {"reason": reason, "exit_status": exit_code,
+            "duration_s": time.time() - lease.started},
+           "last lines of stderr.log:\n" + _tail(paths.stderr))
+
+
+def _redirect_output(paths: RunPaths) -> None:
+    for fd, path in ((1, paths.stdout), (2, paths.stderr)):
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(target, fd)
+        os.close(target)
+    for stream in (sys.stdout, sys.stderr):
+        getattr(stream, "reconfigure", lambda **kw: None)(line_buffering=True)
+    faulthandler.enable()  # a segfault leaves its Python traceback in stderr.log
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this run if its parent dies (runner SIGKILLed: no orphans)."""
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os._exit(EXIT_LEASE_LOST)
+
+
+def child_main(run_dir: str, token: str, heartbeat_s: float, cwd: str,
+               env: dict[str, str]) -> None:
+    """Entry point of a run process started by the local launchers."""
+    os.setpgid(0, 0)  # its own process group: cancel() reaches the task's children too
+    _die_with_parent()
+    os.environ.update(env)
+    if cwd:
+        os.chdir(cwd)
+        if cwd not in sys.path:
+            sys.path.insert(0, cwd)
+    paths = RunPaths(Path(run_dir))
+    _redirect_output(paths)
+    sys.exit(execute(paths, token, heartbeat_s=heartbeat_s))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m runner.worker RUN_DIR --token T``: run one leased attempt in this process."""
+    parser = argparse.ArgumentParser(prog="python -m runner.worker")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--heartbeat-s", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    paths = RunPaths(args.run_dir.resolve())
+    _redirect_output(paths)
+    return execute(paths, args.token, heartbeat_s=args.heartbeat_s)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
