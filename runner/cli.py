@@ -56,6 +56,7 @@ def _run_parser() -> argparse.ArgumentParser:
 
 def cmd_run(argv: list[str]) -> int:
     from runner.compose import composer
+    from runner.scheduler import check_execution
     from runner.sweep import expand
 
     args = _run_parser().parse_args(argv)
@@ -66,6 +67,7 @@ def cmd_run(argv: list[str]) -> int:
     for note in plan.notes:
         console.print(f"note: {note}")
     runner_cfg = plan.execution.get("runner", {})
+    check_execution(plan.execution)
     _check_tasks({r.config.get("task", {}).get("fn") for r in plan.runs})
     if runner_cfg.get("dry_run"):
         _print_plan(plan, Path(runner_cfg.get("output_dir", "outputs")), console)
@@ -189,6 +191,9 @@ def cmd_resume(argv: list[str]) -> int:
 
         fresh = to_container(cfg)
         execution.update({k: fresh[k] for k in _EXEC if k in fresh})
+    from runner.scheduler import check_execution
+
+    check_execution(execution)
     return _execute(store, execution, _console())
 
 

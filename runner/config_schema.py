@@ -26,7 +26,7 @@ class RunnerConf:
     heartbeat_s: float = 10.0
     stale_after_s: float = 120.0
     preload: list[str] = field(default_factory=list)
-    on_config_change: str = "warn"
+    on_config_change: str = field(default="warn", metadata={"choices": ("warn", "error")})
     progress: bool = True
 
 
@@ -43,7 +43,8 @@ class LauncherConf:
 class LocalLauncherConf(LauncherConf):
     _target_: str = "runner.launchers.local.LocalLauncher"
     kill_grace_s: float = 5.0
-    start_method: str = "forkserver"
+    start_method: str = field(default="forkserver",
+                              metadata={"choices": ("forkserver", "spawn")})
 
 
 @dataclass
@@ -102,4 +103,9 @@ def validate(node: Any, schema: type[T], where: str) -> T:
         key = getattr(exc, "full_key", "") or getattr(exc, "key", "")
         raise ConfigError(f"invalid value for '{where}.{key}': {exc}".replace("\n", " ")) from None
     assert isinstance(obj, schema)
+    for f in dataclasses.fields(schema):  # type: ignore[arg-type]
+        choices = f.metadata.get("choices")
+        if choices and getattr(obj, f.name) not in choices:
+            raise ConfigError(f"{where}.{f.name}='{getattr(obj, f.name)}' is not one of: "
+                              f"{', '.join(choices)}")
     return obj

@@ -32,6 +32,10 @@ def _short(value: Any) -> str:
     return str(value)
 
 
+def id_from_dirname(dirname: str) -> str:
+    return dirname.rsplit("-", 1)[-1]
+
+
 def run_dirname(values: Mapping[str, Any], max_slug: int = 60) -> str:
     """A readable, file-system-safe directory name: ``lr=0.01,seed=1-<id>``."""
     parts = [f"{key.rsplit('.', 1)[-1]}={_short(val)}" for key, val in values.items()]

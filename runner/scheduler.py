@@ -21,7 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from runner.config_schema import RunnerConf, validate
 from runner.errors import StateError
-from runner.launchers import RunHandle, create_launcher
+from runner.launchers import RunHandle, create_launcher, launcher_config
 from runner.notifiers.base import Notifier, RunEnded, SweepFinished, SweepStarted, create_notifiers
 from runner.recovery import recover
 from runner.state import State, claim
@@ -45,6 +45,14 @@ class SweepResult:
         return 0 if finished else 1
 
 
+def check_execution(execution: dict[str, Any]) -> RunnerConf:
+    """Validate the runner, launcher and notifier sections; raises ConfigError naming the key."""
+    runner_conf = validate(execution.get("runner"), RunnerConf, "runner")
+    launcher_config(execution.get("launcher") or {})
+    create_notifiers(execution.get("notifier"))
+    return runner_conf
+
+
 def launchable(retry_crashed: bool) -> frozenset[State]:
     states = {State.UNHATCHED, State.INTERRUPTED}
     if retry_crashed:
@@ -52,13 +60,14 @@ def launchable(retry_crashed: bool) -> frozenset[State]:
     return frozenset(states)
 
 
-def prepare(store: SweepStore, runner_conf: RunnerConf, console: Console) -> list[RunStatus]:
+def prepare(store: SweepStore, runner_conf: RunnerConf, console: Console,
+            report_corrupt: bool = True) -> list[RunStatus]:
     """Scan the sweep, turn dead RUNNING leases into INTERRUPTED, report corrupt runs."""
     rows = scan(store)
     dead = [(r.ref.paths, r.lease) for r in rows if r.state == "RUNNING"]
     if dead and recover(dead, runner_conf.stale_after_s):
         rows = scan(store)
-    for row in rows:
+    for row in rows if report_corrupt else []:
         if row.state == CORRUPT:
             console.print(f"[magenta]skipping run {row.ref.id}[/]: {row.error}")
     return rows
@@ -87,6 +96,11 @@ class _Display:
             console=console, disable=not (enabled and console.is_terminal), transient=False)
         self.task = self.progress.add_task("runs", total=total, states="")
 
+    def add(self, more: int) -> None:
+        if more:
+            total = self.progress.tasks[0].total or 0
+            self.progress.update(self.task, total=total + more)
+
     def update(self, done: int, running: int, crashed: int, left: int) -> None:
         self.progress.update(self.task, completed=done,
                              states=f"running {running} · crashed {crashed} · left {left}")
@@ -105,26 +119,40 @@ def run_sweep(store: SweepStore, execution: dict[str, Any],
     name = str(store.manifest.get("name"))
     _emit(notifiers, SweepStarted(store.root, name, len(rows), len(pending), counts(rows)))
     if elsewhere:
-        console.print(f"{elsewhere} run(s) are RUNNING in another live runner process: skipped")
+        console.print(f"{elsewhere} run(s) are RUNNING in another live runner process: "
+                      "waiting for them")
     started = time.time()
     active: list[RunHandle] = []
+    tried: set[str] = set()
+    allowed_names = {s.value for s in allowed}
     tally = {"done": 0, "crashed": 0}
     interrupted = False
     display = _Display(console, len(pending), runner_conf.progress)
     try:
         with _sigterm_as_interrupt(), display.progress:
-            while pending or active:
+            while True:
                 while pending and len(active) < launcher.max_parallel:
                     ref = pending.pop(0)
+                    tried.add(ref.id)  # at most one attempt per run per invocation
                     lease = claim(ref.paths, allowed, launcher.launcher_info(ref))
                     if lease is not None:
                         active.append(launcher.launch(ref, lease))
                 display.update(tally["done"], len(active), tally["crashed"], len(pending))
-                if not active:
+                if active:
+                    for handle in launcher.wait(active, timeout=1.0):
+                        active.remove(handle)
+                        _ended(store, handle, notifiers, tally)
+                    continue
+                # Nothing of ours runs. Another runner may still hold runs of this sweep: watch
+                # them, and take over any that its death leaves INTERRUPTED.
+                rows = prepare(store, runner_conf, console, report_corrupt=False)
+                pending = [r.ref for r in rows if r.state in allowed_names
+                           and r.ref.id not in tried]
+                display.add(len(pending))
+                if not pending and not any(r.state == "RUNNING" for r in rows):
                     break
-                for handle in launcher.wait(active, timeout=1.0):
-                    active.remove(handle)
-                    _ended(store, handle, notifiers, tally)
+                if not pending:
+                    time.sleep(max(1.0, len(rows) / 20000))
     except KeyboardInterrupt:
         interrupted = True
         _stop_all(store, active, notifiers, tally, console)

@@ -92,8 +92,8 @@ def row_json(row: RunStatus, now: float, with_metrics: bool = True) -> dict[str,
         out["reason"] = row.reason
     if row.state == "RUNNING":
         lease = row.lease
-        out["lease"] = {"host": lease.host, "pid": lease.pid, "heartbeat": lease.heartbeat,
-                        "launcher": lease.launcher}
+        out["lease"] = {"host": lease.host, "pid": lease.pid, "phase": lease.phase,
+                        "heartbeat": lease.heartbeat, "launcher": lease.launcher}
         out["stale"] = death_reason(lease, float("inf")) is not None
         if with_metrics:
             out["last_metrics"] = last_metrics(row.ref.paths.metrics)

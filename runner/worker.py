@@ -30,6 +30,7 @@ from typing import Any
 from runner import context
 from runner.metrics import MetricsWriter, flatten
 from runner.paths import RunPaths
+from runner.run_id import id_from_dirname
 from runner.state import Lease, State, finish, process_create_time, update_lease
 from runner.store import load_run_config
 
@@ -89,7 +90,7 @@ def summary_of(result: Any) -> dict[str, Any]:
     return flatten({"result": result})
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def _tail(path: Path, lines: int = 60) -> str:
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -126,7 +127,8 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
 
         cfg = load_run_config(paths)
         writer = MetricsWriter(paths, lease.attempt)
-        context._set_current(context.RunContext(paths.root.name, paths, lease.attempt,
+        context._set_current(context.RunContext(id_from_dirname(paths.root.name), paths,
+                                                lease.attempt,
                                                 OmegaConf.create(cfg), writer))
         fn = load_task(cfg.get("task", {}).get("fn", ""))
         result = fn(context.current_run().config)

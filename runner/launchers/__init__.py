@@ -24,9 +24,15 @@ def launcher_class(target: str) -> type[Launcher]:
     return cls
 
 
-def create_launcher(store: SweepStore, launcher_cfg: dict[str, Any], runner_conf: Any) -> Launcher:
+def launcher_config(launcher_cfg: dict[str, Any]) -> tuple[type[Launcher], Any]:
+    """The launcher class and its validated config (checked before anything is written)."""
     cls = launcher_class(launcher_cfg.get("_target_", ""))
     conf: Any = validate(launcher_cfg, cls.config_class, "launcher")
     if not cls.is_available():
         raise ConfigError(f"launcher {cls.__name__} is not available on this machine")
+    return cls, conf
+
+
+def create_launcher(store: SweepStore, launcher_cfg: dict[str, Any], runner_conf: Any) -> Launcher:
+    cls, conf = launcher_config(launcher_cfg)
     return cls(store, conf, runner_conf)

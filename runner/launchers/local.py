@@ -20,7 +20,6 @@ from typing import Any
 
 from runner import worker
 from runner.config_schema import LocalLauncherConf
-from runner.errors import ConfigError
 from runner.launchers.base import Launcher, RunHandle
 from runner.state import Lease, State, finish
 from runner.store import RunRef, SweepStore
@@ -72,9 +71,6 @@ def _signal_group(pid: int, sig: int) -> None:
 
 def _context(start_method: str, preload: list[str]) -> BaseContext:
     global _FORKSERVER_PRELOAD
-    if start_method not in ("forkserver", "spawn"):
-        raise ConfigError(f"launcher.start_method='{start_method}' is not one of: forkserver, "
-                          "spawn")
     ctx = multiprocessing.get_context(start_method)
     if start_method == "forkserver":
         wanted = ["runner.worker", *preload]

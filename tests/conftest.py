@@ -1,0 +1,137 @@
+"""Shared fixtures: a throw-away project directory with a toy task, and ways to run runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+TOY_TASK = '''
+import ctypes, json, os, signal, sys, time
+from pathlib import Path
+import runner
+
+def main(cfg):
+    t = cfg.task
+    ctx = runner.current_run()
+    marks = Path(t.marker_dir)
+    marks.mkdir(parents=True, exist_ok=True)
+    (marks / f"start-{ctx.run_id}-{os.getpid()}").touch()
+    if t.get("record_env"):
+        (ctx.run_dir / "env.json").write_text(json.dumps(
+            {"affinity": sorted(os.sched_getaffinity(0)), "env": dict(os.environ)}))
+    for step in range(int(t.steps)):
+        runner.log({"loss": 1.0 / (step + 1), "lr": float(t.lr)}, step=step)
+        time.sleep(float(t.sleep) / max(1, int(t.steps)))
+    mode = t.mode
+    if mode == "raise":
+        raise ValueError(f"toy failure lr={t.lr}")
+    if mode == "exit3":
+        sys.exit(3)
+    if mode == "segv":
+        ctypes.string_at(0)
+    if mode == "sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "hang":
+        time.sleep(3600)
+    (marks / f"done-{ctx.run_id}-{os.getpid()}").touch()
+    return {"score": float(t.lr) * 10 + float(cfg.seed), "steps": int(t.steps)}
+'''
+
+TOY_CONF = '''
+name: toy
+fn: toy:main
+lr: 0.1
+width: 8
+steps: 3
+sleep: 0.0
+mode: ok
+marker_dir: {marker_dir}
+record_env: false
+'''
+
+
+class Project:
+    """A directory with conf/task/toy.yaml and toy.py; runner is run from here."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.markers = root / "markers"
+        (root / "conf" / "task").mkdir(parents=True)
+        (root / "toy.py").write_text(TOY_TASK)
+        (root / "conf" / "task" / "toy.yaml").write_text(TOY_CONF.format(marker_dir=self.markers))
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(self.root)])
+        env.pop("COLUMNS", None)
+        return env
+
+    def args(self, *overrides: str) -> list[str]:
+        return [sys.executable, "-m", "runner", "task=toy", "runner.output_dir=outputs",
+                *overrides]
+
+    def run(self, *overrides: str, check: bool = False, timeout: float = 120
+            ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(self.args(*overrides), cwd=self.root, env=self.env(), text=True,
+                              capture_output=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"runner failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def popen(self, *overrides: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(self.args(*overrides), cwd=self.root, env=self.env(), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "runner", *args], cwd=self.root,
+                              env=self.env(), text=True, capture_output=True, timeout=timeout)
+
+    def sweep_dir(self) -> Path:
+        dirs = [d for d in (self.root / "outputs").iterdir() if not d.name.startswith(".")]
+        assert len(dirs) == 1, dirs
+        return dirs[0]
+
+    def status(self, sweep: Path | None = None) -> dict[str, Any]:
+        proc = self.cli("status", str(sweep or self.sweep_dir()), "--json")
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    def markers_of(self, kind: str) -> dict[str, int]:
+        """run id -> number of marker files of that kind (start or done)."""
+        counts: dict[str, int] = {}
+        if self.markers.exists():
+            for f in self.markers.iterdir():
+                k, rid, _pid = f.name.split("-")
+                if k == kind:
+                    counts[rid] = counts.get(rid, 0) + 1
+        return counts
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    proj = Project(tmp_path / "proj")
+    monkeypatch.chdir(proj.root)
+    monkeypatch.syspath_prepend(str(proj.root))
+    yield proj
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.05) -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")

@@ -1,0 +1,55 @@
+"""conf/ mirrors the schemas, and the package works without heavy imports."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO
+from runner.config_schema import LocalLauncherConf, RunnerConf, SweepConf
+
+
+def _defaults(schema: type) -> dict:
+    out = {}
+    for f in dataclasses.fields(schema):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+@pytest.mark.parametrize("path, schema, section", [
+    ("conf/config.yaml", RunnerConf, "runner"),
+    ("conf/launcher/local.yaml", LocalLauncherConf, None),
+])
+def test_yaml_defaults_mirror_the_schema(path, schema, section):
+    data = yaml.safe_load((REPO / path).read_text())
+    if section:
+        data = data[section]
+    assert data == _defaults(schema)
+
+
+@pytest.mark.parametrize("name", ["grid", "random", "list"])
+def test_sweep_files_only_use_schema_keys(name):
+    data = yaml.safe_load((REPO / "conf" / "sweep" / f"{name}.yaml").read_text())
+    assert set(data) <= {f.name for f in dataclasses.fields(SweepConf)}
+    assert data["kind"] == name
+
+
+def test_importing_runner_stays_light():
+    code = ("import sys, runner; heavy = {'hydra', 'omegaconf', 'torch', 'wandb', 'discord', "
+            "'matplotlib'} & set(sys.modules); print(sorted(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_help_lists_subcommands():
+    out = subprocess.run([sys.executable, "-m", "runner", "--help"], capture_output=True,
+                         text=True, cwd=REPO, check=True)
+    assert "status SWEEP_DIR" in out.stdout and "resume SWEEP_DIR" in out.stdout

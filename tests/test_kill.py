@@ -1,0 +1,122 @@
+"""Crash-safety: SIGKILL the whole runner at awkward moments, then resume.
+
+Every run must end COMPLETED, and each run's task must have *finished* exactly once (counted with
+marker files the task writes as its last act): a run killed mid-way is started again, a run that
+had completed is never run again.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import time
+
+import psutil
+import pytest
+from rich.console import Console
+
+from conftest import wait_for
+from runner.config_schema import RunnerConf
+from runner.scheduler import prepare
+from runner.store import SweepStore
+
+SWEEP = ("seed=range(6)", "task.sleep=1.2", "task.steps=12", "launcher.max_parallel=2")
+
+
+def _kill_group(proc) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+
+
+def _worker_pids(project) -> list[int]:
+    return [r["lease"]["pid"] for r in project.status()["runs"]
+            if r["state"] == "RUNNING" and r["lease"]["phase"] == "running"]
+
+
+def _no_run_processes_left(project, pids: list[int]) -> bool:
+    return not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                   for p in pids)
+
+
+@pytest.mark.parametrize("point", ["while_freezing", "first_runs_running", "mid_sweep",
+                                   "last_runs_running"])
+def test_sigkill_of_the_runner_then_resume_completes_every_run_once(project, point):
+    proc = project.popen(*SWEEP)
+    if point == "while_freezing":
+        time.sleep(0.4)
+    elif point == "first_runs_running":
+        wait_for(lambda: len(project.markers_of("start")) >= 2)
+    elif point == "mid_sweep":
+        wait_for(lambda: len(project.markers_of("done")) >= 2
+                 and len(project.markers_of("start")) >= 4)
+    else:
+        wait_for(lambda: len(project.markers_of("done")) >= 4
+                 and len(project.markers_of("start")) == 6)
+    time.sleep(0.2)
+    pids = _worker_pids(project) if (project.root / "outputs").exists() else []
+    _kill_group(proc)
+    # the runs die with their runner (no orphans keep running unobserved)
+    wait_for(lambda: _no_run_processes_left(project, pids), timeout=20)
+    outputs = project.root / "outputs"
+    visible = [d for d in outputs.iterdir()
+               if not d.name.startswith(".")] if outputs.exists() else []
+    if not visible:
+        assert point == "while_freezing"
+        resumed = project.run(*SWEEP)  # nothing frozen yet: the same command starts over
+    else:
+        assert len(visible) == 1 and (visible[0] / "sweep.json").is_file()
+        before = project.status()
+        assert before["counts"]["CORRUPT"] == 0
+        resumed = project.cli("resume", str(visible[0]))
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    status = project.status()
+    assert status["counts"]["COMPLETED"] == 6, status["counts"]
+    assert project.markers_of("done") == {r["id"]: 1 for r in status["runs"]}
+
+
+def test_sigkill_of_one_run_crashes_only_that_run(project):
+    proc = project.popen("seed=range(3)", "task.sleep=2", "task.steps=20",
+                         "launcher.max_parallel=3")
+    wait_for(lambda: len(project.markers_of("start")) == 3)
+
+    def victim():
+        for row in project.status()["runs"]:
+            lease = row.get("lease")
+            if lease and lease["phase"] == "running" and row["values"]["seed"] == 1:
+                return lease["pid"]
+        return None
+
+    pid = wait_for(victim)
+    os.kill(pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out
+    rows = {r["values"]["seed"]: r for r in project.status()["runs"]}
+    assert rows[1]["state"] == "CRASHED" and rows[1]["reason"].startswith("killed by SIGKILL")
+    assert rows[0]["state"] == rows[2]["state"] == "COMPLETED"
+
+
+def test_two_runners_on_the_same_sweep_never_run_a_run_twice(project):
+    args = ("seed=range(8)", "task.sleep=0.3", "launcher.max_parallel=2")
+    a, b = project.popen(*args), project.popen(*args)
+    out_a, _ = a.communicate(timeout=120)
+    out_b, _ = b.communicate(timeout=120)
+    assert a.returncode == 0 and b.returncode == 0, out_a + out_b
+    status = project.status()
+    assert status["counts"]["COMPLETED"] == 8
+    assert project.markers_of("start") == {r["id"]: 1 for r in status["runs"]}
+
+
+def test_stale_lease_of_a_dead_process_is_recovered_as_interrupted(project):
+    proc = project.popen("seed=range(2)", "task.sleep=30", "task.steps=30")
+    wait_for(lambda: len(project.markers_of("start")) == 2)
+    pids = _worker_pids(project)
+    assert len(pids) == 2
+    _kill_group(proc)
+    wait_for(lambda: _no_run_processes_left(project, pids), timeout=20)
+    before = project.status()
+    assert before["counts"]["RUNNING"] == 2 and all(r["stale"] for r in before["runs"])
+    # every launch starts with recovery: the dead leases become INTERRUPTED, nothing else changes
+    rows = prepare(SweepStore(project.sweep_dir()), RunnerConf(), Console(file=io.StringIO()))
+    assert {r.state for r in rows} == {"INTERRUPTED"}
+    assert all("found interrupted: process" in r.reason for r in rows)

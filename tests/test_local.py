@@ -1,0 +1,154 @@
+"""End to end on the local launcher: real processes, real FLAG files, real resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import yaml
+
+from conftest import wait_for
+
+GRID = ("+sweep=grid", "task.lr=0.1,0.01", "seed=1,2", "launcher.max_parallel=2")
+
+
+def test_grid_sweep_runs_every_run_and_records_everything(project):
+    proc = project.run(*GRID, check=True)
+    sweep = project.sweep_dir()
+    status = project.status()
+    assert status["counts"]["COMPLETED"] == 4 and sum(status["counts"].values()) == 4
+    for row in status["runs"]:
+        lr, seed = row["values"]["task.lr"], row["values"]["seed"]
+        assert row["summary"] == {"score": lr * 10 + seed, "steps": 3}
+        assert row["attempt"] == 1 and row["duration_s"] >= 0
+        run_dir = sweep / "runs" / os.path.basename(row["dir"])
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert cfg["task"]["lr"] == lr and cfg["seed"] == seed
+        assert json.loads((run_dir / "values.json").read_text()) == row["values"]
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        metrics = [json.loads(line) for line in lines]
+        assert [m["step"] for m in metrics] == [0, 1, 2] and metrics[2]["loss"] == 1 / 3
+        assert (run_dir / "progress.csv").read_text().splitlines()[0] == "step,time,attempt,loss,lr"
+        assert "=== runner: attempt 1" in (run_dir / "stdout.log").read_text()
+    manifest = json.loads((sweep / "sweep.json").read_text())
+    assert manifest["varying"] == ["task.lr", "seed"]
+    assert [r["values"] for r in manifest["runs"]] == [
+        {"task.lr": lr, "seed": s} for lr in (0.1, 0.01) for s in (1, 2)]
+    prov = manifest["provenance"]
+    assert prov["python"].count(".") == 2 and "hydra-core" in prov["packages"]
+    assert prov["host"] and "git" in prov
+    assert "sweep finished" in proc.stderr
+    # the same command again: the same sweep, nothing is run twice
+    again = project.run(*GRID, check=True)
+    assert "resuming sweep" in again.stderr and "0 of 4 runs to launch" in again.stderr
+    assert set(project.markers_of("start").values()) == {1}
+
+
+def test_each_kind_of_crash_is_recorded_for_that_run_only(project):
+    proc = project.run("task.mode=ok,raise,exit3,segv,sigkill", "launcher.max_parallel=2")
+    assert proc.returncode == 1
+    rows = {r["values"]["task.mode"]: r for r in project.status()["runs"]}
+    assert rows["ok"]["state"] == "COMPLETED"
+    assert {m: rows[m]["state"] for m in ("raise", "exit3", "segv", "sigkill")} == dict.fromkeys(
+        ("raise", "exit3", "segv", "sigkill"), "CRASHED")
+    assert rows["raise"]["reason"] == "ValueError: toy failure lr=0.1"
+    assert "sys.exit(3)" in rows["exit3"]["reason"]
+    assert rows["segv"]["reason"] == "killed by SIGSEGV"
+    assert rows["sigkill"]["reason"].startswith("killed by SIGKILL")
+    crash = (project.sweep_dir() / "runs" / os.path.basename(rows["raise"]["dir"]) / "CRASH.txt")
+    assert "exit_status: 1" in crash.read_text() and "Traceback" in crash.read_text()
+    segv_dir = project.sweep_dir() / "runs" / os.path.basename(rows["segv"]["dir"])
+    assert "Segmentation fault" in (segv_dir / "stderr.log").read_text()
+    assert "Segmentation fault" in (segv_dir / "CRASH.txt").read_text()  # stderr tail kept
+    assert "exit_status: 3" in (project.sweep_dir() / "runs" / os.path.basename(
+        rows["exit3"]["dir"]) / "CRASH.txt").read_text()
+
+
+def test_resume_retries_crashed_runs_only_when_asked(project):
+    project.run("task.mode=ok,raise")
+    sweep = project.sweep_dir()
+    assert project.cli("resume", str(sweep)).returncode == 1
+    assert project.markers_of("start") and sum(project.markers_of("start").values()) == 2
+    (project.root / "conf" / "task" / "toy.yaml").write_text(
+        (project.root / "conf" / "task" / "toy.yaml").read_text())
+    proc = project.cli("resume", str(sweep), "runner.retry_crashed=true")
+    assert proc.returncode == 1  # it crashes again, deterministically
+    starts = project.markers_of("start")
+    assert sorted(starts.values()) == [1, 2]
+    raise_row = next(r for r in project.status()["runs"] if r["values"]["task.mode"] == "raise")
+    assert raise_row["attempt"] == 2
+    attempts = sorted(p.name for p in (sweep / "runs" / os.path.basename(raise_row["dir"])
+                                       / "attempts").iterdir())
+    assert attempts == ["0.UNHATCHED", "1.CRASH.txt"]
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(project):
+    proc = project.run("+sweep=grid", "task.lr=0.1,0.01", "seed=1,2,3", "runner.dry_run=true",
+                       check=True)
+    assert "6 runs (grid)" in proc.stdout and "task.lr" in proc.stdout
+    assert "nothing was written or launched" in proc.stderr
+    assert not (project.root / "outputs").exists() and not project.markers.exists()
+
+
+def test_changed_config_warns_and_keeps_frozen_runs_or_refuses(project):
+    project.run("task.lr=0.1,0.2", check=True)
+    toy = project.root / "conf" / "task" / "toy.yaml"
+    toy.write_text(toy.read_text().replace("steps: 3", "steps: 5"))
+    proc = project.run("task.lr=0.1,0.2", check=True)
+    assert "the config changed since" in proc.stderr and "frozen runs" in proc.stderr
+    run_dirs = list((project.sweep_dir() / "runs").iterdir())
+    assert all(yaml.safe_load((d / "config.yaml").read_text())["task"]["steps"] == 3
+               for d in run_dirs)
+    refused = project.run("task.lr=0.1,0.2", "runner.on_config_change=error")
+    assert refused.returncode == 2 and "runner.on_config_change=error" in refused.stderr
+
+
+def test_debug_runs_one_run_inside_the_runner_process(project):
+    proc = project.popen("task.lr=0.1,0.2", "runner.debug=first")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    starts = list(project.markers.iterdir())
+    assert len(starts) == 2  # start + done of exactly one run
+    assert all(f.name.endswith(f"-{proc.pid}") for f in starts)
+    counts = project.status()["counts"]
+    assert counts["COMPLETED"] == 1 and counts["UNHATCHED"] == 1
+
+
+def test_timeout_kills_the_run_and_marks_it_crashed(project):
+    proc = project.run("task.mode=hang", "launcher.timeout_min=0.01", "launcher.kill_grace_s=1")
+    assert proc.returncode == 1
+    (row,) = project.status()["runs"]
+    assert row["state"] == "CRASHED" and "timed out" in row["reason"]
+
+
+def test_max_parallel_is_respected(project):
+    project.run("seed=range(6)", "task.sleep=0.6", "launcher.max_parallel=2", check=True)
+    intervals = []
+    for f in project.markers.iterdir():
+        kind, rid, pid = f.name.split("-")
+        if kind == "start":
+            done = project.markers / f"done-{rid}-{pid}"
+            intervals.append((f.stat().st_mtime, done.stat().st_mtime))
+    peak = max(sum(1 for s, e in intervals if s <= t < e) for t, _ in intervals)
+    assert len(intervals) == 6 and peak == 2
+
+
+def test_sigint_stops_cleanly_and_resume_finishes(project):
+    proc = project.popen("seed=range(4)", "task.sleep=3", "task.steps=30",
+                         "launcher.max_parallel=2")
+    wait_for(lambda: len(project.markers_of("start")) == 2)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    counts = project.status()["counts"]
+    assert counts["INTERRUPTED"] == 2 and counts["UNHATCHED"] == 2, out
+    reasons = {r["reason"] for r in project.status()["runs"] if r["state"] == "INTERRUPTED"}
+    assert reasons == {"received SIGTERM"}
+    done = project.cli("resume", str(project.sweep_dir()))
+    assert done.returncode == 0, done.stderr
+    assert project.status()["counts"]["COMPLETED"] == 4
+    assert set(project.markers_of("done").values()) == {1}
+    assert sorted(project.markers_of("start").values()) == [1, 1, 2, 2]

@@ -1,0 +1,50 @@
+"""The MNIST example: real digits offline, metrics through runner.log, checkpoint and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from conftest import wait_for
+
+pytest.importorskip("torch")
+
+SMALL = ("task=mnist", "task.train_size=2000", "task.epochs=4", "task.log_every=5",
+         "task.width=8")
+
+
+def test_mnist_learns_from_real_digits(project):
+    project.run("task=mnist", "task.train_size=1500", "task.epochs=2", "task.width=8",
+                check=True)
+    (row,) = project.status()["runs"]
+    assert row["state"] == "COMPLETED"
+    assert row["summary"]["val/acc"] > 0.6  # 10 classes: chance is 0.1
+    assert row["summary"]["steps"] == 2 * 24  # ceil(1500 / 64) steps per epoch
+    run_dir = project.sweep_dir() / "runs" / os.path.basename(row["dir"])
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val/acc" in r] == [24, 48]
+    assert all("train/loss" in r for r in records if "val/acc" not in r)
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+
+
+def test_mnist_resumes_from_its_checkpoint_after_a_kill(project):
+    proc = project.popen(*SMALL)
+    ckpt = project.root / "outputs"
+    wait_for(lambda: list(ckpt.glob("*/runs/*/checkpoints/last.pt")), timeout=90, interval=0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    sweep = project.sweep_dir()
+    resumed = project.cli("resume", str(sweep))
+    assert resumed.returncode == 0, resumed.stderr
+    (row,) = project.status()["runs"]
+    assert row["state"] == "COMPLETED" and row["attempt"] == 2
+    run_dir = sweep / "runs" / os.path.basename(row["dir"])
+    assert "resumed from" in (run_dir / "stdout.log").read_text()
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    second = [r for r in records if r["attempt"] == 2]
+    # the second attempt starts after the checkpointed epoch, not from step 0
+    assert second and min(r["step"] for r in second) > 32
+    assert row["summary"]["steps"] == 4 * 32

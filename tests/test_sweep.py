@@ -1,0 +1,195 @@
+"""Sweep expansion: grid, random, list, seeds, filter, subset, identity."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from runner.compose import composer
+from runner.errors import SweepError
+from runner.run_id import run_id
+from runner.sweep import Plan, expand
+
+
+def plan(*overrides: str) -> Plan:
+    with composer() as comp:
+        return expand(comp, ["task=toy", *overrides])
+
+
+def values(p: Plan) -> list[dict]:
+    return [r.values for r in p.runs]
+
+
+def test_single_run_without_sweep(project):
+    p = plan()
+    assert p.kind == "single" and len(p.runs) == 1
+    assert p.runs[0].values == {} and p.runs[0].config["task"]["lr"] == 0.1
+
+
+def test_grid_is_cartesian_product_in_axis_order(project):
+    p = plan("+sweep=grid", "task.lr=0.1,0.01", "seed=1,2,3")
+    assert values(p) == [{"task.lr": lr, "seed": s} for lr in (0.1, 0.01) for s in (1, 2, 3)]
+    assert [r.config["seed"] for r in p.runs] == [1, 2, 3, 1, 2, 3]
+    assert [r.config["task"]["lr"] for r in p.runs] == [0.1] * 3 + [0.01] * 3
+    assert p.varying == ["task.lr", "seed"]
+    # the runner's own sections are never part of a run's frozen config
+    assert set(p.runs[0].config) == {"task", "seed"}
+
+
+def test_grid_uses_config_params_and_range(project):
+    p = plan("+sweep=grid", "seed=range(5)")
+    assert len(p.runs) == 2 * 5  # conf/sweep/grid.yaml has two learning rates
+    assert sorted({v["seed"] for v in values(p)}) == [0, 1, 2, 3, 4]
+
+
+def test_plain_override_fixes_a_config_axis(project):
+    p = plan("+sweep=grid", "seed=7")
+    assert {v.get("seed") for v in values(p)} == {None}
+    assert {r.config["seed"] for r in p.runs} == {7}
+    assert len(p.runs) == 2
+
+
+def test_new_key_with_plus_and_implicit_grid(project):
+    p = plan("+task.depth=64,128")
+    assert p.kind == "grid"
+    assert [r.config["task"]["depth"] for r in p.runs] == [64, 128]
+
+
+def test_seeds_axis_gives_every_setting_k_seeds(project):
+    p = plan("+sweep=grid", "sweep.seeds=3", "task.lr=0.1,0.2")
+    assert values(p) == [{"task.lr": lr, "seed": s} for lr in (0.1, 0.2) for s in range(3)]
+
+
+def test_seeds_and_seed_axis_on_command_line_conflict(project):
+    with pytest.raises(SweepError, match="both sweep.seeds=3 and a 'seed' axis"):
+        plan("+sweep=grid", "sweep.seeds=3", "seed=1,2")
+
+
+def test_random_search_is_reproducible_and_in_range(project):
+    args = ("+sweep=random", "sweep.num_samples=30",
+            "task.lr=tag(log,interval(1e-4,1e-1))", "+task.depth=int(interval(4,9))",
+            "+task.act=choice(relu,gelu)")
+    a, b = plan(*args), plan(*args)
+    assert values(a) == values(b) and len(a.runs) == 30
+    lrs = [v["task.lr"] for v in values(a)]
+    assert all(1e-4 <= lr <= 1e-1 for lr in lrs)
+    # log-uniform: about half of the draws below the geometric midpoint 3.16e-3
+    below = sum(lr < math.sqrt(1e-4 * 1e-1) for lr in lrs)
+    assert 7 <= below <= 23
+    widths = {v["task.depth"] for v in values(a)}
+    assert widths <= set(range(4, 10)) and all(isinstance(w, int) for w in widths)
+    assert {v["task.act"] for v in values(a)} == {"relu", "gelu"}
+    c = plan(*args, "sweep.seed=1")
+    assert values(c) != values(a)
+
+
+def test_random_with_seeds_crosses_every_sample(project):
+    p = plan("+sweep=random", "sweep.num_samples=4", "sweep.seeds=2")
+    assert len(p.runs) == 8
+    assert [v["seed"] for v in values(p)] == [0, 1] * 4
+    assert values(p)[0]["task.lr"] == values(p)[1]["task.lr"]
+
+
+def test_random_duplicate_draws_are_dropped_with_a_note(project):
+    p = plan("+sweep=random", "sweep.num_samples=20", "~sweep.params", "+task.k=choice(1,2)")
+    assert sorted(v["task.k"] for v in values(p)) == [1, 2]
+    assert any("duplicate random draw" in n for n in p.notes)
+
+
+def test_list_sweep_with_seeds(project):
+    p = plan("+sweep=list")
+    assert values(p) == [
+        {"task.lr": 0.002, "task.width": 16, "seed": 0},
+        {"task.lr": 0.002, "task.width": 16, "seed": 1},
+        {"task.lr": 0.0005, "task.width": 32, "seed": 0},
+        {"task.lr": 0.0005, "task.width": 32, "seed": 1},
+    ]
+
+
+def test_list_sweep_settings(project):
+    (project.root / "conf" / "sweep").mkdir()
+    (project.root / "conf" / "sweep" / "mylist.yaml").write_text(
+        "kind: list\nruns:\n  - {task.lr: 0.5, task.steps: 1}\n  - {task.lr: 0.25, task.steps: 2}\n"
+        "seeds: 2\n")
+    p = plan("+sweep=mylist")
+    assert values(p) == [{"task.lr": 0.5, "task.steps": 1, "seed": 0},
+                         {"task.lr": 0.5, "task.steps": 1, "seed": 1},
+                         {"task.lr": 0.25, "task.steps": 2, "seed": 0},
+                         {"task.lr": 0.25, "task.steps": 2, "seed": 1}]
+    assert [r.config["task"]["steps"] for r in p.runs] == [1, 1, 2, 2]
+
+
+def test_filter_expression_over_values_and_config(project):
+    p = plan("+sweep=grid", "task.lr=0.1,0.01,0.001", "seed=0,1",
+             "sweep.filter='task.lr < 0.05 and seed == 1 and task.mode == \"ok\"'")
+    assert values(p) == [{"task.lr": 0.01, "seed": 1}, {"task.lr": 0.001, "seed": 1}]
+    assert any("kept 2 of 6" in n for n in p.notes)
+
+
+def test_filter_predicate_importable(project):
+    (project.root / "pred.py").write_text("def keep(v):\n    return v['seed'] % 2 == 0\n")
+    p = plan("+sweep=grid", "seed=range(6)", "task.lr=0.1", "sweep.filter=pred:keep")
+    assert [v["seed"] for v in values(p)] == [0, 2, 4]
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("__import__('os').system('true')", "only abs, min"),
+    ("task.lr.__class__", "private attribute"),
+    ("task.nope > 1", "unknown key 'nope'"),
+    ("lambda: 1", "Lambda is not allowed"),
+    ("task.lr <", "not a valid expression"),
+])
+def test_filter_rejects_unsafe_or_broken_expressions(project, expr, message):
+    with pytest.raises(SweepError, match=message):
+        plan("+sweep=grid", f"sweep.filter='{expr}'" if "'" not in expr else
+             f'sweep.filter="{expr}"')
+
+
+def test_subset_is_reproducible_and_keeps_order(project):
+    a = plan("+sweep=grid", "seed=range(20)", "task.lr=0.1", "sweep.subset=5")
+    b = plan("+sweep=grid", "seed=range(20)", "task.lr=0.1", "sweep.subset=5")
+    seeds = [v["seed"] for v in values(a)]
+    assert seeds == [v["seed"] for v in values(b)] and len(seeds) == 5
+    assert seeds == sorted(seeds)
+    c = plan("+sweep=grid", "seed=range(20)", "task.lr=0.1", "sweep.subset=5",
+             "sweep.subset_seed=3")
+    assert [v["seed"] for v in values(c)] != seeds
+
+
+def test_run_identity_depends_only_on_values(project):
+    a = plan("+sweep=grid", "task.lr=0.1,0.01", "seed=1,2")
+    b = plan("+sweep=grid", "seed=1,2", "task.lr=0.1,0.01")
+    assert {r.id for r in a.runs} == {r.id for r in b.runs}
+    assert run_id({"a": 1, "b": 2}) == run_id({"b": 2, "a": 1})
+    # the sweep name, hence its directory, does not depend on the order of the overrides
+    assert a.name == b.name and a.name.startswith("toy-grid-")
+    assert all(r.dirname.endswith(r.id) for r in a.runs)
+
+
+def test_duplicate_runs_are_refused(project):
+    with pytest.raises(SweepError, match="same run twice"):
+        plan("+sweep=grid", "seed=1,1")
+
+
+def test_interval_needs_random(project):
+    with pytest.raises(SweepError, match="intervals need \\+sweep=random"):
+        plan("+sweep=grid", "task.lr=interval(0,1)")
+
+
+def test_sweeping_launcher_settings_is_refused(project):
+    with pytest.raises(SweepError, match="cannot sweep over 'launcher.max_parallel'"):
+        plan("launcher.max_parallel=1,2")
+
+
+def test_interpolations_resolve_per_run(project):
+    (project.root / "conf" / "task" / "interp.yaml").write_text(
+        "name: interp\nfn: toy:main\nlr: 0.1\nwarmup_lr: ${task.lr}\n")
+    with composer() as comp:
+        p = expand(comp, ["task=interp", "task.lr=0.5,0.25"])
+    assert [r.config["task"]["warmup_lr"] for r in p.runs] == [0.5, 0.25]
+
+
+def test_ten_thousand_run_grid_expands(project):
+    p = plan("task.lr=range(100)", "seed=range(100)")
+    assert len(p.runs) == 10_000 and len({r.id for r in p.runs}) == 10_000
