@@ -29,7 +29,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.atomic import fsync_dir, write_json_atomic, write_text_atomic
+import psutil
+
+from runner.atomic import write_json_atomic, write_text_atomic
 from runner.errors import CorruptStateError
 from runner.paths import (
     FLAG_COMPLETED,
@@ -103,8 +105,6 @@ class FlagRecord:
 
 
 def process_create_time(pid: int) -> float:
-    import psutil
-
     try:
         return float(psutil.Process(pid).create_time())
     except psutil.Error:
@@ -184,11 +184,13 @@ def run_lock(paths: RunPaths) -> Iterator[None]:
 
 
 def _archive(paths: RunPaths, record: FlagRecord) -> None:
-    """Move a superseded FLAG into attempts/ (kept for history), durably."""
+    """Move a superseded FLAG into attempts/ (kept for history).
+
+    Not fsynced: if a power loss undoes the move, both FLAGs are back and the newer one still
+    wins; only writing the *new* state must be durable.
+    """
     paths.attempts.mkdir(exist_ok=True)
-    target = paths.attempts / f"{record.attempt}.{record.path.name}"
-    os.replace(record.path, target)
-    fsync_dir(paths.root)
+    os.replace(record.path, paths.attempts / f"{record.attempt}.{record.path.name}")
 
 
 def _settle(paths: RunPaths) -> FlagRecord:
@@ -232,7 +234,8 @@ def update_lease(paths: RunPaths, token: str, **changes: Any) -> Lease | None:
         if current.state is not State.RUNNING or current.data["token"] != token:
             return None
         lease = Lease(**{**current.data, **changes})
-        write_json_atomic(paths.flag(FLAG_RUNNING), asdict(lease))
+        # atomic but not fsynced: losing a heartbeat to a power cut only ages the lease
+        write_json_atomic(paths.flag(FLAG_RUNNING), asdict(lease), durable=False)
         return lease
 
 
@@ -245,8 +248,7 @@ def finish(paths: RunPaths, token: str, state: State, payload: dict[str, Any],
         if current.state is not State.RUNNING or current.data["token"] != token:
             return False
         write_terminal(paths, state, current.attempt, payload, crash_details)
-        os.unlink(current.path)
-        fsync_dir(paths.root)
+        os.unlink(current.path)  # not fsynced: a resurrected RUNNING loses to the newer FLAG
         return True
 
 

@@ -19,28 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from runner import provenance
 from runner.atomic import fsync_dir, write_json_atomic
+from runner.configfile import dump_yaml
 from runner.errors import CorruptStateError, StateError
 from runner.paths import RunPaths, SweepPaths
 from runner.state import create_unhatched
 from runner.sweep import Plan, RunSpec
 
 MANIFEST_VERSION = 1
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-def dump_yaml(obj: Any) -> str:
-    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
-
-
-def load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)
-
-
 def _syncfs(path: Path) -> None:
     """Flush the file system holding ``path`` (one call instead of an fsync per file)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -174,14 +161,3 @@ def _write_run(paths: RunPaths, run: RunSpec) -> None:
     paths.config.write_text(dump_yaml(run.config))
     paths.values.write_text(json.dumps(run.values, default=str) + "\n")
     create_unhatched(paths, durable=False)  # the whole tree is flushed once, then renamed
-
-
-def load_run_config(paths: RunPaths) -> dict[str, Any]:
-    raw = paths.config.read_text()
-    try:
-        cfg = load_yaml(raw)
-    except yaml.YAMLError as exc:
-        raise CorruptStateError(paths.config, raw, f"not valid YAML: {exc}") from None
-    if not isinstance(cfg, dict):
-        raise CorruptStateError(paths.config, raw, "not a mapping")
-    return cfg

@@ -215,6 +215,7 @@ class _ConfigBuilder:
         self.prefixes = prefixes
         self._groups: dict[str, bool] = {}
         self._cache: dict[tuple[Any, ...], tuple[DictConfig, dict[str, Any], bool]] = {}
+        self._probes: dict[tuple[Any, ...], DictConfig] = {}
         self._checked: set[tuple[Any, ...]] = set()
 
     def is_group(self, key: str) -> bool:
@@ -269,7 +270,9 @@ class _ConfigBuilder:
         if marker in self._checked:
             return
         self._checked.add(marker)
-        probe = copy.deepcopy(cfg)
+        probe = self._probes.get(gkey)
+        if probe is None:  # one copy per group combination: each check overwrites one key
+            probe = self._probes[gkey] = copy.deepcopy(cfg)
         try:
             OmegaConf.update(probe, key, value, merge=False, force_add=bool(self.prefixes.get(key)))
         except Exception as exc:

@@ -27,12 +27,15 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf  # imported here, once per fork server, not once per run
+
 from runner import context
+from runner.configfile import load_run_config
 from runner.metrics import MetricsWriter, flatten
 from runner.paths import RunPaths
 from runner.run_id import id_from_dirname
 from runner.state import Lease, State, finish, process_create_time, update_lease
-from runner.store import load_run_config
+from runner.tasks import load_task
 
 EXIT_COMPLETED = 0
 EXIT_CRASHED = 1
@@ -121,10 +124,6 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
     started = time.time()
     writer = None
     try:
-        from omegaconf import OmegaConf
-
-        from runner.tasks import load_task
-
         cfg = load_run_config(paths)
         writer = MetricsWriter(paths, lease.attempt)
         context._set_current(context.RunContext(id_from_dirname(paths.root.name), paths,
