@@ -93,5 +93,10 @@ class SweepPaths:
     def runs(self) -> Path:
         return self.root / "runs"
 
+    @property
+    def status_cache(self) -> Path:
+        """Parsed FLAGs of finished runs, keyed by inode: a cache, never the source of truth."""
+        return self.root / ".status-cache.json"
+
     def run(self, dirname: str) -> RunPaths:
         return RunPaths(self.runs / dirname)

@@ -95,7 +95,7 @@ class FlagRecord:
 
     state: State
     attempt: int
-    path: Path
+    path: str
     data: dict[str, Any]
 
     @property
@@ -113,7 +113,7 @@ def process_create_time(pid: int) -> float:
 
 # ---------------------------------------------------------------- reading
 
-def flag_names(root: Path) -> list[str]:
+def flag_names(root: str | Path) -> list[str]:
     """FLAG file names present in a run directory (one ``listdir``)."""
     return [name for name in os.listdir(root) if name in FLAG_NAMES]
 
@@ -130,10 +130,12 @@ def parse_crash_report(text: str) -> tuple[dict[str, str], str]:
     return header, body
 
 
-def read_flag(path: Path) -> FlagRecord:
+def read_flag(path: str | Path) -> FlagRecord:
     """Parse one FLAG file; a torn or foreign file raises ``CorruptStateError``."""
-    state = STATE_OF_FLAG[path.name]
-    raw = path.read_bytes()
+    path = str(path)
+    state = STATE_OF_FLAG[os.path.basename(path)]
+    with open(path, "rb") as f:
+        raw = f.read()
     try:
         text = raw.decode("utf-8")
         if state is State.CRASHED:
@@ -190,7 +192,7 @@ def _archive(paths: RunPaths, record: FlagRecord) -> None:
     wins; only writing the *new* state must be durable.
     """
     paths.attempts.mkdir(exist_ok=True)
-    os.replace(record.path, paths.attempts / f"{record.attempt}.{record.path.name}")
+    os.replace(record.path, paths.attempts / f"{record.attempt}.{os.path.basename(record.path)}")
 
 
 def _settle(paths: RunPaths) -> FlagRecord:

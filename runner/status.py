@@ -1,21 +1,28 @@
 """Reading a sweep's state: one row per run, counts per state, JSON and a rich table.
 
-A scan costs one ``listdir`` per run plus, for runs that have one, one small read of the FLAG
-file's content (summary, lease or crash reason). A FLAG that cannot be parsed makes that run
-``CORRUPT`` with the error; it never stops the scan or changes anything on disk.
+A scan costs one ``scandir`` per run. The content of a finished run's FLAG (summary, crash
+reason) is read once and then kept in ``.status-cache.json``, keyed by the FLAG's name and inode:
+every state change writes a new file (a new inode), so a cached entry can never be stale, and
+``status`` over 100,000 finished runs reads one cache file instead of 100,000 FLAGs. A FLAG that
+cannot be parsed makes that run ``CORRUPT`` with the error; it never stops the scan or changes
+anything on disk.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from runner.atomic import write_text_atomic
 from runner.errors import CorruptStateError
 from runner.metrics import last_metrics
+from runner.paths import FLAG_NAMES
 from runner.recovery import death_reason
-from runner.state import STATE_OF_FLAG, FlagRecord, State, flag_names, read_flag, read_state
+from runner.state import STATE_OF_FLAG, FlagRecord, State, read_flag, read_state
 from runner.store import RunRef, SweepStore
 
 CORRUPT = "CORRUPT"
@@ -54,17 +61,63 @@ class RunStatus:
         return float(value) if value not in (None, "") else None
 
 
-def read_run(ref: RunRef, details: bool = True) -> RunStatus:
+_FLAGS = frozenset(FLAG_NAMES)
+_CACHE_VERSION = 1
+
+
+class FlagCache:
+    """Parsed terminal FLAGs by run id -> [flag name, inode, attempt, data]."""
+
+    def __init__(self, store: SweepStore | None = None) -> None:
+        self.path = store.paths.status_cache if store is not None else None
+        self.entries: dict[str, list[Any]] = {}
+        self.dirty = False
+        if self.path is not None:
+            try:
+                data = json.loads(self.path.read_bytes())
+                if data.get("version") == _CACHE_VERSION:
+                    self.entries = data["entries"]
+            except (OSError, ValueError, KeyError, AttributeError):
+                self.entries = {}  # a cache: unreadable means empty
+
+    def get(self, run_id: str, name: str, inode: int, path: str) -> FlagRecord | None:
+        hit = self.entries.get(run_id)
+        if hit is None or hit[0] != name or hit[1] != inode:
+            return None
+        return FlagRecord(STATE_OF_FLAG[name], hit[2], path, hit[3])
+
+    def put(self, run_id: str, name: str, inode: int, record: FlagRecord) -> None:
+        self.entries[run_id] = [name, inode, record.attempt, record.data]
+        self.dirty = True
+
+    def save(self) -> None:
+        if self.path is None or not self.dirty:
+            return
+        try:
+            write_text_atomic(self.path, json.dumps(
+                {"version": _CACHE_VERSION, "entries": self.entries}), durable=False)
+        except OSError:
+            pass  # e.g. a read-only sweep directory: the cache is only an accelerator
+
+
+def read_run(ref: RunRef, details: bool = True, cache: FlagCache | None = None) -> RunStatus:
     try:
-        names = flag_names(ref.paths.root)
+        with os.scandir(ref.dir) as it:
+            flags = [(e.name, e.inode()) for e in it if e.name in _FLAGS]
     except FileNotFoundError:
-        return RunStatus(ref, CORRUPT, None, f"run directory {ref.paths.root} is missing")
+        return RunStatus(ref, CORRUPT, None, f"run directory {ref.dir} is missing")
     try:
-        if len(names) == 1:
-            state = STATE_OF_FLAG[names[0]]
+        if len(flags) == 1:
+            name, inode = flags[0]
+            state = STATE_OF_FLAG[name]
             if state is State.UNHATCHED or not details:
                 return RunStatus(ref, state.value, None)
-            record = read_flag(ref.paths.root / names[0])
+            path = f"{ref.dir}/{name}"
+            record = cache.get(ref.id, name, inode, path) if cache is not None else None
+            if record is None:
+                record = read_flag(path)
+                if cache is not None and state.is_terminal:
+                    cache.put(ref.id, name, inode, record)
         else:
             record = read_state(ref.paths)
     except CorruptStateError as exc:
@@ -73,7 +126,11 @@ def read_run(ref: RunRef, details: bool = True) -> RunStatus:
 
 
 def scan(store: SweepStore, details: bool = True) -> list[RunStatus]:
-    return [read_run(ref, details) for ref in store.runs()]
+    cache = FlagCache(store) if details else None
+    rows = [read_run(ref, details, cache) for ref in store.runs()]
+    if cache is not None:
+        cache.save()
+    return rows
 
 
 def counts(rows: list[RunStatus]) -> dict[str, int]:
@@ -83,7 +140,7 @@ def counts(rows: list[RunStatus]) -> dict[str, int]:
 
 def row_json(row: RunStatus, now: float, with_metrics: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "id": row.ref.id, "dir": str(row.ref.paths.root), "state": row.state,
+        "id": row.ref.id, "dir": row.ref.dir, "state": row.state,
         "values": row.ref.values, "summary": row.summary,
         "attempt": row.record.attempt if row.record else (0 if row.state == "UNHATCHED" else None),
         "duration_s": row.duration(now),
