@@ -215,8 +215,8 @@ def _die_with_parent() -> None:
 
 
 def child_main(run_dir: str, token: str, heartbeat_s: float, cwd: str,
-               env: dict[str, str]) -> None:
-    """Entry point of a run process started by the local launchers."""
+               env: dict[str, str]) -> int:
+    """Entry point of a run process forked by the local launcher's fork server."""
     os.setpgid(0, 0)  # its own process group: cancel() reaches the task's children too
     _die_with_parent()
     os.environ.update(env)
@@ -226,7 +226,7 @@ def child_main(run_dir: str, token: str, heartbeat_s: float, cwd: str,
             sys.path.insert(0, cwd)
     paths = RunPaths(Path(run_dir))
     _redirect_output(paths)
-    sys.exit(execute(paths, token, heartbeat_s=heartbeat_s))
+    return execute(paths, token, heartbeat_s=heartbeat_s)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", required=True)
     parser.add_argument("--heartbeat-s", type=float, default=10.0)
     args = parser.parse_args(argv)
+    _die_with_parent()
     paths = RunPaths(args.run_dir.resolve())
     _redirect_output(paths)
     return execute(paths, args.token, heartbeat_s=args.heartbeat_s)

@@ -71,8 +71,6 @@ def test_resume_retries_crashed_runs_only_when_asked(project):
     sweep = project.sweep_dir()
     assert project.cli("resume", str(sweep)).returncode == 1
     assert project.markers_of("start") and sum(project.markers_of("start").values()) == 2
-    (project.root / "conf" / "task" / "toy.yaml").write_text(
-        (project.root / "conf" / "task" / "toy.yaml").read_text())
     proc = project.cli("resume", str(sweep), "runner.retry_crashed=true")
     assert proc.returncode == 1  # it crashes again, deterministically
     starts = project.markers_of("start")
@@ -152,3 +150,29 @@ def test_sigint_stops_cleanly_and_resume_finishes(project):
     assert project.status()["counts"]["COMPLETED"] == 4
     assert set(project.markers_of("done").values()) == {1}
     assert sorted(project.markers_of("start").values()) == [1, 1, 2, 2]
+
+
+def test_spawn_start_method_runs_fresh_interpreters(project):
+    proc = project.run("task.mode=ok,raise,sigkill", "launcher.start_method=spawn",
+                       "task.record_env=true")
+    assert proc.returncode == 1, proc.stderr
+    rows = {r["values"]["task.mode"]: r for r in project.status()["runs"]}
+    assert rows["ok"]["state"] == "COMPLETED"
+    assert rows["raise"]["reason"] == "ValueError: toy failure lr=0.1"
+    assert rows["sigkill"]["reason"].startswith("killed by SIGKILL")
+    env = json.loads((project.sweep_dir() / "runs" / os.path.basename(rows["ok"]["dir"])
+                      / "env.json").read_text())["env"]
+    assert env["RUNNER_RUN_ID"] == rows["ok"]["id"]
+
+
+def test_status_cache_follows_state_changes(project):
+    project.run("task.mode=ok,raise")
+    sweep = project.sweep_dir()
+    first = project.status()
+    cache = sweep / ".status-cache.json"
+    assert cache.is_file() and len(json.loads(cache.read_text())["entries"]) == 2
+    cache.write_text("{not json")  # an unreadable cache is ignored, then rebuilt
+    assert project.status()["runs"] == first["runs"]
+    project.cli("resume", str(sweep), "runner.retry_crashed=true")
+    raise_row = next(r for r in project.status()["runs"] if r["values"]["task.mode"] == "raise")
+    assert raise_row["attempt"] == 2  # the new CRASH.txt (a new inode) is read, not the cache

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.config_schema import validate
 from runner.errors import ConfigError
 from runner.launchers.base import Launcher as Launcher
 from runner.launchers.base import RunHandle as RunHandle
-from runner.store import SweepStore
+
+if TYPE_CHECKING:
+    from runner.store import SweepStore
 
 
 def launcher_class(target: str) -> type[Launcher]:

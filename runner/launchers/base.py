@@ -12,11 +12,13 @@ from __future__ import annotations
 import abc
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.config_schema import LauncherConf
 from runner.state import Lease
-from runner.store import RunRef, SweepStore
+
+if TYPE_CHECKING:
+    from runner.store import RunRef, SweepStore
 
 
 class RunHandle(abc.ABC):

@@ -1,0 +1,148 @@
+"""A fork server for runs: one process imports runner (and ``runner.preload``) once, then forks
+one child per run on request and reports each child's pid and exit status.
+
+Why not ``multiprocessing``'s fork server: each of its children re-runs the parent's
+``__main__`` preparation and unpickles a Process object, and exit statuses arrive through one pipe
+per child. Here a request is one JSON line and a fork, and the server reports exits itself as they
+happen (SIGCHLD), so the launcher reuses a slot the moment a run ends.
+
+Protocol (JSON lines over a socket pair): the launcher sends
+``{"key": K, "args": [run_dir, token, heartbeat_s, cwd, env]}``; the server answers
+``{"key": K, "pid": P}`` once forked and ``{"key": K, "code": C}`` when the child ended (negative:
+killed by that signal). The server exits when the launcher closes the socket or dies, and its
+children are SIGKILLed with it (PR_SET_PDEATHSIG), so a SIGKILLed runner leaves no orphans.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import traceback
+from typing import Any
+
+
+class ForkServer:
+    """The launcher's side: start the server, send requests, collect replies."""
+
+    def __init__(self, preload: list[str]) -> None:
+        ours, theirs = socket.socketpair()
+        self.sock = ours
+        self._buffer = b""
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "runner.launchers.forkserver", str(theirs.fileno()),
+             json.dumps(preload)],
+            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        theirs.close()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def start(self, key: str, args: list[Any]) -> None:
+        self.sock.sendall(json.dumps({"key": key, "args": args}).encode() + b"\n")
+
+    def messages(self, timeout: float) -> list[dict[str, Any]]:
+        """Replies that arrived within ``timeout`` seconds (at least one, unless it expired)."""
+        ready, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
+        out = []
+        while ready:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise RuntimeError("the run fork server died; see the runner's stderr")
+            self._buffer += chunk
+            ready, _, _ = select.select([self.sock], [], [], 0)
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            out.append(json.loads(line))
+        return out
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# ------------------------------------------------------------------ the server process
+
+def _serve(fd: int, preload: list[str]) -> None:
+    from runner import worker
+
+    worker._die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launcher's to handle
+    for name in preload:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # a bad preload must not stop the sweep: runs import it again
+            print(f"runner: could not preload '{name}': {exc}", file=sys.stderr, flush=True)
+    sock = socket.socket(fileno=fd)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    children: dict[int, str] = {}
+    buffer = b""
+    while True:
+        try:
+            ready, _, _ = select.select([sock.fileno(), wake_r], [], [])
+        except InterruptedError:
+            continue
+        if wake_r in ready:
+            os.read(wake_r, 4096)
+        if sock.fileno() in ready:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return  # the launcher is gone: exit, and PDEATHSIG takes the runs with us
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                request = json.loads(line)
+                pid = os.fork()
+                if pid == 0:
+                    _child(sock, wake_r, wake_w, request["args"])
+                children[pid] = request["key"]
+                sock.sendall(json.dumps({"key": request["key"], "pid": pid}).encode() + b"\n")
+        while children:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            key = children.pop(pid, None)
+            if key is not None:
+                code = os.waitstatus_to_exitcode(status)
+                sock.sendall(json.dumps({"key": key, "code": code}).encode() + b"\n")
+
+
+def _child(sock: socket.socket, wake_r: int, wake_w: int, args: list[Any]) -> None:
+    """In the forked child: drop the server's plumbing, run the worker, never return."""
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sock.close()
+        os.close(wake_r)
+        os.close(wake_w)
+        from runner import worker
+
+        code = worker.child_main(*args)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]), json.loads(sys.argv[2]))
