@@ -26,6 +26,9 @@ import sys
 import traceback
 from typing import Any
 
+import runner
+from runner.errors import LaunchError
+
 
 class ForkServer:
     """The launcher's side: start the server, send requests, collect replies."""
@@ -34,26 +37,41 @@ class ForkServer:
         ours, theirs = socket.socketpair()
         self.sock = ours
         self._buffer = b""
+        # the server imports the same runner as this process, installed or not
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(runner.__file__)))
+        path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "runner.launchers.forkserver", str(theirs.fileno()),
              json.dumps(preload)],
-            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": path})
         theirs.close()
+
+    def _died(self) -> LaunchError:
+        code = self.proc.poll()
+        return LaunchError(f"the run fork server exited (status {code}); its error, if any, is "
+                           "printed above. launcher.start_method=spawn avoids the fork server")
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def start(self, key: str, args: list[Any]) -> None:
-        self.sock.sendall(json.dumps({"key": key, "args": args}).encode() + b"\n")
+        try:
+            self.sock.sendall(json.dumps({"key": key, "args": args}).encode() + b"\n")
+        except OSError:
+            raise self._died() from None
 
     def messages(self, timeout: float) -> list[dict[str, Any]]:
         """Replies that arrived within ``timeout`` seconds (at least one, unless it expired)."""
         ready, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
         out = []
         while ready:
-            chunk = self.sock.recv(65536)
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                chunk = b""
             if not chunk:
-                raise RuntimeError("the run fork server died; see the runner's stderr")
+                raise self._died()
             self._buffer += chunk
             ready, _, _ = select.select([self.sock], [], [], 0)
         while b"\n" in self._buffer:
