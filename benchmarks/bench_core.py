@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import io
-import json
 import os
 import shutil
 import subprocess
@@ -107,7 +106,7 @@ def bench_freeze(n_grid: int, work: Path) -> list[tuple[str, float, float]]:
 
 def bench_status(n: int, work: Path) -> list[tuple[str, float, float]]:
     from runner.run_id import run_dirname, run_id
-    from runner.status import scan, to_json
+    from runner.status import json_text
     from runner.store import SweepStore
     from runner.sweep import Plan, RunSpec
 
@@ -130,8 +129,7 @@ def bench_status(n: int, work: Path) -> list[tuple[str, float, float]]:
     def status_json() -> float:
         t0 = time.perf_counter()
         with redirect_stdout(io.StringIO()):
-            fresh = SweepStore(store.root)
-            json.dump(to_json(fresh, scan(fresh)), sys.stdout)
+            sys.stdout.write(json_text(SweepStore(store.root)))
         return time.perf_counter() - t0
 
     scandir_pass()  # warm the OS caches for both

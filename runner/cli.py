@@ -12,7 +12,6 @@ command's overrides (not from the time), and only runs that are not COMPLETED ar
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -147,7 +146,7 @@ def _print_plan(plan: Any, output_dir: Path, console: Console) -> None:
 
 
 def cmd_status(argv: list[str]) -> int:
-    from runner.status import render, scan, to_json
+    from runner.status import json_text, render, scan
     from runner.store import SweepStore
 
     parser = argparse.ArgumentParser(prog="python -m runner status")
@@ -156,12 +155,10 @@ def cmd_status(argv: list[str]) -> int:
     parser.add_argument("--all", action="store_true", help="show every run, not the first 50")
     args = parser.parse_args(argv)
     store = SweepStore(args.sweep_dir)
-    rows = scan(store)
     if args.json:
-        json.dump(to_json(store, rows), sys.stdout, default=str)
-        sys.stdout.write("\n")
+        sys.stdout.write(json_text(store) + "\n")
     else:
-        Console(highlight=False).print(render(store, rows, None if args.all else 50))
+        Console(highlight=False).print(render(store, scan(store), None if args.all else 50))
     return 0
 
 

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from runner.config_schema import RunnerConf, validate
-from runner.errors import StateError
+from runner.errors import CorruptStateError, StateError
 from runner.launchers import RunHandle, create_launcher, launcher_config
 from runner.notifiers.base import Notifier, RunEnded, SweepFinished, SweepStarted, create_notifiers
 from runner.recovery import recover
@@ -134,7 +134,11 @@ def run_sweep(store: SweepStore, execution: dict[str, Any],
                 while pending and len(active) < launcher.max_parallel:
                     ref = pending.pop(0)
                     tried.add(ref.id)  # at most one attempt per run per invocation
-                    lease = claim(ref.paths, allowed, launcher.launcher_info(ref))
+                    try:
+                        lease = claim(ref.paths, allowed, launcher.launcher_info(ref))
+                    except CorruptStateError as exc:  # skip it, touch nothing, go on
+                        console.print(f"[magenta]skipping run {ref.id}[/]: {exc}")
+                        continue
                     if lease is not None:
                         active.append(launcher.launch(ref, lease))
                 display.update(tally["done"], len(active), tally["crashed"], len(pending))

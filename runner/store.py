@@ -83,10 +83,11 @@ class SweepStore:
             self._manifest = data
         return self._manifest
 
-    def runs(self) -> list[RunRef]:
+    def runs(self, start: int = 0, stop: int | None = None) -> list[RunRef]:
+        """The runs in manifest order (optionally a slice of them)."""
         runs_dir = str(self.paths.runs)
         return [RunRef(r["id"], r["dir"], r["values"], f"{runs_dir}/{r['dir']}")
-                for r in self.manifest["runs"]]
+                for r in self.manifest["runs"][start:stop]]
 
     def find(self, prefix: str) -> RunRef:
         matches = [r for r in self.runs() if r.id.startswith(prefix) or r.dirname == prefix]

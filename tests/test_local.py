@@ -176,3 +176,18 @@ def test_status_cache_follows_state_changes(project):
     project.cli("resume", str(sweep), "runner.retry_crashed=true")
     raise_row = next(r for r in project.status()["runs"] if r["values"]["task.mode"] == "raise")
     assert raise_row["attempt"] == 2  # the new CRASH.txt (a new inode) is read, not the cache
+
+
+def test_corrupt_flag_skips_that_run_only_and_is_left_untouched(project):
+    project.run("seed=range(3)", "runner.dry_run=false", "task.mode=raise")  # freeze the sweep
+    sweep = project.sweep_dir()
+    rows = project.status()["runs"]
+    victim = sweep / "runs" / os.path.basename(rows[1]["dir"]) / "CRASH.txt"
+    victim.write_bytes(b"\x00garbage")
+    proc = project.cli("resume", str(sweep), "runner.retry_crashed=true")
+    assert proc.returncode == 1
+    assert f"skipping run {rows[1]['id']}" in proc.stderr and "CRASH.txt" in proc.stderr
+    assert victim.read_bytes() == b"\x00garbage"
+    after = {r["id"]: r for r in project.status()["runs"]}
+    assert after[rows[1]["id"]]["state"] == "CORRUPT"
+    assert after[rows[0]["id"]]["attempt"] == 2 and after[rows[2]["id"]]["attempt"] == 2

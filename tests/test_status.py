@@ -1,0 +1,63 @@
+"""status: the forked JSON path equals the plain one, corrupt runs are rows, the cache is safe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from runner.run_id import run_dirname, run_id
+from runner.state import State, claim, finish
+from runner.status import json_text, scan, to_json
+from runner.store import SweepStore
+from runner.sweep import Plan, RunSpec
+
+ANY = frozenset({State.UNHATCHED})
+
+
+def make_sweep(tmp_path: Path, n: int) -> SweepStore:
+    runs = [RunSpec(run_id({"x": i}), run_dirname({"x": i}), {"x": i}, {"x": i})
+            for i in range(n)]
+    store, created = SweepStore.create(Plan("s", "grid", runs, ["x"], ["x"], {}, [], "f"),
+                                       tmp_path, "config", [])
+    assert created
+    for i, ref in enumerate(store.runs()):
+        if i % 3 == 0:
+            lease = claim(ref.paths, ANY)
+            finish(ref.paths, lease.token, State.COMPLETED, {"summary": {"acc": i / n}})
+        elif i % 3 == 1 and i % 5 == 0:
+            lease = claim(ref.paths, ANY)
+            finish(ref.paths, lease.token, State.CRASHED, {"reason": f"boom {i}"}, "trace")
+    return store
+
+
+def _without_durations(doc: dict) -> dict:
+    for row in doc["runs"]:
+        row.pop("duration_s")
+    return doc
+
+
+def test_forked_json_equals_the_plain_scan(tmp_path):
+    store = make_sweep(tmp_path, 300)
+    json_text(store)  # cache the finished runs, then tear one of them in place
+    bad = store.runs()[6]
+    (Path(bad.dir) / "COMPLETED").write_text("{torn")
+    plain = json.loads(json.dumps(to_json(store, scan(store)), default=str))
+    forked = json.loads(json_text(SweepStore(store.root), workers=3))
+    assert _without_durations(forked) == _without_durations(plain)
+    assert forked["counts"]["COMPLETED"] == 99 and forked["counts"]["CORRUPT"] == 1
+    row = forked["runs"][6]
+    assert row["state"] == "CORRUPT" and "COMPLETED" in row["reason"]
+    assert forked["runs"][10]["reason"] == "boom 10"
+    assert forked["runs"][3]["summary"] == {"acc": 0.01}
+
+
+def test_cache_learns_from_every_worker_and_never_goes_stale(tmp_path):
+    store = make_sweep(tmp_path, 60)
+    json_text(store, workers=3)
+    entries = json.loads(store.paths.status_cache.read_text())["entries"]
+    assert len(entries) == 20 + sum(1 for i in range(60) if i % 3 == 1 and i % 5 == 0)
+    ref = store.runs()[0]
+    again = claim(ref.paths, frozenset({State.COMPLETED}))  # e.g. runner.debug re-runs it
+    finish(ref.paths, again.token, State.COMPLETED, {"summary": {"acc": 9.0}})
+    doc = json.loads(json_text(SweepStore(store.root), workers=2))
+    assert doc["runs"][0]["summary"] == {"acc": 9.0} and doc["runs"][0]["attempt"] == 2
