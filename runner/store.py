@@ -113,7 +113,8 @@ class SweepStore:
         if store.exists():
             return store, False
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.creating-{uuid.uuid4().hex[:8]}")
+        _remove_abandoned(final)
+        tmp = final.with_name(f".{final.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
             _write_sweep(tmp, plan, config_name, config_dirs)
             _syncfs(tmp)
@@ -128,6 +129,22 @@ class SweepStore:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         return store, True
+
+
+def _remove_abandoned(final: Path) -> None:
+    """Delete half-built copies of this sweep left by a runner killed while freezing it."""
+    import psutil
+
+    for leftover in final.parent.glob(f".{glob_escape(final.name)}.creating-*"):
+        pid = leftover.name.rsplit(".creating-", 1)[1].split("-")[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def glob_escape(text: str) -> str:
+    import glob
+
+    return glob.escape(text)
 
 
 def _write_sweep(root: Path, plan: Plan, config_name: str, config_dirs: list[str]) -> None:

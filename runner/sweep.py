@@ -24,8 +24,9 @@ from hydra.core.override_parser.types import (
     ChoiceSweep,
     IntervalSweep,
     Override,
+    Quote,
+    QuotedString,
     RangeSweep,
-    Transformer,
 )
 from omegaconf import DictConfig, OmegaConf
 
@@ -94,6 +95,32 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
+def _plain(value: Any) -> Any:
+    """Hydra's parsed values -> plain Python (a quoted string is its text)."""
+    if isinstance(value, QuotedString):
+        return value.text
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _quoted(value: Any) -> Any:
+    if isinstance(value, str):
+        return QuotedString(text=value, quote=Quote.single)
+    if isinstance(value, list):
+        return [_quoted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _quoted(v) for k, v in value.items()}
+    return value
+
+
+def encode(value: Any) -> str:
+    """A Python value as Hydra override text that parses back to the same value."""
+    return str(Override._get_value_element_as_str(_quoted(value)))
+
+
 def _axis_from_override(o: Override, from_cli: bool) -> Axis:
     key = o.key_or_group
     prefix = "++" if o.is_force_add() else "+" if o.is_add() else ""
@@ -105,17 +132,15 @@ def _axis_from_override(o: Override, from_cli: bool) -> Axis:
     value = o.value()
     if isinstance(value, IntervalSweep):
         return Axis(key, prefix, None, value)
-    if isinstance(value, ChoiceSweep):
-        return Axis(key, prefix, list(o.sweep_iterator()))
-    if isinstance(value, RangeSweep):
-        return Axis(key, prefix, list(o.sweep_iterator()))
-    return Axis(key, prefix, [value])
+    if isinstance(value, ChoiceSweep | RangeSweep):
+        return Axis(key, prefix, [_plain(v) for v in o.sweep_iterator()])
+    return Axis(key, prefix, [_plain(value)])
 
 
 def _params_axes(params: dict[str, Any]) -> list[Axis]:
     axes = []
     for key, raw in params.items():
-        text = raw if isinstance(raw, str) else Transformer.encode(raw)
+        text = raw if isinstance(raw, str) else encode(raw)
         try:
             (o,) = parse_overrides([f"{key}={text}"])
         except ConfigError as exc:
@@ -224,7 +249,7 @@ class _ConfigBuilder:
         return self._groups[key]
 
     def _override(self, key: str, value: Any) -> str:
-        return f"{self.prefixes.get(key, '')}{key}={Transformer.encode(value)}"
+        return f"{self.prefixes.get(key, '')}{key}={encode(value)}"
 
     def prepare(self, runs: list[dict[str, Any]]) -> None:
         """Compose once per group combination, with the first run's values as representatives."""

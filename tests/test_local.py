@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 import time
 
 import yaml
@@ -191,3 +193,39 @@ def test_corrupt_flag_skips_that_run_only_and_is_left_untouched(project):
     after = {r["id"]: r for r in project.status()["runs"]}
     assert after[rows[1]["id"]]["state"] == "CORRUPT"
     assert after[rows[0]["id"]]["attempt"] == 2 and after[rows[2]["id"]]["attempt"] == 2
+
+
+def test_half_built_sweeps_of_dead_runners_are_removed(project):
+    project.run(check=True)
+    sweep = project.sweep_dir()
+    shutil.rmtree(sweep)
+    dead_pid = subprocess.Popen(["true"])
+    dead_pid.wait()
+    abandoned = sweep.with_name(f".{sweep.name}.creating-{dead_pid.pid}-0000")
+    in_progress = sweep.with_name(f".{sweep.name}.creating-{os.getpid()}-1111")
+    for d in (abandoned, in_progress):
+        (d / "runs").mkdir(parents=True)
+    project.run(check=True)
+    assert not abandoned.exists() and in_progress.exists() and (sweep / "sweep.json").is_file()
+
+
+def test_progress_display_on_a_terminal(project):
+    import io
+
+    from rich.console import Console
+
+    from runner.compose import composer
+    from runner.scheduler import run_sweep
+    from runner.store import SweepStore
+    from runner.sweep import expand
+
+    with composer() as comp:
+        plan = expand(comp, ["task=toy", "seed=range(3)", "task.mode=ok",
+                             "runner.output_dir=outputs"])
+    store, _ = SweepStore.create(plan, project.root / "outputs", "config", [])
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=150)
+    result = run_sweep(store, plan.execution, console)
+    text = out.getvalue()
+    assert result.exit_code == 0 and result.counts["COMPLETED"] == 3
+    assert "3/3" in text and "running 0 · crashed 0 · left 0" in text
