@@ -189,7 +189,7 @@ def json_text(store: SweepStore, workers: int | None = None) -> str:
         cache.dirty, before = False, dict(cache.entries)
         rows = [read_run(ref, True, cache) for ref in store.runs(*bounds)]
         learned = {k: v for k, v in cache.entries.items() if before.get(k) is not v}
-        return (",".join(json.dumps(row_json(r, now), default=str) for r in rows),
+        return (json.dumps([row_json(r, now) for r in rows], default=str)[1:-1],
                 dict(Counter(r.state for r in rows)), learned)
 
     parts = _forked_map(work, chunks)
