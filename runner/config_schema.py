@@ -48,6 +48,17 @@ class LocalLauncherConf(LauncherConf):
 
 
 @dataclass
+class PinnedLauncherConf(LocalLauncherConf):
+    _target_: str = "runner.launchers.pinned.PinnedLauncher"
+    cpus_per_run: int = 1
+    gpus_per_run: int = 0
+    runs_per_gpu: int = 1
+    gpus: list[Any] | None = None
+    cpus: list[int] | None = None
+    threads_per_run: int | None = None
+
+
+@dataclass
 class SweepConf:
     kind: str = "grid"
     params: dict[str, Any] = field(default_factory=dict)

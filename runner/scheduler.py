@@ -137,9 +137,12 @@ def run_sweep(store: SweepStore, execution: dict[str, Any],
                     try:
                         lease = claim(ref.paths, allowed, launcher.launcher_info(ref))
                     except CorruptStateError as exc:  # skip it, touch nothing, go on
+                        launcher.release(ref)
                         console.print(f"[magenta]skipping run {ref.id}[/]: {exc}")
                         continue
-                    if lease is not None:
+                    if lease is None:
+                        launcher.release(ref)  # another runner claimed it first
+                    else:
                         active.append(launcher.launch(ref, lease))
                 display.update(tally["done"], len(active), tally["crashed"], len(pending))
                 if active:

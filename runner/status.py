@@ -261,6 +261,8 @@ def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> 
         if not info:
             info = ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()
                              if k not in ("time", "attempt"))[:120]
+        if row.state == "RUNNING":
+            info = f"{_placement(row.lease.launcher)}{info}"
         table.add_row(row.ref.id, *(_fmt(row.ref.values.get(k)) for k in varying),
                       Text(row.state, style=colours.get(row.state, "")),
                       f"{duration:.1f}s" if duration is not None else "", info)
@@ -270,6 +272,14 @@ def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> 
     if len(shown) < len(rows):
         parts.append(Text(f"... {len(rows) - len(shown)} more runs (--all shows every run)"))
     return Group(*parts)
+
+
+def _placement(launcher: dict[str, Any]) -> str:
+    """'cpus 0,1 · gpus 0 · ' from a lease's launcher facts (pinned slots, job ids)."""
+    parts = [f"{key} {','.join(map(str, launcher[key]))}" for key in ("cpus", "gpus")
+             if launcher.get(key)]
+    parts += [f"{key} {launcher[key]}" for key in ("job_id",) if launcher.get(key)]
+    return "".join(f"{p} · " for p in parts)
 
 
 def _interesting_first(rows: list[RunStatus]) -> list[RunStatus]:

@@ -130,6 +130,7 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
                                                 lease.attempt,
                                                 OmegaConf.create(cfg), writer))
         fn = load_task(cfg.get("task", {}).get("fn", ""))
+        _cap_torch_threads()
         result = fn(context.current_run().config)
         summary = summary_of(result)
     except (RunInterrupted, KeyboardInterrupt) as exc:
@@ -214,12 +215,28 @@ def _die_with_parent() -> None:
         os._exit(EXIT_LEASE_LOST)
 
 
+def _apply_pinning() -> None:
+    """Pin this run to the CPUs its launcher slot gave it (``RUNNER_CPUS``)."""
+    cpus = os.environ.get("RUNNER_CPUS")
+    if cpus:
+        os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+
+
+def _cap_torch_threads() -> None:
+    """torch read its thread count when the fork server imported it: cap it to this slot."""
+    torch = sys.modules.get("torch")
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if torch is not None and threads and os.environ.get("RUNNER_CPUS"):
+        torch.set_num_threads(int(threads))
+
+
 def child_main(run_dir: str, token: str, heartbeat_s: float, cwd: str,
                env: dict[str, str]) -> int:
     """Entry point of a run process forked by the local launcher's fork server."""
     os.setpgid(0, 0)  # its own process group: cancel() reaches the task's children too
     _die_with_parent()
     os.environ.update(env)
+    _apply_pinning()
     if cwd:
         os.chdir(cwd)
         if cwd not in sys.path:
@@ -237,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heartbeat-s", type=float, default=10.0)
     args = parser.parse_args(argv)
     _die_with_parent()
+    _apply_pinning()
     paths = RunPaths(args.run_dir.resolve())
     _redirect_output(paths)
     return execute(paths, args.token, heartbeat_s=args.heartbeat_s)

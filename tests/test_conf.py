@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from runner.config_schema import LocalLauncherConf, RunnerConf, SweepConf
+from runner.config_schema import LocalLauncherConf, PinnedLauncherConf, RunnerConf, SweepConf
 
 
 def _defaults(schema: type) -> dict:
@@ -26,6 +26,7 @@ def _defaults(schema: type) -> dict:
 @pytest.mark.parametrize("path, schema, section", [
     ("conf/config.yaml", RunnerConf, "runner"),
     ("conf/launcher/local.yaml", LocalLauncherConf, None),
+    ("conf/launcher/pinned.yaml", PinnedLauncherConf, None),
 ])
 def test_yaml_defaults_mirror_the_schema(path, schema, section):
     data = yaml.safe_load((REPO / path).read_text())

@@ -32,6 +32,7 @@ def launcher_config(launcher_cfg: dict[str, Any]) -> tuple[type[Launcher], Any]:
     conf: Any = validate(launcher_cfg, cls.config_class, "launcher")
     if not cls.is_available():
         raise ConfigError(f"launcher {cls.__name__} is not available on this machine")
+    cls.check(conf)
     return cls, conf
 
 

@@ -47,6 +47,10 @@ class Launcher(abc.ABC):
         self.conf = conf
         self.runner_conf = runner_conf
 
+    @classmethod  # noqa: B027 (optional hook)
+    def check(cls, conf: Any) -> None:
+        """Refuse, before anything is written, settings this machine cannot satisfy."""
+
     @classmethod
     def is_available(cls) -> bool:
         """False where this backend cannot work on this machine (e.g. no ``sbatch``)."""
@@ -58,8 +62,11 @@ class Launcher(abc.ABC):
         return int(value) if value else (os.cpu_count() or 1)
 
     def launcher_info(self, run: RunRef) -> dict[str, Any]:
-        """Extra facts recorded in the run's lease when it is claimed (slot, job id...)."""
+        """Reserve what ``run`` will need; the facts are recorded in its lease (slot, job id)."""
         return {}
+
+    def release(self, run: RunRef) -> None:  # noqa: B027 (optional hook)
+        """Give back what ``launcher_info`` reserved when the run was not claimed after all."""
 
     @abc.abstractmethod
     def launch(self, run: RunRef, lease: Lease) -> RunHandle:
