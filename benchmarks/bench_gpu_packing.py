@@ -30,7 +30,8 @@ def run_k(k: int, args: argparse.Namespace, out: Path) -> tuple[float, list[floa
               f"launcher.cpus_per_run={args.cpus_per_run}", "task.device=cuda"])
     cmd = [sys.executable, "-m", "runner", "task=mnist", "launcher=pinned", *place,
            f"+task.bench_k={k}", f"seed=range({k})", f"task.epochs={args.epochs}",
-           f"task.width={args.width}", "task.log_every=1000000", "runner.preload=[torch]",
+           f"task.width={args.width}", "task.log_every=1000000", "task.eval_every=null",
+           "runner.preload=[torch]",
            f"runner.output_dir={out}", "runner.progress=false", "task.threads=null"]
     subprocess.run(cmd, cwd=REPO, check=True)
     (sweep,) = [d for d in out.iterdir() if not d.name.startswith(".")]

@@ -3,6 +3,9 @@
     python -m runner [--config-dir DIR] [OVERRIDE ...]      expand, freeze, launch (or resume)
     python -m runner status SWEEP_DIR [--json] [--all]       states of a sweep's runs
     python -m runner resume SWEEP_DIR [OVERRIDE ...]         resume a sweep by its directory
+    python -m runner report SWEEP_DIR --metric M [--mode max|min]   table, plots, CSV, Markdown
+    python -m runner compare DIR DIR ... --metric M          several sweeps side by side
+    python -m runner retrain-best SWEEP_DIR --metric M --seeds K     best setting, K new seeds
 
 Overrides use Hydra's grammar (``task.lr=0.1,0.01``, ``+sweep=grid``, ``'seed=range(5)'``).
 Re-running the same command resumes the same sweep: its directory name is derived from the
@@ -21,7 +24,7 @@ from rich.markup import escape
 
 from runner.errors import RunnerError
 
-SUBCOMMANDS = ("status", "resume")
+SUBCOMMANDS = ("status", "resume", "report", "compare", "retrain-best")
 _EXEC = ("runner", "launcher", "notifier", "tracker")
 
 
@@ -33,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:
-            return {"status": cmd_status, "resume": cmd_resume}[argv[0]](argv[1:])
+            commands = {"status": cmd_status, "resume": cmd_resume, "report": cmd_report,
+                        "compare": cmd_compare, "retrain-best": cmd_retrain_best}
+            return commands[argv[0]](argv[1:])
         return cmd_run(argv)
     except RunnerError as exc:
         _console().print(f"[bold red]error:[/] {escape(str(exc))}")
@@ -164,7 +169,6 @@ def cmd_status(argv: list[str]) -> int:
 
 def cmd_resume(argv: list[str]) -> int:
     """Resume from the directory; execution settings may be overridden (launcher.*, runner.*)."""
-    from runner.compose import composer
     from runner.store import SweepStore
 
     parser = argparse.ArgumentParser(prog="python -m runner resume")
@@ -173,25 +177,115 @@ def cmd_resume(argv: list[str]) -> int:
                         help="runner.*, launcher.* or notifier overrides for this launch")
     args = parser.parse_args(argv)
     store = SweepStore(args.sweep_dir)
-    manifest = store.manifest
-    bad = [o for o in args.overrides if o.lstrip("+~").split("=")[0].split(".")[0] not in _EXEC]
-    if bad:
-        raise RunnerError(f"resume only takes runner/launcher/notifier overrides, got {bad}: the "
-                          "runs of a sweep are frozen (start a new sweep to change them)")
-    execution = dict(manifest["execution"])
-    if args.overrides:
-        dirs = manifest.get("config_dirs") or [None]
-        with composer(dirs[0] if dirs[0] and Path(dirs[0]).is_dir() else None) as comp:
-            cfg = comp.compose([*_exec_overrides(manifest["overrides"]), *args.overrides],
-                               manifest.get("config_name", "config"))
-        from runner.compose import to_container
-
-        fresh = to_container(cfg)
-        execution.update({k: fresh[k] for k in _EXEC if k in fresh})
+    execution = _with_exec_overrides(store.manifest, store.manifest["execution"], args.overrides)
     from runner.scheduler import check_execution
 
     check_execution(execution)
     return _execute(store, execution, _console())
+
+
+def _results_parser(prog: str, dirs: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"python -m runner {prog}")
+    parser.add_argument("sweep_dirs" if dirs == "+" else "sweep_dir", type=Path,
+                        nargs=dirs if dirs == "+" else None)
+    parser.add_argument("--metric", required=True, help="a logged metric, e.g. val/acc")
+    parser.add_argument("--mode", choices=["max", "min"], default="max")
+    parser.add_argument("--reduce", default="final",
+                        help="final (default), best, or last:K (mean of the last K values)")
+    return parser
+
+
+def _print_table(rows: list[list[str]], header: list[str], title: str) -> None:
+    from rich.table import Table
+
+    table = Table(*header, title=title, show_edge=False)
+    for row in rows:
+        table.add_row(*row)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=160)  # files and pipes: no wrapping at 80
+    console.print(table)
+
+
+def cmd_report(argv: list[str]) -> int:
+    from runner.report import HEADER, make_report, stats_table
+    from runner.store import SweepStore
+
+    parser = _results_parser("report", "1")
+    parser.add_argument("--out", type=Path, help="output folder (default: SWEEP_DIR/report)")
+    parser.add_argument("--svg", action="store_true", help="SVG figures as well as PNG")
+    args = parser.parse_args(argv)
+    report = make_report(SweepStore(args.sweep_dir), args.metric, args.mode, args.reduce,
+                         args.out, args.svg)
+    _print_table(stats_table(report.ranked), HEADER,
+                 f"{report.metric} ({args.reduce}, {args.mode}), best first")
+    _console().print(f"best: {report.best.label}\nreport: {report.files['report.md']}")
+    return 0
+
+
+def cmd_compare(argv: list[str]) -> int:
+    from runner.report import HEADER, compare, stats_table
+    from runner.store import SweepStore
+
+    parser = _results_parser("compare", "+")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: ./reports/compare-<names>)")
+    parser.add_argument("--svg", action="store_true")
+    args = parser.parse_args(argv)
+    stores = [SweepStore(d) for d in args.sweep_dirs]
+    out = args.out or Path("reports") / ("compare-" + "-".join(s.root.name for s in stores))[:120]
+    ranked, files = compare(stores, args.metric, args.mode, args.reduce, out, args.svg)
+    rows = stats_table([g for _, g in ranked])
+    _print_table([[name, *row] for (name, _), row in zip(ranked, rows, strict=True)],
+                 ["sweep", *HEADER], f"{args.metric} ({args.reduce}, {args.mode}), best first")
+    _console().print(f"compare: {files['compare.md']}")
+    return 0
+
+
+def cmd_retrain_best(argv: list[str]) -> int:
+    """A new sweep of the best setting with K new seeds; re-running it resumes it."""
+    from runner.report import make_report, retrain_plan
+    from runner.scheduler import check_execution
+    from runner.store import SweepStore
+
+    parser = _results_parser("retrain-best", "1")
+    parser.add_argument("--seeds", type=int, required=True, help="how many new seeds")
+    parser.add_argument("overrides", nargs="*", help="runner.* or launcher.* overrides")
+    args = parser.parse_args(argv)
+    parent = SweepStore(args.sweep_dir)
+    report = make_report(parent, args.metric, args.mode, args.reduce)
+    plan = retrain_plan(report, args.seeds)
+    plan.execution = _with_exec_overrides(parent.manifest, plan.execution, args.overrides)
+    check_execution(plan.execution)
+    console = _console()
+    console.print(f"retraining {report.best.label} (mean {args.metric} "
+                  f"{report.best.stats()['mean']:.4g}) with seeds "
+                  f"{', '.join(str(r.values[list(r.values)[-1]]) for r in plan.runs)}")
+    store, created = SweepStore.create(plan, parent.root.parent, parent.manifest.get(
+        "config_name", "config"), parent.manifest.get("config_dirs", []))
+    if not created:
+        console.print(f"resuming sweep {store.root}")
+    return _execute(store, plan.execution, console)
+
+
+def _with_exec_overrides(manifest: dict[str, Any], execution: dict[str, Any],
+                         overrides: list[str]) -> dict[str, Any]:
+    """The execution sections with runner/launcher/notifier overrides applied (via Hydra)."""
+    from runner.compose import composer, to_container
+
+    bad = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] not in _EXEC]
+    if bad:
+        raise RunnerError(f"only runner/launcher/notifier overrides are taken here, got {bad}: "
+                          "the runs of a sweep are frozen (start a new sweep to change them)")
+    execution = dict(execution)
+    if overrides:
+        dirs = manifest.get("config_dirs") or [None]
+        with composer(dirs[0] if dirs[0] and Path(dirs[0]).is_dir() else None) as comp:
+            cfg = comp.compose([*_exec_overrides(manifest["overrides"]), *overrides],
+                               manifest.get("config_name", "config"))
+        fresh = to_container(cfg)
+        execution.update({k: fresh[k] for k in _EXEC if k in fresh})
+    return execution
 
 
 def _exec_overrides(overrides: list[str]) -> list[str]:

@@ -171,6 +171,7 @@ def _write_sweep(root: Path, plan: Plan, config_name: str, config_dirs: list[str
         "axes": plan.axes,
         "varying": plan.varying,
         "notes": plan.notes,
+        "parent": plan.parent,
         "execution": plan.execution,
         "provenance": prov,
         "runs": [{"id": r.id, "dir": r.dirname, "values": r.values} for r in plan.runs],

@@ -93,6 +93,7 @@ class Plan:
     overrides: list[str]
     fingerprint: str
     notes: list[str] = field(default_factory=list)
+    parent: dict[str, Any] | None = None  # e.g. the sweep a retrain-best sweep comes from
 
 
 def _plain(value: Any) -> Any:
@@ -212,7 +213,7 @@ def _expand_values(spec: SweepConf, axes: list[Axis], notes: list[str]) -> list[
             for s in settings for combo in itertools.product(*(a.grid_values() for a in axes))]
 
 
-def _set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
+def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
     node: Any = cfg
     for part in parts[:-1]:
@@ -282,7 +283,7 @@ class _ConfigBuilder:
         if not interp:
             out = {k: copy.deepcopy(v) for k, v in base.items() if k not in EXEC_SECTIONS}
             for key, value in value_items:
-                _set_dotted(out, key, value)
+                set_dotted(out, key, value)
             return out
         node = OmegaConf.create(base)
         for key, value in value_items:

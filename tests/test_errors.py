@@ -70,4 +70,4 @@ def test_resume_refuses_run_overrides(project, capsys):
     assert main(["task=toy", "runner.output_dir=outputs", "task.steps=1"]) == 0
     sweep = next((project.root / "outputs").iterdir())
     assert main(["resume", str(sweep), "task.lr=0.5"]) == 2
-    assert "resume only takes runner/launcher/notifier overrides" in capsys.readouterr().err
+    assert "only runner/launcher/notifier overrides are taken here" in capsys.readouterr().err

@@ -25,8 +25,10 @@ def test_mnist_learns_from_real_digits(project):
     assert row["summary"]["steps"] == 2 * 24  # ceil(1500 / 64) steps per epoch
     run_dir = project.sweep_dir() / "runs" / os.path.basename(row["dir"])
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records if "val/acc" in r] == [24, 48]
+    # every task.eval_every=20 steps, and at the end of each 24-step epoch
+    assert [r["step"] for r in records if "val/acc" in r] == [20, 24, 40, 48]
     assert all("train/loss" in r for r in records if "val/acc" not in r)
+    assert [r["step"] for r in records if "samples_per_s" in r] == [24, 48]
     assert (run_dir / "checkpoints" / "last.pt").is_file()
 
 

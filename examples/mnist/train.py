@@ -2,7 +2,8 @@
 
     python -m runner +sweep=grid                       # from the repository root
 
-It logs ``train/loss`` every ``task.log_every`` steps and ``val/loss``, ``val/acc`` every epoch
+It logs ``train/loss`` every ``task.log_every`` steps, ``val/loss`` and ``val/acc`` every
+``task.eval_every`` steps and at the end of every epoch (with the epoch's ``samples_per_s``)
 through ``runner.log``, saves a checkpoint at the end of every epoch into the run's
 ``checkpoints/`` directory, and continues from it when the run is resumed. It uses CUDA when a GPU
 is visible (``task.device=auto``).
@@ -104,6 +105,9 @@ def main(cfg: Any) -> dict[str, float]:
             step, seen = step + 1, seen + len(idx)
             if step % int(task.log_every) == 0:
                 runner.log({"train/loss": loss.item(), "epoch": epoch}, step=step)
+            if task.get("eval_every") and step % int(task.eval_every) == 0:
+                val_loss, val_acc = evaluate(model, x_val, y_val)
+                runner.log({"val/loss": val_loss, "val/acc": val_acc}, step=step)
         val_loss, val_acc = evaluate(model, x_val, y_val)
         runner.log({"val/loss": val_loss, "val/acc": val_acc,
                     "samples_per_s": seen / (time.perf_counter() - t0)}, step=step)

@@ -1,0 +1,110 @@
+"""Figures of results (matplotlib, PNG or SVG), one consistent colour per group.
+
+* ``curves``: the metric over steps, one line per group (the mean over its seeds) with a 95%
+  band (mean +- 1.96 standard errors). Seeds that logged at different steps are aligned by
+  interpolating each run onto the union of the group's steps, within the run's own range.
+* ``finals``: every run's reduced metric as a dot, per group, with the group mean and its
+  bootstrapped 95% interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runner.results import Group
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def colours(n: int) -> list[Any]:
+    """n distinct colours; group i always gets colour i (figures agree with each other)."""
+    plt = _pyplot()
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def aligned(group: Group) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, mean, half-width of the 95% band) over the group's runs."""
+    runs = [r for r in group.runs if len(r.steps)]
+    if not runs:
+        return np.array([]), np.array([]), np.array([])
+    grid = np.unique(np.concatenate([r.steps for r in runs]))
+    table = np.full((len(runs), len(grid)), np.nan)
+    for i, run in enumerate(runs):
+        inside = (grid >= run.steps[0]) & (grid <= run.steps[-1])
+        table[i, inside] = np.interp(grid[inside], run.steps, run.series)
+    count = np.sum(~np.isnan(table), axis=0)  # >= 1: every step is inside some run's range
+    mean = np.nansum(table, axis=0) / count
+    squares = np.nansum((table - mean) ** 2, axis=0)
+    std = np.sqrt(squares / np.maximum(count - 1, 1))
+    half = np.where(count > 1, 1.96 * std / np.sqrt(count), 0.0)
+    return grid, mean, half
+
+
+def curves(groups: Sequence[Group], metric: str, path: Path, title: str = "",
+           palette: Sequence[Any] | None = None, labels: Sequence[str] | None = None) -> Path:
+    plt = _pyplot()
+    palette = palette or colours(len(groups))
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    for i, group in enumerate(groups):
+        steps, mean, half = aligned(group)
+        if not len(steps):
+            continue
+        n = sum(1 for r in group.runs if len(r.steps))
+        label = (labels[i] if labels else group.label) + f"  (n={n})"
+        ax.plot(steps, mean, color=palette[i], label=label, linewidth=1.8)
+        if np.any(half > 0):
+            ax.fill_between(steps, mean - half, mean + half, color=palette[i], alpha=0.2,
+                            linewidth=0)
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric)
+    ax.set_title(title or f"{metric}: mean over seeds, 95% band")
+    ax.grid(alpha=0.3)
+    if groups:
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def finals(groups: Sequence[Group], metric: str, path: Path, title: str = "",
+           palette: Sequence[Any] | None = None, labels: Sequence[str] | None = None) -> Path:
+    plt = _pyplot()
+    palette = palette or colours(len(groups))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(groups) + 2), 5), dpi=100)
+    rng = np.random.default_rng(0)
+    for i, group in enumerate(groups):
+        values = group.values
+        if not len(values):
+            continue
+        stats = group.stats()
+        ax.scatter(i + rng.uniform(-0.12, 0.12, len(values)), values, color=palette[i],
+                   alpha=0.6, s=18, zorder=2)
+        ax.errorbar(i, stats["mean"], yerr=[[stats["mean"] - stats["ci_low"]],
+                                            [stats["ci_high"] - stats["mean"]]],
+                    fmt="D", color="black", capsize=6, markersize=6, zorder=3)
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(labels or [g.label for g in groups], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(metric)
+    ax.set_title(title or f"{metric} per setting: runs, mean, bootstrapped 95% CI",
+                 fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,177 @@
+"""``report``, ``compare`` and ``retrain-best``: what researchers ask of a finished sweep."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner import plots
+from runner.configfile import load_run_config
+from runner.errors import RunnerError
+from runner.results import (
+    Group,
+    RunResult,
+    collect,
+    group_runs,
+    groups_csv,
+    rank,
+    runs_csv,
+    seed_key,
+    write,
+)
+from runner.run_id import run_dirname, run_id
+from runner.store import SweepStore
+from runner.sweep import Plan, RunSpec, set_dotted
+
+MAX_CURVES = 10  # lines in the learning-curve figure
+MAX_FINALS = 30  # settings in the final-metric figure
+
+
+@dataclass
+class Report:
+    store: SweepStore
+    metric: str
+    mode: str
+    results: list[RunResult]
+    groups: list[Group]  # manifest order: colours follow it
+    ranked: list[Group]
+    files: dict[str, Path]
+
+    @property
+    def best(self) -> Group:
+        return self.ranked[0]
+
+
+def make_report(store: SweepStore, metric: str, mode: str = "max", how: str = "final",
+                out: Path | None = None, svg: bool = False) -> Report:
+    results = collect(store, metric, how, mode)
+    groups = group_runs(store, results)
+    ranked = rank(groups, mode)
+    out = out or store.root / "report"
+    files = {"runs.csv": write(out / "runs.csv", runs_csv(results, metric)),
+             "groups.csv": write(out / "groups.csv", groups_csv(ranked))}
+    # figures show the best settings (all of them for up to 10), one colour per setting
+    shown = ranked[:MAX_FINALS]
+    colour = dict(zip([g.label for g in shown], plots.colours(len(shown)), strict=True))
+    top = shown[:MAX_CURVES]
+    more = f": best {len(top)} of {len(ranked)} settings" if len(ranked) > len(top) else ""
+    for ext in ("png", "svg") if svg else ("png",):
+        files[f"curves.{ext}"] = plots.curves(
+            top, metric, out / f"curves.{ext}", palette=[colour[g.label] for g in top],
+            title=f"{metric}: mean over seeds, 95% band{more}")
+        files[f"finals.{ext}"] = plots.finals(
+            shown, metric, out / f"finals.{ext}", palette=[colour[g.label] for g in shown])
+    report = Report(store, metric, mode, results, groups, ranked, files)
+    files["report.md"] = write(out / "report.md", markdown(report, how))
+    return report
+
+
+def stats_table(groups: list[Group]) -> list[list[str]]:
+    rows = []
+    for i, g in enumerate(groups, 1):
+        s = g.stats()
+        rows.append([str(i), s["group"], f"{s['n']}/{s['runs']}", str(s["crashed"]),
+                     str(s["missing"]), _num(s["mean"]), _num(s["std"]), _num(s["median"]),
+                     f"[{_num(s['ci_low'])}, {_num(s['ci_high'])}]"])
+    return rows
+
+
+HEADER = ["rank", "setting", "n/runs", "crashed", "missing", "mean", "std", "median", "95% CI"]
+
+
+def markdown(report: Report, how: str) -> str:
+    m = report.store.manifest
+    lines = [f"# {m.get('name')}: {report.metric} ({how}, {report.mode})", "",
+             f"Sweep `{report.store.root}`, {len(report.results)} runs ({m.get('kind')}), "
+             f"report written {time.strftime('%Y-%m-%d %H:%M:%S')}.", "",
+             f"Best setting: **{report.best.label}**.", "",
+             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in stats_table(report.ranked)]
+    lines += ["", "95% CI: percentile bootstrap of the mean over seeds (2,000 resamples). "
+              "`missing`: runs not finished or that never logged the metric.", "",
+              f"![{report.metric} over steps](curves.png)", "",
+              f"![final {report.metric} per setting](finals.png)", "",
+              "Data: [runs.csv](runs.csv) (one row per run), [groups.csv](groups.csv), and each "
+              "run's `progress.csv`.", ""]
+    return "\n".join(lines)
+
+
+def _num(x: float) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
+
+
+# ---------------------------------------------------------------- compare
+
+def compare(stores: list[SweepStore], metric: str, mode: str, how: str, out: Path,
+            svg: bool = False) -> tuple[list[tuple[str, Group]], dict[str, Path]]:
+    """Every setting of every sweep in one table (best first) and one figure per kind."""
+    entries: list[tuple[str, Group]] = []
+    for store in stores:
+        results = collect(store, metric, how, mode)
+        for group in group_runs(store, results):
+            entries.append((str(store.manifest.get("name")), group))
+    names = list(dict.fromkeys(name for name, _ in entries))
+    sweep_colours = plots.colours(len(names))
+    palette = [sweep_colours[names.index(name)] for name, _ in entries]
+    labels = [f"{name}: {g.label}" for name, g in entries]
+    groups = [g for _, g in entries]
+    files: dict[str, Path] = {}
+    for ext in ("png", "svg") if svg else ("png",):
+        files[f"curves.{ext}"] = plots.curves(groups, metric, out / f"curves.{ext}",
+                                              palette=palette, labels=labels)
+        files[f"finals.{ext}"] = plots.finals(groups, metric, out / f"finals.{ext}",
+                                              palette=palette, labels=labels)
+    order = rank(groups, mode)
+    ranked = [entries[groups.index(g)] for g in order]
+    table = [["sweep", *HEADER]] + [[name, *row] for (name, _), row in
+                                    zip(ranked, stats_table([g for _, g in ranked]), strict=True)]
+    md = ["# compare: " + ", ".join(names) + f" on {metric} ({how}, {mode})", "",
+          "| " + " | ".join(table[0]) + " |", "|" + "---|" * len(table[0])]
+    md += ["| " + " | ".join(row) + " |" for row in table[1:]]
+    md += ["", "![curves](curves.png)", "", "![finals](finals.png)", ""]
+    files["compare.md"] = write(out / "compare.md", "\n".join(md))
+    return ranked, files
+
+
+# ---------------------------------------------------------------- retrain-best
+
+def retrain_plan(report: Report, seeds: int) -> Plan:
+    """A new sweep: the best setting's frozen config with ``seeds`` seeds the parent never used."""
+    if seeds < 1:
+        raise RunnerError(f"--seeds must be >= 1, got {seeds}")
+    best = report.best
+    if not len(best.values):
+        raise RunnerError(f"no setting of {report.store.root} has a value of {report.metric}")
+    key = seed_key(report.store)
+    template = next(r for r in best.runs if r.value is not None)
+    config = load_run_config(SweepStore(report.store.root).find(template.id).paths)
+    used = [r.values.get(key) for r in report.results]
+    start = max([int(s) for s in used if isinstance(s, int)] + [-1]) + 1
+    base_values = dict(best.key)
+    runs = []
+    for seed in range(start, start + seeds):
+        values = {**base_values, key: seed}
+        cfg = copy.deepcopy(config)
+        set_dotted(cfg, key, seed)
+        runs.append(RunSpec(run_id(values), run_dirname(values), values, cfg))
+    parent = report.store.manifest
+    digest = hashlib.sha1(f"{report.metric}|{report.mode}|{seeds}".encode()).hexdigest()[:6]
+    execution = copy.deepcopy(parent.get("execution", {}))
+    execution.setdefault("runner", {})["name"] = None
+    return Plan(name=f"{parent.get('name')}-retrain-{digest}", kind="retrain", runs=runs,
+                axes=[*base_values, key], varying=[key], execution=execution,
+                overrides=list(parent.get("overrides", [])),
+                fingerprint=hashlib.sha1("".join(r.id for r in runs).encode()).hexdigest(),
+                notes=[f"retrain of {best.label} from {report.store.root}"],
+                parent={"sweep_dir": str(report.store.root), "name": parent.get("name"),
+                        "setting": base_values, "metric": report.metric, "mode": report.mode,
+                        "mean": best.stats()["mean"]})
+
+
+def retrain_summary(plan: Plan) -> dict[str, Any]:
+    return {"name": plan.name, "runs": len(plan.runs), "parent": plan.parent}

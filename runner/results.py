@@ -1,0 +1,211 @@
+"""Results of a sweep: metric series per run, one number per run, groups across seeds.
+
+A *group* is a setting: the runs that share every varying value except the seed. Per group this
+computes count, mean, standard deviation, median and a bootstrapped 95% confidence interval of
+the runs' final (or best, or last-k mean) metric. Crashed runs and runs without the metric are
+counted per group and never silently dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runner.errors import RunnerError
+from runner.status import RunStatus, scan
+from runner.store import SweepStore
+
+BOOTSTRAP_SAMPLES = 2000
+BOOTSTRAP_SEED = 0
+
+
+@dataclass
+class RunResult:
+    """One run: its values, state, and the metric's series and reduced value."""
+
+    id: str
+    dir: str
+    state: str
+    values: dict[str, Any]
+    summary: dict[str, Any]
+    steps: np.ndarray
+    series: np.ndarray
+    value: float | None  # the reduced metric (None: crashed, unfinished or never logged)
+
+
+@dataclass
+class Group:
+    key: tuple[tuple[str, Any], ...]
+    runs: list[RunResult] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in self.key) or "all runs"
+
+    @property
+    def values(self) -> np.ndarray:
+        return np.array([r.value for r in self.runs if r.value is not None], dtype=float)
+
+    @property
+    def crashed(self) -> int:
+        return sum(r.state == "CRASHED" for r in self.runs)
+
+    @property
+    def missing(self) -> int:
+        """Runs that did not crash but give no value (not finished, metric never logged)."""
+        return sum(r.value is None and r.state != "CRASHED" for r in self.runs)
+
+    def stats(self) -> dict[str, Any]:
+        v = self.values
+        lo, hi = bootstrap_ci(v)
+        return {"group": self.label, "runs": len(self.runs), "n": len(v),
+                "crashed": self.crashed, "missing": self.missing,
+                "mean": float(v.mean()) if len(v) else math.nan,
+                "std": float(v.std(ddof=1)) if len(v) > 1 else (0.0 if len(v) else math.nan),
+                "median": float(np.median(v)) if len(v) else math.nan,
+                "ci_low": lo, "ci_high": hi}
+
+
+def bootstrap_ci(values: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (deterministic: a fixed generator seed)."""
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan
+    if n == 1:
+        return float(values[0]), float(values[0])
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, n, size=(samples, n))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def read_series(metrics_path: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, values) of one metric; a step logged twice (resumed attempt) keeps the latest."""
+    by_step: dict[int, float] = {}
+    needle = json.dumps(metric)
+    try:
+        with open(metrics_path, encoding="utf-8") as f:
+            for line in f:
+                if needle not in line:  # most lines never name the metric: skip the parse
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a torn last line of a killed run
+                value = record.get(metric)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    by_step[int(record["step"])] = float(value)
+    except FileNotFoundError:
+        pass
+    steps = np.array(sorted(by_step), dtype=float)
+    return steps, np.array([by_step[int(s)] for s in steps], dtype=float)
+
+
+def reduce(series: np.ndarray, how: str, mode: str) -> float | None:
+    """final | best | last:K -> one number (None for an empty series)."""
+    if len(series) == 0:
+        return None
+    if how == "final":
+        return float(series[-1])
+    if how == "best":
+        return float(series.max() if mode == "max" else series.min())
+    if how.startswith("last:"):
+        k = int(how.split(":", 1)[1])
+        return float(series[-k:].mean())
+    raise RunnerError(f"--reduce '{how}' is not one of: final, best, last:K")
+
+
+def seed_key(store: SweepStore) -> str:
+    sweep = store.manifest.get("execution", {}).get("sweep") or {}
+    return str(sweep.get("seed_key") or "seed")
+
+
+def _run_result(row: RunStatus, metric: str, how: str, mode: str) -> RunResult:
+    steps, series = read_series(f"{row.ref.dir}/metrics.jsonl", metric)
+    value = None
+    if row.state == "COMPLETED":
+        summary_value = row.summary.get(metric)
+        if how == "final" and isinstance(summary_value, int | float):
+            value = float(summary_value)  # the task's own final word
+        else:
+            value = reduce(series, how, mode)
+    return RunResult(row.ref.id, row.ref.dir, row.state, row.ref.values, row.summary, steps,
+                     series, value)
+
+
+def collect(store: SweepStore, metric: str, how: str = "final", mode: str = "max"
+            ) -> list[RunResult]:
+    if mode not in ("max", "min"):
+        raise RunnerError(f"--mode '{mode}' is not one of: max, min")
+    reduce(np.array([0.0]), how, mode)  # validate --reduce before reading anything
+    rows = scan(store)
+    results = [_run_result(row, metric, how, mode) for row in rows]
+    if not any(r.value is not None or len(r.steps) for r in results):
+        known = sorted({k for r in results for k in r.summary})
+        raise RunnerError(f"no run of {store.root} logged the metric '{metric}'"
+                          + (f"; summaries have: {', '.join(known)}" if known else ""))
+    return results
+
+
+def group_runs(store: SweepStore, results: list[RunResult]) -> list[Group]:
+    """Groups in manifest order of their first run; the seed never splits a group."""
+    skip = seed_key(store)
+    varying = [k for k in store.manifest.get("varying", []) if k != skip]
+    groups: dict[tuple[tuple[str, Any], ...], Group] = {}
+    for result in results:
+        key = tuple((k, result.values.get(k)) for k in varying)
+        groups.setdefault(key, Group(key)).runs.append(result)
+    return list(groups.values())
+
+
+def rank(groups: list[Group], mode: str) -> list[Group]:
+    """Best first; groups without any value last."""
+    def score(g: Group) -> float:
+        v = g.values
+        if not len(v):
+            return math.inf
+        return -float(v.mean()) if mode == "max" else float(v.mean())
+    return sorted(groups, key=score)
+
+
+def runs_csv(results: list[RunResult], metric: str) -> str:
+    """A tidy table: one row per run, its values, state, the metric and every summary key."""
+    value_keys = list(dict.fromkeys(k for r in results for k in r.values))
+    summary_keys = list(dict.fromkeys(k for r in results for k in r.summary))
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["run_id", "state", *value_keys, metric,
+                     *(f"summary.{k}" for k in summary_keys), "dir"])
+    for r in results:
+        writer.writerow([r.id, r.state, *(r.values.get(k, "") for k in value_keys),
+                         "" if r.value is None else r.value,
+                         *(r.summary.get(k, "") for k in summary_keys), r.dir])
+    return buf.getvalue()
+
+
+def groups_csv(groups: list[Group]) -> str:
+    buf = io.StringIO()
+    stats = [g.stats() for g in groups]
+    writer = csv.DictWriter(buf, fieldnames=list(stats[0]))
+    writer.writeheader()
+    writer.writerows(stats)
+    return buf.getvalue()
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

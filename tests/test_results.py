@@ -1,0 +1,175 @@
+"""report / compare / retrain-best on real sweeps of a task with known metrics."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runner.plots import aligned, colours
+from runner.results import BOOTSTRAP_SAMPLES, Group, RunResult, bootstrap_ci
+
+RESULTS_TASK = '''
+import runner
+
+def main(cfg):
+    lr, seed = float(cfg.task.lr), int(cfg.seed)
+    if lr == 0.3 and seed == 2:
+        raise RuntimeError("this one crashes")
+    every = seed + 2                      # seeds log at different steps
+    for step in range(0, 21, every):
+        runner.log({"acc": (lr + 0.01 * seed) * step / 20, "loss": 1.0 - lr}, step=step)
+    runner.log({"acc": lr + 0.01 * seed}, step=20)
+    return {"acc": lr + 0.01 * seed}
+'''
+
+
+@pytest.fixture
+def results_project(project):
+    (project.root / "results_task.py").write_text(RESULTS_TASK)
+    proc = project.run("task.fn=results_task:main", "task.lr=0.1,0.2,0.3", "seed=0,1,2")
+    assert proc.returncode == 1  # one run crashed on purpose
+    return project
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def colours_in(path: Path, palette: list) -> list[int]:
+    """Indices of palette colours drawn (exactly) in the image."""
+    import matplotlib.image as mpimg
+
+    pixels = (mpimg.imread(path)[:, :, :3] * 255).round().astype(int).reshape(-1, 3)
+    present = {tuple(p) for p in np.unique(pixels, axis=0)}
+    return [i for i, c in enumerate(palette)
+            if tuple(int(round(x * 255)) for x in c[:3]) in present]
+
+
+def test_report_aggregates_match_independent_computation(results_project):
+    project = results_project
+    sweep = project.sweep_dir()
+    proc = project.cli("report", str(sweep), "--metric", "acc", "--mode", "max")
+    assert proc.returncode == 0, proc.stderr
+    assert "best: task.lr=0.3" in proc.stderr
+    groups = list(csv.DictReader(io.StringIO((sweep / "report" / "groups.csv").read_text())))
+    assert [g["group"] for g in groups] == ["task.lr=0.3", "task.lr=0.2", "task.lr=0.1"]
+    for g in groups:
+        lr = float(g["group"].split("=")[1])
+        seeds = [0, 1] if lr == 0.3 else [0, 1, 2]
+        finals = [lr + 0.01 * s for s in seeds]
+        assert int(g["n"]) == len(seeds) and int(g["runs"]) == 3
+        assert int(g["crashed"]) == (1 if lr == 0.3 else 0) and int(g["missing"]) == 0
+        assert float(g["mean"]) == pytest.approx(statistics.mean(finals))
+        assert float(g["std"]) == pytest.approx(statistics.stdev(finals))
+        assert float(g["median"]) == pytest.approx(statistics.median(finals))
+        # the bootstrap, written out as a plain loop over the same generator's draws
+        rng = np.random.default_rng(0)
+        means = []
+        for _ in range(BOOTSTRAP_SAMPLES):
+            idx = rng.integers(0, len(finals), size=len(finals))
+            means.append(sum(finals[i] for i in idx) / len(finals))
+        means.sort()
+        lo = np.percentile(means, 2.5)
+        hi = np.percentile(means, 97.5)
+        assert float(g["ci_low"]) == pytest.approx(lo) and float(g["ci_high"]) == pytest.approx(hi)
+        assert min(finals) <= float(g["ci_low"]) <= float(g["mean"]) <= float(g["ci_high"])
+    md = (sweep / "report" / "report.md").read_text()
+    assert "Best setting: **task.lr=0.3**" in md and "![acc over steps](curves.png)" in md
+    rows = list(csv.DictReader(io.StringIO((sweep / "report" / "runs.csv").read_text())))
+    assert len(rows) == 9
+    crashed = [r for r in rows if r["state"] == "CRASHED"]
+    assert len(crashed) == 1 and crashed[0]["acc"] == "" and crashed[0]["seed"] == "2"
+
+
+def test_report_figures_are_valid_pngs_with_one_curve_per_group(results_project):
+    project = results_project
+    sweep = project.sweep_dir()
+    assert project.cli("report", str(sweep), "--metric", "acc", "--svg").returncode == 0
+    out = sweep / "report"
+    assert png_size(out / "curves.png") == (800, 500)
+    assert png_size(out / "finals.png")[1] == 500
+    assert (out / "curves.svg").read_text().lstrip().startswith("<?xml")
+    palette = colours(10)[:6]
+    assert colours_in(out / "curves.png", palette) == [0, 1, 2]  # three groups, three curves
+
+
+def test_min_mode_and_other_reductions(results_project):
+    project = results_project
+    sweep = project.sweep_dir()
+    proc = project.cli("report", str(sweep), "--metric", "acc", "--mode", "min",
+                       "--reduce", "best")
+    assert proc.returncode == 0 and "best: task.lr=0.1" in proc.stderr
+    proc = project.cli("report", str(sweep), "--metric", "acc", "--reduce", "last:2")
+    groups = list(csv.DictReader(io.StringIO((sweep / "report" / "groups.csv").read_text())))
+    # seed 0 logs steps ...16, 18, 20: the last two values of lr=0.1 are 0.09 and 0.1
+    lr01 = next(g for g in groups if g["group"] == "task.lr=0.1")
+    seed0 = (0.1 * 18 / 20 + 0.1) / 2
+    seed1 = (0.11 * 18 / 20 + 0.11) / 2  # seed 1 logs every 3 steps: 0, 3, ..., 18, then 20
+    seed2 = (0.12 * 16 / 20 + 0.12) / 2  # seed 2 logs every 4 steps: ..., 16, then 20
+    assert float(lr01["mean"]) == pytest.approx((seed0 + seed1 + seed2) / 3)
+    bad = project.cli("report", str(sweep), "--metric", "accuracy")
+    assert bad.returncode == 2 and "no run" in bad.stderr and "acc" in bad.stderr
+
+
+def test_learning_curves_align_seeds_logged_at_different_steps():
+    a = RunResult("a", "", "COMPLETED", {}, {}, np.array([0.0, 2.0, 4.0]),
+                  np.array([0.0, 2.0, 4.0]), 4.0)
+    b = RunResult("b", "", "COMPLETED", {}, {}, np.array([0.0, 3.0]), np.array([10.0, 13.0]), 13.0)
+    steps, mean, half = aligned(Group((), [a, b]))
+    assert list(steps) == [0, 2, 3, 4]
+    assert mean[0] == pytest.approx(5.0)             # (0 + 10) / 2
+    assert mean[1] == pytest.approx((2.0 + 12.0) / 2)  # b interpolated at step 2
+    assert mean[3] == pytest.approx(4.0)             # step 4 is past b's last step: a alone
+    assert half[3] == 0 and half[0] > 0
+
+
+def test_bootstrap_of_one_value_is_that_value():
+    assert bootstrap_ci(np.array([0.5])) == (0.5, 0.5)
+
+
+def test_retrain_best_runs_new_seeds_of_the_best_setting_and_resumes(results_project):
+    project = results_project
+    parent = project.sweep_dir()
+    proc = project.cli("retrain-best", str(parent), "--metric", "acc", "--seeds", "2")
+    assert proc.returncode == 0, proc.stderr
+    child = next(d for d in (project.root / "outputs").iterdir() if "retrain" in d.name)
+    manifest = json.loads((child / "sweep.json").read_text())
+    assert manifest["parent"]["setting"] == {"task.lr": 0.3}
+    assert manifest["parent"]["sweep_dir"] == str(parent)
+    status = project.status(child)
+    assert status["counts"]["COMPLETED"] == 2
+    assert sorted(r["values"]["seed"] for r in status["runs"]) == [3, 4]  # never a parent seed
+    assert sorted(r["summary"]["acc"] for r in status["runs"]) == pytest.approx([0.33, 0.34])
+    before = sum(project.markers_of("start").values())
+    again = project.cli("retrain-best", str(parent), "--metric", "acc", "--seeds", "2")
+    assert again.returncode == 0 and "resuming sweep" in again.stderr
+    assert sum(project.markers_of("start").values()) == before
+
+
+def test_compare_puts_sweeps_side_by_side(results_project):
+    project = results_project
+    first = project.sweep_dir()
+    assert project.run("task.fn=results_task:main", "task.lr=0.5", "seed=0,1",
+                       check=True).returncode == 0
+    second = next(d for d in (project.root / "outputs").iterdir()
+                  if d != first and not d.name.startswith("."))
+    proc = project.cli("compare", str(first), str(second), "--metric", "acc",
+                       "--out", "cmp")
+    assert proc.returncode == 0, proc.stderr
+    md = (project.root / "cmp" / "compare.md").read_text()
+    assert first.name in md and second.name in md
+    table = [line for line in md.splitlines() if line.startswith("| ") and "sweep" not in line]
+    assert table[0].startswith(f"| {second.name} | 1 | all runs | 2/2")  # best first
+    assert len(table) == 4  # 3 settings of the first sweep, 1 of the second
+    assert png_size(project.root / "cmp" / "curves.png") == (800, 500)
+    assert colours_in(project.root / "cmp" / "curves.png", colours(10)[:6]) == [0, 1]
