@@ -1,10 +1,11 @@
 """Reading a sweep's state: one row per run, counts per state, JSON and a rich table.
 
 A scan costs one ``scandir`` per run. The content of a finished run's FLAG (summary, crash
-reason) is read once and then kept in ``.status-cache.json``, keyed by the FLAG's name, inode,
-size and modification time: every state change writes a new file (a new inode), and an edit in
-place changes size or time, so a cached entry cannot go stale, and ``status`` over 100,000
-finished runs reads one cache file instead of 100,000 FLAGs. A FLAG that
+reason) is read once and then kept in ``.status-cache.json`` with the run directory's mtime and
+the FLAG's inode, size and mtime: every state change creates or renames a file in the run
+directory (a new directory mtime) and an edit in place changes the FLAG's size or time, so two
+``stat`` calls prove a cached entry current, and ``status`` over 100,000 finished runs lists no
+directory and reads one cache file instead of 100,000 FLAGs. A FLAG that
 cannot be parsed makes that run ``CORRUPT`` with the error; it never stops the scan or changes
 anything on disk.
 """
@@ -64,11 +65,12 @@ class RunStatus:
 
 
 _FLAGS = frozenset(FLAG_NAMES)
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
+_SETTLED_NS = 2_000_000_000
 
 
 class FlagCache:
-    """Parsed terminal FLAGs by run id -> [flag name, file identity, attempt, data]."""
+    """Parsed terminal FLAGs: run id -> [flag name, file identity, attempt, data, dir mtime]."""
 
     def __init__(self, store: SweepStore | None = None) -> None:
         self.path = store.paths.status_cache if store is not None else None
@@ -82,14 +84,8 @@ class FlagCache:
             except (OSError, ValueError, KeyError, AttributeError):
                 self.entries = {}  # a cache: unreadable means empty
 
-    def get(self, run_id: str, name: str, ident: str, path: str) -> FlagRecord | None:
-        hit = self.entries.get(run_id)
-        if hit is None or hit[0] != name or hit[1] != ident:
-            return None
-        return FlagRecord(STATE_OF_FLAG[name], hit[2], path, hit[3])
-
-    def put(self, run_id: str, name: str, ident: str, record: FlagRecord) -> None:
-        self.entries[run_id] = [name, ident, record.attempt, record.data]
+    def put(self, run_id: str, name: str, ident: str, record: FlagRecord, dir_mtime: int) -> None:
+        self.entries[run_id] = [name, ident, record.attempt, record.data, dir_mtime]
         self.dirty = True
 
     def save(self) -> None:
@@ -102,7 +98,41 @@ class FlagCache:
             pass  # e.g. a read-only sweep directory: the cache is only an accelerator
 
 
+def _ident(st: os.stat_result) -> str:
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _cached(ref: RunRef, cache: FlagCache) -> RunStatus | None:
+    """A finished run straight from the cache: two stats instead of listing the directory.
+
+    Valid while the run directory's mtime is unchanged (no FLAG created, renamed or removed)
+    and the FLAG itself is the same file, unedited.
+    """
+    hit = cache.entries.get(ref.id)
+    if hit is None:
+        return None
+    name, ident, attempt, data, dir_mtime = hit
+    try:
+        if os.stat(ref.dir).st_mtime_ns != dir_mtime:
+            return None
+        path = f"{ref.dir}/{name}"
+        if _ident(os.stat(path)) != ident:
+            return None
+    except OSError:
+        return None
+    return RunStatus(ref, STATE_OF_FLAG[name].value,
+                     FlagRecord(STATE_OF_FLAG[name], attempt, path, data))
+
+
 def read_run(ref: RunRef, details: bool = True, cache: FlagCache | None = None) -> RunStatus:
+    if cache is not None and details:
+        hit = _cached(ref, cache)
+        if hit is not None:
+            return hit
+        try:
+            dir_mtime = os.stat(ref.dir).st_mtime_ns  # before listing: a later change shows
+        except OSError:
+            dir_mtime = 0
     try:
         with os.scandir(ref.dir) as it:
             flags = [e for e in it if e.name in _FLAGS]
@@ -115,15 +145,12 @@ def read_run(ref: RunRef, details: bool = True, cache: FlagCache | None = None) 
             if state is State.UNHATCHED or not details:
                 return RunStatus(ref, state.value, None)
             path = f"{ref.dir}/{name}"
-            record, ident = None, ""
-            if cache is not None and state.is_terminal:
-                st = flags[0].stat()
-                ident = f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
-                record = cache.get(ref.id, name, ident, path)
-            if record is None:
-                record = read_flag(path)
-                if ident:
-                    cache.put(ref.id, name, ident, record)  # type: ignore[union-attr]
+            record = read_flag(path)
+            # like git's "racily clean" rule: file times are coarse, so a directory changed in
+            # the last seconds may change again within the same tick; cache it later
+            if (cache is not None and state.is_terminal
+                    and time.time_ns() - dir_mtime > _SETTLED_NS):
+                cache.put(ref.id, name, _ident(flags[0].stat()), record, dir_mtime)
         else:
             record = read_state(ref.paths)
     except CorruptStateError as exc:

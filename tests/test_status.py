@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+
+import pytest
 
 from runner.run_id import run_dirname, run_id
 from runner.state import State, claim, finish
@@ -36,8 +39,9 @@ def _without_durations(doc: dict) -> dict:
     return doc
 
 
-def test_forked_json_equals_the_plain_scan(tmp_path):
+def test_forked_json_equals_the_plain_scan(tmp_path, quick_settle):
     store = make_sweep(tmp_path, 300)
+    time.sleep(0.1)
     json_text(store)  # cache the finished runs, then tear one of them in place
     bad = store.runs()[6]
     (Path(bad.dir) / "COMPLETED").write_text("{torn")
@@ -51,8 +55,21 @@ def test_forked_json_equals_the_plain_scan(tmp_path):
     assert forked["runs"][3]["summary"] == {"acc": 0.01}
 
 
-def test_cache_learns_from_every_worker_and_never_goes_stale(tmp_path):
+@pytest.fixture
+def quick_settle(monkeypatch):
+    """Cache run directories untouched for 50 ms (well above file-time granularity)."""
+    monkeypatch.setattr("runner.status._SETTLED_NS", 50_000_000)
+
+
+def test_recently_changed_runs_are_not_cached_yet(tmp_path):
+    store = make_sweep(tmp_path, 6)
+    json_text(store)
+    assert not store.paths.status_cache.exists()  # everything changed within 2 s
+
+
+def test_cache_learns_from_every_worker_and_never_goes_stale(tmp_path, quick_settle):
     store = make_sweep(tmp_path, 60)
+    time.sleep(0.1)
     json_text(store, workers=3)
     entries = json.loads(store.paths.status_cache.read_text())["entries"]
     assert len(entries) == 20 + sum(1 for i in range(60) if i % 3 == 1 and i % 5 == 0)
@@ -61,3 +78,9 @@ def test_cache_learns_from_every_worker_and_never_goes_stale(tmp_path):
     finish(ref.paths, again.token, State.COMPLETED, {"summary": {"acc": 9.0}})
     doc = json.loads(json_text(SweepStore(store.root), workers=2))
     assert doc["runs"][0]["summary"] == {"acc": 9.0} and doc["runs"][0]["attempt"] == 2
+    # an edit in place (same inode, same directory) is noticed too
+    crashed = store.runs()[10]
+    flag = Path(crashed.dir) / "CRASH.txt"
+    flag.write_text(flag.read_text().replace("boom 10", "bang 10!"))
+    doc = json.loads(json_text(SweepStore(store.root), workers=2))
+    assert doc["runs"][10]["reason"] == "bang 10!"
