@@ -174,3 +174,18 @@ def test_torn_metrics_tail_is_skipped_but_a_bad_middle_line_is_an_error(tmp_path
     path.write_text('{"step": 0}\nnot json\n{"step": 2}\n')
     with pytest.raises(ValueError, match="metrics.jsonl:2"):
         list(read_metrics(path))
+
+
+def test_leases_of_other_hosts_die_by_heartbeat_age():
+    from dataclasses import replace
+
+    from runner.recovery import death_reason
+    from runner.state import Lease
+
+    lease = replace(Lease.new(1), host="node-7", pid=1, heartbeat=1000.0)
+    assert death_reason(lease, stale_after_s=120, now=1100.0) is None  # pid 1 is not ours to ask
+    reason = death_reason(lease, stale_after_s=120, now=1200.0)
+    assert reason == "no heartbeat from node-7 for 200s (runner.stale_after_s=120)"
+    mine = Lease.new(1)  # this process: alive on this host whatever the heartbeat says
+    assert death_reason(replace(mine, heartbeat=0.0), stale_after_s=1) is None
+    assert "is gone" in death_reason(replace(mine, create_time=mine.create_time - 50), 1)
