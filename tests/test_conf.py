@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from integrations.discord_notify import DiscordNotifierConf
 from runner.config_schema import LocalLauncherConf, PinnedLauncherConf, RunnerConf, SweepConf
 
 
@@ -27,6 +28,7 @@ def _defaults(schema: type) -> dict:
     ("conf/config.yaml", RunnerConf, "runner"),
     ("conf/launcher/local.yaml", LocalLauncherConf, None),
     ("conf/launcher/pinned.yaml", PinnedLauncherConf, None),
+    ("conf/notifier/discord.yaml", DiscordNotifierConf, None),
 ])
 def test_yaml_defaults_mirror_the_schema(path, schema, section):
     data = yaml.safe_load((REPO / path).read_text())

@@ -1,0 +1,144 @@
+"""Discord webhook notifier against a local fake of Discord's webhook endpoint."""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+
+import pytest
+from fakes.discord_server import FakeDiscord
+
+from integrations.discord_notify import (
+    DESCRIPTION_LIMIT,
+    EMBED_TOTAL_LIMIT,
+    FIELD_LIMIT,
+    DiscordNotifier,
+    DiscordNotifierConf,
+    build_message,
+)
+from runner.notifiers.base import SweepStarted
+
+
+def notifier(url: str, monkeypatch, **kw) -> DiscordNotifier:
+    monkeypatch.setenv("DISCORD_WEBHOOK_URL", url)
+    return DiscordNotifier(DiscordNotifierConf(**{"flush_timeout_s": 10.0, **kw}))
+
+
+def started(name: str = "s") -> SweepStarted:
+    return SweepStarted("/tmp/x", name, 4, 4, {"UNHATCHED": 4})
+
+
+def test_messages_keep_within_discord_limits():
+    msg = build_message("runner", "t" * 300, "d" * 5000, 0,
+                        [("big", "v" * 2000), *((f"f{i}", "w" * 1000) for i in range(8))])
+    embed = msg.payload["embeds"][0]
+    assert len(embed["title"]) <= 256 and len(embed["description"]) <= DESCRIPTION_LIMIT
+    assert all(len(f["value"]) <= FIELD_LIMIT for f in embed["fields"])
+    size = len(embed["title"]) + len(embed["description"]) + sum(
+        len(f["name"]) + len(f["value"]) for f in embed["fields"])
+    assert size <= EMBED_TOTAL_LIMIT
+    details = msg.files["details.txt"].decode()
+    assert "d" * 5000 in details and "v" * 2000 in details  # nothing is lost: it is attached
+
+
+def test_a_429_is_retried_after_retry_after(monkeypatch):
+    with FakeDiscord(script=[(429, 0.3)]) as fake:
+        n = notifier(fake.webhook_url, monkeypatch)
+        n.notify(started())
+        n.close()
+    assert [r.answered for r in fake.requests] == [429, 200]
+    assert fake.requests[1].time - fake.requests[0].time >= 0.3
+    assert n.delivered == 1 and n.failed == 0
+    assert fake.requests[1].payload["embeds"][0]["title"] == "Sweep s started"
+
+
+def test_5xx_backs_off_and_4xx_gives_up(monkeypatch):
+    with FakeDiscord(script=[(500, 0), (502, 0)]) as fake:
+        n = notifier(fake.webhook_url, monkeypatch)
+        n.notify(started())
+        n.close()
+    assert [r.answered for r in fake.requests] == [500, 502, 200] and n.delivered == 1
+    with FakeDiscord(script=[(404, 0)]) as fake:
+        n = notifier(fake.webhook_url, monkeypatch)
+        n.notify(started())
+        n.close()
+    assert len(fake.requests) == 1 and n.failed == 1
+
+
+def test_unreachable_discord_never_blocks_and_never_shows_the_url(monkeypatch, caplog):
+    with FakeDiscord() as fake:
+        url = fake.webhook_url  # the server is closed when the block ends
+    caplog.set_level(logging.WARNING, logger="runner.discord")
+    n = notifier(url, monkeypatch, max_retries=1, flush_timeout_s=2.0, queue_size=2)
+    t0 = time.monotonic()
+    for _ in range(10):
+        n.notify(started())
+    assert time.monotonic() - t0 < 0.5  # notify() never waits for Discord
+    n.close()
+    assert n.dropped >= 7
+    assert "unreachable" in caplog.text and fake.token not in caplog.text
+
+
+def test_missing_secret_is_named_never_guessed(monkeypatch):
+    monkeypatch.delenv("DISCORD_WEBHOOK_URL", raising=False)
+    with pytest.raises(Exception, match=r"no secret found in \$DISCORD_WEBHOOK_URL"):
+        DiscordNotifier(DiscordNotifierConf())
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_a_real_sweep_reports_start_crash_and_finish(project, monkeypatch):
+    with FakeDiscord() as fake:
+        monkeypatch.setenv("DISCORD_WEBHOOK_URL", fake.webhook_url)
+        proc = project.run("notifier=[console,discord]", "notifier.discord.metric=loss",
+                           "notifier.discord.mode=min", "task.mode=ok,raise", "seed=0,1",
+                           "launcher.max_parallel=1")
+    assert proc.returncode == 1, proc.stderr
+    titles = [r.payload["embeds"][0]["title"] for r in fake.requests]
+    assert titles[0].startswith("Sweep toy-grid-") and titles[0].endswith(" started")
+    assert sum(t.endswith(" crashed") for t in titles) == 2
+    assert titles[-1].endswith(" finished") and len(titles) == 4
+    crash = next(r.payload["embeds"][0] for r in fake.requests if "crashed" in
+                 r.payload["embeds"][0]["title"])
+    assert "ValueError: toy failure lr=0.1" in crash["description"]
+    assert "Traceback" in crash["description"] or "toy failure" in crash["description"]
+    fields = {f["name"]: f["value"] for f in crash["fields"]}
+    assert "task.mode=raise" in fields["values"] and fields["log"].endswith("stderr.log")
+    finished = fake.requests[-1]
+    embed = finished.payload["embeds"][0]
+    counts = next(f["value"] for f in embed["fields"] if f["name"] == "counts")
+    assert "completed: 2" in counts and "crashed: 2" in counts
+    assert "best loss (min)" in embed["description"]
+    (png_name,) = [n for n in finished.files if n.endswith(".png")]
+    assert png_size(finished.files[png_name]) == (800, 500)
+    assert embed["image"]["url"] == f"attachment://{png_name}"
+    # the secret is nowhere: not in any file of the sweep, not in runner's output
+    leaked = [p for p in (project.root / "outputs").rglob("*") if p.is_file()
+              and fake.token.encode() in p.read_bytes()]
+    assert leaked == [] and fake.token not in proc.stdout + proc.stderr
+
+
+def test_slow_or_dead_discord_does_not_slow_the_sweep(project, monkeypatch):
+    with FakeDiscord(delay_s=4.0) as fake:
+        monkeypatch.setenv("DISCORD_WEBHOOK_URL", fake.webhook_url)
+        t0 = time.monotonic()
+        proc = project.run("notifier=[discord]", "notifier.discord.flush_timeout_s=0.5",
+                           "seed=0,1")
+        elapsed = time.monotonic() - t0
+        assert proc.returncode == 0, proc.stderr
+        assert elapsed < 4.0  # one delivery alone takes 4 s
+        assert project.status()["counts"]["COMPLETED"] == 2  # the run store lost nothing
+        assert "still pending at exit" in proc.stderr
+
+
+
+def test_a_sweep_without_the_secret_stops_before_writing(project, monkeypatch):
+    monkeypatch.delenv("DISCORD_WEBHOOK_URL", raising=False)
+    proc = project.run("notifier=[discord]")
+    assert proc.returncode == 2 and "DISCORD_WEBHOOK_URL" in proc.stderr
+    assert not (project.root / "outputs").exists()
+
