@@ -8,6 +8,7 @@ launched, so two runners working on one sweep never run the same run twice.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import time
@@ -19,6 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from runner import trackers
 from runner.config_schema import RunnerConf, validate
 from runner.errors import CorruptStateError, StateError
 from runner.launchers import RunHandle, create_launcher, launcher_config
@@ -50,6 +52,7 @@ def check_execution(execution: dict[str, Any]) -> RunnerConf:
     runner_conf = validate(execution.get("runner"), RunnerConf, "runner")
     launcher_config(execution.get("launcher") or {})
     create_notifiers(execution.get("notifier"))
+    trackers.create_trackers(execution.get("tracker"))
     return runner_conf
 
 
@@ -112,6 +115,7 @@ def run_sweep(store: SweepStore, execution: dict[str, Any],
     runner_conf = validate(execution.get("runner"), RunnerConf, "runner")
     notifiers = create_notifiers(execution.get("notifier"))
     launcher = create_launcher(store, execution.get("launcher") or {}, runner_conf)
+    launcher.extra_env[trackers.ENV] = trackers.env_value(execution.get("tracker"))
     rows = prepare(store, runner_conf, console)
     allowed = launchable(runner_conf.retry_crashed)
     pending = [r.ref for r in rows if r.state in {s.value for s in allowed}]
@@ -229,6 +233,7 @@ def debug_run(store: SweepStore, execution: dict[str, Any], which: Any,
     lease = claim(ref.paths, every, {"debug": True})
     if lease is None:
         raise StateError(f"runner.debug: run {ref.id} is RUNNING elsewhere")
+    os.environ[trackers.ENV] = trackers.env_value(execution.get("tracker"))
     console.print(f"[bold]debug[/]: running {ref.id} {ref.values} in this process "
                   f"({ref.paths.root})")
     code = execute(ref.paths, lease.token, heartbeat_s=runner_conf.heartbeat_s,

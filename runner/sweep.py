@@ -272,7 +272,7 @@ class _ConfigBuilder:
     def execution(self) -> dict[str, Any]:
         cfg = next(iter(self._cache.values()))[0]
         return {k: to_container(cfg[k]) if isinstance(cfg[k], DictConfig) else cfg[k]
-                for k in EXEC_SECTIONS if k in cfg and k != "hydra"}
+                for k in EXEC_SECTIONS if k in cfg and k != "hydra" and cfg[k] is not None}
 
     def build(self, values: dict[str, Any]) -> dict[str, Any]:
         gkey = self._group_key(values)

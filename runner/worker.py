@@ -36,6 +36,7 @@ from runner.paths import RunPaths
 from runner.run_id import id_from_dirname
 from runner.state import Lease, State, finish, process_create_time, update_lease
 from runner.tasks import load_task
+from runner.trackers import Tracker, from_env
 
 EXIT_COMPLETED = 0
 EXIT_CRASHED = 1
@@ -76,6 +77,16 @@ class Heartbeat(threading.Thread):
                       file=sys.stderr, flush=True)
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
+
+
+def _finish_trackers(trackers: list[Tracker], state: str, summary: dict[str, Any]) -> None:
+    """A tracker is a mirror: its failure to finish is reported, never turned into the run's."""
+    for tracker in trackers:
+        try:
+            tracker.finish(state, summary)
+        except Exception as exc:
+            print(f"runner: tracker {type(tracker).__name__} could not finish: {exc}",
+                  file=sys.stderr, flush=True)
 
 
 def _ignore_stop_signals(installed: bool) -> None:
@@ -123,19 +134,25 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
     beat.start()
     started = time.time()
     writer = None
+    trackers: list[Tracker] = []
     try:
         cfg = load_run_config(paths)
         writer = MetricsWriter(paths, lease.attempt)
-        context._set_current(context.RunContext(id_from_dirname(paths.root.name), paths,
-                                                lease.attempt,
-                                                OmegaConf.create(cfg), writer))
+        ctx = context.RunContext(id_from_dirname(paths.root.name), paths, lease.attempt,
+                                 OmegaConf.create(cfg), writer)
+        context._set_current(ctx)
+        for tracker in from_env():
+            tracker.start(ctx)
+            trackers.append(tracker)
+            writer.sinks.append(tracker.log)
         fn = load_task(cfg.get("task", {}).get("fn", ""))
         _cap_torch_threads()
-        result = fn(context.current_run().config)
+        result = fn(ctx.config)
         summary = summary_of(result)
     except (RunInterrupted, KeyboardInterrupt) as exc:
         _ignore_stop_signals(install_signals)
         signum = exc.signum if isinstance(exc, RunInterrupted) else signal.SIGINT
+        _finish_trackers(trackers, "INTERRUPTED", {})
         beat.stop.set()
         finish(paths, token, State.INTERRUPTED,
                {"reason": f"received {signal.Signals(signum).name}",
@@ -147,6 +164,7 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
             summary = {}
         else:
             _ignore_stop_signals(install_signals)
+            _finish_trackers(trackers, "CRASHED", {})
             status = code if isinstance(code, int) else EXIT_CRASHED
             beat.stop.set()
             finish(paths, token, State.CRASHED,
@@ -155,6 +173,7 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
             return status
     except BaseException as exc:
         _ignore_stop_signals(install_signals)
+        _finish_trackers(trackers, "CRASHED", {})
         beat.stop.set()
         finish(paths, token, State.CRASHED,
                {"reason": f"{type(exc).__name__}: {exc}", "exit_status": EXIT_CRASHED,
@@ -169,6 +188,7 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
         sys.stdout.flush()
         sys.stderr.flush()
     _ignore_stop_signals(install_signals)
+    _finish_trackers(trackers, "COMPLETED", summary)
     finish(paths, token, State.COMPLETED,
            {"summary": summary, "duration_s": time.time() - started})
     return EXIT_COMPLETED

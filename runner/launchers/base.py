@@ -46,6 +46,7 @@ class Launcher(abc.ABC):
         self.store = store
         self.conf = conf
         self.runner_conf = runner_conf
+        self.extra_env: dict[str, str] = {}  # for every run (e.g. the tracker settings)
 
     @classmethod  # noqa: B027 (optional hook)
     def check(cls, conf: Any) -> None:

@@ -86,7 +86,7 @@ class LocalLauncher(Launcher):
 
     def env_for(self, run: RunRef) -> dict[str, str]:
         """Environment variables of one run (pinned launchers add CPU/GPU assignments)."""
-        return {"RUNNER_RUN_DIR": run.dir, "RUNNER_RUN_ID": run.id}
+        return {**self.extra_env, "RUNNER_RUN_DIR": run.dir, "RUNNER_RUN_ID": run.id}
 
     @property
     def server(self) -> ForkServer:

@@ -1,0 +1,101 @@
+"""Every run a Weights & Biases run: grouped by sweep, named after the run, continued on resume.
+
+``tracker=wandb`` starts one WandB run per attempt in the run's process, in the sweep's group,
+named after the run directory, with the run's resolved config as plain containers and every
+record the task logs through ``runner.log``. The WandB run id is kept in the run directory
+(``wandb_id``), so a resumed run continues the same WandB run instead of creating another.
+Offline (``WANDB_MODE=offline`` or ``tracker.wandb.mode=offline``) and disabled modes work without
+network; an online run with no key is refused before the sweep starts, and an online run that
+cannot reach the server fails after ``init_timeout_s`` with WandB's message instead of hanging.
+wandb is imported only inside the run's process, only when this tracker is used.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.errors import ConfigError
+from runner.trackers import Tracker
+
+ID_FILE = "wandb_id"
+
+
+@dataclass
+class WandbTrackerConf:
+    _target_: str = "integrations.wandb_tracker.WandbTracker"
+    project: str = "runner"
+    entity: str | None = None
+    mode: str | None = None  # online | offline | disabled; default: $WANDB_MODE, else online
+    tags: list[str] = field(default_factory=list)
+    init_timeout_s: float = 30.0
+
+
+def _mode(conf: Any) -> str:
+    return str(conf.mode or os.environ.get("WANDB_MODE") or "online")
+
+
+def _has_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        auth = netrc.netrc().authenticators("api.wandb.ai")
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(auth and auth[2])
+
+
+class WandbTracker(Tracker):
+    config_class = WandbTrackerConf
+
+    @classmethod
+    def check(cls, conf: Any) -> None:
+        mode = _mode(conf)
+        if mode not in ("online", "offline", "disabled", "dryrun", "run"):
+            raise ConfigError(f"tracker.wandb.mode='{mode}' is not one of: online, offline, "
+                              "disabled")
+        if mode in ("online", "run") and not _has_key():
+            raise ConfigError("tracker.wandb: online mode needs a WandB API key (run `wandb "
+                              "login` or set WANDB_API_KEY); or use WANDB_MODE=offline")
+
+    def start(self, ctx: Any) -> None:
+        import wandb
+
+        id_file = Path(ctx.run_dir) / ID_FILE
+        run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:12]
+        if not id_file.exists():
+            id_file.write_text(run_id + "\n")
+        config = _plain(ctx.config)
+        self.run = wandb.init(
+            project=self.conf.project, entity=self.conf.entity,
+            mode=_mode(self.conf),  # type: ignore[arg-type]
+            group=ctx.sweep_dir.name, name=ctx.run_dir.name, job_type="train",
+            id=run_id, resume="allow", config=config, tags=list(self.conf.tags),
+            dir=str(ctx.run_dir), reinit="finish_previous",
+            settings=wandb.Settings(init_timeout=self.conf.init_timeout_s,
+                                    x_disable_stats=True, console="off"))
+
+    def log(self, record: dict[str, Any]) -> None:
+        metrics = {k: v for k, v in record.items() if k not in ("step", "time", "attempt")}
+        self.run.log(metrics, step=int(record["step"]))
+
+    def finish(self, state: str, summary: dict[str, Any]) -> None:
+        if state == "COMPLETED":
+            for key, value in summary.items():
+                self.run.summary[key] = value
+        self.run.finish(exit_code={"COMPLETED": 0, "CRASHED": 1}.get(state, 143))
+
+
+def _plain(config: Any) -> dict[str, Any]:
+    """wandb.init needs plain containers, not a DictConfig."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(config, DictConfig):
+        out = OmegaConf.to_container(config, resolve=True)
+        assert isinstance(out, dict)
+        return {str(k): v for k, v in out.items()}
+    return dict(config)

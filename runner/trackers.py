@@ -1,0 +1,71 @@
+"""Trackers mirror a run's config and metrics into an experiment tracker (WandB, ...).
+
+They run inside the run's process, fed by ``runner.log`` (every record the task logs), and are
+configured as ``tracker.<name>`` sections (``tracker=wandb``, ``tracker=[wandb,...]``). The
+runner's own files stay the source of truth: a tracker is a mirror.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from runner.config_schema import validate
+from runner.errors import ConfigError
+
+if TYPE_CHECKING:
+    from runner.context import RunContext
+
+ENV = "RUNNER_TRACKERS"  # how the launcher hands the tracker section to a run's process
+
+
+class Tracker(abc.ABC):
+    config_class: type
+
+    def __init__(self, conf: Any) -> None:
+        self.conf = conf
+
+    @classmethod  # noqa: B027 (optional hook)
+    def check(cls, conf: Any) -> None:
+        """Refuse, before anything is written, settings that cannot work (e.g. no API key)."""
+
+    @abc.abstractmethod
+    def start(self, ctx: RunContext) -> None:
+        """Begin (or continue, on resume) the tracked run."""
+
+    @abc.abstractmethod
+    def log(self, record: dict[str, Any]) -> None:
+        """One ``runner.log`` record: ``step``, ``time``, ``attempt`` and the metrics."""
+
+    @abc.abstractmethod
+    def finish(self, state: str, summary: dict[str, Any]) -> None:
+        """End the attempt: COMPLETED (with the run's summary), CRASHED or INTERRUPTED."""
+
+
+def create_trackers(section: dict[str, Any] | None) -> list[Tracker]:
+    out = []
+    for name, cfg in (section or {}).items():
+        if not isinstance(cfg, dict) or "_target_" not in cfg:
+            raise ConfigError(f"tracker.{name} needs a _target_ (see conf/tracker/)")
+        module, _, cls_name = str(cfg["_target_"]).rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), cls_name)
+        except (ImportError, AttributeError, ValueError):
+            raise ConfigError(f"tracker.{name}._target_='{cfg['_target_']}' is not importable"
+                              ) from None
+        conf = validate(cfg, cls.config_class, f"tracker.{name}")
+        cls.check(conf)
+        out.append(cls(conf))
+    return out
+
+
+def env_value(section: dict[str, Any] | None) -> str:
+    return json.dumps(section or {})
+
+
+def from_env() -> list[Tracker]:
+    raw = os.environ.get(ENV)
+    return create_trackers(json.loads(raw)) if raw else []

@@ -1,0 +1,100 @@
+"""The WandB tracker with the real wandb package, offline; runs are read back from their files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import wait_for
+
+pytest.importorskip("wandb")
+
+from wandb_offline_reader import load_run  # noqa: E402
+
+
+@pytest.fixture
+def wandb_env(tmp_path, monkeypatch):
+    """wandb offline, every file it writes inside tmp_path, no key, no network."""
+    for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        path = tmp_path / name.lower()
+        path.mkdir()
+        monkeypatch.setenv(name, str(path))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc key either
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+def wandb_files(run_dir: str) -> list[Path]:
+    return sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
+
+
+def test_every_run_is_a_wandb_run_in_the_sweeps_group(project, wandb_env):
+    proc = project.run("tracker=wandb", "tracker.wandb.project=mnist", "task.lr=0.1,0.2",
+                       "seed=3")
+    assert proc.returncode == 0, proc.stderr
+    sweep = project.sweep_dir()
+    for row in project.status()["runs"]:
+        (path,) = wandb_files(row["dir"])
+        meta, config, summary, history = load_run(path)
+        assert meta["group"] == sweep.name and meta["name"] == Path(row["dir"]).name
+        assert meta["project"] == "mnist" and meta["exit_code"] == 0
+        assert meta["id"] == (Path(row["dir"]) / "wandb_id").read_text().strip()
+        assert config["task"]["lr"] == row["values"]["task.lr"] and config["seed"] == 3
+        losses = [h["loss"] for h in history if "loss" in h]
+        assert losses == [1.0, 0.5, pytest.approx(1 / 3)]
+        assert [h["_step"] for h in history if "loss" in h] == [0, 1, 2]
+        assert summary["score"] == row["summary"]["score"]
+
+
+def test_a_resumed_run_continues_the_same_wandb_run(project, wandb_env):
+    proc = project.popen("tracker=wandb", "task.sleep=20", "task.steps=40")
+    wait_for(lambda: list((project.root / "outputs").glob("*/runs/*/wandb/offline-run-*")))
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    sweep = project.sweep_dir()
+    (row,) = project.status()["runs"]
+    first_id = (Path(row["dir"]) / "wandb_id").read_text()
+    done = project.cli("resume", str(sweep), timeout=120)
+    assert done.returncode == 0, done.stderr
+    files = wandb_files(row["dir"])
+    assert len(files) == 2  # two attempts...
+    # ...of one WandB run, never a duplicate (the killed attempt's log may end before its
+    # run record, so its id is read from wandb's own folder name)
+    assert {f.parent.name.rsplit("-", 1)[1] for f in files} == {first_id.strip()}
+    meta = load_run(files[-1])[0]
+    assert meta["id"] == first_id.strip() and meta["exit_code"] == 0
+
+
+def test_online_without_a_key_is_refused_before_anything_runs(project, wandb_env, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE")
+    proc = project.run("tracker=wandb")
+    assert proc.returncode == 2
+    assert "online mode needs a WandB API key" in proc.stderr
+    assert not (project.root / "outputs").exists()
+
+
+def test_online_with_an_unreachable_server_fails_fast_with_a_clear_reason(project, wandb_env,
+                                                                          monkeypatch):
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens: refused
+    t0 = time.monotonic()
+    proc = project.run("tracker=wandb", "tracker.wandb.init_timeout_s=5")
+    assert time.monotonic() - t0 < 60
+    assert proc.returncode == 1
+    (row,) = project.status()["runs"]
+    assert row["state"] == "CRASHED" and row["reason"]
+
+
+def test_disabled_mode_tracks_nothing_and_runs(project, wandb_env, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    proc = project.run("tracker=wandb")
+    assert proc.returncode == 0, proc.stderr
+    (row,) = project.status()["runs"]
+    assert wandb_files(row["dir"]) == []
