@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from runner.config_schema import NotifierConf
-from runner.notifiers.base import Event, Notifier, RunEnded, SweepFinished, SweepStarted
+from runner.notifiers.base import (
+    Event,
+    Notifier,
+    RunEnded,
+    SweepFinished,
+    SweepProgress,
+    SweepStarted,
+)
 from runner.secrets import read_secret, redact
 
 log = logging.getLogger("runner.discord")
@@ -167,6 +174,12 @@ class DiscordNotifier(Notifier):
                                  description, COLOURS.get(event.state, 0), fields)
         if isinstance(event, SweepFinished):
             return self._finished(event)
+        if isinstance(event, SweepProgress):
+            eta = f"about {event.eta_s / 60:.1f} min left" if event.eta_s is not None else ""
+            return build_message(user, f"Sweep {event.sweep_name}: progress",
+                                 f"{event.done} done, {event.crashed} crashed, {event.running} "
+                                 f"running, {event.left} waiting. {eta}", COLOURS["started"],
+                                 [("elapsed", f"{event.elapsed_s / 60:.1f} min")])
         return None
 
     def _finished(self, event: SweepFinished) -> Message:

@@ -76,6 +76,7 @@ class SweepConf:
 class NotifierConf:
     _target_: str = ""
     events: list[str] = field(default_factory=lambda: ["all"])
+    digest_every_min: float | None = None  # a progress digest this often while a sweep runs
 
 
 SWEEP_KINDS = ("grid", "random", "list")

@@ -24,7 +24,14 @@ from runner import trackers
 from runner.config_schema import RunnerConf, validate
 from runner.errors import CorruptStateError, StateError
 from runner.launchers import RunHandle, create_launcher, launcher_config
-from runner.notifiers.base import Notifier, RunEnded, SweepFinished, SweepStarted, create_notifiers
+from runner.notifiers.base import (
+    Notifier,
+    RunEnded,
+    SweepFinished,
+    SweepProgress,
+    SweepStarted,
+    create_notifiers,
+)
 from runner.recovery import recover
 from runner.state import State, claim
 from runner.status import CORRUPT, RunStatus, counts, read_run, scan
@@ -149,6 +156,10 @@ def run_sweep(store: SweepStore, execution: dict[str, Any],
                     else:
                         active.append(launcher.launch(ref, lease))
                 display.update(tally["done"], len(active), tally["crashed"], len(pending))
+                progress = SweepProgress(store.root, name, tally["done"], tally["crashed"],
+                                         len(active), len(pending), time.time() - started)
+                for notifier in notifiers:
+                    notifier.maybe_digest(progress)
                 if active:
                     for handle in launcher.wait(active, timeout=1.0):
                         active.remove(handle)

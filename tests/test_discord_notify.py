@@ -142,3 +142,17 @@ def test_a_sweep_without_the_secret_stops_before_writing(project, monkeypatch):
     assert proc.returncode == 2 and "DISCORD_WEBHOOK_URL" in proc.stderr
     assert not (project.root / "outputs").exists()
 
+
+
+def test_periodic_progress_digest(project, monkeypatch):
+    with FakeDiscord() as fake:
+        monkeypatch.setenv("DISCORD_WEBHOOK_URL", fake.webhook_url)
+        proc = project.run("notifier=[console,discord]", "notifier.discord.events=[]",
+                           "notifier.discord.digest_every_min=0.01",
+                           "notifier.console.digest_every_min=0.01", "seed=range(4)",
+                           "task.sleep=1.0", "task.steps=10", "launcher.max_parallel=2")
+    assert proc.returncode == 0, proc.stderr
+    digests = [r.payload["embeds"][0] for r in fake.requests]
+    assert len(digests) >= 2 and all(d["title"].endswith(": progress") for d in digests)
+    assert "running" in digests[-1]["description"]
+    assert "progress: " in proc.stderr and " waiting (" in proc.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import importlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,13 +54,32 @@ class RunEnded(Event):
 
 
 @dataclass
+class SweepProgress(Event):
+    """The periodic digest (``digest_every_min``): where the sweep stands."""
+
+    done: int
+    crashed: int
+    running: int
+    left: int
+    elapsed_s: float
+
+    @property
+    def eta_s(self) -> float | None:
+        finished = self.done + self.crashed
+        if not finished:
+            return None
+        return self.elapsed_s / finished * (self.left + self.running)
+
+
+@dataclass
 class SweepFinished(Event):
     counts: dict[str, int]
     duration_s: float
     interrupted: bool = False
 
 
-_KINDS = {SweepStarted: "sweep_started", RunEnded: "run_ended", SweepFinished: "sweep_finished"}
+_KINDS = {SweepStarted: "sweep_started", RunEnded: "run_ended", SweepFinished: "sweep_finished",
+          SweepProgress: "sweep_progress"}
 EVENT_KINDS = ("sweep_started", "run_completed", "run_crashed", "run_interrupted",
                "sweep_finished")
 
@@ -77,6 +97,14 @@ class Notifier(abc.ABC):
             raise ConfigError(f"notifier events {bad} unknown; "
                               f"valid: all, {', '.join(EVENT_KINDS)}")
         self.events = set(EVENT_KINDS) if "all" in wanted else set(wanted)
+        self._last_digest = time.monotonic()
+
+    def maybe_digest(self, progress: SweepProgress) -> None:
+        """Send a progress digest if ``digest_every_min`` has passed since the last one."""
+        every = getattr(self.conf, "digest_every_min", None)
+        if every and time.monotonic() - self._last_digest >= every * 60:
+            self._last_digest = time.monotonic()
+            self.handle(progress)
 
     def wants(self, event: Event) -> bool:
         return event.kind in self.events

@@ -6,7 +6,14 @@ from typing import Any
 
 from rich.console import Console
 
-from runner.notifiers.base import Event, Notifier, RunEnded, SweepFinished, SweepStarted
+from runner.notifiers.base import (
+    Event,
+    Notifier,
+    RunEnded,
+    SweepFinished,
+    SweepProgress,
+    SweepStarted,
+)
 
 
 def format_values(values: dict[str, Any]) -> str:
@@ -29,6 +36,10 @@ class ConsoleNotifier(Notifier):
                     + (f": {event.reason}" if event.reason else ""))
             if event.state == "CRASHED":
                 c.print(f"  log: {event.run_dir / 'stderr.log'}")
+        elif isinstance(event, SweepProgress):
+            eta = f", about {event.eta_s:.0f}s left" if event.eta_s is not None else ""
+            c.print(f"progress: {event.done} done, {event.crashed} crashed, {event.running} "
+                    f"running, {event.left} waiting ({event.elapsed_s:.0f}s{eta})")
         elif isinstance(event, SweepFinished):
             verb = "interrupted" if event.interrupted else "finished"
             c.print(f"[bold]sweep {verb}[/] in {event.duration_s:.1f}s: {_counts(event.counts)}")
