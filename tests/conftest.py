@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,3 +137,21 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60, interval: float 
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def png_size(image: Path | bytes) -> tuple[int, int]:
+    """(width, height) of a PNG file or PNG bytes; fails if it is not a PNG."""
+    data = image if isinstance(image, bytes) else image.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def colours_in(path: Path, palette: list) -> list[int]:
+    """Indices of palette colours drawn (exactly) in the image."""
+    import matplotlib.image as mpimg
+
+    pixels = (mpimg.imread(path)[:, :, :3] * 255).round().astype(int).reshape(-1, 3)
+    present = {tuple(p) for p in np.unique(pixels, axis=0)}
+    return [i for i, c in enumerate(palette)
+            if tuple(int(round(x * 255)) for x in c[:3]) in present]

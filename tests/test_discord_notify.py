@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import struct
 import time
 
 import pytest
 from fakes.discord_server import FakeDiscord
 
+from conftest import colours_in, png_size
 from integrations.discord_notify import (
     DESCRIPTION_LIMIT,
     EMBED_TOTAL_LIMIT,
@@ -18,6 +18,7 @@ from integrations.discord_notify import (
     build_message,
 )
 from runner.notifiers.base import SweepStarted
+from runner.plots import colours
 
 
 def notifier(url: str, monkeypatch, **kw) -> DiscordNotifier:
@@ -86,11 +87,6 @@ def test_missing_secret_is_named_never_guessed(monkeypatch):
         DiscordNotifier(DiscordNotifierConf())
 
 
-def png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    return struct.unpack(">II", data[16:24])
-
-
 def test_a_real_sweep_reports_start_crash_and_finish(project, monkeypatch):
     with FakeDiscord() as fake:
         monkeypatch.setenv("DISCORD_WEBHOOK_URL", fake.webhook_url)
@@ -114,8 +110,12 @@ def test_a_real_sweep_reports_start_crash_and_finish(project, monkeypatch):
     assert "completed: 2" in counts and "crashed: 2" in counts
     assert "best loss (min)" in embed["description"]
     (png_name,) = [n for n in finished.files if n.endswith(".png")]
+    assert png_name == "top-2.png"  # the two completed runs, best first
     assert png_size(finished.files[png_name]) == (800, 500)
     assert embed["image"]["url"] == f"attachment://{png_name}"
+    png = project.root / png_name
+    png.write_bytes(finished.files[png_name])
+    assert colours_in(png, colours(10)[:6]) == [0, 1]  # one curve per top run
     # the secret is nowhere: not in any file of the sweep, not in runner's output
     leaked = [p for p in (project.root / "outputs").rglob("*") if p.is_file()
               and fake.token.encode() in p.read_bytes()]

@@ -6,12 +6,11 @@ import csv
 import io
 import json
 import statistics
-import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import colours_in, png_size
 from runner.plots import aligned, colours
 from runner.results import BOOTSTRAP_SAMPLES, Group, RunResult, bootstrap_ci
 
@@ -36,23 +35,6 @@ def results_project(project):
     proc = project.run("task.fn=results_task:main", "task.lr=0.1,0.2,0.3", "seed=0,1,2")
     assert proc.returncode == 1  # one run crashed on purpose
     return project
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
-    width, height = struct.unpack(">II", data[16:24])
-    return width, height
-
-
-def colours_in(path: Path, palette: list) -> list[int]:
-    """Indices of palette colours drawn (exactly) in the image."""
-    import matplotlib.image as mpimg
-
-    pixels = (mpimg.imread(path)[:, :, :3] * 255).round().astype(int).reshape(-1, 3)
-    present = {tuple(p) for p in np.unique(pixels, axis=0)}
-    return [i for i, c in enumerate(palette)
-            if tuple(int(round(x * 255)) for x in c[:3]) in present]
 
 
 def test_report_aggregates_match_independent_computation(results_project):
