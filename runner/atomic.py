@@ -58,13 +58,3 @@ def write_text_atomic(path: Path | str, text: str, *, durable: bool = True) -> N
 def write_json_atomic(path: Path | str, obj: Any, *, durable: bool = True) -> None:
     write_text_atomic(path, json.dumps(obj, indent=1, default=str) + "\n",
                       durable=durable)
-
-
-def unlink_durable(path: Path | str) -> None:
-    """Remove ``path`` if it exists and make the removal durable."""
-    path = Path(path)
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return
-    fsync_dir(path.parent)

@@ -90,11 +90,6 @@ class Composer:
         loader = GlobalHydra.instance().config_loader()
         return bool(loader.get_group_options(name.lstrip("+~")))
 
-    def group_options(self, name: str) -> list[str]:
-        from hydra.core.global_hydra import GlobalHydra
-
-        return list(GlobalHydra.instance().config_loader().get_group_options(name))
-
 
 @contextmanager
 def composer(config_dir: str | os.PathLike[str] | None = None) -> Iterator[Composer]:

@@ -8,7 +8,6 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from runner import plots
 from runner.configfile import load_run_config
@@ -171,7 +170,3 @@ def retrain_plan(report: Report, seeds: int) -> Plan:
                 parent={"sweep_dir": str(report.store.root), "name": parent.get("name"),
                         "setting": base_values, "metric": report.metric, "mode": report.mode,
                         "mean": best.stats()["mean"]})
-
-
-def retrain_summary(plan: Plan) -> dict[str, Any]:
-    return {"name": plan.name, "runs": len(plan.runs), "parent": plan.parent}

@@ -166,12 +166,6 @@ def read_state(paths: RunPaths) -> FlagRecord:
     return _newest([read_flag(paths.root / name) for name in names])
 
 
-def quick_state(paths: RunPaths) -> State | None:
-    """The state from file names alone (no parsing), or None when a transition left two FLAGs."""
-    names = flag_names(paths.root)
-    return STATE_OF_FLAG[names[0]] if len(names) == 1 else None
-
-
 # ---------------------------------------------------------------- transitions
 
 @contextlib.contextmanager
