@@ -91,15 +91,18 @@ def test_a_real_sweep_reports_start_crash_and_finish(project, monkeypatch):
     with FakeDiscord() as fake:
         monkeypatch.setenv("DISCORD_WEBHOOK_URL", fake.webhook_url)
         proc = project.run("notifier=[console,discord]", "notifier.discord.metric=loss",
-                           "notifier.discord.mode=min", "task.mode=ok,raise", "seed=0,1",
-                           "launcher.max_parallel=1")
+                           "notifier.discord.mode=min", "task.mode=ok,raise,sigkill",
+                           "seed=0,1", "launcher.max_parallel=1")
     assert proc.returncode == 1, proc.stderr
     titles = [r.payload["embeds"][0]["title"] for r in fake.requests]
     assert titles[0].startswith("Sweep toy-grid-") and titles[0].endswith(" started")
-    assert sum(t.endswith(" crashed") for t in titles) == 2
-    assert titles[-1].endswith(" finished") and len(titles) == 4
-    crash = next(r.payload["embeds"][0] for r in fake.requests if "crashed" in
-                 r.payload["embeds"][0]["title"])
+    assert sum(t.endswith(" crashed") for t in titles) == 4
+    assert titles[-1].endswith(" finished") and len(titles) == 6
+    crashes = [r.payload["embeds"][0] for r in fake.requests
+               if "crashed" in r.payload["embeds"][0]["title"]]
+    # a run killed by SIGKILL (as by the OOM killer) is reported like any other crash
+    assert sum(c["description"].startswith("killed by SIGKILL") for c in crashes) == 2
+    crash = next(c for c in crashes if "toy failure" in c["description"])
     assert "ValueError: toy failure lr=0.1" in crash["description"]
     assert "Traceback" in crash["description"] or "toy failure" in crash["description"]
     fields = {f["name"]: f["value"] for f in crash["fields"]}
@@ -107,7 +110,7 @@ def test_a_real_sweep_reports_start_crash_and_finish(project, monkeypatch):
     finished = fake.requests[-1]
     embed = finished.payload["embeds"][0]
     counts = next(f["value"] for f in embed["fields"] if f["name"] == "counts")
-    assert "completed: 2" in counts and "crashed: 2" in counts
+    assert "completed: 2" in counts and "crashed: 4" in counts
     assert "best loss (min)" in embed["description"]
     (png_name,) = [n for n in finished.files if n.endswith(".png")]
     assert png_name == "top-2.png"  # the two completed runs, best first
