@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from runner.config_schema import ONE_SHOT, without_one_shot
 from runner.errors import RunnerError
 
 SUBCOMMANDS = ("status", "resume", "report", "compare", "retrain-best")
@@ -277,7 +278,7 @@ def _with_exec_overrides(manifest: dict[str, Any], execution: dict[str, Any],
     if bad:
         raise RunnerError(f"only runner/launcher/notifier overrides are taken here, got {bad}: "
                           "the runs of a sweep are frozen (start a new sweep to change them)")
-    execution = dict(execution)
+    execution = without_one_shot(execution)  # (older manifests recorded them)
     if overrides:
         dirs = manifest.get("config_dirs") or [None]
         with composer(dirs[0] if dirs[0] and Path(dirs[0]).is_dir() else None) as comp:
@@ -289,5 +290,7 @@ def _with_exec_overrides(manifest: dict[str, Any], execution: dict[str, Any],
 
 
 def _exec_overrides(overrides: list[str]) -> list[str]:
+    """The recorded command's runner/launcher/notifier overrides, minus one-shot settings."""
+    one_shot = {f"runner.{k}" for k in ONE_SHOT}
     return [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] in _EXEC
-            and "," not in o]
+            and "," not in o and o.lstrip("+~").split("=")[0] not in one_shot]

@@ -30,6 +30,14 @@ class RunnerConf:
     progress: bool = True
 
 
+# runner settings that belong to one invocation: never carried over to a later resume
+ONE_SHOT = {"dry_run": False, "debug": None, "retry_crashed": False}
+
+
+def without_one_shot(execution: dict[str, Any]) -> dict[str, Any]:
+    return {**execution, "runner": {**(execution.get("runner") or {}), **ONE_SHOT}}
+
+
 @dataclass
 class LauncherConf:
     """Settings every launcher understands (shared resource names)."""

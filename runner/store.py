@@ -21,6 +21,7 @@ from typing import Any
 
 from runner import provenance
 from runner.atomic import fsync_dir, write_json_atomic
+from runner.config_schema import without_one_shot
 from runner.configfile import dump_yaml
 from runner.errors import CorruptStateError, StateError
 from runner.paths import RunPaths, SweepPaths
@@ -98,7 +99,7 @@ class SweepStore:
     def update_execution(self, execution: dict[str, Any]) -> None:
         """Record the execution settings of the latest launch (they may change on resume)."""
         manifest = dict(self.manifest)
-        manifest["execution"] = execution
+        manifest["execution"] = without_one_shot(execution)
         manifest["launches"] = [*manifest.get("launches", []),
                                 {"time": time.time(), "argv": sys.argv[1:], "pid": os.getpid()}]
         write_json_atomic(self.paths.manifest, manifest)
@@ -172,7 +173,7 @@ def _write_sweep(root: Path, plan: Plan, config_name: str, config_dirs: list[str
         "varying": plan.varying,
         "notes": plan.notes,
         "parent": plan.parent,
-        "execution": plan.execution,
+        "execution": without_one_shot(plan.execution),
         "provenance": prov,
         "runs": [{"id": r.id, "dir": r.dirname, "values": r.values} for r in plan.runs],
     }
