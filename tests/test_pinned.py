@@ -124,3 +124,24 @@ def test_gpu_request_without_gpu_fails_before_anything_runs(project, monkeypatch
     assert proc.returncode == 2
     assert "launcher.gpus_per_run=1 but no GPU is visible" in proc.stderr
     assert not (project.root / "outputs").exists()
+
+
+TORCH_TASK = '''
+import json, os, torch, runner
+
+def main(cfg):
+    ctx = runner.current_run()
+    (ctx.run_dir / "threads.json").write_text(json.dumps(
+        {"torch": torch.get_num_threads(), "affinity": sorted(os.sched_getaffinity(0))}))
+'''
+
+
+def test_torch_threads_are_capped_even_when_preloaded(project):
+    pytest.importorskip("torch")
+    (project.root / "torch_task.py").write_text(TORCH_TASK)
+    proc = project.run("launcher=pinned", "launcher.cpus_per_run=1", "task.fn=torch_task:main",
+                       "runner.preload=[torch]", "seed=0,1")
+    assert proc.returncode == 0, proc.stderr
+    for row in project.status()["runs"]:
+        got = json.loads((Path(row["dir"]) / "threads.json").read_text())
+        assert got["torch"] == 1 and len(got["affinity"]) == 1
