@@ -30,7 +30,7 @@ def run_k(k: int, args: argparse.Namespace, out: Path) -> tuple[float, list[floa
               f"launcher.cpus_per_run={args.cpus_per_run}", "task.device=cuda"])
     cmd = [sys.executable, "-m", "runner", "task=mnist", "launcher=pinned", *place,
            f"+task.bench_k={k}", f"seed=range({k})", f"task.epochs={args.epochs}",
-           f"task.width={args.width}", "task.log_every=1000000", "task.eval_every=null",
+           f"task.channels={args.channels}", "task.log_every=1000000", "task.eval_every=null",
            "runner.preload=[torch]",
            f"runner.output_dir={out}", "runner.progress=false", "task.threads=null"]
     subprocess.run(cmd, cwd=REPO, check=True)
@@ -50,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--cpus-per-run", type=int, default=1)
     parser.add_argument("--cpu", action="store_true", help="no GPU: pin runs to CPUs instead")
     args = parser.parse_args()

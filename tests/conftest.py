@@ -53,7 +53,7 @@ TOY_CONF = '''
 name: toy
 fn: toy:main
 lr: 0.1
-width: 8
+channels: 8
 steps: 3
 sleep: 0.0
 mode: ok

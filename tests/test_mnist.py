@@ -13,11 +13,11 @@ from conftest import wait_for
 pytest.importorskip("torch")
 
 SMALL = ("task=mnist", "task.train_size=2000", "task.epochs=4", "task.log_every=5",
-         "task.width=8")
+         "task.channels=8")
 
 
 def test_mnist_learns_from_real_digits(project):
-    project.run("task=mnist", "task.train_size=1500", "task.epochs=2", "task.width=8",
+    project.run("task=mnist", "task.train_size=1500", "task.epochs=2", "task.channels=8",
                 check=True)
     (row,) = project.status()["runs"]
     assert row["state"] == "COMPLETED"

@@ -100,10 +100,10 @@ def test_random_duplicate_draws_are_dropped_with_a_note(project):
 def test_list_sweep_with_seeds(project):
     p = plan("+sweep=list")
     assert values(p) == [
-        {"task.lr": 0.002, "task.width": 16, "seed": 0},
-        {"task.lr": 0.002, "task.width": 16, "seed": 1},
-        {"task.lr": 0.0005, "task.width": 32, "seed": 0},
-        {"task.lr": 0.0005, "task.width": 32, "seed": 1},
+        {"task.lr": 0.002, "task.channels": 16, "seed": 0},
+        {"task.lr": 0.002, "task.channels": 16, "seed": 1},
+        {"task.lr": 0.0005, "task.channels": 32, "seed": 0},
+        {"task.lr": 0.0005, "task.channels": 32, "seed": 1},
     ]
 
 
@@ -193,3 +193,12 @@ def test_interpolations_resolve_per_run(project):
 def test_ten_thousand_run_grid_expands(project):
     p = plan("task.lr=range(100)", "seed=range(100)")
     assert len(p.runs) == 10_000 and len({r.id for r in p.runs}) == 10_000
+
+
+def test_any_importable_function_with_new_keys_on_the_default_task(project):
+    """The README's `task.fn=my_pkg.train:main +task.width=64,128 +sweep=grid`."""
+    with composer() as comp:
+        p = expand(comp, ["task.fn=toy:main", "+task.width=64,128", "+sweep=grid"])
+    assert len(p.runs) == 2 * 2 * 2  # the grid's 2 lr x 2 seeds, times the new axis
+    assert {r.config["task"]["fn"] for r in p.runs} == {"toy:main"}
+    assert sorted({r.config["task"]["width"] for r in p.runs}) == [64, 128]

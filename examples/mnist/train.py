@@ -37,13 +37,13 @@ def load_mnist(train_size: int, split_seed: int = 0) -> tuple[torch.Tensor, ...]
 
 
 class Net(nn.Module):
-    def __init__(self, width: int) -> None:
+    def __init__(self, channels: int) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         )
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * width * 49, 64), nn.ReLU(),
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(2 * channels * 49, 64), nn.ReLU(),
                                   nn.Linear(64, 10))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -79,7 +79,7 @@ def main(cfg: Any) -> dict[str, float]:
         torch.set_num_threads(int(task.threads))
     device = pick_device(str(task.device))
     x_train, y_train, x_val, y_val = (t.to(device) for t in load_mnist(int(task.train_size)))
-    model = Net(int(task.width)).to(device)
+    model = Net(int(task.channels)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=float(task.lr))
     run = runner.current_run()
     ckpt = run.checkpoint_dir / "last.pt"
