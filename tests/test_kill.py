@@ -120,3 +120,22 @@ def test_stale_lease_of_a_dead_process_is_recovered_as_interrupted(project):
     rows = prepare(SweepStore(project.sweep_dir()), RunnerConf(), Console(file=io.StringIO()))
     assert {r.state for r in rows} == {"INTERRUPTED"}
     assert all("found interrupted: process" in r.reason for r in rows)
+
+
+def test_sigkill_while_freezing_leaves_no_partial_sweep(project):
+    args = ("task.lr=range(40)", "seed=range(50)")  # 2,000 runs: freezing takes a while
+    proc = project.popen(*args)
+    outputs = project.root / "outputs"
+    wait_for(lambda: outputs.exists() and any(".creating-" in d.name for d in outputs.iterdir()),
+             interval=0.005)
+    _kill_group(proc)
+    visible = [d for d in outputs.iterdir() if not d.name.startswith(".")]
+    assert visible == []  # nothing half-built is ever visible under its real name
+    # the same command freezes the whole sweep (and removes the dead runner's leftovers);
+    # runner.debug runs just one run, in this process, to keep the test short
+    again = project.run(*args, "runner.debug=first")
+    assert again.returncode == 0, again.stderr
+    assert [d.name for d in outputs.iterdir() if ".creating-" in d.name] == []
+    status = project.status()
+    assert len(status["runs"]) == 2000 and status["counts"]["CORRUPT"] == 0
+    assert status["counts"]["COMPLETED"] == 1 and status["counts"]["UNHATCHED"] == 1999
