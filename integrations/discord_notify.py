@@ -79,14 +79,19 @@ def _cut(text: str, limit: int) -> str:
 def build_message(username: str, title: str, description: str, colour: int,
                   fields: list[tuple[str, str]] | None = None,
                   attachments: dict[str, bytes] | None = None) -> Message:
-    """An embed within Discord's limits; overflowing text goes into an attached file."""
+    """An embed within Discord's limits; overflowing text goes into an attached file.
+
+    Every text is redacted first: a task's exception message could quote a secret.
+    """
+    title, description = redact(title), redact(description)
+    fields = [(redact(name), redact(value)) for name, value in fields or []]
     files = dict(attachments or {})
     overflow = []
     if len(description) > DESCRIPTION_LIMIT:
         overflow.append(description)
         description = _cut(description, DESCRIPTION_LIMIT - 40) + "\n(full text attached)"
     embed_fields = []
-    for name, value in fields or []:
+    for name, value in fields:
         if len(value) > FIELD_LIMIT:
             overflow.append(f"{name}:\n{value}")
             value = _cut(value, FIELD_LIMIT - 20) + "\n(attached)"

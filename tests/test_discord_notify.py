@@ -159,3 +159,17 @@ def test_periodic_progress_digest(project, monkeypatch):
     assert len(digests) >= 2 and all(d["title"].endswith(": progress") for d in digests)
     assert "running" in digests[-1]["description"]
     assert "progress: " in proc.stderr and " waiting (" in proc.stderr
+
+
+def test_secrets_quoted_by_a_crashing_task_are_redacted(monkeypatch):
+    from runner.notifiers.base import RunEnded
+
+    with FakeDiscord() as fake:
+        n = notifier(fake.webhook_url, monkeypatch)
+        leak = f"ValueError: could not post to {fake.webhook_url}"
+        n.notify(RunEnded("/tmp/s", "s", "abc", "/tmp/s/runs/abc", {"x": 1}, "CRASHED", 1, 0.1,
+                          {}, leak, f"Traceback ...\n{leak}\n" + "x" * 5000))
+        n.close()
+    (request,) = fake.requests
+    text = str(request.payload) + "".join(v.decode() for v in request.files.values())
+    assert fake.token not in text and "ValueError: could not post to ***" in text
