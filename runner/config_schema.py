@@ -8,6 +8,7 @@ and a wrong type with the key and the expected type.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -89,6 +90,26 @@ class NotifierConf:
 
 SWEEP_KINDS = ("grid", "random", "list")
 T = TypeVar("T")
+
+
+def load_target(cfg: Any, where: str, base: type | None = None) -> tuple[Any, Any]:
+    """The class named by ``cfg['_target_']`` and ``cfg`` validated by its ``config_class``.
+
+    Launchers, notifiers and trackers are all built this way from their config sections.
+    """
+    group = where.split(".")[0]
+    if not isinstance(cfg, dict) or not cfg.get("_target_"):
+        raise ConfigError(f"{where} needs a _target_ (choose one in conf/{group}/)")
+    target = str(cfg["_target_"])
+    module, _, name = target.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError(f"{where}._target_='{target}' is not importable (choose one in "
+                          f"conf/{group}/)") from None
+    if base is not None and not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ConfigError(f"{where}._target_='{target}' is not a runner {base.__name__}")
+    return cls, validate(cfg, cls.config_class, where)
 
 
 def field_names(schema: type) -> list[str]:

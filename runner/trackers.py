@@ -8,13 +8,11 @@ runner's own files stay the source of truth: a tracker is a mirror.
 from __future__ import annotations
 
 import abc
-import importlib
 import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from runner.config_schema import validate
-from runner.errors import ConfigError
+from runner.config_schema import load_target
 
 if TYPE_CHECKING:
     from runner.context import RunContext
@@ -48,15 +46,7 @@ class Tracker(abc.ABC):
 def create_trackers(section: dict[str, Any] | None) -> list[Tracker]:
     out = []
     for name, cfg in (section or {}).items():
-        if not isinstance(cfg, dict) or "_target_" not in cfg:
-            raise ConfigError(f"tracker.{name} needs a _target_ (see conf/tracker/)")
-        module, _, cls_name = str(cfg["_target_"]).rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module), cls_name)
-        except (ImportError, AttributeError, ValueError):
-            raise ConfigError(f"tracker.{name}._target_='{cfg['_target_']}' is not importable"
-                              ) from None
-        conf = validate(cfg, cls.config_class, f"tracker.{name}")
+        cls, conf = load_target(cfg, f"tracker.{name}", Tracker)
         cls.check(conf)
         out.append(cls(conf))
     return out

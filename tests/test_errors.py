@@ -37,6 +37,11 @@ CASES = {
                               r"unknown key\(s\) sweep.sampler.*valid keys are: kind, params"),
     "broken yaml": Case(["task=broken"], r"broken\.yaml|mapping values are not allowed",
                         {"conf/task/broken.yaml": "name: x\n  fn: [unclosed\n"}),
+    "launcher target missing": Case(["launcher._target_=nosuch.Launcher"],
+                                    r"launcher._target_='nosuch.Launcher' is not importable"),
+    "notifier target not a notifier": Case(["+notifier.bad={_target_: os.path}"],
+                                           r"notifier.bad._target_='os.path' is not a runner "
+                                           r"Notifier"),
     "unknown notifier event": Case(["notifier.console.events=[sweep_stared]"],
                                    r"notifier events \['sweep_stared'\] unknown"),
     "missing mandatory value": Case(["task=needs"],

@@ -8,13 +8,12 @@ OOM killer is reported like any other crash.
 from __future__ import annotations
 
 import abc
-import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.config_schema import NotifierConf, validate
+from runner.config_schema import NotifierConf, load_target
 from runner.errors import ConfigError
 
 
@@ -125,13 +124,6 @@ def create_notifiers(section: dict[str, Any] | None) -> list[Notifier]:
     """Build every notifier under ``notifier.<name>``."""
     out = []
     for name, cfg in (section or {}).items():
-        if not isinstance(cfg, dict) or "_target_" not in cfg:
-            raise ConfigError(f"notifier.{name} needs a _target_ (see conf/notifier/)")
-        module, _, cls_name = str(cfg["_target_"]).rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module), cls_name)
-        except (ImportError, AttributeError, ValueError):
-            raise ConfigError(f"notifier.{name}._target_='{cfg['_target_']}' is not importable"
-                              ) from None
-        out.append(cls(validate(cfg, cls.config_class, f"notifier.{name}")))
+        cls, conf = load_target(cfg, f"notifier.{name}", Notifier)
+        out.append(cls(conf))
     return out
