@@ -33,6 +33,12 @@ def _console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _stdout_console() -> Console:
+    """Tables on stdout: the terminal's width, or 160 columns into files and pipes."""
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, width=160)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -141,7 +147,7 @@ def _print_plan(plan: Any, output_dir: Path, console: Console) -> None:
         table.add_column(key)
     for i, run in enumerate(plan.runs[:200]):
         table.add_row(str(i), run.id, *(str(run.values.get(k)) for k in plan.varying))
-    Console(highlight=False).print(table)
+    _stdout_console().print(table)
     if len(plan.runs) > 200:
         console.print(f"... and {len(plan.runs) - 200} more runs")
     fixed = [k for k in plan.axes if k not in plan.varying]
@@ -164,7 +170,7 @@ def cmd_status(argv: list[str]) -> int:
     if args.json:
         sys.stdout.write(json_text(store) + "\n")
     else:
-        Console(highlight=False).print(render(store, scan(store), None if args.all else 50))
+        _stdout_console().print(render(store, scan(store), None if args.all else 50))
     return 0
 
 
@@ -202,10 +208,7 @@ def _print_table(rows: list[list[str]], header: list[str], title: str) -> None:
     table = Table(*header, title=title, show_edge=False)
     for row in rows:
         table.add_row(*row)
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console = Console(highlight=False, width=160)  # files and pipes: no wrapping at 80
-    console.print(table)
+    _stdout_console().print(table)
 
 
 def cmd_report(argv: list[str]) -> int:

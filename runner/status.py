@@ -280,8 +280,11 @@ def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> 
     table.add_column("metrics / reason", overflow="fold")
     colours = {"COMPLETED": "green", "CRASHED": "red", "RUNNING": "cyan", CORRUPT: "magenta",
                "INTERRUPTED": "yellow"}
+    stale_after = float((store.manifest.get("execution", {}).get("runner") or {}).get(
+        "stale_after_s", 120.0))
     for row in shown:
         duration = row.duration(now)
+        state = Text(row.state, style=colours.get(row.state, ""))
         info = row.reason if row.state in ("CRASHED", "INTERRUPTED", CORRUPT) else ""
         metrics = row.summary or (last_metrics(row.ref.paths.metrics) or {}
                                   if row.state == "RUNNING" else {})
@@ -290,8 +293,11 @@ def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> 
                              if k not in ("time", "attempt"))[:120]
         if row.state == "RUNNING":
             info = f"{_placement(row.lease.launcher)}{info}"
-        table.add_row(row.ref.id, *(_fmt(row.ref.values.get(k)) for k in varying),
-                      Text(row.state, style=colours.get(row.state, "")),
+            dead = death_reason(row.lease, stale_after, now)
+            if dead:  # what the next launch will find: say so now
+                state = Text("RUNNING (dead)", style="yellow")
+                info = f"{dead}: interrupted; `resume` runs it again"
+        table.add_row(row.ref.id, *(_fmt(row.ref.values.get(k)) for k in varying), state,
                       f"{duration:.1f}s" if duration is not None else "", info)
     header = Text(f"{store.root}  ({store.manifest.get('kind')}, {len(rows)} runs)  "
                   + "  ".join(f"{s.lower()}: {n}" for s, n in counts(rows).items() if n))

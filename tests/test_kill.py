@@ -116,6 +116,8 @@ def test_stale_lease_of_a_dead_process_is_recovered_as_interrupted(project):
     wait_for(lambda: _no_run_processes_left(project, pids), timeout=20)
     before = project.status()
     assert before["counts"]["RUNNING"] == 2 and all(r["stale"] for r in before["runs"])
+    table = project.cli("status", str(project.sweep_dir())).stdout
+    assert table.count("RUNNING (dead)") == 2 and "is gone: interrupted" in table
     # every launch starts with recovery: the dead leases become INTERRUPTED, nothing else changes
     rows = prepare(SweepStore(project.sweep_dir()), RunnerConf(), Console(file=io.StringIO()))
     assert {r.state for r in rows} == {"INTERRUPTED"}
