@@ -3,6 +3,7 @@
     python -m runner [--config-dir DIR] [OVERRIDE ...]      expand, freeze, launch (or resume)
     python -m runner status SWEEP_DIR [--json] [--all]       states of a sweep's runs
     python -m runner resume SWEEP_DIR [OVERRIDE ...]         resume a sweep by its directory
+    python -m runner cancel SWEEP_DIR                        stop the runners working on it
     python -m runner report SWEEP_DIR --metric M [--mode max|min]   table, plots, CSV, Markdown
     python -m runner compare DIR DIR ... --metric M          several sweeps side by side
     python -m runner retrain-best SWEEP_DIR --metric M --seeds K     best setting, K new seeds
@@ -25,7 +26,7 @@ from rich.markup import escape
 from runner.config_schema import ONE_SHOT, without_one_shot
 from runner.errors import RunnerError
 
-SUBCOMMANDS = ("status", "resume", "report", "compare", "retrain-best")
+SUBCOMMANDS = ("status", "resume", "cancel", "report", "compare", "retrain-best")
 _EXEC = ("runner", "launcher", "notifier", "tracker")
 
 
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:
-            commands = {"status": cmd_status, "resume": cmd_resume, "report": cmd_report,
+            commands = {"status": cmd_status, "resume": cmd_resume, "cancel": cmd_cancel,
+                        "report": cmd_report,
                         "compare": cmd_compare, "retrain-best": cmd_retrain_best}
             return commands[argv[0]](argv[1:])
         return cmd_run(argv)
@@ -189,6 +191,58 @@ def cmd_resume(argv: list[str]) -> int:
 
     check_execution(execution)
     return _execute(store, execution, _console())
+
+
+def cmd_cancel(argv: list[str]) -> int:
+    """Stop every live runner process of a sweep on this host, as Ctrl-C would: its running
+    runs are terminated and marked INTERRUPTED, and ``resume`` continues later."""
+    import signal
+    import socket
+    import time
+
+    import psutil
+
+    from runner.store import SweepStore
+
+    parser = argparse.ArgumentParser(prog="python -m runner cancel")
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds to wait for them to stop")
+    args = parser.parse_args(argv)
+    store = SweepStore(args.sweep_dir)
+    host = socket.gethostname()
+    live = []
+    for launch in store.manifest.get("launches", []):
+        if launch.get("host") != host:
+            continue
+        try:
+            proc = psutil.Process(int(launch["pid"]))
+            if abs(proc.create_time() - float(launch.get("create_time", 0))) < 1.0:
+                live.append(proc)
+        except (psutil.Error, KeyError, ValueError):
+            continue
+    console = _console()
+    if not live:
+        console.print(f"no runner process of {store.root} is running on {host}")
+        return 0
+    for proc in live:
+        proc.send_signal(signal.SIGTERM)
+
+    def running(proc: psutil.Process) -> bool:  # a zombie has stopped; its parent reaps it
+        try:
+            return proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    deadline = time.monotonic() + args.timeout
+    alive = live
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if running(p)]
+    console.print(f"stopped {len(live) - len(alive)} runner process(es) of {store.root}"
+                  + (f"; {len(alive)} still running (pids {[p.pid for p in alive]})"
+                     if alive else "; resume it with `python -m runner resume`"))
+    return 1 if alive else 0
 
 
 def _results_parser(prog: str, dirs: str) -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ import ctypes
 import json
 import os
 import shutil
+import socket
 import sys
 import time
 import uuid
@@ -25,7 +26,7 @@ from runner.config_schema import without_one_shot
 from runner.configfile import dump_yaml
 from runner.errors import CorruptStateError, StateError
 from runner.paths import RunPaths, SweepPaths
-from runner.state import create_unhatched
+from runner.state import create_unhatched, process_create_time
 from runner.sweep import Plan, RunSpec
 
 MANIFEST_VERSION = 1
@@ -100,8 +101,9 @@ class SweepStore:
         """Record the execution settings of the latest launch (they may change on resume)."""
         manifest = dict(self.manifest)
         manifest["execution"] = without_one_shot(execution)
-        manifest["launches"] = [*manifest.get("launches", []),
-                                {"time": time.time(), "argv": sys.argv[1:], "pid": os.getpid()}]
+        manifest["launches"] = [*manifest.get("launches", []), {
+            "time": time.time(), "argv": sys.argv[1:], "pid": os.getpid(),
+            "host": socket.gethostname(), "create_time": process_create_time(os.getpid())}]
         write_json_atomic(self.paths.manifest, manifest)
         self._manifest = manifest
 

@@ -230,3 +230,18 @@ def test_progress_display_on_a_terminal(project):
     text = out.getvalue()
     assert result.exit_code == 0 and result.counts["COMPLETED"] == 3
     assert "3/3" in text and "running 0 · crashed 0 · left 0" in text
+
+
+def test_cancel_stops_the_runner_and_leaves_the_sweep_resumable(project):
+    proc = project.popen("seed=range(4)", "task.sleep=30", "task.steps=30",
+                         "launcher.max_parallel=2")
+    wait_for(lambda: len(project.markers_of("start")) == 2)
+    sweep = project.sweep_dir()
+    cancel = project.cli("cancel", str(sweep), "--timeout", "10")
+    out, _ = proc.communicate(timeout=60)
+    assert cancel.returncode == 0 and "stopped 1 runner process" in cancel.stderr, out
+    assert proc.returncode == 130, out
+    counts = project.status()["counts"]
+    assert counts["INTERRUPTED"] == 2 and counts["UNHATCHED"] == 2
+    again = project.cli("cancel", str(sweep))
+    assert again.returncode == 0 and "no runner process" in again.stderr
