@@ -70,15 +70,21 @@ def read_metrics(path: Path) -> Iterator[dict[str, Any]]:
             raise ValueError(f"{path}:{i + 1}: invalid metrics line {line[:80]!r}") from None
 
 
-def last_metrics(path: Path, max_bytes: int = 8192) -> dict[str, Any] | None:
-    """The last complete record, reading only the file's tail."""
+def read_tail(path: Path, max_bytes: int) -> str | None:
+    """The last ``max_bytes`` of a file as text (None if it does not exist)."""
     try:
         with open(path, "rb") as f:
             f.seek(0, io.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            tail = f.read().decode("utf-8", "replace")
+            f.seek(max(0, f.tell() - max_bytes))
+            return f.read().decode("utf-8", "replace")
     except FileNotFoundError:
+        return None
+
+
+def last_metrics(path: Path, max_bytes: int = 8192) -> dict[str, Any] | None:
+    """The last complete record, reading only the file's tail."""
+    tail = read_tail(path, max_bytes)
+    if tail is None:
         return None
     for line in reversed(tail.split("\n")):
         if line.strip():

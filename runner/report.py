@@ -126,7 +126,8 @@ def compare(stores: list[SweepStore], metric: str, mode: str, how: str, out: Pat
         files[f"finals.{ext}"] = plots.finals(groups, metric, out / f"finals.{ext}",
                                               palette=palette, labels=labels)
     order = rank(groups, mode)
-    ranked = [entries[groups.index(g)] for g in order]
+    position = {id(g): i for i, g in enumerate(groups)}  # by identity: settings may be equal
+    ranked = [entries[position[id(g)]] for g in order]
     table = [["sweep", *HEADER]] + [[name, *row] for (name, _), row in
                                     zip(ranked, stats_table([g for _, g in ranked]), strict=True)]
     md = ["# compare: " + ", ".join(names) + f" on {metric} ({how}, {mode})", "",

@@ -125,7 +125,8 @@ def run_sweep(store: SweepStore, execution: dict[str, Any],
     launcher.extra_env[trackers.ENV] = trackers.env_value(execution.get("tracker"))
     rows = prepare(store, runner_conf, console)
     allowed = launchable(runner_conf.retry_crashed)
-    pending = [r.ref for r in rows if r.state in {s.value for s in allowed}]
+    allowed_names = {s.value for s in allowed}
+    pending = [r.ref for r in rows if r.state in allowed_names]
     elsewhere = sum(1 for r in rows if r.state == "RUNNING")
     name = str(store.manifest.get("name"))
     _emit(notifiers, SweepStarted(store.root, name, len(rows), len(pending), counts(rows)))
@@ -135,7 +136,6 @@ def run_sweep(store: SweepStore, execution: dict[str, Any],
     started = time.time()
     active: list[RunHandle] = []
     tried: set[str] = set()
-    allowed_names = {s.value for s in allowed}
     tally = {"done": 0, "crashed": 0}
     interrupted = False
     display = _Display(console, len(pending), runner_conf.progress)

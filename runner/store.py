@@ -9,6 +9,7 @@ one that won the rename.
 from __future__ import annotations
 
 import ctypes
+import glob
 import json
 import os
 import shutil
@@ -138,16 +139,10 @@ def _remove_abandoned(final: Path) -> None:
     """Delete half-built copies of this sweep left by a runner killed while freezing it."""
     import psutil
 
-    for leftover in final.parent.glob(f".{glob_escape(final.name)}.creating-*"):
+    for leftover in final.parent.glob(f".{glob.escape(final.name)}.creating-*"):
         pid = leftover.name.rsplit(".creating-", 1)[1].split("-")[0]
         if pid.isdigit() and not psutil.pid_exists(int(pid)):
             shutil.rmtree(leftover, ignore_errors=True)
-
-
-def glob_escape(text: str) -> str:
-    import glob
-
-    return glob.escape(text)
 
 
 def _write_sweep(root: Path, plan: Plan, config_name: str, config_dirs: list[str]) -> None:

@@ -31,7 +31,7 @@ from omegaconf import OmegaConf  # imported here, once per fork server, not once
 
 from runner import context
 from runner.configfile import load_run_config
-from runner.metrics import MetricsWriter, flatten
+from runner.metrics import MetricsWriter, flatten, read_tail
 from runner.paths import RunPaths
 from runner.run_id import id_from_dirname
 from runner.state import Lease, State, finish, process_create_time, update_lease
@@ -105,14 +105,7 @@ def summary_of(result: Any) -> dict[str, Any]:
 
 
 def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 16384))
-            text = f.read().decode("utf-8", "replace")
-    except FileNotFoundError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+    return "\n".join((read_tail(path, 16384) or "").splitlines()[-lines:])
 
 
 def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
