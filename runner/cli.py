@@ -83,9 +83,33 @@ def cmd_run(argv: list[str]) -> int:
     check_execution(plan.execution)
     _check_tasks({r.config.get("task", {}).get("fn") for r in plan.runs})
     if runner_cfg.get("dry_run"):
-        _print_plan(plan, Path(runner_cfg.get("output_dir", "outputs")), console)
+        output_dir = Path(runner_cfg.get("output_dir", "outputs"))
+        _print_plan(plan, output_dir, console)
+        if not _print_dry_run_script(plan, output_dir, console):
+            console.print("dry run: nothing was written or launched")
         return 0
     return _launch_plan(plan, config_dirs, args.config_name, console)
+
+
+def _print_dry_run_script(plan: Any, output_dir: Path, console: Console) -> bool:
+    """For a launcher that submits scripts (SLURM): write and print the script, submit nothing."""
+    from runner import trackers
+    from runner.atomic import write_text_atomic
+    from runner.launchers import launcher_config
+
+    cls, conf = launcher_config(plan.execution.get("launcher") or {})
+    render = getattr(cls, "dry_run_script", None)
+    if render is None:
+        return False
+    heartbeat = float(plan.execution["runner"].get("heartbeat_s", 10.0))
+    text = render(conf, str((output_dir / plan.name).absolute()), len(plan.runs),
+                  {trackers.ENV: trackers.env_value(plan.execution.get("tracker"))}, heartbeat)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / f"{plan.name}.dry-run.sbatch"
+    write_text_atomic(path, text)
+    _stdout_console().print(text, markup=False, highlight=False, soft_wrap=True)
+    console.print(f"dry run: the script above was written to {path}; nothing was submitted")
+    return True
 
 
 def _check_tasks(refs: set[Any]) -> None:
@@ -156,7 +180,6 @@ def _print_plan(plan: Any, output_dir: Path, console: Console) -> None:
     if fixed:
         console.print("same in every run: " + ", ".join(
             f"{k}={plan.runs[0].values.get(k)}" for k in fixed))
-    console.print("dry run: nothing was written or launched")
 
 
 def cmd_status(argv: list[str]) -> int:
@@ -222,9 +245,10 @@ def cmd_cancel(argv: list[str]) -> int:
         except (psutil.Error, KeyError, ValueError):
             continue
     console = _console()
+    jobs_left = _cancel_slurm_jobs(store, args.timeout, console)
     if not live:
         console.print(f"no runner process of {store.root} is running on {host}")
-        return 0
+        return 1 if jobs_left else 0
     for proc in live:
         proc.send_signal(signal.SIGTERM)
 
@@ -242,7 +266,28 @@ def cmd_cancel(argv: list[str]) -> int:
     console.print(f"stopped {len(live) - len(alive)} runner process(es) of {store.root}"
                   + (f"; {len(alive)} still running (pids {[p.pid for p in alive]})"
                      if alive else "; resume it with `python -m runner resume`"))
-    return 1 if alive else 0
+    return 1 if alive or jobs_left else 0
+
+
+def _cancel_slurm_jobs(store: Any, timeout: float, console: Console) -> list[str]:
+    """scancel the sweep's SLURM jobs, then record the runs they held as INTERRUPTED."""
+    from runner.config_schema import RunnerConf, validate
+    from runner.paths import SweepPaths
+
+    if not SweepPaths(store.root).slurm.is_dir():
+        return []
+    from runner.launchers.slurm import cancel_sweep
+    from runner.scheduler import prepare
+
+    cancelled, left = cancel_sweep(store.root, timeout)
+    runner_conf = validate((store.manifest.get("execution") or {}).get("runner"), RunnerConf,
+                           "runner")
+    prepare(store, runner_conf, console, report_corrupt=False)
+    if cancelled:
+        console.print(f"scancel: SLURM job(s) {', '.join(cancelled)} of {store.root}"
+                      + (f"; {', '.join(left)} not ended yet" if left else
+                         "; resume it with `python -m runner resume`"))
+    return left
 
 
 def _results_parser(prog: str, dirs: str) -> argparse.ArgumentParser:

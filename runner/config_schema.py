@@ -68,6 +68,28 @@ class PinnedLauncherConf(LocalLauncherConf):
 
 
 @dataclass
+class SlurmLauncherConf(LauncherConf):
+    """``launcher=slurm``: one sbatch job array per submission; see conf/launcher/slurm.yaml."""
+
+    _target_: str = "runner.launchers.slurm.SlurmLauncher"
+    cpus_per_run: int = 1
+    gpus_per_run: int = 0
+    mem_gb: float | None = None
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    sbatch_extra: list[str] = field(default_factory=list)
+    setup: list[str] = field(default_factory=list)
+    python: str | None = None
+    wait: bool = True
+    poll_s: float = 5.0
+    max_requeue: int = 3
+    signal_delay_s: int = 90
+    job_name: str | None = None
+
+
+@dataclass
 class SweepConf:
     kind: str = "grid"
     params: dict[str, Any] = field(default_factory=dict)

@@ -51,5 +51,9 @@ class LaunchError(RunnerError):
     """A launcher could not start runs."""
 
 
+class SlurmError(LaunchError):
+    """A SLURM command failed; the message carries SLURM's own words and the command."""
+
+
 class TaskImportError(ConfigError):
     """``task.fn`` does not name an importable callable."""

@@ -13,6 +13,11 @@ No other module builds these paths by hand, so the on-disk layout is defined her
             metrics.jsonl, progress.csv
             checkpoints/      the task's own checkpoints, found again on resume
             attempts/         FLAG files of earlier attempts
+        slurm/<submission>/   one sbatch submission (launcher=slurm)
+            job.sbatch        the rendered script (``sbatch job.sbatch`` submits it again)
+            tasks.json        array index -> run directory and lease token
+            submission.json   job name, job id once sbatch answered
+            logs/<index>.out  the batch script's own output (the worker logs into the run dir)
 """
 
 from __future__ import annotations
@@ -98,5 +103,38 @@ class SweepPaths:
         """Parsed FLAGs of finished runs, keyed by inode: a cache, never the source of truth."""
         return self.root / ".status-cache.json"
 
+    @property
+    def slurm(self) -> Path:
+        return self.root / "slurm"
+
     def run(self, dirname: str) -> RunPaths:
         return RunPaths(self.runs / dirname)
+
+    def submission(self, submission_id: str) -> SubmissionPaths:
+        return SubmissionPaths(self.slurm / submission_id)
+
+
+@dataclass(frozen=True)
+class SubmissionPaths:
+    """Every file name of one SLURM submission (one ``sbatch`` call: one job array)."""
+
+    root: Path
+
+    @property
+    def script(self) -> Path:
+        return self.root / "job.sbatch"
+
+    @property
+    def tasks(self) -> Path:
+        return self.root / "tasks.json"
+
+    @property
+    def record(self) -> Path:
+        return self.root / "submission.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def log(self, index: int | str) -> Path:
+        return self.logs / f"{index}.out"

@@ -1,15 +1,20 @@
-"""Stale-run recovery: a RUNNING lease whose process is gone becomes INTERRUPTED (resumable).
+"""Stale-run recovery: a RUNNING lease whose holder is gone becomes INTERRUPTED (resumable), or
+CRASHED where how it ended says the run itself failed (a SLURM job out of memory, say).
 
 On the lease's own host the process is checked with psutil (pid *and* start time, so a recycled
 pid is not mistaken for the run); a lease from another host is dead once its heartbeat is older
-than ``runner.stale_after_s``. The change is made under the run's lock and only if the lease is
-still the one found dead, so two runners recovering the same sweep at once cannot clash.
+than ``runner.stale_after_s``. A SLURM run's lease is judged by SLURM instead (one squeue call for
+all of them, ``runner.slurm.verdicts``). The change is made under the run's lock and only if the
+lease is still the one found dead, so two runners recovering the same sweep at once cannot clash.
 """
 
 from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
@@ -19,8 +24,21 @@ from runner.state import Lease, State, finish
 _HOST = socket.gethostname()
 
 
+@dataclass(frozen=True)
+class Death:
+    """How a dead lease ends: the state to record, why, and details for CRASH.txt."""
+
+    state: State
+    reason: str
+    details: str = ""
+
+
+def is_slurm(lease: Lease) -> bool:
+    return lease.launcher.get("backend") == "slurm"
+
+
 def death_reason(lease: Lease, stale_after_s: float, now: float | None = None) -> str | None:
-    """Why this lease's holder is dead, or None while it is (or may be) alive."""
+    """Why this (non-SLURM) lease's holder is dead, or None while it is (or may be) alive."""
     now = time.time() if now is None else now
     if lease.host == _HOST:
         try:
@@ -37,12 +55,34 @@ def death_reason(lease: Lease, stale_after_s: float, now: float | None = None) -
     return None
 
 
+def judge(items: Sequence[tuple[RunPaths, Lease]], stale_after_s: float,
+          now: float | None = None) -> list[Death | None]:
+    """A verdict per lease: None while its holder is (or may be) alive."""
+    now = time.time() if now is None else now
+    out: list[Death | None] = [None] * len(items)
+    slurm = [i for i, (_, lease) in enumerate(items) if is_slurm(lease)]
+    if slurm:
+        from runner.slurm.verdicts import judge as judge_slurm
+
+        for i, verdict in zip(slurm, judge_slurm([items[i] for i in slurm], now), strict=True):
+            out[i] = verdict
+    for i, (_, lease) in enumerate(items):
+        if not is_slurm(lease):
+            reason = death_reason(lease, stale_after_s, now)
+            out[i] = Death(State.INTERRUPTED, reason) if reason else None
+    return out
+
+
 def recover(paths_and_leases: list[tuple[RunPaths, Lease]], stale_after_s: float) -> int:
-    """Mark dead leases INTERRUPTED; returns how many were recovered."""
+    """Record every dead lease's end; returns how many were recovered."""
     recovered = 0
-    for paths, lease in paths_and_leases:
-        reason = death_reason(lease, stale_after_s)
-        if reason and finish(paths, lease.token, State.INTERRUPTED,
-                             {"reason": f"found interrupted: {reason}"}):
+    verdicts = judge(paths_and_leases, stale_after_s)
+    for (paths, lease), death in zip(paths_and_leases, verdicts, strict=True):
+        if death is None:
+            continue
+        payload: dict[str, Any] = {"reason": f"found {death.state.value.lower()}: {death.reason}"}
+        if death.state is State.CRASHED:
+            payload["duration_s"] = time.time() - lease.started
+        if finish(paths, lease.token, death.state, payload, death.details):
             recovered += 1
     return recovered

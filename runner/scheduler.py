@@ -45,11 +45,14 @@ class SweepResult:
     interrupted: bool = False
     corrupt: list[str] = field(default_factory=list)
     running_elsewhere: int = 0
+    detached: bool = False  # handed over to a cluster without waiting (launcher.wait=false)
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return 130
+        if self.detached:
+            return 0
         finished = self.counts.get("COMPLETED", 0) == sum(self.counts.values())
         return 0 if finished else 1
 
@@ -127,18 +130,21 @@ def run_sweep(store: SweepStore, execution: dict[str, Any],
     allowed = launchable(runner_conf.retry_crashed)
     allowed_names = {s.value for s in allowed}
     pending = [r.ref for r in rows if r.state in allowed_names]
-    elsewhere = sum(1 for r in rows if r.state == "RUNNING")
+    active: list[RunHandle] = [h for h in (launcher.adopt(r.ref, r.lease) for r in rows
+                                           if r.state == "RUNNING") if h is not None]
+    elsewhere = sum(1 for r in rows if r.state == "RUNNING") - len(active)
     name = str(store.manifest.get("name"))
     _emit(notifiers, SweepStarted(store.root, name, len(rows), len(pending), counts(rows)))
+    if active:
+        console.print(f"re-attached to {len(active)} run(s) launched before (not launched again)")
     if elsewhere:
         console.print(f"{elsewhere} run(s) are RUNNING in another live runner process: "
                       "waiting for them")
     started = time.time()
-    active: list[RunHandle] = []
     tried: set[str] = set()
     tally = {"done": 0, "crashed": 0}
-    interrupted = False
-    display = _Display(console, len(pending), runner_conf.progress)
+    interrupted = detached = False
+    display = _Display(console, len(pending) + len(active), runner_conf.progress)
     try:
         with _sigterm_as_interrupt(), display.progress:
             while True:
@@ -155,6 +161,12 @@ def run_sweep(store: SweepStore, execution: dict[str, Any],
                         launcher.release(ref)  # another runner claimed it first
                     else:
                         active.append(launcher.launch(ref, lease))
+                launcher.flush()
+                if not launcher.waits:
+                    detached = True
+                    console.print(f"handed {len(active)} run(s) over (launcher.wait=false); "
+                                  f"`python -m runner status {store.root}` follows them")
+                    break
                 display.update(tally["done"], len(active), tally["crashed"], len(pending))
                 progress = SweepProgress(store.root, name, tally["done"], tally["crashed"],
                                          len(active), len(pending), time.time() - started)
@@ -177,12 +189,21 @@ def run_sweep(store: SweepStore, execution: dict[str, Any],
                     time.sleep(max(1.0, len(rows) / 20000))
     except KeyboardInterrupt:
         interrupted = True
-        _stop_all(store, active, notifiers, tally, console)
+        if launcher.detach_on_interrupt:
+            console.print(f"[yellow]interrupted[/]: {len(active)} run(s) stay with the cluster;"
+                          f" `python -m runner resume {store.root}` re-attaches, "
+                          f"`python -m runner cancel {store.root}` stops them")
+        else:
+            _stop_all(store, active, notifiers, tally, console)
+    except BaseException:
+        for notifier in notifiers:
+            notifier.close()
+        raise
     finally:
         launcher.close()
     final = scan(store, details=False)
     result = SweepResult(counts(final), interrupted,
-                         [r.ref.id for r in final if r.state == CORRUPT], elsewhere)
+                         [r.ref.id for r in final if r.state == CORRUPT], elsewhere, detached)
     _emit(notifiers, SweepFinished(store.root, name, result.counts, time.time() - started,
                                    interrupted))
     for notifier in notifiers:

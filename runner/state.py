@@ -31,7 +31,7 @@ from typing import Any
 
 import psutil
 
-from runner.atomic import write_json_atomic, write_text_atomic
+from runner.atomic import fsync_dir, write_json_atomic, write_text_atomic
 from runner.errors import CorruptStateError
 from runner.paths import (
     FLAG_COMPLETED,
@@ -207,7 +207,7 @@ def create_unhatched(paths: RunPaths, *, durable: bool = True) -> None:
 
 
 def claim(paths: RunPaths, allowed: frozenset[State],
-          launcher: dict[str, Any] | None = None) -> Lease | None:
+          launcher: dict[str, Any] | None = None, phase: str = "launching") -> Lease | None:
     """Atomically move a run from one of ``allowed`` states to RUNNING.
 
     Returns the new lease, or None when the run is in another state (for example another runner
@@ -218,21 +218,51 @@ def claim(paths: RunPaths, allowed: frozenset[State],
         if current.state not in allowed:
             return None
         lease = Lease.new(current.attempt + 1, launcher)
+        lease.phase = phase
         write_json_atomic(paths.flag(FLAG_RUNNING), asdict(lease))
         _archive(paths, current)
         return lease
 
 
 def update_lease(paths: RunPaths, token: str, **changes: Any) -> Lease | None:
-    """Rewrite our RUNNING lease (heartbeat, worker pid); None if it is no longer ours."""
+    """Rewrite our RUNNING lease (heartbeat, worker pid); None if it is no longer ours.
+
+    A ``launcher`` change is merged into the lease's launcher facts, not put in their place.
+    """
     with run_lock(paths):
         current = _settle(paths)
         if current.state is not State.RUNNING or current.data["token"] != token:
             return None
+        if "launcher" in changes:
+            changes["launcher"] = {**current.data.get("launcher", {}), **changes["launcher"]}
         lease = Lease(**{**current.data, **changes})
         # atomic but not fsynced: losing a heartbeat to a power cut only ages the lease
         write_json_atomic(paths.flag(FLAG_RUNNING), asdict(lease), durable=False)
         return lease
+
+
+def unclaim(paths: RunPaths, token: str) -> bool:
+    """Undo our claim of a run that was never started (e.g. ``sbatch`` refused the job).
+
+    The state before the claim is moved back from ``attempts/`` first and our RUNNING FLAG removed
+    second: a kill in between leaves both, the RUNNING one wins, and since its job never existed
+    recovery later finds it interrupted. Returns False if the lease is no longer ours.
+    """
+    with run_lock(paths):
+        current = _settle(paths)
+        if current.state is not State.RUNNING or current.data["token"] != token:
+            return False
+        previous = [p for p in (paths.attempts.glob(f"{current.attempt - 1}.*")
+                                if paths.attempts.is_dir() else [])
+                    if p.name.split(".", 1)[1] in FLAG_NAMES
+                    and p.name.split(".", 1)[1] != FLAG_RUNNING]
+        if previous:
+            os.replace(previous[0], paths.root / previous[0].name.split(".", 1)[1])
+            fsync_dir(paths.root)  # durable before the RUNNING FLAG goes
+        else:
+            create_unhatched(paths)
+        os.unlink(current.path)
+        return True
 
 
 def finish(paths: RunPaths, token: str, state: State, payload: dict[str, Any],
@@ -243,6 +273,9 @@ def finish(paths: RunPaths, token: str, state: State, payload: dict[str, Any],
         current = _settle(paths)
         if current.state is not State.RUNNING or current.data["token"] != token:
             return False
+        launcher = current.data.get("launcher")
+        if launcher and "launcher" not in payload:  # where it ran: slot, SLURM job
+            payload = {**payload, "launcher": launcher}
         write_terminal(paths, state, current.attempt, payload, crash_details)
         os.unlink(current.path)  # not fsynced: a resurrected RUNNING loses to the newer FLAG
         return True
@@ -253,7 +286,8 @@ def write_terminal(paths: RunPaths, state: State, attempt: int, payload: dict[st
     flag = paths.flag(FLAG_OF_STATE[state])
     if state is State.CRASHED:
         header = {"attempt": attempt, "time": time.time(), **payload}
-        lines = [f"{k}: {' '.join(str(v).split())}" for k, v in header.items()]
+        lines = [f"{k}: {json.dumps(v) if isinstance(v, dict) else ' '.join(str(v).split())}"
+                 for k, v in header.items()]
         write_text_atomic(flag, "\n".join(lines) + "\n\n" + crash_details.rstrip() + "\n")
     else:
         write_json_atomic(flag, {"attempt": attempt, "time": time.time(), **payload})

@@ -24,7 +24,7 @@ from runner.atomic import write_text_atomic
 from runner.errors import CorruptStateError
 from runner.metrics import last_metrics
 from runner.paths import FLAG_NAMES
-from runner.recovery import death_reason
+from runner.recovery import Death, judge
 from runner.state import STATE_OF_FLAG, FlagRecord, State, read_flag, read_state
 from runner.store import RunRef, SweepStore
 
@@ -171,7 +171,20 @@ def counts(rows: list[RunStatus]) -> dict[str, int]:
     return {state: c.get(state, 0) for state in STATE_ORDER}
 
 
-def row_json(row: RunStatus, now: float, with_metrics: bool = True) -> dict[str, Any]:
+def deaths(rows: list[RunStatus], stale_after_s: float, now: float) -> dict[str, Death]:
+    """Verdicts for the RUNNING rows whose holder is gone (one batch: one squeue for SLURM)."""
+    running = [r for r in rows if r.state == "RUNNING"]
+    verdicts = judge([(r.ref.paths, r.lease) for r in running], stale_after_s, now)
+    return {r.ref.id: d for r, d in zip(running, verdicts, strict=True) if d is not None}
+
+
+def rows_json(rows: list[RunStatus], now: float) -> list[dict[str, Any]]:
+    dead = deaths(rows, float("inf"), now)
+    return [row_json(r, now, dead=dead.get(r.ref.id)) for r in rows]
+
+
+def row_json(row: RunStatus, now: float, with_metrics: bool = True,
+             dead: Death | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": row.ref.id, "dir": row.ref.dir, "state": row.state,
         "values": row.ref.values, "summary": row.summary,
@@ -184,7 +197,9 @@ def row_json(row: RunStatus, now: float, with_metrics: bool = True) -> dict[str,
         lease = row.lease
         out["lease"] = {"host": lease.host, "pid": lease.pid, "phase": lease.phase,
                         "heartbeat": lease.heartbeat, "launcher": lease.launcher}
-        out["stale"] = death_reason(lease, float("inf")) is not None
+        out["stale"] = dead is not None
+        if dead is not None:
+            out["stale_reason"] = dead.reason
         if with_metrics:
             out["last_metrics"] = last_metrics(row.ref.paths.metrics)
     return out
@@ -193,7 +208,7 @@ def row_json(row: RunStatus, now: float, with_metrics: bool = True) -> dict[str,
 def to_json(store: SweepStore, rows: list[RunStatus]) -> dict[str, Any]:
     now = time.time()
     return {"sweep_dir": str(store.root), "name": store.manifest.get("name"),
-            "counts": counts(rows), "runs": [row_json(r, now) for r in rows]}
+            "counts": counts(rows), "runs": rows_json(rows, now)}
 
 
 PARALLEL_MIN_RUNS = 20_000
@@ -216,7 +231,7 @@ def json_text(store: SweepStore, workers: int | None = None) -> str:
         cache.dirty, before = False, dict(cache.entries)
         rows = [read_run(ref, True, cache) for ref in store.runs(*bounds)]
         learned = {k: v for k, v in cache.entries.items() if before.get(k) is not v}
-        return (json.dumps([row_json(r, now) for r in rows], default=str)[1:-1],
+        return (json.dumps(rows_json(rows, now), default=str)[1:-1],
                 dict(Counter(r.state for r in rows)), learned)
 
     parts = _forked_map(work, chunks)
@@ -282,6 +297,7 @@ def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> 
                "INTERRUPTED": "yellow"}
     stale_after = float((store.manifest.get("execution", {}).get("runner") or {}).get(
         "stale_after_s", 120.0))
+    dead = deaths(shown, stale_after, now)
     for row in shown:
         duration = row.duration(now)
         state = Text(row.state, style=colours.get(row.state, ""))
@@ -292,11 +308,13 @@ def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> 
             info = ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()
                              if k not in ("time", "attempt"))[:120]
         if row.state == "RUNNING":
-            info = f"{_placement(row.lease.launcher)}{info}"
-            dead = death_reason(row.lease, stale_after, now)
-            if dead:  # what the next launch will find: say so now
+            info = f"{_placement(row.lease)}{info}"
+            death = dead.get(row.ref.id)
+            if death:  # what the next launch will find: say so now
                 state = Text("RUNNING (dead)", style="yellow")
-                info = f"{dead}: interrupted; `resume` runs it again"
+                then = ("interrupted; `resume` runs it again" if death.state is State.INTERRUPTED
+                        else "crashed")
+                info = f"{death.reason}: {then}"
         table.add_row(row.ref.id, *(_fmt(row.ref.values.get(k)) for k in varying), state,
                       f"{duration:.1f}s" if duration is not None else "", info)
     header = Text(f"{store.root}  ({store.manifest.get('kind')}, {len(rows)} runs)  "
@@ -307,11 +325,16 @@ def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> 
     return Group(*parts)
 
 
-def _placement(launcher: dict[str, Any]) -> str:
+def _placement(lease: Any) -> str:
     """'cpus 0,1 · gpus 0 · ' from a lease's launcher facts (pinned slots, job ids)."""
+    launcher = lease.launcher
     parts = [f"{key} {','.join(map(str, launcher[key]))}" for key in ("cpus", "gpus")
              if launcher.get(key)]
-    parts += [f"{key} {launcher[key]}" for key in ("job_id",) if launcher.get(key)]
+    if launcher.get("backend") == "slurm":
+        job = launcher.get("job") or (f"{launcher['array_job_id']}_{launcher.get('index')}"
+                                      if launcher.get("array_job_id") else "submitting")
+        parts.append(f"job {job} {lease.phase}" + (f", requeued {launcher['requeues']}x"
+                                                   if launcher.get("requeues") else ""))
     return "".join(f"{p} · " for p in parts)
 
 

@@ -20,10 +20,12 @@ import ctypes
 import faulthandler
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +94,8 @@ def _finish_trackers(trackers: list[Tracker], state: str, summary: dict[str, Any
 def _ignore_stop_signals(installed: bool) -> None:
     """While the outcome is being recorded, a late SIGTERM must not turn it into a crash."""
     if installed:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def summary_of(result: Any) -> dict[str, Any]:
@@ -108,12 +110,26 @@ def _tail(path: Path, lines: int = 60) -> str:
     return "\n".join((read_tail(path, 16384) or "").splitlines()[-lines:])
 
 
+# How a stop signal ends an attempt: (state, reason), or None to leave the lease RUNNING (the
+# SLURM array task requeues itself and takes the lease over again when it restarts).
+InterruptPolicy = Callable[[int], "tuple[State, str] | None"]
+
+
+def _default_interrupt(signum: int) -> tuple[State, str]:
+    return State.INTERRUPTED, f"received {signal.Signals(signum).name}"
+
+
 def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
-            install_signals: bool = True) -> int:
-    """Run one attempt of the run in ``paths`` under lease ``token``; returns the exit code."""
+            install_signals: bool = True, launcher_facts: dict[str, Any] | None = None,
+            on_interrupt: InterruptPolicy = _default_interrupt) -> int:
+    """Run one attempt of the run in ``paths`` under lease ``token``; returns the exit code.
+
+    ``launcher_facts`` are merged into the lease (e.g. the SLURM job that runs it).
+    """
     now = time.time()
     lease = update_lease(paths, token, pid=os.getpid(), create_time=process_create_time(
-        os.getpid()), phase="running", heartbeat=now)
+        os.getpid()), host=socket.gethostname(), phase="running", heartbeat=now,
+        launcher=dict(launcher_facts or {}))
     if lease is None:
         print(f"runner: run {paths.root} is not leased to this worker; nothing done",
               file=sys.stderr)
@@ -147,9 +163,11 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
         signum = exc.signum if isinstance(exc, RunInterrupted) else signal.SIGINT
         _finish_trackers(trackers, "INTERRUPTED", {})
         beat.stop.set()
-        finish(paths, token, State.INTERRUPTED,
-               {"reason": f"received {signal.Signals(signum).name}",
-                "duration_s": time.time() - started})
+        outcome = on_interrupt(signum)
+        if outcome is not None:
+            state, reason = outcome
+            finish(paths, token, state, {"reason": reason, "duration_s": time.time() - started},
+                   traceback.format_exc() if state is State.CRASHED else "")
         return 128 + signum
     except SystemExit as exc:
         code = exc.code

@@ -41,6 +41,9 @@ class Launcher(abc.ABC):
     """Starts runs. Subclasses are built from their config section (``launcher.*``)."""
 
     config_class: type = LauncherConf  # the dataclass that validates ``launcher.*``
+    # Ctrl-C leaves the runs running (a cluster keeps them; ``resume`` re-attaches) instead of
+    # stopping them
+    detach_on_interrupt = False
 
     def __init__(self, store: SweepStore, conf: Any, runner_conf: Any) -> None:
         self.store = store
@@ -69,9 +72,22 @@ class Launcher(abc.ABC):
     def release(self, run: RunRef) -> None:  # noqa: B027 (optional hook)
         """Give back what ``launcher_info`` reserved when the run was not claimed after all."""
 
+    @property
+    def waits(self) -> bool:
+        """False: return once the runs are handed over (a cluster runs them; fire and forget)."""
+        return True
+
     @abc.abstractmethod
     def launch(self, run: RunRef, lease: Lease) -> RunHandle:
-        """Start one leased run."""
+        """Start one leased run (or queue it for ``flush``)."""
+
+    def flush(self) -> None:  # noqa: B027 (optional hook)
+        """Start what ``launch`` queued (a batch backend submits it all in one call here)."""
+
+    def adopt(self, run: RunRef, lease: Lease) -> RunHandle | None:
+        """A handle to watch a run that a runner before this one launched, if this backend can
+        (a SLURM job outlives its runner); None leaves it to stale-lease recovery."""
+        return None
 
     @abc.abstractmethod
     def wait(self, handles: Sequence[RunHandle], timeout: float) -> list[RunHandle]:

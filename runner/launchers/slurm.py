@@ -1,0 +1,242 @@
+"""SLURM: all pending runs of a sweep go out as one ``sbatch`` job array per submission.
+
+The scheduler claims each run as usual (a RUNNING lease naming the submission and the run's array
+index) and hands it over with ``launch``; ``flush`` then writes the submission's files and calls
+``sbatch`` once (more calls only where the array is larger than the cluster's MaxArraySize; each
+later chunk waits for the one before, so ``max_parallel`` holds across chunks). On the node, array
+task ``i`` runs ``runner.slurm.array_task`` on run ``i``, which records the run in its FLAG files
+like the local launcher's worker. Watching is one ``squeue`` call per ``poll_s`` for the whole
+sweep. A sweep whose runner is gone (Ctrl-C, a reboot of the login node, ``wait=false``) is picked
+up again by ``resume``, which adopts the leases of live jobs instead of submitting them again.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner.atomic import write_text_atomic
+from runner.config_schema import SlurmLauncherConf
+from runner.errors import ConfigError, CorruptStateError, SlurmError
+from runner.launchers.base import Launcher, RunHandle
+from runner.recovery import is_slurm
+from runner.slurm import commands, submissions
+from runner.slurm.script import ArraySpec, job_name, render_script
+from runner.slurm.verdicts import judge
+from runner.state import Lease, State, finish, read_state, unclaim, update_lease
+
+if TYPE_CHECKING:
+    from runner.store import RunRef, SweepStore
+
+
+class SlurmRunHandle(RunHandle):
+    def __init__(self, run: RunRef, lease: Lease, index: int) -> None:
+        super().__init__(run, lease)
+        self.index = index
+        self.code: int | None = None
+
+    @property
+    def job(self) -> str | None:
+        job = self.lease.launcher.get("array_job_id")
+        return f"{job}_{self.index}" if job else None
+
+    def poll(self) -> int | None:
+        return self.code
+
+    def cancel(self) -> None:
+        if self.job and self.code is None:
+            commands.scancel([self.job])
+
+
+@dataclass
+class _Batch:
+    """Runs claimed for one submission, not yet submitted."""
+
+    submission: submissions.Submission
+    handles: list[SlurmRunHandle] = field(default_factory=list)
+    reserved: int = 0
+
+
+class SlurmLauncher(Launcher):
+    """Submits runs to SLURM as job arrays and watches them with batched squeue calls."""
+
+    config_class = SlurmLauncherConf
+    detach_on_interrupt = True  # Ctrl-C leaves the jobs to SLURM; `resume` re-attaches
+
+    def __init__(self, store: SweepStore, conf: Any, runner_conf: Any) -> None:
+        super().__init__(store, conf, runner_conf)
+        self._batches: list[_Batch] = []
+        self._array_limit: int | None = None
+        self._next_poll = 0.0
+
+    @classmethod
+    def is_available(cls) -> bool:
+        return commands.available()
+
+    @classmethod
+    def check(cls, conf: Any) -> None:
+        for key in ("cpus_per_run", "gpus_per_run", "max_requeue", "signal_delay_s"):
+            if getattr(conf, key) < 0:
+                raise ConfigError(f"launcher.{key}={getattr(conf, key)} must be >= 0")
+        if conf.max_parallel is not None and conf.max_parallel < 1:
+            raise ConfigError(f"launcher.max_parallel={conf.max_parallel} must be >= 1")
+        if conf.poll_s <= 0:
+            raise ConfigError(f"launcher.poll_s={conf.poll_s} must be > 0")
+
+    @property
+    def max_parallel(self) -> int:
+        return sys.maxsize  # every pending run is submitted; SLURM enforces %max_parallel
+
+    @property
+    def waits(self) -> bool:
+        return bool(self.conf.wait)
+
+    @property
+    def array_limit(self) -> int:
+        if self._array_limit is None:
+            self._array_limit = commands.max_array_size()
+        return self._array_limit
+
+    # ------------------------------------------------------------ claiming and submitting
+
+    def launcher_info(self, run: RunRef) -> dict[str, Any]:
+        batch = self._batches[-1] if self._batches else None
+        if batch is None or batch.submission.job_id is not None or \
+                batch.reserved >= self.array_limit:
+            sub_id = submissions.Submission.new_id()
+            name = job_name(self.conf.job_name or str(self.store.manifest.get("name")), sub_id)
+            batch = _Batch(submissions.Submission(sub_id, name, time.time(), 0))
+            self._batches.append(batch)
+        batch.reserved += 1
+        return {"backend": "slurm", "submission": batch.submission.id,
+                "index": batch.reserved - 1, "max_requeue": int(self.conf.max_requeue)}
+
+    def release(self, run: RunRef) -> None:
+        self._batches[-1].reserved -= 1  # the claim right after launcher_info failed
+
+    def launch(self, run: RunRef, lease: Lease) -> RunHandle:
+        handle = SlurmRunHandle(run, lease, int(lease.launcher["index"]))
+        self._batches[-1].handles.append(handle)
+        return handle
+
+    def flush(self) -> None:
+        """Submit every batch claimed since the last flush (one sbatch call per batch)."""
+        previous: str | None = None
+        for batch in self._batches:
+            if batch.submission.job_id is None and batch.handles:
+                previous = self._submit(batch, previous)
+        self._batches = [b for b in self._batches if b.submission.job_id is None and b.reserved]
+
+    def _submit(self, batch: _Batch, after: str | None) -> str:
+        sub = batch.submission
+        sub.runs = len(batch.handles)
+        paths = submissions.paths_of(self.store.root, sub.id)
+        paths.logs.mkdir(parents=True, exist_ok=True)
+        submissions.write_tasks(paths, [(h.run.dir, h.lease.token) for h in batch.handles],
+                                {"submission": sub.id, "sweep": str(self.store.root)})
+        cwd = self._cwd()
+        write_text_atomic(paths.script, render_script(
+            self.conf, job_name=sub.job_name,
+            array=ArraySpec(len(batch.handles), self.conf.max_parallel), paths=paths,
+            cwd=cwd, python=self.conf.python or sys.executable, env=self.extra_env,
+            heartbeat_s=float(self.runner_conf.heartbeat_s)))
+        submissions.write(paths, sub)
+        try:
+            job = commands.sbatch(paths.script, cwd,
+                                  [f"--dependency=afterany:{after}"] if after else [])
+        except SlurmError as exc:
+            for handle in batch.handles:  # nothing runs: give every run back as it was
+                unclaim(handle.run.paths, handle.lease.token)
+            sub.error = str(exc)
+            submissions.write(paths, sub)
+            raise SlurmError(f"{exc} (script: {paths.script}); no run was started, the sweep "
+                             "is as it was") from None
+        sub.job_id = job
+        submissions.write(paths, sub)
+        for handle in batch.handles:
+            facts = {"array_job_id": job, "job": f"{job}_{handle.index}"}
+            handle.lease.launcher.update(facts)
+            update_lease(handle.run.paths, handle.lease.token, launcher=facts)
+        return job
+
+    def _cwd(self) -> str:
+        recorded = self.store.manifest.get("cwd")
+        return recorded if recorded and os.path.isdir(recorded) else os.getcwd()
+
+    @classmethod
+    def dry_run_script(cls, conf: Any, sweep_root: str, runs: int, env: dict[str, str],
+                       heartbeat_s: float) -> str:
+        """The script a submission of ``runs`` runs would get (``runner.dry_run=true``)."""
+        paths = submissions.paths_of(sweep_root, "<submission>")
+        return render_script(conf, job_name=job_name(conf.job_name or os.path.basename(
+            sweep_root), "<submission>"), array=ArraySpec(runs, conf.max_parallel),
+            paths=paths, cwd=os.getcwd(), python=conf.python or sys.executable, env=env,
+            heartbeat_s=heartbeat_s)
+
+    def adopt(self, run: RunRef, lease: Lease) -> RunHandle | None:
+        """Watch a run that an earlier runner submitted (resume re-attaches, never resubmits)."""
+        if not is_slurm(lease):
+            return None
+        return SlurmRunHandle(run, lease, int(lease.launcher.get("index", -1)))
+
+    # ------------------------------------------------------------ watching
+
+    def wait(self, handles: Sequence[RunHandle], timeout: float) -> list[RunHandle]:
+        mine = [h for h in handles if isinstance(h, SlurmRunHandle)]
+        left = self._next_poll - time.monotonic()
+        if left > 0:
+            time.sleep(min(timeout, left))
+            if time.monotonic() < self._next_poll:
+                return []
+        self._next_poll = time.monotonic() + float(self.conf.poll_s)
+        self._poll(mine)
+        return [h for h in mine if h.code is not None]
+
+
+    def _poll(self, handles: list[SlurmRunHandle]) -> None:
+        """FLAG files first (the worker records most ends), then one squeue for the rest."""
+        live: list[tuple[SlurmRunHandle, Lease]] = []
+        for handle in handles:
+            try:
+                record = read_state(handle.run.paths)
+            except CorruptStateError:
+                handle.code = 1
+                continue
+            if record.state is State.RUNNING and record.data["token"] == handle.lease.token:
+                handle.lease = record.lease  # requeues and job ids as the node wrote them
+                live.append((handle, record.lease))
+            else:
+                handle.code = 0
+        if not live:
+            return
+        now = time.time()
+        verdicts = judge([(h.run.paths, lease) for h, lease in live], now)
+        for (handle, lease), death in zip(live, verdicts, strict=True):
+            if death is None:
+                continue
+            finish(handle.run.paths, lease.token, death.state,
+                   {"reason": death.reason, "duration_s": now - lease.started}, death.details)
+            handle.code = 0 if death.state is State.INTERRUPTED else 1
+
+
+def cancel_sweep(sweep_root: str | Path,
+                 timeout: float = 60.0) -> tuple[list[str], list[str]]:
+    """``scancel`` every queued or running job of a sweep and wait until SLURM has ended them.
+
+    Returns the cancelled array job ids and those still not ended after ``timeout``. Running
+    workers record INTERRUPTED themselves; recovery finds the queued ones' leases interrupted.
+    """
+    names = [s.job_name for s in submissions.all_submissions(sweep_root)]
+    live = {j.array_job_id for j in commands.query(names).values() if not j.ended}
+    cancelled = sorted(live)
+    commands.scancel(live)
+    deadline = time.monotonic() + timeout
+    while live and time.monotonic() < deadline:
+        time.sleep(0.5)
+        live = {j.array_job_id for j in commands.query(names).values() if not j.ended}
+    return cancelled, sorted(live)

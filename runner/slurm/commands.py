@@ -1,0 +1,133 @@
+"""The SLURM commands runner calls, and their output parsed.
+
+Every call goes through ``_call`` so that a failure always becomes a ``SlurmError`` that quotes
+the command and SLURM's own message. Polling is one ``squeue`` call for all the jobs of a sweep
+(``query``), never one call per run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.errors import SlurmError
+
+# squeue states after which a job will not run again by itself
+TERMINAL = frozenset({"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
+                      "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "SPECIAL_EXIT", "TIMEOUT"})
+_SQUEUE_FORMAT = "%F|%K|%A|%T|%r|%N|%j"
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """One array task as squeue shows it."""
+
+    array_job_id: str
+    index: int
+    job_id: str
+    state: str
+    reason: str
+    node: str
+    job_name: str = ""
+
+    @property
+    def ended(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def name(self) -> str:
+        return f"{self.array_job_id}_{self.index}"
+
+
+def available() -> bool:
+    return shutil.which("sbatch") is not None and shutil.which("squeue") is not None
+
+
+def _call(args: list[str], cwd: str | Path | None = None, timeout: float = 60.0) -> str:
+    try:
+        proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise SlurmError(f"'{args[0]}' is not installed here: SLURM commands are needed for "
+                         "launcher=slurm") from None
+    except subprocess.TimeoutExpired:
+        raise SlurmError(f"'{' '.join(args[:2])} ...' did not answer within {timeout:g}s "
+                         "(is slurmctld up?)") from None
+    if proc.returncode != 0:
+        message = (proc.stderr or proc.stdout).strip() or f"exit status {proc.returncode}"
+        raise SlurmError(f"{args[0]} failed: {message}")
+    return proc.stdout
+
+
+def parse_job_id(output: str) -> str:
+    """The job id from ``sbatch --parsable`` output (``123`` or ``123;cluster``)."""
+    match = re.fullmatch(r"\s*(\d+)(;\S+)?\s*", output)
+    if not match:
+        raise SlurmError(f"could not make sense of sbatch output {output.strip()!r}")
+    return match.group(1)
+
+
+def sbatch(script: Path, cwd: str | Path, extra: Iterable[str] = ()) -> str:
+    """Submit ``script``; returns the job id. A rejection raises with SLURM's message."""
+    return parse_job_id(_call(["sbatch", "--parsable", *extra, str(script)], cwd=cwd))
+
+
+def parse_squeue(output: str) -> list[JobInfo]:
+    """Lines of ``squeue -h -r -o '%F|%K|%A|%T|%r|%N|%j'`` (one per array task)."""
+    jobs = []
+    for line in output.splitlines():
+        parts = line.strip().split("|", 6)
+        if len(parts) != 7:
+            continue
+        array_job, index, job, state, reason, node, name = parts
+        if not index.isdigit() or not state:  # not an array task (N/A): not one of ours
+            continue
+        jobs.append(JobInfo(array_job, int(index), job, state.split()[0], reason, node, name))
+    return jobs
+
+
+def query(job_names: Iterable[str]) -> dict[tuple[str, int], JobInfo]:
+    """Every task of the named jobs that SLURM still knows (pending, running or recently ended),
+    keyed by (array job id, index). One squeue call."""
+    names = sorted(set(job_names))
+    if not names:
+        return {}
+    out = _call(["squeue", "-h", "-r", "-t", "all", f"--name={','.join(names)}",
+                 "-o", _SQUEUE_FORMAT])
+    return {(j.array_job_id, j.index): j for j in parse_squeue(out)}
+
+
+def max_array_size() -> int:
+    """The cluster's MaxArraySize: array indices must stay below it."""
+    out = _call(["scontrol", "show", "config"])
+    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, re.M)
+    return int(match.group(1)) if match else 1001
+
+
+def scancel(job_ids: Iterable[str]) -> None:
+    ids = sorted(set(job_ids))
+    if ids:
+        _call(["scancel", *ids])
+
+
+def requeue(job_id: str) -> None:
+    _call(["scontrol", "requeue", job_id])
+
+
+def job_env() -> dict[str, Any]:
+    """This process's SLURM job, as the lease records it (empty outside SLURM)."""
+    env = os.environ
+    if "SLURM_JOB_ID" not in env:
+        return {}
+    facts = {"job_id": env["SLURM_JOB_ID"], "node": env.get("SLURMD_NODENAME", ""),
+             "restarts": int(env.get("SLURM_RESTART_COUNT", "0") or 0)}
+    if "SLURM_ARRAY_JOB_ID" in env:
+        facts["array_job_id"] = env["SLURM_ARRAY_JOB_ID"]
+        facts["job"] = f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID', '')}"
+    return facts

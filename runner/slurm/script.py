@@ -1,0 +1,96 @@
+"""The sbatch script of one submission, rendered from the launcher config.
+
+The script is saved in the submission's directory, so a user can read it or submit it again by
+hand (``sbatch job.sbatch``): array task ``i`` runs the run at index ``i`` of ``tasks.json``, and
+a run that is already COMPLETED is left alone. Paths are never put in ``#SBATCH`` lines (whose
+quoting rules and ``%`` patterns differ from the shell's): the batch script sends its own output
+to the submission's ``logs/`` by shell redirection, with every path quoted by ``shlex.quote``.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from runner.config_schema import SlurmLauncherConf
+from runner.errors import ConfigError
+from runner.paths import SubmissionPaths
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    size: int
+    max_parallel: int | None = None
+
+    def __str__(self) -> str:
+        cap = f"%{self.max_parallel}" if self.max_parallel else ""
+        return f"0-{self.size - 1}{cap}"
+
+
+def sbatch_options(conf: SlurmLauncherConf, job_name: str, array: ArraySpec) -> list[str]:
+    """The ``#SBATCH`` options, shared resource names translated to SLURM's."""
+    options = [f"--job-name={job_name}", f"--array={array}",
+               "--output=/dev/null", f"--cpus-per-task={conf.cpus_per_run}"]
+    if conf.gpus_per_run:
+        options.append(f"--gres=gpu:{conf.gpus_per_run}")
+    if conf.mem_gb:
+        options.append(f"--mem={math.ceil(conf.mem_gb * 1024)}M")
+    if conf.timeout_min:
+        minutes = math.ceil(conf.timeout_min)
+        # the warning can come no earlier than half-way (a 1-minute test job gets it at 30 s)
+        warn_s = max(1, min(conf.signal_delay_s, minutes * 30))
+        options.append(f"--time={minutes}")
+        options.append(f"--signal=B:USR1@{warn_s}")
+    options.append("--requeue")
+    for key in ("partition", "account", "qos", "constraint"):
+        value = getattr(conf, key)
+        if value:
+            options.append(f"--{key}={value}")
+    for extra in conf.sbatch_extra:
+        extra = extra.strip()
+        if extra.startswith("#SBATCH"):
+            extra = extra[len("#SBATCH"):].strip()
+        options.append(extra)
+    for option in options:
+        if "\n" in option or not option.startswith("-"):
+            raise ConfigError(f"launcher.sbatch_extra: {option!r} is not an sbatch option "
+                              "(one '--name=value' per entry)")
+    return options
+
+
+def render_script(conf: SlurmLauncherConf, *, job_name: str, array: ArraySpec,
+                  paths: SubmissionPaths, cwd: str, python: str,
+                  env: Mapping[str, str], heartbeat_s: float) -> str:
+    q = shlex.quote
+    lines = ["#!/bin/bash",
+             f"# runner: job array {_comment(job_name)}; array task i runs entry i of "
+             "tasks.json.",
+             "# Submit again by hand with: sbatch job.sbatch (COMPLETED runs are skipped)"]
+    lines += [f"#SBATCH {option}" for option in sbatch_options(conf, job_name, array)]
+    lines += [
+        "",
+        f"mkdir -p {q(str(paths.logs))}",
+        f'exec >>{q(str(paths.logs))}/"$SLURM_ARRAY_TASK_ID".out 2>&1',
+        'echo "=== runner: job ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname)'
+        ' restart ${SLURM_RESTART_COUNT:-0} at $(date -Is) ==="',
+        f"cd {q(cwd)}",
+    ]
+    lines += [f"export {key}={q(value)}" for key, value in sorted(env.items())]
+    lines += list(conf.setup)
+    lines.append(" ".join([
+        "exec", q(python), "-m", "runner.slurm.array_task", q(str(paths.tasks)),
+        "--max-requeue", str(conf.max_requeue), "--heartbeat-s", f"{heartbeat_s:g}"]))
+    return "\n".join(lines) + "\n"
+
+
+def job_name(base: str, submission_id: str) -> str:
+    """A job name unique to one submission; it goes to squeue filters (``--name=a,b``), so
+    commas, blanks and quotes become ``_``."""
+    cleaned = "".join(c if c.isalnum() or c in "-_.+" else "_" for c in base)[:80]
+    return f"{cleaned or 'runner'}.{submission_id}"
+
+
+def _comment(text: str) -> str:
+    return " ".join(text.split())

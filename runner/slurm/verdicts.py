@@ -1,0 +1,102 @@
+"""Is a run's SLURM job still alive, and if not, how did it end? One squeue call per sweep.
+
+A RUNNING lease of a SLURM run names its submission and array index. Its holder may live on any
+node, so pids prove nothing here: SLURM's view decides. A job that SLURM still queues or runs is
+alive; one that ended while the FLAG still says RUNNING (the worker could not record it: node
+failure, scancel of a pending task, out of memory, SIGKILL after the time limit) gets a verdict.
+If SLURM cannot be asked (no SLURM on this machine), every lease counts as alive: nothing is
+recovered on a guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from runner.errors import SlurmError
+from runner.metrics import read_tail
+from runner.paths import RunPaths
+from runner.recovery import Death
+from runner.slurm import commands, submissions
+from runner.slurm.commands import JobInfo
+from runner.state import Lease, State
+
+_INTERRUPTING = {"CANCELLED": "was cancelled", "NODE_FAIL": "ended with a node failure",
+                 "BOOT_FAIL": "failed to boot its node", "PREEMPTED": "was preempted",
+                 "DEADLINE": "passed its deadline", "REVOKED": "was revoked",
+                 "SPECIAL_EXIT": "was held after a special exit"}
+
+
+def sweep_root(paths: RunPaths) -> Path:
+    return paths.root.parent.parent  # <sweep>/runs/<run dir>
+
+
+def judge(items: Sequence[tuple[RunPaths, Lease]], now: float) -> list[Death | None]:
+    """A verdict per SLURM lease (None: alive, or SLURM cannot be asked)."""
+    subs: dict[tuple[Path, str], submissions.Submission | None] = {}
+    for paths, lease in items:
+        key = (sweep_root(paths), str(lease.launcher.get("submission", "")))
+        if key not in subs:
+            subs[key] = submissions.read(submissions.paths_of(*key)) if key[1] else None
+    try:
+        jobs = commands.query(s.job_name for s in subs.values() if s)
+    except SlurmError:
+        return [None] * len(items)
+    by_name = {j.job_name: j.array_job_id for j in jobs.values()}
+    out: list[Death | None] = []
+    for paths, lease in items:
+        key = (sweep_root(paths), str(lease.launcher.get("submission", "")))
+        out.append(_verdict(paths, lease, subs.get(key), jobs, by_name, now))
+    return out
+
+
+def job_of(lease: Lease, sub: submissions.Submission | None,
+           by_name: dict[str, str]) -> str | None:
+    """The array job id of a lease: from the lease, its submission, or SLURM by job name."""
+    job = lease.launcher.get("array_job_id") or (sub.job_id if sub else None)
+    if not job and sub is not None:
+        job = by_name.get(sub.job_name)
+    return str(job) if job else None
+
+
+def _verdict(paths: RunPaths, lease: Lease, sub: submissions.Submission | None,
+             jobs: dict[tuple[str, int], JobInfo], by_name: dict[str, str],
+             now: float) -> Death | None:
+    index = int(lease.launcher.get("index", -1))
+    job = job_of(lease, sub, by_name)
+    if job is None:
+        created = sub.created if sub else lease.started
+        if now - created < submissions.NEVER_SUBMITTED_S:
+            return None  # sbatch may still be answering
+        return Death(State.INTERRUPTED, "its submission never reached SLURM (the submitting "
+                                        "runner stopped before sbatch answered)")
+    info = jobs.get((job, index))
+    name = f"SLURM job {job}_{index}"
+    if info is None:
+        return Death(State.INTERRUPTED, f"{name} is no longer known to SLURM")
+    if not info.ended:
+        return None
+    if info.state in _INTERRUPTING:
+        return Death(State.INTERRUPTED, f"{name} {_INTERRUPTING[info.state]}")
+    log = _log_tail(sweep_root(paths), lease, index)
+    if info.state == "TIMEOUT":
+        requeues = int(lease.launcher.get("requeues", 0))
+        limit = int(lease.launcher.get("max_requeue", 0))
+        reason = (f"{name} was killed by its time limit (launcher.timeout_min) after "
+                  f"{requeues} requeue(s)")
+        if requeues < limit:
+            return Death(State.INTERRUPTED, reason)
+        return Death(State.CRASHED, f"{reason}; launcher.max_requeue={limit} used up", log)
+    if info.state == "OUT_OF_MEMORY":
+        return Death(State.CRASHED, f"{name} ran out of memory (raise launcher.mem_gb)", log)
+    return Death(State.CRASHED, f"{name} ended {info.state} without the worker recording a "
+                                "result (see the job's log below)", log)
+
+
+def _log_tail(root: Path, lease: Lease, index: int) -> str:
+    sub_id = str(lease.launcher.get("submission", ""))
+    if not sub_id:
+        return ""
+    path = submissions.paths_of(root, sub_id).log(index)
+    text = read_tail(path, 8192) or ""
+    return f"last lines of {path}:\n" + "\n".join(text.splitlines()[-40:])
