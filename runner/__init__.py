@@ -9,10 +9,11 @@ from runner.context import current_run as current_run
 from runner.context import log as log
 from runner.errors import ConfigError as ConfigError
 from runner.errors import CorruptStateError as CorruptStateError
+from runner.errors import RunInterrupted as RunInterrupted
 from runner.errors import RunnerError as RunnerError
 from runner.errors import StateError as StateError
 from runner.errors import SweepError as SweepError
 
 __version__ = "0.1.0"
 __all__ = ["RunContext", "current_run", "log", "ConfigError", "CorruptStateError", "RunnerError",
-           "StateError", "SweepError", "__version__"]
+           "RunInterrupted", "StateError", "SweepError", "__version__"]

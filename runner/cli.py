@@ -23,7 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from runner.config_schema import ONE_SHOT, without_one_shot
+from runner.config_schema import LAUNCHER_ONE_SHOT, ONE_SHOT, without_one_shot
 from runner.errors import RunnerError
 
 SUBCOMMANDS = ("status", "resume", "cancel", "report", "compare", "retrain-best")
@@ -393,6 +393,6 @@ def _with_exec_overrides(manifest: dict[str, Any], execution: dict[str, Any],
 
 def _exec_overrides(overrides: list[str]) -> list[str]:
     """The recorded command's runner/launcher/notifier overrides, minus one-shot settings."""
-    one_shot = {f"runner.{k}" for k in ONE_SHOT}
+    one_shot = {f"runner.{k}" for k in ONE_SHOT} | {f"launcher.{k}" for k in LAUNCHER_ONE_SHOT}
     return [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] in _EXEC
             and "," not in o and o.lstrip("+~").split("=")[0] not in one_shot]

@@ -31,12 +31,17 @@ class RunnerConf:
     progress: bool = True
 
 
-# runner settings that belong to one invocation: never carried over to a later resume
+# settings that belong to one invocation: never carried over to a later resume (a resume after
+# launcher.wait=false is how one waits for the sweep again)
 ONE_SHOT = {"dry_run": False, "debug": None, "retry_crashed": False}
+LAUNCHER_ONE_SHOT = {"wait": True}
 
 
 def without_one_shot(execution: dict[str, Any]) -> dict[str, Any]:
-    return {**execution, "runner": {**(execution.get("runner") or {}), **ONE_SHOT}}
+    launcher = dict(execution.get("launcher") or {})
+    launcher.update({k: v for k, v in LAUNCHER_ONE_SHOT.items() if k in launcher})
+    return {**execution, "runner": {**(execution.get("runner") or {}), **ONE_SHOT},
+            "launcher": launcher}
 
 
 @dataclass

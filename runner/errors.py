@@ -6,7 +6,18 @@ The CLI prints ``RunnerError`` messages without a traceback and exits with ``exi
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
+
+
+class RunInterrupted(BaseException):
+    """Raised inside the task when its run is asked to stop: SIGTERM (Ctrl-C of the runner,
+    ``cancel``, scancel) or SLURM's time-limit warning (SIGUSR1). Not an error of the task: catch
+    it (or use ``try/finally``) to save a checkpoint, then let it propagate."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 class RunnerError(Exception):

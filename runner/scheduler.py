@@ -152,7 +152,8 @@ def run_sweep(store: SweepStore, execution: dict[str, Any],
                     ref = pending.pop(0)
                     tried.add(ref.id)  # at most one attempt per run per invocation
                     try:
-                        lease = claim(ref.paths, allowed, launcher.launcher_info(ref))
+                        lease = claim(ref.paths, allowed, launcher.launcher_info(ref),
+                                      launcher.claim_phase)
                     except CorruptStateError as exc:  # skip it, touch nothing, go on
                         launcher.release(ref)
                         console.print(f"[magenta]skipping run {ref.id}[/]: {exc}")

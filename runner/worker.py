@@ -33,6 +33,7 @@ from omegaconf import OmegaConf  # imported here, once per fork server, not once
 
 from runner import context
 from runner.configfile import load_run_config
+from runner.errors import RunInterrupted
 from runner.metrics import MetricsWriter, flatten, read_tail
 from runner.paths import RunPaths
 from runner.run_id import id_from_dirname
@@ -46,14 +47,6 @@ EXIT_LEASE_LOST = 75
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
 _PR_SET_PDEATHSIG = 1
-
-
-class RunInterrupted(BaseException):
-    """Raised in the task when the run is asked to stop (SIGTERM); not an error of the task."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:

@@ -45,6 +45,23 @@ def main(cfg):
         os.kill(os.getpid(), signal.SIGKILL)
     if mode == "hang":
         time.sleep(3600)
+    if mode == "wait_file":  # until the test creates <marker_dir>/release
+        while not (marks / "release").exists():
+            time.sleep(0.1)
+    if mode == "checkpoint":  # counts to t.steps, one step per 0.2 s; saved when interrupted
+        ckpt = ctx.run_dir / "ckpt.json"
+        start = json.loads(ckpt.read_text())["step"] if ckpt.exists() else 0
+        step = start
+        try:
+            while step < int(t.steps):
+                time.sleep(0.2)
+                step += 1
+        except BaseException:
+            ckpt.write_text(json.dumps({"step": step}))
+            raise
+        (marks / f"done-{ctx.run_id}-{os.getpid()}").touch()
+        return {"resumed_from": start, "step": step,
+                "restarts": int(os.environ.get("SLURM_RESTART_COUNT", "0"))}
     (marks / f"done-{ctx.run_id}-{os.getpid()}").touch()
     return {"score": float(t.lr) * 10 + float(cfg.seed), "steps": int(t.steps)}
 '''
@@ -115,6 +132,8 @@ class Project:
         counts: dict[str, int] = {}
         if self.markers.exists():
             for f in self.markers.iterdir():
+                if f.name.count("-") != 2:  # e.g. the "release" file of mode wait_file
+                    continue
                 k, rid, _pid = f.name.split("-")
                 if k == kind:
                     counts[rid] = counts.get(rid, 0) + 1

@@ -44,6 +44,7 @@ class Launcher(abc.ABC):
     # Ctrl-C leaves the runs running (a cluster keeps them; ``resume`` re-attaches) instead of
     # stopping them
     detach_on_interrupt = False
+    claim_phase = "launching"  # the lease's phase until the worker takes it over
 
     def __init__(self, store: SweepStore, conf: Any, runner_conf: Any) -> None:
         self.store = store

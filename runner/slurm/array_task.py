@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runner.errors import SlurmError
+from runner.errors import RunInterrupted, SlurmError
 from runner.paths import RunPaths
 from runner.run_id import id_from_dirname
 from runner.slurm import commands
@@ -30,7 +30,6 @@ from runner.slurm.submissions import read_tasks
 from runner.state import State, claim, finish, read_state, update_lease
 from runner.worker import (
     EXIT_LEASE_LOST,
-    RunInterrupted,
     _default_interrupt,
     _redirect_output,
     execute,

@@ -1,0 +1,325 @@
+"""The SLURM launcher against a real single-node cluster (slurmctld + slurmd + munge on
+localhost), started by ``tests/slurm/cluster-up.sh`` when the tests run as root."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Project, wait_for
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+CLUSTER = Path(__file__).parent / "slurm"
+
+
+def _sinfo_works() -> bool:
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Any:
+    started = False
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        proc = subprocess.run(["bash", str(CLUSTER / "cluster-up.sh")], capture_output=True,
+                              text=True, timeout=900, stdin=subprocess.DEVNULL,
+                              env={**os.environ, "SLURM_ACCOUNTING": "0", "SLURM_CPUS": "4"})
+        assert proc.returncode == 0, f"cluster-up.sh failed:\n{proc.stdout}\n{proc.stderr}"
+        started = True
+    elif not _sinfo_works():
+        pytest.fail("the tests marked slurm need a SLURM cluster: run them as root on Debian "
+                    "(tests/slurm/cluster-up.sh installs and starts one) or deselect them with "
+                    "-m 'not slurm'")
+    yield
+    if started:
+        subprocess.run(["bash", str(CLUSTER / "cluster-down.sh")], capture_output=True,
+                       timeout=120, stdin=subprocess.DEVNULL)
+
+
+SLURM = ("launcher=slurm", "launcher.poll_s=0.5")
+
+
+def rows(project: Project, sweep: Path | None = None) -> dict[str, dict[str, Any]]:
+    return {r["id"]: r for r in project.status(sweep)["runs"]}
+
+
+def submission_dirs(sweep: Path) -> list[Path]:
+    return sorted(p for p in (sweep / "slurm").iterdir() if p.is_dir())
+
+
+def terminal_records(sweep: Path) -> list[dict[str, Any]]:
+    out = []
+    for run in (sweep / "runs").iterdir():
+        flag = run / "COMPLETED"
+        if flag.exists():
+            out.append(json.loads(flag.read_text()))
+    return out
+
+
+def max_overlap(records: list[dict[str, Any]]) -> int:
+    events = sorted([(r["time"] - r["duration_s"], 1) for r in records]
+                    + [(r["time"], -1) for r in records])
+    level = peak = 0
+    for _, step in events:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+def leased_jobs(project: Project) -> dict[str, dict[str, Any]]:
+    """run id -> lease launcher facts, for RUNNING runs whose job id is known."""
+    try:
+        current = rows(project)
+    except (AssertionError, FileNotFoundError):
+        return {}
+    return {rid: r["lease"]["launcher"] for rid, r in current.items()
+            if r["state"] == "RUNNING" and r["lease"]["launcher"].get("job")}
+
+
+def release(project: Project) -> None:
+    """Let the runs in mode wait_file finish."""
+    project.markers.mkdir(parents=True, exist_ok=True)
+    (project.markers / "release").touch()
+
+
+def resume_until_reattached(project: Project, sweep: Path, runs: int) -> str:
+    """``resume`` the sweep; let the runs finish only once it has re-attached to them."""
+    resume = subprocess.Popen([*project.args()[:3], "resume", str(sweep)], cwd=project.root,
+                              env=project.env(), text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+    assert resume.stdout is not None
+    lines = []
+    for line in resume.stdout:  # the runs wait for release: this line comes first
+        lines.append(line)
+        if "re-attached to" in line:
+            assert f"re-attached to {runs} run(s)" in line
+            break
+    release(project)
+    rest, _ = resume.communicate(timeout=120)
+    out = "".join(lines) + rest
+    assert resume.returncode == 0, out
+    assert "re-attached to" in out
+    return out
+
+
+def running_on_node(project: Project) -> dict[str, dict[str, Any]]:
+    """run id -> lease, for runs whose worker has started on the node."""
+    try:
+        current = rows(project)
+    except (AssertionError, FileNotFoundError):
+        return {}
+    return {rid: r["lease"] for rid, r in current.items()
+            if r["state"] == "RUNNING" and r["lease"]["phase"] == "running"}
+
+
+def test_array_sweep_completes_and_respects_max_parallel(cluster: Any, time_limited: Any,
+                                                          project: Project) -> None:
+    proc = project.run("+sweep=grid", "task.lr=0.1,0.2,0.3", "seed=1,2", "task.sleep=1.5",
+                       *SLURM, "launcher.max_parallel=2", timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    sweep = project.sweep_dir()
+    states = {r["state"] for r in rows(project).values()}
+    assert states == {"COMPLETED"}
+    (sub,) = submission_dirs(sweep)  # one sbatch call for the whole sweep
+    script = (sub / "job.sbatch").read_text()
+    assert "#SBATCH --array=0-5%2" in script
+    records = terminal_records(sweep)
+    jobs = {r["launcher"]["array_job_id"] for r in records}
+    assert len(jobs) == 1 and json.loads((sub / "submission.json").read_text())["job_id"] in jobs
+    assert sorted(r["launcher"]["index"] for r in records) == list(range(6))
+    # the cluster has 4 CPUs: without the %2 cap, 4 would have run at once
+    assert max_overlap(records) <= 2
+    assert project.markers_of("done") == {rid: 1 for rid in rows(project)}
+
+
+def test_a_crashing_run_is_recorded_with_its_traceback(cluster: Any, project: Project) -> None:
+    proc = project.run("+sweep=grid", "seed=1", "task.lr=0.1", "task.mode=ok,raise", *SLURM,
+                       timeout=120)
+    assert proc.returncode == 1
+    by_mode = {r["values"]["task.mode"]: r for r in rows(project).values()}
+    assert by_mode["ok"]["state"] == "COMPLETED"
+    assert by_mode["raise"]["state"] == "CRASHED"
+    assert by_mode["raise"]["reason"].startswith("ValueError: toy failure lr=")
+    crash = (Path(by_mode["raise"]["dir"]) / "CRASH.txt").read_text()
+    assert "Traceback" in crash and '"backend": "slurm"' in crash
+
+
+def test_sbatch_rejection_names_slurms_reason_and_touches_no_run(cluster: Any,
+                                                                 project: Project) -> None:
+    proc = project.run("+sweep=grid", "seed=1", "task.lr=0.1,0.2", *SLURM,
+                       "launcher.partition=nope")
+    assert proc.returncode == 2
+    assert "Invalid partition name specified" in proc.stderr
+    assert "job.sbatch" in proc.stderr and "no run was started" in proc.stderr
+    sweep = project.sweep_dir()
+    assert {(r["state"], r["attempt"]) for r in rows(project).values()} == {("UNHATCHED", 0)}
+    # fixed on resume, without re-expanding anything
+    proc = project.cli("resume", str(sweep), "launcher.partition=debug", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert {r["state"] for r in rows(project).values()} == {"COMPLETED"}
+
+
+def test_dry_run_writes_and_prints_the_script_and_submits_nothing(cluster: Any,
+                                                                 project: Project) -> None:
+    proc = project.run("+sweep=grid", "seed=1", "task.lr=0.1,0.2,0.3", *SLURM,
+                       "runner.dry_run=true", "launcher.partition=gpu", "launcher.gpus_per_run=1",
+                       "launcher.timeout_min=120", "launcher.max_parallel=16")
+    assert proc.returncode == 0, proc.stderr
+    runs = len(re.findall(r"^ *\d+ │", proc.stdout, re.M))  # the plan's table
+    assert runs == 3
+    for line in (f"#SBATCH --array=0-{runs - 1}%16", "#SBATCH --partition=gpu",
+                 "#SBATCH --gres=gpu:1", "#SBATCH --time=120", "#SBATCH --signal=B:USR1@90"):
+        assert line in proc.stdout
+    (written,) = (project.root / "outputs").glob("*.dry-run.sbatch")
+    assert "#SBATCH --partition=gpu" in written.read_text()
+    assert not [p for p in (project.root / "outputs").iterdir() if p.is_dir()]
+
+
+def test_fire_and_forget_then_status_and_resume_pick_it_up(cluster: Any,
+                                                           project: Project) -> None:
+    proc = project.run("+sweep=grid", "seed=1", "task.lr=0.1,0.2", "task.mode=wait_file",
+                       *SLURM, "launcher.wait=false", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "handed 2 run(s) over" in proc.stderr
+    sweep = project.sweep_dir()
+    jobs = wait_for(lambda: len(leased_jobs(project)) == 2 and leased_jobs(project), 30)
+    assert len({j["array_job_id"] for j in jobs.values()}) == 1
+    assert all(not r["stale"] for r in rows(project).values())
+    table = project.cli("status", str(sweep)).stdout
+    assert "job " + next(iter(jobs.values()))["array_job_id"] in table
+    resume_until_reattached(project, sweep, 2)
+    assert len(submission_dirs(sweep)) == 1
+    assert {r["state"] for r in rows(project).values()} == {"COMPLETED"}
+    assert project.markers_of("start") == {rid: 1 for rid in rows(project)}
+
+
+def test_runner_sigkilled_after_submission_resume_reattaches(cluster: Any,
+                                                             project: Project) -> None:
+    runner = project.popen("+sweep=grid", "seed=1", "task.lr=0.1,0.2,0.3",
+                           "task.mode=wait_file", *SLURM)
+    wait_for(lambda: len(leased_jobs(project)) == 3, 60)
+    os.killpg(runner.pid, signal.SIGKILL)
+    runner.communicate(timeout=10)
+    sweep = project.sweep_dir()
+    assert {r["state"] for r in rows(project).values()} == {"RUNNING"}
+    assert not any(r["stale"] for r in rows(project).values())  # their jobs live on
+    resume_until_reattached(project, sweep, 3)
+    assert len(submission_dirs(sweep)) == 1, "nothing was submitted twice"
+    assert {r["state"] for r in rows(project).values()} == {"COMPLETED"}
+    assert project.markers_of("start") == {rid: 1 for rid in rows(project)}
+
+
+def test_scancel_of_a_running_job_then_resume(cluster: Any, project: Project) -> None:
+    runner = project.popen("+sweep=grid", "seed=1", "task.lr=0.1,0.2", "task.mode=wait_file",
+                           *SLURM, "launcher.max_parallel=1")
+    wait_for(lambda: running_on_node(project), 60)
+    (job,) = {j["array_job_id"] for j in leased_jobs(project).values()}
+    subprocess.run(["scancel", job], check=True)
+    out, _ = runner.communicate(timeout=60)
+    assert runner.returncode == 1, out
+    reasons = sorted(r["reason"] for r in rows(project).values())
+    assert [r["state"] for r in rows(project).values()] == ["INTERRUPTED"] * 2
+    assert reasons[1] == "received SIGTERM"  # the running one, recorded by its worker
+    assert re.fullmatch(r"SLURM job \d+_1 was cancelled", reasons[0])  # the pending one
+    release(project)
+    proc = project.cli("resume", str(project.sweep_dir()), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert {r["state"] for r in rows(project).values()} == {"COMPLETED"}
+    assert len(submission_dirs(project.sweep_dir())) == 2
+
+
+def test_cancel_command_scancels_queued_and_running_jobs(cluster: Any,
+                                                         project: Project) -> None:
+    proc = project.run("+sweep=grid", "seed=1", "task.lr=0.1,0.2,0.3", "task.mode=wait_file",
+                       *SLURM, "launcher.wait=false", "launcher.max_parallel=1")
+    assert proc.returncode == 0, proc.stderr
+    wait_for(lambda: running_on_node(project), 60)
+    sweep = project.sweep_dir()
+    proc = project.cli("cancel", str(sweep))
+    assert proc.returncode == 0, proc.stderr
+    assert "scancel: SLURM job(s)" in proc.stderr
+    states = [r["state"] for r in rows(project).values()]
+    assert states == ["INTERRUPTED"] * 3
+    jobs = {json.loads((s / "submission.json").read_text())["job_id"]
+            for s in submission_dirs(sweep)}
+    live = subprocess.run(["squeue", "-h", "-t", "PD,R,CG", "-o", "%F"], capture_output=True,
+                          text=True)
+    assert not jobs & set(live.stdout.split())
+
+
+def test_requeue_on_the_time_limit_warning_resumes_from_the_checkpoint(
+        cluster: Any, project: Project) -> None:
+    """SLURM's warning (the signal --signal asks for, sent here at once with scancel) lets the
+    task checkpoint; the job requeues itself and the run resumes from its checkpoint."""
+    runner = project.popen("task.mode=checkpoint", "task.steps=60", *SLURM,
+                           "launcher.max_requeue=1")
+    wait_for(lambda: running_on_node(project), 60)
+    time.sleep(2.0)  # some steps done
+    (lease,) = running_on_node(project).values()
+    subprocess.run(["scancel", "--signal=USR1", "--batch", lease["launcher"]["job_id"]],
+                   check=True)
+    out, _ = runner.communicate(timeout=150)
+    assert runner.returncode == 0, out
+    (row,) = rows(project).values()
+    assert row["state"] == "COMPLETED"
+    assert row["summary"]["resumed_from"] > 0 and row["summary"]["step"] == 60
+    assert row["summary"]["restarts"] == 1
+    record = json.loads((Path(row["dir"]) / "COMPLETED").read_text())
+    assert record["launcher"]["requeues"] == 1 and record["attempt"] == 1
+    assert "requeue 1 of 1" in (Path(row["dir"]) / "stderr.log").read_text()
+
+
+def test_arrays_larger_than_max_array_size_are_split_and_chained(
+        cluster: Any, project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    from runner import cli
+    from runner.slurm import commands
+
+    monkeypatch.setattr(commands, "max_array_size", lambda: 2)
+    code = cli.main(["task=toy", "runner.output_dir=outputs", "+sweep=grid", "seed=1",
+                     "task.lr=0.1,0.2,0.3,0.4,0.5", "task.sleep=0.5", *SLURM,
+                     "launcher.max_parallel=2", "runner.progress=false"])
+    assert code == 0
+    sweep = project.sweep_dir()
+    subs = submission_dirs(sweep)
+    arrays = [re.findall(r"--array=(\S+)", (s / "job.sbatch").read_text())[0]
+              for s in subs]
+    assert sorted(arrays) == ["0-0%2", "0-1%2", "0-1%2"]
+    records = terminal_records(sweep)
+    assert len(records) == 5 and len({r["launcher"]["array_job_id"] for r in records}) == 3
+    assert max_overlap(records) <= 2
+
+
+@pytest.fixture(scope="module")
+def time_limited(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A run that outlives its 1-minute limit, started first so that its ~90 s (SLURM checks
+    limits on a ~30 s tick) pass while the other tests run."""
+    project = Project(tmp_path_factory.mktemp("time-limit") / "proj")
+    proc = project.popen("task.mode=hang", *SLURM, "launcher.timeout_min=1",
+                         "launcher.max_requeue=0")
+    yield project, proc
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+
+
+def test_a_run_killed_by_its_time_limit_is_a_crash_with_the_reason(time_limited: Any) -> None:
+    """timeout_min=1 and no requeue: SLURM warns at 30 s and kills at 60 s."""
+    project, proc = time_limited
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 1, out
+    (row,) = rows(project).values()
+    assert row["state"] == "CRASHED"
+    assert "time limit" in row["reason"] and "max_requeue=0 used up" in row["reason"]
+    assert "time-limit warning; no requeue left" in (Path(row["dir"]) / "stderr.log").read_text()

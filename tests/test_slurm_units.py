@@ -1,0 +1,247 @@
+"""SLURM pieces that need no cluster: the rendered script (golden files, shell quoting of weird
+paths), squeue/sbatch output parsing, verdicts on dead jobs, and giving a claim back."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from runner.config_schema import SlurmLauncherConf
+from runner.errors import ConfigError, SlurmError
+from runner.launchers import launcher_config
+from runner.paths import RunPaths, SweepPaths
+from runner.recovery import judge
+from runner.slurm import commands, submissions
+from runner.slurm.commands import JobInfo, parse_job_id, parse_squeue
+from runner.slurm.script import ArraySpec, job_name, render_script
+from runner.state import Lease, State, claim, create_unhatched, finish, read_state, unclaim
+
+GOLDEN = Path(__file__).parent / "assets" / "slurm"
+WEIRD = ["plain", "a 0", 'a"=0"', "a'; echo foo", "a\n0", "100%_%j"]
+
+
+def _render(root: Path, **conf_kwargs: object) -> str:
+    conf = SlurmLauncherConf(**conf_kwargs)  # type: ignore[arg-type]
+    paths = SweepPaths(root).submission("20261123-080000-abcdef")
+    return render_script(conf, job_name=job_name("toy grid,1", "20261123-080000-abcdef"),
+                         array=ArraySpec(12, conf.max_parallel), paths=paths,
+                         cwd=str(root.parent), python="/opt/venv/bin/python",
+                         env={"RUNNER_TRACKERS": '{"wandb": {"project": "it\'s"}}'},
+                         heartbeat_s=10.0)
+
+
+def _check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("RUNNER_UPDATE_GOLDEN") == "1":
+        path.write_text(text)
+    assert path.exists(), f"{path} missing: rerun with RUNNER_UPDATE_GOLDEN=1 to record it"
+    expected = path.read_text()
+    assert text == expected, (f"{name} changed; if that is intended, rerun with "
+                              "RUNNER_UPDATE_GOLDEN=1 and review the diff")
+
+
+def test_script_golden_defaults() -> None:
+    _check_golden("defaults.sbatch", _render(Path("/data/sweeps/toy")))
+
+
+def test_script_golden_every_option_and_a_path_with_spaces_and_quotes() -> None:
+    text = _render(Path("/data/my sweeps/it's \"quoted\"/toy"), max_parallel=4,
+                   timeout_min=119.5, cpus_per_run=8, gpus_per_run=2, mem_gb=7.5,
+                   partition="gpu", account="lab", qos="high", constraint="a100",
+                   sbatch_extra=["--exclusive", "#SBATCH --nodelist=n1"],
+                   setup=["module load cuda/12", "source ~/env.sh"], max_requeue=2,
+                   signal_delay_s=120)
+    _check_golden("every-option.sbatch", text)
+    assert "#SBATCH --array=0-11%4" in text and "#SBATCH --time=120" in text
+    assert "#SBATCH --signal=B:USR1@120" in text and "#SBATCH --gres=gpu:2" in text
+    assert "#SBATCH --mem=7680M" in text and "#SBATCH --job-name=toy_grid_1.20261123" in text
+
+
+def test_short_time_limit_moves_the_warning_to_half_way() -> None:
+    assert "#SBATCH --signal=B:USR1@30" in _render(Path("/s/t"), timeout_min=1)
+
+
+@pytest.mark.parametrize("weird", WEIRD)
+def test_script_runs_the_worker_on_weird_paths(tmp_path: Path, weird: str) -> None:
+    """The script itself, run by bash: every path reaches the worker intact and the log lands in
+    the submission's logs/ folder, whatever the folder names hold."""
+    root = tmp_path / weird / "sweep"
+    fake_python = tmp_path / "python"
+    fake_python.write_text("#!/bin/sh\nprintf '%s\\n' \"$PWD\" \"$@\" > \"$ARGS_OUT\"\n")
+    fake_python.chmod(fake_python.stat().st_mode | stat.S_IEXEC)
+    paths = SweepPaths(root).submission("s1")
+    text = render_script(SlurmLauncherConf(), job_name="x.s1", array=ArraySpec(1),
+                         paths=paths, cwd=str(tmp_path / weird), python=str(fake_python),
+                         env={"RUNNER_TRACKERS": "{}"}, heartbeat_s=5.0)
+    (tmp_path / weird).mkdir(parents=True)
+    script = tmp_path / "job.sbatch"
+    script.write_text(text)
+    out = tmp_path / "args.txt"
+    proc = subprocess.run(["bash", str(script)], env={**os.environ, "SLURM_ARRAY_TASK_ID": "0",
+                                                      "SLURM_ARRAY_JOB_ID": "7",
+                                                      "ARGS_OUT": str(out)},
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    args = out.read_text()
+    assert args.startswith(str(tmp_path / weird) + "\n")
+    assert f"\n{paths.tasks}\n" in args
+    assert paths.log(0).read_text().startswith("=== runner: job 7_0")
+
+
+@pytest.mark.parametrize("output, expected", [
+    ("123\n", "123"), ("4567;cluster\n", "4567"), ("  89 ", "89")])
+def test_parse_job_id(output: str, expected: str) -> None:
+    assert parse_job_id(output) == expected
+
+
+@pytest.mark.parametrize("output", ["", "Submitted batch job 12", "12;", "abc"])
+def test_parse_job_id_refuses_what_it_does_not_understand(output: str) -> None:
+    with pytest.raises(SlurmError, match="could not make sense of sbatch output"):
+        parse_job_id(output)
+
+
+def test_parse_squeue() -> None:
+    out = ("12|3|15|RUNNING|None|vm|toy.s1\n"
+           "12|4|12|PENDING|JobArrayTaskLimit||toy.s1\n"
+           "13|N/A|13|RUNNING|None|vm|other\n"
+           "14|0|14|CANCELLED by 0|None|vm|a|b\n"
+           "garbage\n")
+    jobs = parse_squeue(out)
+    assert [(j.name, j.job_id, j.state, j.ended) for j in jobs] == [
+        ("12_3", "15", "RUNNING", False), ("12_4", "12", "PENDING", False),
+        ("14_0", "14", "CANCELLED", True)]
+    assert jobs[1].reason == "JobArrayTaskLimit" and jobs[2].job_name == "a|b"
+
+
+def test_unknown_launcher_key_lists_the_valid_ones() -> None:
+    with pytest.raises(ConfigError) as err:
+        launcher_config({"_target_": "runner.launchers.slurm.SlurmLauncher",
+                         "partiton": "gpu"})
+    assert "launcher.partiton" in str(err.value)
+    assert "partition" in str(err.value).split("valid keys are:")[1]
+
+
+def test_bad_sbatch_extra_is_refused() -> None:
+    with pytest.raises(ConfigError, match="launcher.sbatch_extra: 'exclusive'"):
+        _render(Path("/s/t"), sbatch_extra=["exclusive"])
+
+
+# ------------------------------------------------------------------ verdicts on dead jobs
+
+def _slurm_run(tmp_path: Path, sub_id: str, index: int, created: float,
+               job_id: str | None, **launcher: object) -> tuple[RunPaths, Lease]:
+    sweep = tmp_path / "sweep"
+    paths = SweepPaths(sweep).run(f"{sub_id}-r{index}")
+    paths.root.mkdir(parents=True)
+    create_unhatched(paths)
+    sub_paths = SweepPaths(sweep).submission(sub_id)
+    sub_paths.logs.mkdir(parents=True, exist_ok=True)
+    sub_paths.log(index).write_text("=== runner: job\nTraceback: boom in setup\n")
+    submissions.write(sub_paths, submissions.Submission(sub_id, f"toy.{sub_id}", created, 1,
+                                                        job_id))
+    lease = claim(paths, frozenset({State.UNHATCHED}),
+                  {"backend": "slurm", "submission": sub_id, "index": index, **launcher})
+    assert lease is not None
+    return paths, lease
+
+
+def _squeue(monkeypatch: pytest.MonkeyPatch, jobs: list[JobInfo] | Exception) -> list[list[str]]:
+    calls: list[list[str]] = []
+
+    def query(names: object) -> dict[tuple[str, int], JobInfo]:
+        calls.append(sorted(names))  # type: ignore[call-overload]
+        if isinstance(jobs, Exception):
+            raise jobs
+        return {(j.array_job_id, j.index): j for j in jobs}
+
+    monkeypatch.setattr(commands, "query", query)
+    return calls
+
+
+def test_verdicts_from_slurm_states(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = time.time()
+    items = [
+        _slurm_run(tmp_path, "s1", 0, now, "40"),                                 # running
+        _slurm_run(tmp_path, "s1", 1, now, "40"),                                 # cancelled
+        _slurm_run(tmp_path, "s1", 2, now, "40", requeues=1, max_requeue=3),      # timeout
+        _slurm_run(tmp_path, "s1", 3, now, "40", requeues=3, max_requeue=3),      # timeout
+        _slurm_run(tmp_path, "s1", 4, now, "40"),                                 # OOM
+        _slurm_run(tmp_path, "s1", 5, now, "40"),                                 # FAILED
+        _slurm_run(tmp_path, "s1", 6, now, "40"),                                 # forgotten
+        _slurm_run(tmp_path, "s2", 0, now - 3600, None),     # killed before sbatch answered
+        _slurm_run(tmp_path, "s3", 0, now, None),            # sbatch may still be answering
+        _slurm_run(tmp_path, "s4", 0, now - 3600, None),     # found again by its job name
+    ]
+    calls = _squeue(monkeypatch, [
+        JobInfo("40", 0, "41", "RUNNING", "None", "vm", "toy.s1"),
+        JobInfo("40", 1, "42", "CANCELLED", "None", "vm", "toy.s1"),
+        JobInfo("40", 2, "43", "TIMEOUT", "None", "vm", "toy.s1"),
+        JobInfo("40", 3, "44", "TIMEOUT", "None", "vm", "toy.s1"),
+        JobInfo("40", 4, "45", "OUT_OF_MEMORY", "None", "vm", "toy.s1"),
+        JobInfo("40", 5, "46", "FAILED", "None", "vm", "toy.s1"),
+        JobInfo("50", 0, "50", "PENDING", "Priority", "", "toy.s4"),
+    ])
+    verdicts = judge(items, stale_after_s=120, now=now)
+    assert len(calls) == 1, "one squeue call for the whole sweep"
+    assert calls[0] == ["toy.s1", "toy.s2", "toy.s3", "toy.s4"]
+    got = [(v.state.value, v.reason) if v else None for v in verdicts]
+    assert got[0] is None and got[8] is None and got[9] is None
+    assert got[1] == ("INTERRUPTED", "SLURM job 40_1 was cancelled")
+    assert got[2][0] == "INTERRUPTED" and "time limit" in got[2][1]
+    assert got[3][0] == "CRASHED" and "launcher.max_requeue=3 used up" in got[3][1]
+    assert got[4][0] == "CRASHED" and "launcher.mem_gb" in got[4][1]
+    assert got[5][0] == "CRASHED" and "FAILED" in got[5][1]
+    assert "boom in setup" in verdicts[5].details  # type: ignore[union-attr]
+    assert got[6] == ("INTERRUPTED", "SLURM job 40_6 is no longer known to SLURM")
+    assert got[7][0] == "INTERRUPTED" and "never reached SLURM" in got[7][1]
+
+
+def test_without_slurm_nothing_is_declared_dead(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    items = [_slurm_run(tmp_path, "s1", 0, 0.0, "40")]
+    _squeue(monkeypatch, SlurmError("'squeue' is not installed here"))
+    assert judge(items, stale_after_s=0, now=time.time()) == [None]
+
+
+# ------------------------------------------------------------------ giving a claim back
+
+def test_unclaim_restores_the_state_before_the_claim(tmp_path: Path) -> None:
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    create_unhatched(paths)
+    lease = claim(paths, frozenset({State.UNHATCHED}))
+    assert lease is not None and unclaim(paths, lease.token)
+    record = read_state(paths)
+    assert (record.state, record.attempt) == (State.UNHATCHED, 0)
+    assert sorted(p.name for p in paths.root.iterdir()) == [".lock", "UNHATCHED", "attempts"]
+    # an INTERRUPTED run comes back INTERRUPTED, with its reason
+    lease = claim(paths, frozenset({State.UNHATCHED}))
+    assert lease is not None
+    finish(paths, lease.token, State.INTERRUPTED, {"reason": "received SIGTERM"})
+    lease = claim(paths, frozenset({State.INTERRUPTED}))
+    assert lease is not None and lease.attempt == 2
+    assert unclaim(paths, lease.token)
+    record = read_state(paths)
+    assert (record.state, record.attempt) == (State.INTERRUPTED, 1)
+    assert record.data["reason"] == "received SIGTERM"
+    assert not unclaim(paths, lease.token)  # no longer ours: nothing happens
+
+
+def test_unclaim_killed_between_its_two_steps_leaves_a_readable_state(tmp_path: Path) -> None:
+    """Restore done, RUNNING not yet removed: the RUNNING lease still wins, and recovery will
+    find it dead; no state is lost or invented."""
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    create_unhatched(paths)
+    lease = claim(paths, frozenset({State.UNHATCHED}))
+    assert lease is not None
+    os.replace(paths.attempts / "0.UNHATCHED", paths.root / "UNHATCHED")  # step 1 only
+    record = read_state(paths)
+    assert record.state is State.RUNNING and record.data["token"] == lease.token
+    assert json.loads((paths.root / "UNHATCHED").read_text())["attempt"] == 0
