@@ -221,6 +221,70 @@ def test_runner_sigkilled_after_submission_resume_reattaches(cluster: Any,
     assert project.markers_of("start") == {rid: 1 for rid in rows(project)}
 
 
+KILLED_AROUND_SBATCH = """
+import os, signal, sys
+from runner.slurm import commands
+
+real = commands.sbatch
+
+def sbatch(*args, **kwargs):
+    if sys.argv[1] == "after":
+        real(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+commands.sbatch = sbatch
+from runner.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def run_killed_around_sbatch(project: Project, when: str) -> Path:
+    script = project.root / "killed_around_sbatch.py"
+    script.write_text(KILLED_AROUND_SBATCH)
+    args = project.args("+sweep=grid", "seed=1", "task.lr=0.1,0.2", "task.mode=wait_file",
+                        *SLURM)[3:]
+    proc = subprocess.run([project.args()[0], str(script), when, *args], cwd=project.root,
+                          env=project.env(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    (sub,) = submission_dirs(project.sweep_dir())
+    assert json.loads((sub / "submission.json").read_text())["job_id"] is None
+    assert {r["state"] for r in rows(project).values()} == {"RUNNING"}
+    return sub
+
+
+def test_runner_sigkilled_after_sbatch_before_recording_the_job_id(cluster: Any,
+                                                                   project: Project) -> None:
+    """The job is found again by its unique name: resume re-attaches, nothing runs twice."""
+    run_killed_around_sbatch(project, "after")
+    assert not any(r["stale"] for r in rows(project).values())
+    sweep = project.sweep_dir()
+    resume_until_reattached(project, sweep, 2)
+    assert len(submission_dirs(sweep)) == 1
+    assert {r["state"] for r in rows(project).values()} == {"COMPLETED"}
+    assert project.markers_of("start") == {rid: 1 for rid in rows(project)}
+
+
+def test_runner_sigkilled_before_sbatch_answered(cluster: Any, project: Project) -> None:
+    """Nothing reached SLURM: once the grace period is over the runs are found interrupted and
+    the next resume submits them (once)."""
+    sub = run_killed_around_sbatch(project, "before")
+    assert not any(r["stale"] for r in rows(project).values())  # sbatch may still answer
+    record = json.loads((sub / "submission.json").read_text())
+    record["created"] -= 3600  # as if an hour had passed
+    (sub / "submission.json").write_text(json.dumps(record))
+    assert all(r["stale"] for r in rows(project).values())
+    release(project)
+    proc = project.cli("resume", str(project.sweep_dir()), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    by_state = {r["state"] for r in rows(project).values()}
+    assert by_state == {"COMPLETED"}
+    assert len(submission_dirs(project.sweep_dir())) == 2
+    attempts = [p.name for r in rows(project).values()
+                for p in (Path(r["dir"]) / "attempts").iterdir()]
+    assert sorted(attempts) == ["0.UNHATCHED", "0.UNHATCHED", "1.INTERRUPTED", "1.INTERRUPTED"]
+    assert project.markers_of("start") == {rid: 1 for rid in rows(project)}
+
+
 def test_scancel_of_a_running_job_then_resume(cluster: Any, project: Project) -> None:
     runner = project.popen("+sweep=grid", "seed=1", "task.lr=0.1,0.2", "task.mode=wait_file",
                            *SLURM, "launcher.max_parallel=1")
