@@ -190,8 +190,18 @@ def cmd_status(argv: list[str]) -> int:
     parser.add_argument("sweep_dir", type=Path)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--all", action="store_true", help="show every run, not the first 50")
+    parser.add_argument("--state", help="only runs in this state (e.g. CRASHED)")
+    parser.add_argument("--sort", metavar="METRIC", help="best first by this metric")
+    parser.add_argument("--max", action="store_true", help="with --sort: higher is better")
+    parser.add_argument("--top", type=int, help="only the first K runs")
     args = parser.parse_args(argv)
     store = SweepStore(args.sweep_dir)
+    if args.state or args.sort or args.top:
+        from runner.queries import select_runs
+
+        rows = select_runs(store, args.state, args.sort, "max" if args.max else "min", args.top)
+        _stdout_console().print(render(store, rows, None))
+        return 0
     if args.json:
         sys.stdout.write(json_text(store) + "\n")
     else:

@@ -108,3 +108,40 @@ def finals(groups: Sequence[Group], metric: str, path: Path, title: str = "",
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def metric_panels(panels: Sequence[tuple[str, Sequence[Group]]], title: str = "",
+                  spread: bool = False) -> bytes:
+    """A PNG with one panel per metric: a line per run (each group of one run), or with
+    ``spread`` the mean over each group's seeds and its 95% band. Series logged at any interval
+    (validation every N steps, say) are drawn at the steps they were logged."""
+    plt = _pyplot()
+    import io
+
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.2 * len(panels) + 0.6), dpi=100,
+                             squeeze=False)
+    for ax, (metric, groups) in zip(axes[:, 0], panels, strict=True):
+        palette = colours(len(groups))
+        for i, group in enumerate(groups):
+            steps, mean, half = aligned(group)
+            if not len(steps):
+                continue
+            n = sum(1 for r in group.runs if len(r.steps))
+            label = group.label + (f"  (n={n})" if spread else "")
+            ax.plot(steps, mean, color=palette[i], label=label, linewidth=1.6,
+                    marker="o" if len(steps) < 30 else None, markersize=3)
+            if spread and np.any(half > 0):
+                ax.fill_between(steps, mean - half, mean + half, color=palette[i], alpha=0.2,
+                                linewidth=0)
+        ax.set_ylabel(metric)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if groups:
+            ax.legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()

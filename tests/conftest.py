@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -33,6 +34,8 @@ def main(cfg):
             {"affinity": sorted(os.sched_getaffinity(0)), "env": dict(os.environ)}))
     for step in range(int(t.steps)):
         runner.log({"loss": 1.0 / (step + 1), "lr": float(t.lr)}, step=step)
+        if t.get("val_every") and step % int(t.val_every) == 0:  # a sparser metric
+            runner.log({"val/acc": float(t.lr) * step}, step=step)
         time.sleep(float(t.sleep) / max(1, int(t.steps)))
     mode = t.mode
     if mode == "raise":
@@ -79,6 +82,12 @@ record_env: false
 '''
 
 
+def _default_sigint() -> None:
+    """A shell runs background jobs with SIGINT ignored, and children inherit that: tests that
+    send Ctrl-C's SIGINT need the default disposition whatever started pytest."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Project:
     """A directory with conf/task/toy.yaml and toy.py; runner is run from here."""
 
@@ -111,7 +120,7 @@ class Project:
     def popen(self, *overrides: str) -> subprocess.Popen[str]:
         return subprocess.Popen(self.args(*overrides), cwd=self.root, env=self.env(), text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=_default_sigint)
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "runner", *args], cwd=self.root,

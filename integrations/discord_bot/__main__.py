@@ -1,0 +1,50 @@
+"""``python -m integrations.discord_bot [bot.key=value ...]``: start the bot.
+
+Settings come from ``conf/discord_bot.yaml`` (a ``./conf/discord_bot.yaml`` of yours wins) and
+Hydra overrides on the command line; the token comes from ``$DISCORD_BOT_TOKEN`` or
+``bot.token_file``, never from a config or a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from integrations.discord_bot.config import BotConf
+from runner.compose import composer, to_container
+from runner.config_schema import validate
+from runner.errors import RunnerError
+from runner.secrets import read_secret, redact
+
+
+def load_conf(overrides: list[str]) -> BotConf:
+    with composer() as comp:
+        cfg = to_container(comp.compose(overrides, "discord_bot"))
+    return validate(cfg.get("bot"), BotConf, "bot")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        conf = load_conf(argv)
+        token = read_secret("Discord bot token", conf.token_env, conf.token_file)
+        if not conf.allowed_users and not conf.allowed_roles:
+            print("note: bot.allowed_users and bot.allowed_roles are empty: nobody may launch, "
+                  "resume, cancel or subscribe", file=sys.stderr)
+    except RunnerError as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    from integrations.discord_bot.app import RunnerBot
+    from integrations.discord_bot.logic import BotLogic
+
+    logic = BotLogic(conf)
+    logic.log_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(logic.log_dir / "bot.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    bot = RunnerBot(logic)
+    bot.run(token, log_handler=handler, log_level=logging.INFO)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""discord.py transport: slash commands with autocompletion, bound to ``BotLogic``.
+
+Every command acknowledges its interaction at once (``defer``: Discord allows 3 s), runs the
+logic in a worker thread (plots and queries never block the event loop), and follows up within
+Discord's limits (``messages.plan_messages``). A 429 that discord.py does not retry itself is
+waited out and retried here. Subscribed reports are posted by a background task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from integrations.discord_bot.logic import BotLogic, Caller, Reply
+from integrations.discord_bot.messages import plan_messages
+from runner.errors import RunnerError
+from runner.secrets import redact
+
+log = logging.getLogger("runner.discord_bot")
+MAX_429_RETRIES = 4
+STATES = ["COMPLETED", "RUNNING", "CRASHED", "INTERRUPTED", "UNHATCHED", "CORRUPT"]
+
+
+def _retry_after(exc: discord.HTTPException) -> float:
+    try:
+        return float(json.loads(exc.text).get("retry_after"))
+    except (TypeError, ValueError, AttributeError):
+        pass
+    headers = getattr(exc.response, "headers", {}) or {}
+    try:
+        return float(headers.get("Retry-After", 1.0))
+    except (TypeError, ValueError):
+        return 1.0
+
+
+async def _send(send: Callable[..., Awaitable[Any]], text: str,
+                files: list[tuple[str, bytes]], ephemeral: bool) -> None:
+    """One message; a 429 (Discord's rate limit) is waited out and the message sent again."""
+    for attempt in range(MAX_429_RETRIES + 1):
+        kwargs: dict[str, Any] = {"content": redact(text) or None}
+        if files:
+            kwargs["files"] = [discord.File(io.BytesIO(data), name) for name, data in files]
+        if ephemeral:
+            kwargs["ephemeral"] = True
+        try:
+            await send(**kwargs)
+            return
+        except discord.HTTPException as exc:
+            if exc.status != 429 or attempt == MAX_429_RETRIES:
+                raise
+            wait = min(_retry_after(exc), 60.0)
+            log.warning("Discord rate limit (429): retrying in %.2fs", wait)
+            await asyncio.sleep(wait)
+
+
+async def deliver(send: Callable[..., Awaitable[Any]], reply: Reply,
+                  allow_ephemeral: bool = True) -> None:
+    texts, files = plan_messages(reply.text, reply.files)
+    for i, text in enumerate(texts):
+        last = i == len(texts) - 1
+        await _send(send, text, files if last else [], reply.ephemeral and allow_ephemeral)
+
+
+def _caller(interaction: discord.Interaction) -> Caller:
+    user = interaction.user
+    roles = tuple(int(r) for r in getattr(user, "_roles", ()))  # ids, cached guild or not
+    return Caller(user.id, interaction.channel_id or 0, roles, str(user))
+
+
+class RunnerBot(discord.Client):
+    def __init__(self, logic: BotLogic, *, guild_ready_timeout: float = 2.0) -> None:
+        super().__init__(intents=discord.Intents.default(),
+                         guild_ready_timeout=guild_ready_timeout)
+        self.logic = logic
+        self.tree = app_commands.CommandTree(self)
+        self.errors: list[BaseException] = []  # what app commands raised (also logged)
+        self._reports: asyncio.Task[None] | None = None
+        _register(self)
+
+        @self.tree.error
+        async def on_error(interaction: discord.Interaction,
+                           error: app_commands.AppCommandError) -> None:
+            self.errors.append(error)
+            log.error("command failed: %s", redact("".join(traceback.format_exception(error))))
+
+    async def setup_hook(self) -> None:
+        guild_id = self.logic.conf.guild_id
+        if guild_id:
+            guild = discord.Object(id=guild_id)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+        else:
+            await self.tree.sync()
+        self._reports = asyncio.create_task(self._post_reports())
+
+    async def close(self) -> None:
+        if self._reports is not None:
+            self._reports.cancel()
+        await super().close()
+
+    async def _post_reports(self) -> None:
+        await self.wait_until_ready()
+        while not self.is_closed():
+            try:
+                for channel_id, reply in await asyncio.to_thread(self.logic.due_reports):
+                    channel = self.get_partial_messageable(channel_id)
+                    await deliver(channel.send, reply, allow_ephemeral=False)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a report that fails must not stop the next ones
+                log.error("subscription report failed: %s", redact(repr(exc)))
+                self.errors.append(exc)
+            await asyncio.sleep(self.logic.conf.tick_s)
+
+    async def answer(self, interaction: discord.Interaction,
+                     work: Callable[[], Reply], ephemeral: bool = False) -> None:
+        """Acknowledge now, work in a thread, follow up (errors as clear messages)."""
+        await interaction.response.defer(thinking=True, ephemeral=ephemeral)
+        try:
+            reply = await asyncio.to_thread(work)
+        except RunnerError as exc:
+            reply = Reply(f"error: {exc}")
+        except Exception as exc:
+            log.error("command failed: %s", redact("".join(traceback.format_exception(exc))))
+            reply = Reply(f"internal error: {type(exc).__name__}: {exc}")
+        await deliver(interaction.followup.send, reply)
+
+    async def steer(self, interaction: discord.Interaction, command: str,
+                    work: Callable[[Caller], Reply]) -> None:
+        caller = _caller(interaction)
+        refused = self.logic.refusal(caller, command)
+        if refused is not None:  # answered at once, only to the caller
+            await interaction.response.send_message(refused.text, ephemeral=True)
+            return
+        await self.answer(interaction, lambda: work(caller))
+
+
+def _register(bot: RunnerBot) -> None:
+    logic, tree = bot.logic, bot.tree
+
+    async def sweep_names(interaction: discord.Interaction,
+                          current: str) -> list[app_commands.Choice[str]]:
+        names = await asyncio.to_thread(logic.complete_sweeps, current)
+        return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names]
+
+    async def run_ids(interaction: discord.Interaction,
+                      current: str) -> list[app_commands.Choice[str]]:
+        sweep = getattr(interaction.namespace, "sweep", None) or ""
+        ids = await asyncio.to_thread(logic.complete_runs, sweep, current) if sweep else []
+        return [app_commands.Choice(name=i, value=i) for i in ids]
+
+    @tree.command(name="sweeps", description="Recent sweeps with counts per state")
+    async def sweeps(interaction: discord.Interaction) -> None:
+        await bot.answer(interaction, logic.sweeps)
+
+    @tree.command(name="runs", description="Runs of a sweep, optionally by state, best first")
+    @app_commands.describe(sweep="sweep name (or entity/project with source:wandb)",
+                           state="only runs in this state", top="only the first k",
+                           sort="best first by this metric", mode="min or max is better",
+                           source="runner (default) or wandb")
+    @app_commands.choices(state=[app_commands.Choice(name=s.lower(), value=s) for s in STATES],
+                          mode=[app_commands.Choice(name=m, value=m) for m in ("min", "max")],
+                          source=[app_commands.Choice(name=s, value=s)
+                                  for s in ("runner", "wandb")])
+    @app_commands.autocomplete(sweep=sweep_names)
+    async def runs(interaction: discord.Interaction, sweep: str, state: str | None = None,
+                   top: int | None = None, sort: str | None = None, mode: str = "min",
+                   source: str = "runner") -> None:
+        if source == "wandb":
+            await bot.answer(interaction, lambda: logic.wandb_runs(sweep, top))
+        else:
+            await bot.answer(interaction, lambda: logic.runs(sweep, state, top, sort, mode))
+
+    @tree.command(name="summary", description="A run's config, state, duration, last metrics")
+    @app_commands.describe(run="run id (or sweep/run)", keys="keys or key prefixes, e.g. "
+                           "train,val/loss", sweep="the run's sweep (if the id is not unique)")
+    @app_commands.autocomplete(run=run_ids, sweep=sweep_names)
+    async def summary(interaction: discord.Interaction, run: str, keys: str = "",
+                      sweep: str | None = None) -> None:
+        await bot.answer(interaction, lambda: logic.summary(run, keys, sweep))
+
+    @tree.command(name="plot", description="Metrics over steps as a PNG")
+    @app_commands.describe(sweep="sweep name", runs="run ids, comma-separated (default: all)",
+                           keys="metrics, comma-separated", spread="mean and 95% band over seeds")
+    @app_commands.autocomplete(sweep=sweep_names)
+    async def plot(interaction: discord.Interaction, sweep: str, runs: str = "",
+                   keys: str = "loss", spread: bool = False) -> None:
+        await bot.answer(interaction, lambda: logic.plot(sweep, runs, keys, spread))
+
+    @tree.command(name="subscribe", description="Post read-only commands here periodically")
+    @app_commands.describe(every="minutes between reports",
+                           what="commands, ';'-separated, e.g. sweeps; runs sweep:x top:5")
+    async def subscribe(interaction: discord.Interaction, every: float, what: str) -> None:
+        await bot.steer(interaction, "subscribe", lambda c: logic.subscribe(c, every, what))
+
+    @tree.command(name="unsubscribe", description="Stop periodic reports in this channel")
+    @app_commands.describe(id="the subscription's id (default: all of this channel)")
+    async def unsubscribe(interaction: discord.Interaction, id: str = "") -> None:
+        await bot.steer(interaction, "unsubscribe", lambda c: logic.unsubscribe(c, id))
+
+    @tree.command(name="launch", description="Start a sweep: Hydra overrides, checked first")
+    @app_commands.describe(overrides="e.g. +sweep=grid task.lr=0.1,0.01 seed=1,2")
+    async def launch(interaction: discord.Interaction, overrides: str) -> None:
+        await bot.steer(interaction, "launch", lambda c: logic.launch(c, overrides))
+
+    @tree.command(name="resume", description="Resume a sweep")
+    @app_commands.autocomplete(sweep=sweep_names)
+    async def resume(interaction: discord.Interaction, sweep: str) -> None:
+        await bot.steer(interaction, "resume", lambda c: logic.resume(c, sweep))
+
+    @tree.command(name="cancel", description="Stop a sweep's runs (they stay resumable)")
+    @app_commands.autocomplete(sweep=sweep_names)
+    async def cancel(interaction: discord.Interaction, sweep: str) -> None:
+        await bot.steer(interaction, "cancel", lambda c: logic.cancel(c, sweep))

@@ -1,0 +1,23 @@
+"""The bot's settings (``bot.*``), validated like every runner config section."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class BotConf:
+    allowed_users: list[int] = field(default_factory=list)  # may launch, resume, cancel, subscribe
+    allowed_roles: list[int] = field(default_factory=list)  # members of these roles may too
+    channels: list[int] = field(default_factory=list)  # ... in these channels only
+    outputs: list[str] = field(default_factory=lambda: ["outputs"])  # where sweeps are found
+    workdir: str | None = None  # where /launch runs `python -m runner` (default: here)
+    token_env: str = "DISCORD_BOT_TOKEN"
+    token_file: str | None = None
+    state_file: str = "outputs/.discord-bot/state.json"  # subscriptions: survive restarts
+    log_dir: str = "outputs/.discord-bot"  # bot.log (refusals, errors), launch logs
+    guild_id: int | None = None  # sync commands to one server (instant) instead of globally
+    tick_s: float = 30.0  # how often subscriptions are checked
+    max_launches: int = 4  # sweeps started from chat and still running, at most
+    wandb_project: str | None = None  # entity/project for source:wandb
+    wandb_key_env: str = "WANDB_API_KEY"

@@ -1,0 +1,340 @@
+"""What every command does, in plain Python: no discord.py here.
+
+Each command returns a ``Reply`` (text, PNG/text attachments, ephemeral or not); the transport
+(``app``) only delivers it. Read-only commands (sweeps, runs, summary, plot) work for everyone;
+commands that start, resume or cancel work, or post in a channel periodically, need a configured
+user or role *and* a configured channel, and every refused attempt is written to the audit log.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from integrations.discord_bot.config import BotConf
+from integrations.discord_bot.launches import Launches, parse_chat_overrides
+from integrations.discord_bot.subscriptions import Subscription, SubscriptionStore
+from runner import queries
+from runner.errors import RunnerError, StateError
+from runner.secrets import redact
+
+READ_ONLY = ("sweeps", "runs", "summary", "plot")
+MAX_PLOT_RUNS = 20
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: int
+    channel_id: int
+    role_ids: tuple[int, ...] = ()
+    name: str = ""
+
+
+@dataclass
+class Reply:
+    text: str
+    files: list[tuple[str, bytes]] = field(default_factory=list)
+    ephemeral: bool = False
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in header]] + [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in cells]
+    return "```\n" + "\n".join(lines) + "\n```"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    return (f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600
+            else f"{seconds // 60}m{seconds % 60:02d}s")
+
+
+class BotLogic:
+    def __init__(self, conf: BotConf, clock: Callable[[], float] = time.time) -> None:
+        self.conf = conf
+        self.workdir = Path(conf.workdir or ".").resolve()
+        self.outputs = [(self.workdir / o).resolve() for o in conf.outputs]
+        self.log_dir = (self.workdir / conf.log_dir).resolve()
+        self.clock = clock
+        self.subscriptions = SubscriptionStore(self.workdir / conf.state_file, clock)
+        self.launches = Launches(self.workdir, self.log_dir / "launches", conf.max_launches)
+        self._audit_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ safety
+
+    def audit(self, line: str) -> None:
+        """One line in bot.log (refusals, launches): who did what, when."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with self._audit_lock, open(self.log_dir / "bot.log", "a", encoding="utf-8") as f:
+            f.write(f"{stamp} {redact(line)}\n")
+
+    def refusal(self, caller: Caller, command: str) -> Reply | None:
+        """None if ``caller`` may run a steering ``command`` here; else the refusal (logged)."""
+        user_ok = (caller.user_id in self.conf.allowed_users
+                   or bool(set(caller.role_ids) & set(self.conf.allowed_roles)))
+        if not user_ok:
+            why = (f"you are not allowed to use /{command} (ask an admin to add you to "
+                   "bot.allowed_users or one of your roles to bot.allowed_roles)")
+        elif caller.channel_id not in self.conf.channels:
+            why = f"/{command} is not allowed in this channel (bot.channels)"
+        else:
+            return None
+        self.audit(f"REFUSED /{command} from user {caller.user_id} ({caller.name}) in channel "
+                   f"{caller.channel_id}: {why}")
+        return Reply(f"refused: {why}", ephemeral=True)
+
+    # ------------------------------------------------------------------ read-only commands
+
+    def sweeps(self, limit: int = 15) -> Reply:
+        found = queries.list_sweeps(self.outputs, limit)
+        if not found:
+            return Reply(f"no sweeps under {', '.join(map(str, self.outputs))}")
+        states = ["COMPLETED", "RUNNING", "CRASHED", "INTERRUPTED", "UNHATCHED"]
+        rows = [[s.name, s.kind, s.total, *(s.counts.get(k, 0) or "" for k in states),
+                 time.strftime("%m-%d %H:%M", time.localtime(s.modified))] for s in found]
+        header = ["sweep", "kind", "runs", "done", "running", "crashed", "interrupted", "left",
+                  "changed"]
+        return Reply(f"**{len(found)} recent sweep(s)**\n" + _table(header, rows))
+
+    def runs(self, sweep: str, state: str | None = None, top: int | None = None,
+             sort: str | None = None, mode: str = "min") -> Reply:
+        store = queries.find_sweep(self.outputs, sweep)
+        rows = queries.select_runs(store, state, sort, mode, top)
+        varying = list(store.manifest.get("varying", []))
+        now = time.time()
+        table = []
+        for row in rows:
+            info = row.reason if row.state in ("CRASHED", "INTERRUPTED", "CORRUPT") else ""
+            if sort:
+                info = f"{sort}={_fmt(queries.metric_of(row, sort))}" + (f" {info}" if info else "")
+            elif not info:
+                info = ", ".join(f"{k}={_fmt(v)}" for k, v in list(row.summary.items())[:3])
+            table.append([row.ref.id, *(row.ref.values.get(k) for k in varying), row.state,
+                          _duration(row.duration(now)), info[:60]])
+        title = (f"**{store.root.name}**: {len(rows)} run(s)" + (f" {state.upper()}" if state
+                                                                  else "")
+                 + (f", best first by {sort} ({mode})" if sort else ""))
+        return Reply(title + "\n" + _table(["id", *varying, "state", "time", "info"], table))
+
+    def _store_and_run(self, run: str, sweep: str | None) -> tuple[Any, str]:
+        if "/" in run and not sweep:
+            sweep, run = run.rsplit("/", 1)
+        if sweep:
+            return queries.find_sweep(self.outputs, sweep), run
+        hits = []
+        for info in queries.list_sweeps(self.outputs):
+            store = queries.find_sweep(self.outputs, str(info.root))
+            if any(r.id.startswith(run) for r in store.runs()):
+                hits.append(store)
+        if len(hits) != 1:
+            raise StateError(f"run '{run}' is in {len(hits)} sweeps; give sweep:<name> as well"
+                             if hits else f"no run '{run}' in any sweep")
+        return hits[0], run
+
+    def summary(self, run: str, keys: str = "", sweep: str | None = None) -> Reply:
+        store, run_id = self._store_and_run(run, sweep)
+        wanted = [k.strip() for k in keys.split(",") if k.strip()]
+        info = queries.run_summary(store, run_id, wanted)
+        lines = [f"**{info['sweep']} / {info['id']}**: {info['state']}"
+                 + (f" ({info['reason']})" if info["reason"] else "")
+                 + f", attempt {info['attempt']}, {_duration(info['duration_s'])}"]
+        lines.append("values: " + ", ".join(f"{k}={_fmt(v)}" for k, v in info["values"].items()))
+        if info["metrics"]:
+            lines.append("metrics:\n" + _table(["key", "value"], sorted(info["metrics"].items())))
+        else:
+            lines.append("metrics: none" + (f" matching {keys}" if wanted else " logged yet"))
+        if wanted:
+            config = sorted(info["config"].items())
+            lines.append("config:\n" + _table(["key", "value"], config) if config
+                         else f"config: no key matching {keys}")
+        return Reply("\n".join(lines))
+
+    def plot(self, sweep: str, runs: str = "", keys: str = "loss", spread: bool = False) -> Reply:
+        from runner import plots, results
+
+        store = queries.find_sweep(self.outputs, sweep)
+        wanted = [r.strip() for r in runs.split(",") if r.strip()]
+        metrics = [k.strip() for k in keys.split(",") if k.strip()]
+        if not metrics:
+            raise StateError("give keys:<metric,...>, e.g. keys:loss,val/acc")
+        panels = []
+        for metric in metrics:
+            found = results.collect(store, metric, mode="min")
+            if wanted:
+                found = [r for r in found if any(r.id.startswith(w) for w in wanted)]
+                if not found:
+                    raise StateError(f"none of the runs {', '.join(wanted)} is in {sweep}")
+            found = [r for r in found if len(r.steps)][:MAX_PLOT_RUNS * (5 if spread else 1)]
+            if spread:
+                groups = results.group_runs(store, found)
+            else:
+                groups = [results.Group((("run", r.id),), [r]) for r in found]
+            panels.append((metric, groups))
+        png = plots.metric_panels(panels, title=store.root.name, spread=spread)
+        what = "mean and 95% band over seeds" if spread else "one line per run"
+        return Reply(f"**{store.root.name}**: {', '.join(metrics)} over steps ({what})",
+                     [(f"{store.root.name[:40]}-{'-'.join(metrics)[:40]}.png"
+                       .replace("/", "_"), png)])
+
+    def wandb_runs(self, project: str | None, top: int | None = None) -> Reply:
+        """Runs of a WandB project (``source:wandb``), when this host has a WandB key."""
+        import os
+
+        project = project or self.conf.wandb_project
+        if not project:
+            raise StateError("give the WandB project as sweep:<entity/project> "
+                             "(or set bot.wandb_project)")
+        if not os.environ.get(self.conf.wandb_key_env):
+            raise StateError(f"no WandB key on this host (${self.conf.wandb_key_env} is not set); "
+                             "keys are never taken from chat")
+        import wandb
+
+        api = wandb.Api(timeout=20)
+        table = []
+        for run in list(api.runs(project, per_page=50))[: top or 25]:
+            summary = {k: v for k, v in dict(run.summary).items() if not k.startswith("_")}
+            table.append([run.name, run.state,
+                          ", ".join(f"{k}={_fmt(v)}" for k, v in list(summary.items())[:3])])
+        return Reply(f"**WandB {project}**: {len(table)} run(s)\n"
+                     + _table(["run", "state", "summary"], table))
+
+    # ------------------------------------------------------------------ steering commands
+
+    def launch(self, caller: Caller, overrides: str) -> Reply:
+        refused = self.refusal(caller, "launch")
+        if refused:
+            return refused
+        args = parse_chat_overrides(overrides)
+        plan: Any = self.launches.plan(args)
+        argv = [*args, "runner.progress=false"]
+        item = self.launches.start(argv, plan.name, len(plan.runs), caller.user_id)
+        self.audit(f"LAUNCH by user {caller.user_id} ({caller.name}): python -m runner "
+                   f"{shlex.join(argv)} -> {plan.name}, pid {item.proc.pid}")
+        return Reply(f"started **{plan.name}**: {len(plan.runs)} run(s) ({plan.kind}), pid "
+                     f"{item.proc.pid}. Follow it with `/runs sweep:{plan.name}`.")
+
+    def resume(self, caller: Caller, sweep: str) -> Reply:
+        refused = self.refusal(caller, "resume")
+        if refused:
+            return refused
+        store = queries.find_sweep(self.outputs, sweep)
+        item = self.launches.start(["resume", str(store.root)], store.root.name,
+                                   len(store.manifest["runs"]), caller.user_id)
+        self.audit(f"RESUME by user {caller.user_id} ({caller.name}): {store.root}, "
+                   f"pid {item.proc.pid}")
+        return Reply(f"resuming **{store.root.name}** (pid {item.proc.pid})")
+
+    def cancel(self, caller: Caller, sweep: str) -> Reply:
+        refused = self.refusal(caller, "cancel")
+        if refused:
+            return refused
+        store = queries.find_sweep(self.outputs, sweep)
+        self.audit(f"CANCEL by user {caller.user_id} ({caller.name}): {store.root}")
+        proc = subprocess.run([sys.executable, "-m", "runner", "cancel", str(store.root)],
+                              cwd=self.workdir, capture_output=True, text=True, timeout=180)
+        said = (proc.stdout + proc.stderr).strip()
+        return Reply(f"cancel **{store.root.name}**: {said or 'done'}")
+
+    def subscribe(self, caller: Caller, every_min: float, what: str) -> Reply:
+        refused = self.refusal(caller, "subscribe")
+        if refused:
+            return refused
+        if every_min < 1:
+            raise StateError(f"every:{every_min:g} is too often; at least every 1 minute")
+        for part in self._parts(what):  # check the commands now, not at the first report
+            self._parse_command(part)
+        sub = self.subscriptions.add(caller.channel_id, every_min, what, caller.user_id)
+        self.audit(f"SUBSCRIBE by user {caller.user_id}: channel {caller.channel_id} every "
+                   f"{every_min:g} min: {what}")
+        return Reply(f"subscribed (id {sub.id}): every {every_min:g} min this channel gets "
+                     f"`{what}`; `/unsubscribe id:{sub.id}` stops it")
+
+    def unsubscribe(self, caller: Caller, sub_id: str = "") -> Reply:
+        refused = self.refusal(caller, "unsubscribe")
+        if refused:
+            return refused
+        gone = self.subscriptions.remove(caller.channel_id, sub_id or None)
+        if not gone:
+            return Reply("no such subscription in this channel"
+                         + (f" (id {sub_id})" if sub_id else ""), ephemeral=True)
+        return Reply(f"unsubscribed: {', '.join(s.id + ' (' + s.what + ')' for s in gone)}")
+
+    # ------------------------------------------------------------------ periodic reports
+
+    @staticmethod
+    def _parts(what: str) -> list[str]:
+        parts = [p.strip() for p in what.split(";") if p.strip()]
+        if not parts:
+            raise StateError("what:<commands> is empty, e.g. what:\"sweeps; runs sweep:x top:5\"")
+        return parts
+
+    def _parse_command(self, text: str) -> tuple[str, dict[str, str]]:
+        words = shlex.split(text.lstrip("/"))
+        name, options = words[0], {}
+        if name not in READ_ONLY:
+            raise StateError(f"'{name}' cannot be subscribed to; one of: {', '.join(READ_ONLY)}")
+        for word in words[1:]:
+            key, sep, value = word.partition(":")
+            if not sep:
+                raise StateError(f"'{word}' in '{text}' is not key:value")
+            options[key] = value
+        return name, options
+
+    def run_command(self, text: str) -> Reply:
+        """A read-only command written as in chat: ``runs sweep:x state:crashed top:5``."""
+        name, o = self._parse_command(text)
+        if name == "sweeps":
+            return self.sweeps()
+        if name == "runs":
+            return self.runs(o.get("sweep", ""), o.get("state"),
+                             int(o["top"]) if o.get("top") else None, o.get("sort"),
+                             o.get("mode", "min"))
+        if name == "summary":
+            return self.summary(o.get("run", ""), o.get("keys", ""), o.get("sweep"))
+        return self.plot(o.get("sweep", ""), o.get("runs", ""), o.get("keys", "loss"),
+                         o.get("spread", "false").lower() in ("1", "true", "yes"))
+
+    def report(self, sub: Subscription) -> Reply:
+        replies = []
+        for part in self._parts(sub.what):
+            try:
+                replies.append(self.run_command(part))
+            except RunnerError as exc:
+                replies.append(Reply(f"`{part}`: {exc}"))
+        text = f"report ({sub.id}, every {sub.every_min:g} min)\n" + "\n".join(
+            r.text for r in replies)
+        return Reply(text, [f for r in replies for f in r.files])
+
+    def due_reports(self) -> list[tuple[int, Reply]]:
+        return [(sub.channel_id, self.report(sub)) for sub in self.subscriptions.take_due()]
+
+    # ------------------------------------------------------------------ autocompletion
+
+    def complete_sweeps(self, typed: str) -> list[str]:
+        names = [s.root.name for s in queries.list_sweeps(self.outputs)]
+        return [n for n in names if typed.lower() in n.lower()][:25]
+
+    def complete_runs(self, sweep: str, typed: str) -> list[str]:
+        try:
+            store = queries.find_sweep(self.outputs, sweep)
+        except RunnerError:
+            return []
+        return [r.id for r in store.runs() if r.id.startswith(typed)][:25]

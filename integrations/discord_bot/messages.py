@@ -1,0 +1,48 @@
+"""Discord's message limits: 2,000 characters per message, 10 attachments, 25 MiB in all.
+
+Text that fits goes as it is; longer text is split on line boundaries into a few messages, and
+beyond that it goes as a text file, so nothing is ever cut off.
+"""
+
+from __future__ import annotations
+
+MAX_CHARS = 2000
+MAX_MESSAGES = 3  # more than this and the text becomes an attachment
+MAX_FILES = 10
+
+
+def split_text(text: str, limit: int = MAX_CHARS) -> list[str]:
+    """Chunks of at most ``limit`` characters, broken at newlines where possible; a code block
+    (```) cut in two is closed and reopened so each part renders."""
+    chunks: list[str] = []
+    current = ""
+    fence = False
+    for line in text.splitlines(keepends=True):
+        while len(line) > limit - 8:  # one very long line: hard split
+            head, line = line[: limit - 8], line[limit - 8 :]
+            chunks.append(_close(current + head, fence))
+            current = "```\n" if fence else ""
+        if len(current) + len(line) > limit - 4:
+            chunks.append(_close(current, fence))
+            current = "```\n" if fence else ""
+        current += line
+        if line.strip().startswith("```"):
+            fence = not fence
+    if current.strip():
+        chunks.append(current)
+    return [c for c in chunks if c.strip()] or [""]
+
+
+def _close(chunk: str, fence: bool) -> str:
+    return chunk + ("\n```" if fence else "")
+
+
+def plan_messages(text: str, files: list[tuple[str, bytes]],
+                  as_file: str = "reply.txt") -> tuple[list[str], list[tuple[str, bytes]]]:
+    """(texts, files) to send: a few chunks, or a short note plus the text as a file."""
+    chunks = split_text(text)
+    if len(chunks) > MAX_MESSAGES:
+        first_line = text.splitlines()[0] if text else ""
+        note = f"{first_line[:300]}\n(full reply attached as {as_file}: {len(text):,} characters)"
+        return [note], [(as_file, text.encode()), *files][:MAX_FILES]
+    return chunks, files[:MAX_FILES]

@@ -1,0 +1,156 @@
+"""Questions people ask about sweeps, answered from the run store: which sweeps are there, which
+runs (by state, best first by a metric), what did one run do, which metric series exist.
+
+Plain data in, plain data out: the ``status`` command and the Discord bot both ask these, and
+neither formats anything here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.configfile import load_run_config
+from runner.errors import CorruptStateError, StateError
+from runner.metrics import flatten, last_metrics
+from runner.status import STATE_ORDER, RunStatus, counts, read_run, scan
+from runner.store import RunRef, SweepStore
+
+
+@dataclass
+class SweepInfo:
+    name: str
+    root: Path
+    kind: str
+    modified: float
+    counts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def _sweep_dirs(roots: Iterable[Path | str]) -> list[Path]:
+    found = []
+    for root in roots:
+        root = Path(root)
+        if (root / "sweep.json").is_file():
+            found.append(root)
+            continue
+        try:
+            entries = list(os.scandir(root))
+        except OSError:
+            continue
+        found += [Path(e.path) for e in entries
+                  if not e.name.startswith(".") and os.path.isfile(f"{e.path}/sweep.json")]
+    return found
+
+
+def list_sweeps(roots: Iterable[Path | str], limit: int | None = None) -> list[SweepInfo]:
+    """Sweeps under the output folders, most recently changed first, with counts per state."""
+    dirs = sorted(_sweep_dirs(roots), key=lambda d: _mtime(d), reverse=True)[:limit]
+    out = []
+    for d in dirs:
+        try:
+            store = SweepStore(d)
+            rows = scan(store, details=False)
+            out.append(SweepInfo(str(store.manifest.get("name", d.name)), store.root,
+                                 str(store.manifest.get("kind", "")), _mtime(d), counts(rows)))
+        except (StateError, OSError):
+            continue  # a sweep being written, or not one of ours
+    return out
+
+
+def _mtime(d: Path) -> float:
+    try:
+        return max(os.stat(d / "runs").st_mtime, os.stat(d / "sweep.json").st_mtime)
+    except OSError:
+        return 0.0
+
+
+def find_sweep(roots: Iterable[Path | str], name: str) -> SweepStore:
+    """A sweep by name, unique name prefix, or path."""
+    if name and (Path(name) / "sweep.json").is_file():
+        return SweepStore(name)
+    dirs = _sweep_dirs(roots)
+    exact = [d for d in dirs if d.name == name]
+    matches = exact or [d for d in dirs if d.name.startswith(name)]
+    if len(matches) == 1:
+        return SweepStore(matches[0])
+    if not matches:
+        raise StateError(f"no sweep named '{name}'" + _suggest(name, [d.name for d in dirs]))
+    raise StateError(f"'{name}' matches {len(matches)} sweeps: "
+                     + ", ".join(sorted(d.name for d in matches)[:10]))
+
+
+def _suggest(name: str, names: Sequence[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def metric_of(row: RunStatus, key: str) -> float | None:
+    """A run's value of ``key``: its summary if it finished, else its last logged value."""
+    value = row.summary.get(key)
+    if value is None:
+        value = (last_metrics(row.ref.paths.metrics) or {}).get(key)
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
+def select_runs(store: SweepStore, state: str | None = None, sort: str | None = None,
+                mode: str = "min", top: int | None = None) -> list[RunStatus]:
+    """Runs of a sweep, optionally of one state, sorted by a metric (runs without it last)."""
+    rows = scan(store)
+    if state:
+        wanted = state.upper()
+        if wanted not in STATE_ORDER:
+            raise StateError(f"unknown state '{state}'; one of: {', '.join(STATE_ORDER)}")
+        rows = [r for r in rows if r.state == wanted]
+    if sort:
+        sign = 1.0 if mode == "min" else -1.0
+        keyed = [(metric_of(r, sort), r) for r in rows]
+        keyed.sort(key=lambda kv: (kv[0] is None, sign * kv[0] if kv[0] is not None else 0.0))
+        rows = [r for _, r in keyed]
+    return rows[:top] if top else rows
+
+
+def find_run(store: SweepStore, run: str) -> RunRef:
+    try:
+        return store.find(run)
+    except StateError:
+        raise StateError(f"no single run '{run}' in sweep {store.root.name}") from None
+
+
+def _matches(key: str, wanted: Sequence[str]) -> bool:
+    return not wanted or any(key == w or key.startswith(w.rstrip(".") + ".") or
+                             key.startswith(w.rstrip("/") + "/") for w in wanted)
+
+
+def run_summary(store: SweepStore, run: str, keys: Sequence[str] = ()) -> dict[str, Any]:
+    """One run: its swept values, config, state, duration, and last metrics (``keys`` filters
+    config and metrics by exact key or key prefix, e.g. ``train`` or ``val/loss``)."""
+    ref = find_run(store, run)
+    row = read_run(ref)
+    try:
+        config = flatten(load_run_config(ref.paths))
+    except (OSError, CorruptStateError, ValueError):
+        config = {}
+    metrics = row.summary or (last_metrics(ref.paths.metrics) or {})
+    return {
+        "id": ref.id, "sweep": store.root.name, "dir": ref.dir, "state": row.state,
+        "reason": row.reason, "duration_s": row.duration(time.time()),
+        "attempt": row.record.attempt if row.record else 0,
+        "values": ref.values,
+        "config": {k: v for k, v in config.items() if _matches(k, keys)},
+        "metrics": {k: v for k, v in flatten(metrics).items() if _matches(k, keys)},
+    }

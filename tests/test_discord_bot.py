@@ -1,0 +1,390 @@
+"""The Discord bot end to end: a real discord.py client against a local fake of Discord's REST
+API and gateway (tests/fakes/discord_api.py), on real sweep directories."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import discord
+import discord.gateway
+import discord.http
+import pytest
+import yarl
+from fakes.discord_api import APP_ID, FakeDiscordAPI, Request
+
+from conftest import Project, colours_in, png_size
+from integrations.discord_bot.app import RunnerBot
+from integrations.discord_bot.config import BotConf
+from integrations.discord_bot.logic import BotLogic
+
+TOKEN = "MTAwMDAwMDAwMDAwMDAwMDAx.fake-bot-token.abcdefghijklmnopqrstuvwxyz0123"
+ALLOWED_USER, OTHER_USER = 1300000000000000001, 1300000000000000999
+CHANNEL, OTHER_CHANNEL = 1200000000000000001, 1200000000000000777
+ROLE = 1500000000000000001
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def sweeps(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """alpha: 2 lr x 2 seeds, loss every step and val/acc every 3 steps; beta: one crash."""
+    project = Project(tmp_path_factory.mktemp("bot") / "proj")
+    project.run("+sweep=grid", "task.lr=0.1,0.2", "seed=1,2", "task.steps=9",
+                "+task.val_every=3", "runner.name=alpha", check=True)
+    proc = project.run("+sweep=grid", "task.lr=0.1", "seed=1", "task.mode=ok,raise",
+                       "runner.name=beta")
+    assert proc.returncode == 1, proc.stderr
+    return project
+
+
+def conf_for(project: Project, **changes: Any) -> BotConf:
+    base = {"allowed_users": [ALLOWED_USER], "allowed_roles": [ROLE], "channels": [CHANNEL],
+            "workdir": str(project.root), "tick_s": 0.05}
+    return BotConf(**{**base, **changes})
+
+
+@contextlib.asynccontextmanager
+async def running(logic: BotLogic, monkeypatch: pytest.MonkeyPatch
+                  ) -> AsyncIterator[tuple[FakeDiscordAPI, RunnerBot]]:
+    fake = await FakeDiscordAPI().start()
+    monkeypatch.setattr(discord.http.Route, "BASE", f"{fake.base}/api/v10")
+    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY",
+                        yarl.URL(f"ws://127.0.0.1:{fake.port}/gateway"))
+    assert discord.http.Route.BASE.startswith("http://127.0.0.1:")  # never discord.com
+    bot = RunnerBot(logic, guild_ready_timeout=0.05)
+    try:
+        await bot.login(TOKEN)  # also syncs the command tree
+        task = asyncio.create_task(bot.connect(reconnect=False))
+        await asyncio.wait_for(bot.wait_until_ready(), 10)
+        yield fake, bot
+    finally:
+        await bot.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
+        await fake.stop()
+    assert bot.errors == []
+    assert not any(TOKEN in json.dumps(r.payload) or TOKEN.split(".")[-1] in json.dumps(r.payload)
+                   for r in fake.requests), "the token was sent in a message"
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def answer(fake: FakeDiscordAPI, token: str) -> Request:
+    """The follow-up that carries a deferred command's answer (after its 'thinking' ack)."""
+    (ack,) = await fake.wait_for(lambda r: r.path.endswith(f"/{token}/callback"))
+    assert ack.payload["type"] == 5, ack.payload  # deferred within Discord's 3 s
+    hits = await fake.wait_for(lambda r: r.path == f"/webhooks/{APP_ID}/{token}")
+    return hits[-1]
+
+
+async def immediate(fake: FakeDiscordAPI, token: str) -> dict[str, Any]:
+    (reply,) = await fake.wait_for(lambda r: r.path.endswith(f"/{token}/callback"))
+    assert reply.payload["type"] == 4
+    return reply.payload["data"]
+
+
+def run_ids(project: Project, sweep: str) -> list[str]:
+    manifest = json.loads((project.root / "outputs" / sweep / "sweep.json").read_text())
+    return [r["id"] for r in manifest["runs"]]
+
+
+# ---------------------------------------------------------------------- read-only commands
+
+def test_slash_commands_are_synced_with_autocompleted_options(
+        sweeps: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        async with running(BotLogic(conf_for(sweeps)), monkeypatch) as (fake, _):
+            names = {c["name"] for c in fake.commands}
+            assert names == {"sweeps", "runs", "summary", "plot", "subscribe", "unsubscribe",
+                             "launch", "resume", "cancel"}
+            runs = next(c for c in fake.commands if c["name"] == "runs")
+            sweep_option = next(o for o in runs["options"] if o["name"] == "sweep")
+            assert sweep_option["autocomplete"] is True and sweep_option["required"] is True
+
+    run(scenario())
+
+
+def test_sweeps_lists_recent_sweeps_with_counts(sweeps: Project,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        async with running(BotLogic(conf_for(sweeps)), monkeypatch) as (fake, _):
+            _, token = await fake.slash("sweeps")
+            text = (await answer(fake, token)).payload["content"]
+            lines = {line.split()[0]: line.split() for line in text.splitlines()[2:-1]}
+            assert lines["alpha"][1:4] == ["grid", "4", "4"]  # kind, runs, done
+            assert lines["beta"][1:3] == ["grid", "2"] and "1" in lines["beta"][3:]
+
+    run(scenario())
+
+
+def test_runs_by_state_and_best_first(sweeps: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        async with running(BotLogic(conf_for(sweeps)), monkeypatch) as (fake, _):
+            _, token = await fake.slash("runs", sweep="beta", state="CRASHED")
+            text = (await answer(fake, token)).payload["content"]
+            assert "1 run(s) CRASHED" in text and "ValueError: toy failure" in text
+            assert "COMPLETED" not in text.split("```")[1]
+            _, token = await fake.slash("runs", sweep="alp", sort="score", mode="max", top=2)
+            text = (await answer(fake, token)).payload["content"]
+            rows = [line for line in text.split("```")[1].splitlines()[2:] if line]
+            assert len(rows) == 2
+            assert [r.split()[-1] for r in rows] == ["score=4", "score=3"]  # lr*10 + seed
+
+    run(scenario())
+
+
+def test_summary_filters_config_and_metrics_by_key_prefix(
+        sweeps: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    rid = run_ids(sweeps, "alpha")[0]
+
+    async def scenario() -> None:
+        async with running(BotLogic(conf_for(sweeps)), monkeypatch) as (fake, _):
+            _, token = await fake.slash("summary", run=rid[:6], sweep="alpha", keys="task.lr,score")
+            text = (await answer(fake, token)).payload["content"]
+            assert text.startswith(f"**alpha / {rid}**: COMPLETED")
+            assert "task.lr" in text and "score" in text
+            assert "task.channels" not in text and "steps" not in text.split("metrics:")[1]
+            _, token = await fake.slash("summary", run="nope")
+            assert "no run 'nope' in any sweep" in (await answer(fake, token)).payload["content"]
+
+    run(scenario())
+
+
+def test_plot_attaches_a_png_of_metrics_logged_at_any_interval(
+        sweeps: Project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from runner.plots import colours
+
+    ids = run_ids(sweeps, "alpha")
+
+    async def scenario() -> None:
+        async with running(BotLogic(conf_for(sweeps)), monkeypatch) as (fake, _):
+            _, token = await fake.slash("plot", sweep="alpha", keys="loss,val/acc", spread=True)
+            reply = await answer(fake, token)
+            assert "mean and 95% band over seeds" in reply.payload["content"]
+            (png,) = reply.files
+            assert png["filename"].endswith(".png")
+            width, height = png_size(png["data"])
+            assert width == 800 and height > 600  # two panels
+            (tmp_path / "spread.png").write_bytes(png["data"])
+            _, token = await fake.slash("plot", sweep="alpha", runs=",".join(ids[:3]),
+                                        keys="val/acc")
+            (png,) = (await answer(fake, token)).files
+            (tmp_path / "runs.png").write_bytes(png["data"])
+
+    run(scenario())
+    palette = colours(4)
+    assert colours_in(tmp_path / "spread.png", palette) == [0, 1]  # 2 settings of lr
+    assert colours_in(tmp_path / "runs.png", palette) == [0, 1, 2]  # 3 runs asked for
+
+
+def test_autocomplete_offers_sweeps_and_the_chosen_sweeps_runs(
+        sweeps: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        async with running(BotLogic(conf_for(sweeps)), monkeypatch) as (fake, _):
+            iid, token = await fake.autocomplete("runs", focused="sweep", sweep="alp")
+            (cb,) = await fake.wait_for(lambda r: r.path.endswith(f"/{token}/callback"))
+            assert cb.payload["type"] == 8
+            assert [c["value"] for c in cb.payload["data"]["choices"]] == ["alpha"]
+            iid, token = await fake.autocomplete("summary", focused="run", run="",
+                                                 sweep="alpha")
+            (cb,) = await fake.wait_for(lambda r: r.path.endswith(f"/{token}/callback"))
+            assert sorted(c["value"] for c in cb.payload["data"]["choices"]) == sorted(
+                run_ids(sweeps, "alpha"))
+
+    run(scenario())
+
+
+# ---------------------------------------------------------------------- steering and safety
+
+def test_launch_refused_to_users_and_channels_not_allowed(
+        sweeps: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    logic = BotLogic(conf_for(sweeps))
+
+    async def scenario() -> None:
+        async with running(logic, monkeypatch) as (fake, _):
+            _, token = await fake.slash("launch", user_id=OTHER_USER,
+                                        overrides="+sweep=grid runner.name=evil")
+            data = await immediate(fake, token)
+            assert data["content"].startswith("refused: you are not allowed to use /launch")
+            assert data["flags"] & 64  # only the caller sees it
+            _, token = await fake.slash("cancel", channel_id=OTHER_CHANNEL, sweep="alpha")
+            data = await immediate(fake, token)
+            assert data["content"] == "refused: /cancel is not allowed in this channel " \
+                                      "(bot.channels)"
+
+    run(scenario())
+    log = (logic.log_dir / "bot.log").read_text()
+    assert f"REFUSED /launch from user {OTHER_USER}" in log
+    assert f"REFUSED /cancel from user {ALLOWED_USER}" in log and str(OTHER_CHANNEL) in log
+    assert not (sweeps.root / "outputs" / "evil").exists()
+
+
+def test_permitted_launch_runs_a_sweep_and_bad_overrides_start_nothing(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    logic = BotLogic(conf_for(project))
+
+    async def scenario() -> None:
+        async with running(logic, monkeypatch) as (fake, _):
+            _, token = await fake.slash("launch", overrides="task=toy +sweep=grid "
+                                        "task.lr=0.3,0.4 seed=1 runner.name=gamma")
+            text = (await answer(fake, token)).payload["content"]
+            assert text.startswith("started **gamma**: 2 run(s) (grid)")
+            _, token = await fake.slash("sweeps")  # responsive while the sweep runs
+            await answer(fake, token)
+            refusals = {
+                "task=toy task.lrr=0.1": "task.lrr",
+                "task=toy task.fn=os:system": "'task.fn' cannot be set from chat",
+                "task=toy \"launcher.setup=['rm -rf ~']\"": "'launcher.setup' cannot be set",
+                "task=toy +wandb.api_key=abc": "looks like a token or key",
+                f"task=toy task.lr={TOKEN}": "contains a secret",
+                "task=toy 'task.lr=0.1": "cannot split the overrides",
+                "task=toy --config-dir=/etc": "options are not taken from chat",
+            }
+            for overrides, expected in refusals.items():
+                _, token = await fake.slash("launch", overrides=overrides)
+                text = (await answer(fake, token)).payload["content"]
+                assert text.startswith("error:") and expected in text, (overrides, text)
+
+    from runner.secrets import register
+
+    register(TOKEN)  # the bot read it as a secret: it is known and redacted
+    run(scenario())
+    sweep = project.root / "outputs" / "gamma"
+    (launched,) = logic.launches.items
+    assert launched.proc.wait(60) == 0, launched.log.read_text()
+    assert project.status(sweep)["counts"]["COMPLETED"] == 2
+    assert [p.name for p in (project.root / "outputs").iterdir()
+            if not p.name.startswith(".")] == ["gamma"]
+    log = (logic.log_dir / "bot.log").read_text()
+    assert f"LAUNCH by user {ALLOWED_USER}" in log and "runner.name=gamma" in log
+    assert TOKEN not in log
+
+
+def test_roles_allow_steering(sweeps: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        async with running(BotLogic(conf_for(sweeps, state_file="roles.json")),
+                           monkeypatch) as (fake, _):
+            _, token = await fake.slash("subscribe", user_id=OTHER_USER, roles=[ROLE], every=60.0,
+                                        what="sweeps")
+            assert (await answer(fake, token)).payload["content"].startswith("subscribed")
+
+    run(scenario())
+
+
+def test_subscriptions_fire_on_the_clock_and_survive_a_restart(
+        sweeps: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    conf = conf_for(sweeps, state_file="subs.json")
+    channel_posts = f"/channels/{CHANNEL}/messages"
+
+    async def reports(fake: FakeDiscordAPI, count: int) -> list[Request]:
+        await fake.wait_for(lambda r: len([x for x in fake.requests
+                                           if x.path == channel_posts]) >= count)
+        return [r for r in fake.requests if r.path == channel_posts]
+
+    async def first() -> str:
+        async with running(BotLogic(conf, clock), monkeypatch) as (fake, _):
+            _, token = await fake.slash("subscribe", every=5.0,
+                                        what="sweeps; runs sweep:alpha top:2")
+            text = (await answer(fake, token)).payload["content"]
+            sub_id = text.split("(id ")[1].split(")")[0]
+            await asyncio.sleep(0.3)
+            assert not [r for r in fake.requests if r.path == channel_posts]  # not due yet
+            clock.now += 5 * 60
+            (post,) = await reports(fake, 1)
+            assert f"report ({sub_id}, every 5 min)" in post.payload["content"]
+            assert "alpha" in post.payload["content"] and "2 run(s)" in post.payload["content"]
+            return sub_id
+
+    sub_id = run(first())
+
+    async def after_restart() -> None:
+        async with running(BotLogic(conf, clock), monkeypatch) as (fake, _):
+            clock.now += 5 * 60
+            (post,) = await reports(fake, 1)
+            assert f"report ({sub_id}" in post.payload["content"]
+            _, token = await fake.slash("unsubscribe", id=sub_id)
+            assert "unsubscribed" in (await answer(fake, token)).payload["content"]
+            clock.now += 60 * 60
+            await asyncio.sleep(0.3)
+            assert len([r for r in fake.requests if r.path == channel_posts]) == 1
+
+    run(after_restart())
+
+
+def test_subscribe_refuses_commands_that_are_not_read_only(
+        sweeps: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        async with running(BotLogic(conf_for(sweeps, state_file="x.json")),
+                           monkeypatch) as (fake, _):
+            _, token = await fake.slash("subscribe", every=5.0, what="launch +sweep=grid")
+            text = (await answer(fake, token)).payload["content"]
+            assert "'launch' cannot be subscribed to" in text
+
+    run(scenario())
+
+
+# ---------------------------------------------------------------------- Discord's rules
+
+@pytest.mark.parametrize("via", [True, False])
+def test_a_429_during_a_reply_is_waited_out(sweeps: Project, monkeypatch: pytest.MonkeyPatch,
+                                            via: bool) -> None:
+    """With Via discord.py retries by itself; without, the bot waits retry_after and resends."""
+    async def scenario() -> None:
+        async with running(BotLogic(conf_for(sweeps)), monkeypatch) as (fake, _):
+            fake.rate_limit_via = via
+            fake.rate_limit_next[f"/webhooks/{APP_ID}/"] = 1
+            _, token = await fake.slash("sweeps")
+            started = time.monotonic()
+            posts = await fake.wait_for(lambda r: r.path == f"/webhooks/{APP_ID}/{token}"
+                                        and len([x for x in fake.requests
+                                                 if x.path == r.path]) == 2)
+            assert time.monotonic() - started >= fake.retry_after * 0.9
+            assert "alpha" in posts[-1].payload["content"]
+
+    run(scenario())
+
+
+def test_a_long_reply_is_attached_as_a_file(project: Project,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    project.run("+sweep=grid", "task.lr=range(0.01,1.2,0.01)", "seed=1", "task.steps=1",
+                "runner.name=many", check=True, timeout=300)
+
+    async def scenario() -> None:
+        async with running(BotLogic(conf_for(project)), monkeypatch) as (fake, _):
+            _, token = await fake.slash("runs", sweep="many")
+            reply = await answer(fake, token)
+            assert len(reply.payload["content"]) <= 2000
+            assert "full reply attached as reply.txt" in reply.payload["content"]
+            (attached,) = reply.files
+            text = attached["data"].decode()
+            assert text.count("COMPLETED") == 119 and len(text) > 6000
+
+    run(scenario())
+
+
+def test_wandb_source_needs_a_key_on_the_host(sweeps: Project,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+
+    async def scenario() -> None:
+        async with running(BotLogic(conf_for(sweeps)), monkeypatch) as (fake, _):
+            _, token = await fake.slash("runs", sweep="lab/mnist", source="wandb")
+            text = (await answer(fake, token)).payload["content"]
+            assert "no WandB key on this host ($WANDB_API_KEY is not set)" in text
+
+    run(scenario())
