@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,9 +19,9 @@ import discord.gateway
 import discord.http
 import pytest
 import yarl
-from fakes.discord_api import APP_ID, FakeDiscordAPI, Request
 
-from conftest import Project, colours_in, png_size
+from conftest import Project, colours_in, png_size, wait_for
+from fakes.discord_api import APP_ID, FakeDiscordAPI, Request
 from integrations.discord_bot.app import RunnerBot
 from integrations.discord_bot.config import BotConf
 from integrations.discord_bot.logic import BotLogic
@@ -81,6 +84,18 @@ async def running(logic: BotLogic, monkeypatch: pytest.MonkeyPatch
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+def reap(logic: BotLogic) -> list[int]:
+    """Wait for the sweeps the bot started (killed if they hang); their exit statuses."""
+    codes = []
+    for item in logic.launches.items:
+        try:
+            codes.append(item.proc.wait(60))
+        except subprocess.TimeoutExpired:
+            os.killpg(item.proc.pid, signal.SIGKILL)
+            codes.append(item.proc.wait())
+    return codes
 
 
 async def answer(fake: FakeDiscordAPI, token: str) -> Request:
@@ -262,16 +277,52 @@ def test_permitted_launch_runs_a_sweep_and_bad_overrides_start_nothing(
     from runner.secrets import register
 
     register(TOKEN)  # the bot read it as a secret: it is known and redacted
-    run(scenario())
+    try:
+        run(scenario())
+    finally:
+        codes = reap(logic)
+    assert codes == [0], logic.launches.items[0].log.read_text()
     sweep = project.root / "outputs" / "gamma"
-    (launched,) = logic.launches.items
-    assert launched.proc.wait(60) == 0, launched.log.read_text()
     assert project.status(sweep)["counts"]["COMPLETED"] == 2
     assert [p.name for p in (project.root / "outputs").iterdir()
             if not p.name.startswith(".")] == ["gamma"]
     log = (logic.log_dir / "bot.log").read_text()
     assert f"LAUNCH by user {ALLOWED_USER}" in log and "runner.name=gamma" in log
     assert TOKEN not in log
+
+
+def test_cancel_then_resume_from_chat(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    logic = BotLogic(conf_for(project))
+    sweep = project.root / "outputs" / "delta"
+
+    def states() -> dict[str, int]:
+        return {k: v for k, v in project.status(sweep)["counts"].items() if v}
+
+    async def scenario() -> None:
+        async with running(logic, monkeypatch) as (fake, _):
+            _, token = await fake.slash("launch", overrides="task=toy +sweep=grid "
+                                        "task.lr=0.3,0.4 seed=1 task.mode=wait_file "
+                                        "runner.name=delta")
+            assert "started **delta**" in (await answer(fake, token)).payload["content"]
+            await asyncio.to_thread(wait_for, lambda: (sweep / "sweep.json").exists()
+                                    and states() == {"RUNNING": 2}, 60)
+            await asyncio.to_thread(wait_for, lambda: len(project.markers_of("start")) == 2, 60)
+            _, token = await fake.slash("cancel", sweep="delta")
+            text = (await answer(fake, token)).payload["content"]
+            assert text.startswith("cancel **delta**: stopped 1 runner process(es)"), text
+            assert states() == {"INTERRUPTED": 2}
+            (project.markers / "release").touch()
+            _, token = await fake.slash("resume", sweep="del")
+            assert "resuming **delta**" in (await answer(fake, token)).payload["content"]
+
+    try:
+        run(scenario())
+    finally:
+        codes = reap(logic)
+    assert codes == [130, 0]  # the cancelled launch, then the resume
+    assert states() == {"COMPLETED": 2}
+    log = (logic.log_dir / "bot.log").read_text()
+    assert "CANCEL by user" in log and "RESUME by user" in log
 
 
 def test_roles_allow_steering(sweeps: Project, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -375,6 +426,34 @@ def test_a_long_reply_is_attached_as_a_file(project: Project,
             assert text.count("COMPLETED") == 119 and len(text) > 6000
 
     run(scenario())
+
+
+def test_runs_of_a_wandb_project(sweeps: Project, monkeypatch: pytest.MonkeyPatch,
+                                 tmp_path: Path) -> None:
+    from fakes.wandb_graphql import FakeWandb, run_node
+
+    key = "k" * 40
+    for var, sub in (("WANDB_DIR", "w"), ("WANDB_CONFIG_DIR", "c"), ("WANDB_CACHE_DIR", "cc"),
+                     ("WANDB_DATA_DIR", "d")):
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    monkeypatch.setenv("WANDB_API_KEY", key)
+    runs = [run_node("lr=0.1", "finished", {"loss": 0.25, "_step": 9}, {"lr": 0.1}),
+            run_node("lr=0.2", "crashed", {"loss": 0.5}, {"lr": 0.2})]
+
+    async def scenario(fake_wandb: FakeWandb) -> None:
+        async with running(BotLogic(conf_for(sweeps)), monkeypatch) as (fake, _):
+            _, token = await fake.slash("runs", sweep="lab/mnist", source="wandb")
+            text = (await answer(fake, token)).payload["content"]
+            assert "**WandB lab/mnist**: 2 run(s)" in text
+            assert "lr=0.1  finished  loss=0.25" in text and "lr=0.2  crashed   loss=0.5" in text
+            assert key not in text
+
+    with FakeWandb(runs) as fake_wandb:
+        monkeypatch.setenv("WANDB_BASE_URL", fake_wandb.url)
+        run(scenario(fake_wandb))
+    (runs_query,) = [q for q in fake_wandb.queries if "query Runs" in q["query"]["query"]]
+    assert runs_query["query"]["variables"]["entity"] == "lab"
+    assert runs_query["query"]["variables"]["project"] == "mnist"
 
 
 def test_wandb_source_needs_a_key_on_the_host(sweeps: Project,

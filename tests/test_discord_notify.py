@@ -6,9 +6,9 @@ import logging
 import time
 
 import pytest
-from fakes.discord_server import FakeDiscord
 
 from conftest import colours_in, png_size
+from fakes.discord_server import FakeDiscord
 from integrations.discord_notify import (
     DESCRIPTION_LIMIT,
     EMBED_TOTAL_LIMIT,

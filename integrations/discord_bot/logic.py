@@ -23,7 +23,7 @@ from integrations.discord_bot.launches import Launches, parse_chat_overrides
 from integrations.discord_bot.subscriptions import Subscription, SubscriptionStore
 from runner import queries
 from runner.errors import RunnerError, StateError
-from runner.secrets import redact
+from runner.secrets import redact, register
 
 READ_ONLY = ("sweeps", "runs", "summary", "plot")
 MAX_PLOT_RUNS = 20
@@ -202,9 +202,11 @@ class BotLogic:
         if not project:
             raise StateError("give the WandB project as sweep:<entity/project> "
                              "(or set bot.wandb_project)")
-        if not os.environ.get(self.conf.wandb_key_env):
+        key = os.environ.get(self.conf.wandb_key_env)
+        if not key:
             raise StateError(f"no WandB key on this host (${self.conf.wandb_key_env} is not set); "
                              "keys are never taken from chat")
+        register(key)  # never echoed, even in an error from the API
         import wandb
 
         api = wandb.Api(timeout=20)
