@@ -119,97 +119,144 @@ class _Display:
                              states=f"running {running} · crashed {crashed} · left {left}")
 
 
+class _SweepLoop:
+    """One invocation's work on a sweep: what it launches, watches and tallies."""
+
+    def __init__(self, store: SweepStore, execution: dict[str, Any], console: Console) -> None:
+        self.store, self.console = store, console
+        self.runner_conf = validate(execution.get("runner"), RunnerConf, "runner")
+        self.notifiers = create_notifiers(execution.get("notifier"))
+        self.launcher = create_launcher(store, execution.get("launcher") or {}, self.runner_conf)
+        self.launcher.extra_env[trackers.ENV] = trackers.env_value(execution.get("tracker"))
+        self.allowed = launchable(self.runner_conf.retry_crashed)
+        self.allowed_names = {s.value for s in self.allowed}
+        self.name = str(store.manifest.get("name"))
+        self.pending: list[RunRef] = []
+        self.active: list[RunHandle] = []
+        self.tried: set[str] = set()  # at most one attempt per run per invocation
+        self.tally = {"done": 0, "crashed": 0}
+        self.started = time.time()
+
+    def begin(self) -> int:
+        """Recover, find what to launch, adopt what a runner before us launched; returns how
+        many runs another live runner holds."""
+        rows = prepare(self.store, self.runner_conf, self.console)
+        self.pending = [r.ref for r in rows if r.state in self.allowed_names]
+        self.active = [h for h in (self.launcher.adopt(r.ref, r.lease) for r in rows
+                                   if r.state == "RUNNING") if h is not None]
+        elsewhere = sum(1 for r in rows if r.state == "RUNNING") - len(self.active)
+        _emit(self.notifiers, SweepStarted(self.store.root, self.name, len(rows),
+                                           len(self.pending), counts(rows)))
+        if self.active:
+            self.console.print(f"re-attached to {len(self.active)} run(s) launched before "
+                               "(not launched again)")
+        if elsewhere:
+            self.console.print(f"{elsewhere} run(s) are RUNNING in another live runner "
+                               "process: waiting for them")
+        return elsewhere
+
+    def launch_pending(self) -> None:
+        """Claim and launch runs while the launcher has room; every run claimed right before
+        its launch, so two runners never launch the same run."""
+        launcher = self.launcher
+        while self.pending and len(self.active) < launcher.max_parallel:
+            ref = self.pending.pop(0)
+            self.tried.add(ref.id)
+            try:
+                lease = claim(ref.paths, self.allowed, launcher.launcher_info(ref),
+                              launcher.claim_phase)
+            except CorruptStateError as exc:  # skip it, touch nothing, go on
+                launcher.release(ref)
+                self.console.print(f"[magenta]skipping run {ref.id}[/]: {exc}")
+                continue
+            if lease is None:
+                launcher.release(ref)  # another runner claimed it first
+            else:
+                self.active.append(launcher.launch(ref, lease))
+        launcher.flush()
+
+    def show_progress(self, display: _Display) -> None:
+        display.update(self.tally["done"], len(self.active), self.tally["crashed"],
+                       len(self.pending))
+        progress = SweepProgress(self.store.root, self.name, self.tally["done"],
+                                 self.tally["crashed"], len(self.active), len(self.pending),
+                                 time.time() - self.started)
+        for notifier in self.notifiers:
+            notifier.maybe_digest(progress)
+
+    def collect_ended(self) -> None:
+        for handle in self.launcher.wait(self.active, timeout=1.0):
+            self.active.remove(handle)
+            _ended(self.store, handle, self.notifiers, self.tally)
+
+    def watch_others(self, display: _Display) -> bool:
+        """Nothing of ours runs. Another runner may still hold runs of this sweep: watch them,
+        and take over any that its death leaves INTERRUPTED. False once nothing is left."""
+        rows = prepare(self.store, self.runner_conf, self.console, report_corrupt=False)
+        self.pending = [r.ref for r in rows if r.state in self.allowed_names
+                        and r.ref.id not in self.tried]
+        display.add(len(self.pending))
+        if not self.pending and not any(r.state == "RUNNING" for r in rows):
+            return False
+        if not self.pending:
+            time.sleep(max(1.0, len(rows) / 20000))
+        return True
+
+    def interrupt(self) -> None:
+        root = self.store.root
+        if self.launcher.detach_on_interrupt:
+            self.console.print(f"[yellow]interrupted[/]: {len(self.active)} run(s) stay with "
+                               f"the cluster; `python -m runner resume {root}` re-attaches, "
+                               f"`python -m runner cancel {root}` stops them")
+        else:
+            _stop_all(self.store, self.active, self.notifiers, self.tally, self.console)
+
+    def close_notifiers(self) -> None:
+        for notifier in self.notifiers:
+            notifier.close()
+
+    def finish(self, interrupted: bool, elsewhere: int, detached: bool) -> SweepResult:
+        final = scan(self.store, details=False)
+        result = SweepResult(counts(final), interrupted,
+                             [r.ref.id for r in final if r.state == CORRUPT], elsewhere,
+                             detached)
+        _emit(self.notifiers, SweepFinished(self.store.root, self.name, result.counts,
+                                            time.time() - self.started, interrupted))
+        self.close_notifiers()
+        return result
+
+
 def run_sweep(store: SweepStore, execution: dict[str, Any],
               console: Console | None = None) -> SweepResult:
     console = console or Console(stderr=True, highlight=False)
-    runner_conf = validate(execution.get("runner"), RunnerConf, "runner")
-    notifiers = create_notifiers(execution.get("notifier"))
-    launcher = create_launcher(store, execution.get("launcher") or {}, runner_conf)
-    launcher.extra_env[trackers.ENV] = trackers.env_value(execution.get("tracker"))
-    rows = prepare(store, runner_conf, console)
-    allowed = launchable(runner_conf.retry_crashed)
-    allowed_names = {s.value for s in allowed}
-    pending = [r.ref for r in rows if r.state in allowed_names]
-    active: list[RunHandle] = [h for h in (launcher.adopt(r.ref, r.lease) for r in rows
-                                           if r.state == "RUNNING") if h is not None]
-    elsewhere = sum(1 for r in rows if r.state == "RUNNING") - len(active)
-    name = str(store.manifest.get("name"))
-    _emit(notifiers, SweepStarted(store.root, name, len(rows), len(pending), counts(rows)))
-    if active:
-        console.print(f"re-attached to {len(active)} run(s) launched before (not launched again)")
-    if elsewhere:
-        console.print(f"{elsewhere} run(s) are RUNNING in another live runner process: "
-                      "waiting for them")
-    started = time.time()
-    tried: set[str] = set()
-    tally = {"done": 0, "crashed": 0}
+    loop = _SweepLoop(store, execution, console)
+    elsewhere = loop.begin()
     interrupted = detached = False
-    display = _Display(console, len(pending) + len(active), runner_conf.progress)
+    display = _Display(console, len(loop.pending) + len(loop.active),
+                       loop.runner_conf.progress)
     try:
         with _sigterm_as_interrupt(), display.progress:
             while True:
-                while pending and len(active) < launcher.max_parallel:
-                    ref = pending.pop(0)
-                    tried.add(ref.id)  # at most one attempt per run per invocation
-                    try:
-                        lease = claim(ref.paths, allowed, launcher.launcher_info(ref),
-                                      launcher.claim_phase)
-                    except CorruptStateError as exc:  # skip it, touch nothing, go on
-                        launcher.release(ref)
-                        console.print(f"[magenta]skipping run {ref.id}[/]: {exc}")
-                        continue
-                    if lease is None:
-                        launcher.release(ref)  # another runner claimed it first
-                    else:
-                        active.append(launcher.launch(ref, lease))
-                launcher.flush()
-                if not launcher.waits:
+                loop.launch_pending()
+                if not loop.launcher.waits:
                     detached = True
-                    console.print(f"handed {len(active)} run(s) over (launcher.wait=false); "
-                                  f"`python -m runner status {store.root}` follows them")
+                    console.print(f"handed {len(loop.active)} run(s) over (launcher.wait="
+                                  f"false); `python -m runner status {store.root}` follows them")
                     break
-                display.update(tally["done"], len(active), tally["crashed"], len(pending))
-                progress = SweepProgress(store.root, name, tally["done"], tally["crashed"],
-                                         len(active), len(pending), time.time() - started)
-                for notifier in notifiers:
-                    notifier.maybe_digest(progress)
-                if active:
-                    for handle in launcher.wait(active, timeout=1.0):
-                        active.remove(handle)
-                        _ended(store, handle, notifiers, tally)
-                    continue
-                # Nothing of ours runs. Another runner may still hold runs of this sweep: watch
-                # them, and take over any that its death leaves INTERRUPTED.
-                rows = prepare(store, runner_conf, console, report_corrupt=False)
-                pending = [r.ref for r in rows if r.state in allowed_names
-                           and r.ref.id not in tried]
-                display.add(len(pending))
-                if not pending and not any(r.state == "RUNNING" for r in rows):
+                loop.show_progress(display)
+                if loop.active:
+                    loop.collect_ended()
+                elif not loop.watch_others(display):
                     break
-                if not pending:
-                    time.sleep(max(1.0, len(rows) / 20000))
     except KeyboardInterrupt:
         interrupted = True
-        if launcher.detach_on_interrupt:
-            console.print(f"[yellow]interrupted[/]: {len(active)} run(s) stay with the cluster;"
-                          f" `python -m runner resume {store.root}` re-attaches, "
-                          f"`python -m runner cancel {store.root}` stops them")
-        else:
-            _stop_all(store, active, notifiers, tally, console)
+        loop.interrupt()
     except BaseException:
-        for notifier in notifiers:
-            notifier.close()
+        loop.close_notifiers()
         raise
     finally:
-        launcher.close()
-    final = scan(store, details=False)
-    result = SweepResult(counts(final), interrupted,
-                         [r.ref.id for r in final if r.state == CORRUPT], elsewhere, detached)
-    _emit(notifiers, SweepFinished(store.root, name, result.counts, time.time() - started,
-                                   interrupted))
-    for notifier in notifiers:
-        notifier.close()
-    return result
+        loop.launcher.close()
+    return loop.finish(interrupted, elsewhere, detached)
 
 
 def _stop_all(store: SweepStore, active: list[RunHandle], notifiers: list[Notifier],

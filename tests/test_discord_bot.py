@@ -437,6 +437,8 @@ def test_runs_of_a_wandb_project(sweeps: Project, monkeypatch: pytest.MonkeyPatc
                      ("WANDB_DATA_DIR", "d")):
         monkeypatch.setenv(var, str(tmp_path / sub))
     monkeypatch.setenv("WANDB_API_KEY", key)
+    monkeypatch.setenv("WANDB_SERVICE", "")  # wandb.Api() sets it: restored (unset) afterwards
+    monkeypatch.delenv("WANDB_SERVICE")
     runs = [run_node("lr=0.1", "finished", {"loss": 0.25, "_step": 9}, {"lr": 0.1}),
             run_node("lr=0.2", "crashed", {"loss": 0.5}, {"lr": 0.2})]
 
@@ -448,10 +450,15 @@ def test_runs_of_a_wandb_project(sweeps: Project, monkeypatch: pytest.MonkeyPatc
             assert "lr=0.1  finished  loss=0.25" in text and "lr=0.2  crashed   loss=0.5" in text
             assert key not in text
 
+    import wandb
+
     with FakeWandb(runs) as fake_wandb:
         monkeypatch.setenv("WANDB_BASE_URL", fake_wandb.url)
-        run(scenario(fake_wandb))
-    (runs_query,) = [q for q in fake_wandb.queries if "query Runs" in q["query"]["query"]]
+        try:
+            run(scenario(fake_wandb))
+        finally:
+            wandb.teardown()  # the service wandb.Api() started in this process
+    (runs_query,) = [q for q in fake_wandb.queries if "query Runs" in q["query"].get("query", "")]
     assert runs_query["query"]["variables"]["entity"] == "lab"
     assert runs_query["query"]["variables"]["project"] == "mnist"
 

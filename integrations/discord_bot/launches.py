@@ -10,6 +10,7 @@ looks like a token or key: those never travel through chat.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shlex
 import subprocess
@@ -101,9 +102,11 @@ class Launches:
                               "(bot.max_launches); wait for one to finish")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{name[:60]}.log"
+        # a wandb service the bot started (source:wandb) is the bot's own: runs start theirs
+        env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
         with open(log, "ab") as out:
             proc = subprocess.Popen([sys.executable, "-m", "runner", *argv], cwd=self.workdir,
-                                    stdin=subprocess.DEVNULL, stdout=out,
+                                    env=env, stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         item = Launched(name, runs, proc, log, time.time(), user_id)
         self.items.append(item)
