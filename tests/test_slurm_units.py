@@ -127,6 +127,15 @@ def test_unknown_launcher_key_lists_the_valid_ones() -> None:
     assert "partition" in str(err.value).split("valid keys are:")[1]
 
 
+def test_without_slurm_commands_the_launcher_says_what_it_needs(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ConfigError, match="needs SLURM's sbatch and squeue on the PATH"):
+        launcher_config({"_target_": "runner.launchers.slurm.SlurmLauncher"})
+
+
 def test_bad_sbatch_extra_is_refused() -> None:
     with pytest.raises(ConfigError, match="launcher.sbatch_extra: 'exclusive'"):
         _render(Path("/s/t"), sbatch_extra=["exclusive"])

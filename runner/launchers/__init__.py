@@ -17,7 +17,8 @@ def launcher_config(launcher_cfg: dict[str, Any]) -> tuple[type[Launcher], Any]:
     """The launcher class and its validated config (checked before anything is written)."""
     cls, conf = load_target(launcher_cfg, "launcher", Launcher)
     if not cls.is_available():
-        raise ConfigError(f"launcher {cls.__name__} is not available on this machine")
+        raise ConfigError(f"launcher {cls.__name__} is not available on this machine"
+                          + (f": it needs {cls.requires}" if cls.requires else ""))
     cls.check(conf)
     return cls, conf
 

@@ -45,6 +45,7 @@ class Launcher(abc.ABC):
     # stopping them
     detach_on_interrupt = False
     claim_phase = "launching"  # the lease's phase until the worker takes it over
+    requires = ""  # what ``is_available`` looks for, for the error when it is missing
 
     def __init__(self, store: SweepStore, conf: Any, runner_conf: Any) -> None:
         self.store = store

@@ -68,6 +68,7 @@ class SlurmLauncher(Launcher):
     config_class = SlurmLauncherConf
     detach_on_interrupt = True  # Ctrl-C leaves the jobs to SLURM; `resume` re-attaches
     claim_phase = "queued"
+    requires = "SLURM's sbatch and squeue on the PATH (run it on a login node)"
 
     def __init__(self, store: SweepStore, conf: Any, runner_conf: Any) -> None:
         super().__init__(store, conf, runner_conf)
