@@ -58,18 +58,25 @@ def death_reason(lease: Lease, stale_after_s: float, now: float | None = None) -
 def judge(items: Sequence[tuple[RunPaths, Lease]], stale_after_s: float,
           now: float | None = None) -> list[Death | None]:
     """A verdict per lease: None while its holder is (or may be) alive."""
+    return [death for death, _ in observe(items, stale_after_s, now)]
+
+
+def observe(items: Sequence[tuple[RunPaths, Lease]], stale_after_s: float,
+            now: float | None = None) -> list[tuple[Death | None, str]]:
+    """Per lease: its verdict, and what its cluster says of it (a SLURM job's state), if any."""
     now = time.time() if now is None else now
-    out: list[Death | None] = [None] * len(items)
+    out: list[tuple[Death | None, str]] = [(None, "")] * len(items)
     slurm = [i for i, (_, lease) in enumerate(items) if is_slurm(lease)]
     if slurm:
-        from runner.slurm.verdicts import judge as judge_slurm
+        from runner.slurm.verdicts import observe as observe_slurm
 
-        for i, verdict in zip(slurm, judge_slurm([items[i] for i in slurm], now), strict=True):
+        seen = observe_slurm([items[i] for i in slurm], now)
+        for i, verdict in zip(slurm, seen, strict=True):
             out[i] = verdict
     for i, (_, lease) in enumerate(items):
         if not is_slurm(lease):
             reason = death_reason(lease, stale_after_s, now)
-            out[i] = Death(State.INTERRUPTED, reason) if reason else None
+            out[i] = (Death(State.INTERRUPTED, reason) if reason else None, "")
     return out
 
 

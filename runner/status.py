@@ -24,7 +24,7 @@ from runner.atomic import write_text_atomic
 from runner.errors import CorruptStateError
 from runner.metrics import last_metrics
 from runner.paths import FLAG_NAMES
-from runner.recovery import Death, judge
+from runner.recovery import Death, observe
 from runner.state import STATE_OF_FLAG, FlagRecord, State, read_flag, read_state
 from runner.store import RunRef, SweepStore
 
@@ -171,20 +171,22 @@ def counts(rows: list[RunStatus]) -> dict[str, int]:
     return {state: c.get(state, 0) for state in STATE_ORDER}
 
 
-def deaths(rows: list[RunStatus], stale_after_s: float, now: float) -> dict[str, Death]:
-    """Verdicts for the RUNNING rows whose holder is gone (one batch: one squeue for SLURM)."""
+def liveness(rows: list[RunStatus], stale_after_s: float,
+             now: float) -> dict[str, tuple[Death | None, str]]:
+    """For the RUNNING rows: the verdict if the holder is gone, and what the cluster says of
+    the run (one batch: one squeue for SLURM)."""
     running = [r for r in rows if r.state == "RUNNING"]
-    verdicts = judge([(r.ref.paths, r.lease) for r in running], stale_after_s, now)
-    return {r.ref.id: d for r, d in zip(running, verdicts, strict=True) if d is not None}
+    seen = observe([(r.ref.paths, r.lease) for r in running], stale_after_s, now)
+    return {r.ref.id: v for r, v in zip(running, seen, strict=True)}
 
 
 def rows_json(rows: list[RunStatus], now: float) -> list[dict[str, Any]]:
-    dead = deaths(rows, float("inf"), now)
-    return [row_json(r, now, dead=dead.get(r.ref.id)) for r in rows]
+    live = liveness(rows, float("inf"), now)
+    return [row_json(r, now, *live.get(r.ref.id, (None, ""))) for r in rows]
 
 
-def row_json(row: RunStatus, now: float, with_metrics: bool = True,
-             dead: Death | None = None) -> dict[str, Any]:
+def row_json(row: RunStatus, now: float, dead: Death | None = None, cluster: str = "",
+             with_metrics: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": row.ref.id, "dir": row.ref.dir, "state": row.state,
         "values": row.ref.values, "summary": row.summary,
@@ -200,6 +202,8 @@ def row_json(row: RunStatus, now: float, with_metrics: bool = True,
         out["stale"] = dead is not None
         if dead is not None:
             out["stale_reason"] = dead.reason
+        if cluster:
+            out["cluster_state"] = cluster
         if with_metrics:
             out["last_metrics"] = last_metrics(row.ref.paths.metrics)
     return out
@@ -297,7 +301,7 @@ def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> 
                "INTERRUPTED": "yellow"}
     stale_after = float((store.manifest.get("execution", {}).get("runner") or {}).get(
         "stale_after_s", 120.0))
-    dead = deaths(shown, stale_after, now)
+    live = liveness(shown, stale_after, now)
     for row in shown:
         duration = row.duration(now)
         state = Text(row.state, style=colours.get(row.state, ""))
@@ -308,8 +312,8 @@ def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> 
             info = ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()
                              if k not in ("time", "attempt"))[:120]
         if row.state == "RUNNING":
-            info = f"{_placement(row.lease)}{info}"
-            death = dead.get(row.ref.id)
+            death, cluster = live.get(row.ref.id, (None, ""))
+            info = f"{_placement(row.lease, cluster)}{info}"
             if death:  # what the next launch will find: say so now
                 state = Text("RUNNING (dead)", style="yellow")
                 then = ("interrupted; `resume` runs it again" if death.state is State.INTERRUPTED
@@ -325,7 +329,7 @@ def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> 
     return Group(*parts)
 
 
-def _placement(lease: Any) -> str:
+def _placement(lease: Any, cluster: str = "") -> str:
     """'cpus 0,1 · gpus 0 · ' from a lease's launcher facts (pinned slots, job ids)."""
     launcher = lease.launcher
     parts = [f"{key} {','.join(map(str, launcher[key]))}" for key in ("cpus", "gpus")
@@ -333,8 +337,9 @@ def _placement(lease: Any) -> str:
     if launcher.get("backend") == "slurm":
         job = launcher.get("job") or (f"{launcher['array_job_id']}_{launcher.get('index')}"
                                       if launcher.get("array_job_id") else "submitting")
-        parts.append(f"job {job} {lease.phase}" + (f", requeued {launcher['requeues']}x"
-                                                   if launcher.get("requeues") else ""))
+        parts.append(f"job {job} {cluster or lease.phase}"
+                     + (f", requeued {launcher['requeues']}x" if launcher.get("requeues")
+                        else ""))
     return "".join(f"{p} · " for p in parts)
 
 

@@ -34,6 +34,11 @@ def _worker_pids(project) -> list[int]:
             if r["state"] == "RUNNING" and r["lease"]["phase"] == "running"]
 
 
+def _visible(project) -> list:
+    outputs = project.root / "outputs"
+    return [d for d in outputs.iterdir() if not d.name.startswith(".")] if outputs.exists() else []
+
+
 def _no_run_processes_left(project, pids: list[int]) -> bool:
     return not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
                    for p in pids)
@@ -54,13 +59,13 @@ def test_sigkill_of_the_runner_then_resume_completes_every_run_once(project, poi
         wait_for(lambda: len(project.markers_of("done")) >= 4
                  and len(project.markers_of("start")) == 6)
     time.sleep(0.2)
-    pids = _worker_pids(project) if (project.root / "outputs").exists() else []
-    _kill_group(proc)
+    try:  # (the sweep may still be a hidden folder being frozen: then no run has started)
+        pids = _worker_pids(project) if _visible(project) else []
+    finally:
+        _kill_group(proc)
     # the runs die with their runner (no orphans keep running unobserved)
     wait_for(lambda: _no_run_processes_left(project, pids), timeout=20)
-    outputs = project.root / "outputs"
-    visible = [d for d in outputs.iterdir()
-               if not d.name.startswith(".")] if outputs.exists() else []
+    visible = _visible(project)
     if not visible:
         assert point == "while_freezing"
         resumed = project.run(*SWEEP)  # nothing frozen yet: the same command starts over

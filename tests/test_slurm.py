@@ -197,8 +197,10 @@ def test_fire_and_forget_then_status_and_resume_pick_it_up(cluster: Any,
     jobs = wait_for(lambda: len(leased_jobs(project)) == 2 and leased_jobs(project), 30)
     assert len({j["array_job_id"] for j in jobs.values()}) == 1
     assert all(not r["stale"] for r in rows(project).values())
+    wait_for(lambda: all(r.get("cluster_state", "").startswith("RUNNING on ")
+                         for r in rows(project).values()), 30)
     table = project.cli("status", str(sweep)).stdout
-    assert "job " + next(iter(jobs.values()))["array_job_id"] in table
+    assert f"job {next(iter(jobs.values()))['array_job_id']}_0 RUNNING on" in table
     resume_until_reattached(project, sweep, 2)
     assert len(submission_dirs(sweep)) == 1
     assert {r["state"] for r in rows(project).values()} == {"COMPLETED"}

@@ -16,7 +16,7 @@ from runner.config_schema import SlurmLauncherConf
 from runner.errors import ConfigError, SlurmError
 from runner.launchers import launcher_config
 from runner.paths import RunPaths, SweepPaths
-from runner.recovery import judge
+from runner.recovery import judge, observe
 from runner.slurm import commands, submissions
 from runner.slurm.commands import JobInfo, parse_job_id, parse_squeue
 from runner.slurm.script import ArraySpec, job_name, render_script
@@ -198,6 +198,9 @@ def test_verdicts_from_slurm_states(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     ])
     verdicts = judge(items, stale_after_s=120, now=now)
     assert len(calls) == 1, "one squeue call for the whole sweep"
+    notes = [note for _, note in observe(items, stale_after_s=120, now=now)]
+    assert notes[0] == "RUNNING on vm" and notes[9] == "PENDING (Priority)"
+    assert notes[1] == "CANCELLED" and notes[6] == "" and notes[7] == ""
     assert calls[0] == ["toy.s1", "toy.s2", "toy.s3", "toy.s4"]
     got = [(v.state.value, v.reason) if v else None for v in verdicts]
     assert got[0] is None and got[8] is None and got[9] is None

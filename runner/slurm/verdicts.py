@@ -33,6 +33,13 @@ def sweep_root(paths: RunPaths) -> Path:
 
 def judge(items: Sequence[tuple[RunPaths, Lease]], now: float) -> list[Death | None]:
     """A verdict per SLURM lease (None: alive, or SLURM cannot be asked)."""
+    return [death for death, _ in observe(items, now)]
+
+
+def observe(items: Sequence[tuple[RunPaths, Lease]],
+            now: float) -> list[tuple[Death | None, str]]:
+    """Per lease: its verdict, and SLURM's word on its job (``PENDING (Priority)``, ``RUNNING
+    on node3``; empty when SLURM cannot be asked) for ``status`` to show."""
     subs: dict[tuple[Path, str], submissions.Submission | None] = {}
     for paths, lease in items:
         key = (sweep_root(paths), str(lease.launcher.get("submission", "")))
@@ -40,13 +47,21 @@ def judge(items: Sequence[tuple[RunPaths, Lease]], now: float) -> list[Death | N
             subs[key] = submissions.read(submissions.paths_of(*key)) if key[1] else None
     try:
         jobs = commands.query(s.job_name for s in subs.values() if s)
-    except SlurmError:
-        return [None] * len(items)
+    except SlurmError as exc:
+        return [(None, f"SLURM not reachable: {exc}")] * len(items)
     by_name = {j.job_name: j.array_job_id for j in jobs.values()}
-    out: list[Death | None] = []
+    out: list[tuple[Death | None, str]] = []
     for paths, lease in items:
         key = (sweep_root(paths), str(lease.launcher.get("submission", "")))
-        out.append(_verdict(paths, lease, subs.get(key), jobs, by_name, now))
+        sub = subs.get(key)
+        job = job_of(lease, sub, by_name)
+        info = jobs.get((job, int(lease.launcher.get("index", -1)))) if job else None
+        note = ""
+        if info is not None:
+            where = f" on {info.node}" if info.node and info.state == "RUNNING" else ""
+            why = f" ({info.reason})" if info.reason not in ("", "None") else ""
+            note = f"{info.state}{why}{where}"
+        out.append((_verdict(paths, lease, sub, jobs, by_name, now), note))
     return out
 
 
