@@ -91,6 +91,11 @@ class SweepPaths:
         return self.root / "sweep.json"
 
     @property
+    def manifest_lock(self) -> Path:
+        """flock'ed while the manifest is read, changed and rewritten (concurrent launches)."""
+        return self.root / ".manifest.lock"
+
+    @property
     def git_diff(self) -> Path:
         return self.root / "git.diff"
 

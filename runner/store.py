@@ -9,6 +9,7 @@ one that won the rename.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import glob
 import json
 import os
@@ -99,14 +100,24 @@ class SweepStore:
         return matches[0]
 
     def update_execution(self, execution: dict[str, Any]) -> None:
-        """Record the execution settings of the latest launch (they may change on resume)."""
-        manifest = dict(self.manifest)
-        manifest["execution"] = without_one_shot(execution)
-        manifest["launches"] = [*manifest.get("launches", []), {
-            "time": time.time(), "argv": sys.argv[1:], "pid": os.getpid(),
-            "host": socket.gethostname(), "create_time": process_create_time(os.getpid())}]
-        write_json_atomic(self.paths.manifest, manifest)
-        self._manifest = manifest
+        """Record the execution settings of the latest launch (they may change on resume).
+
+        Read, changed and rewritten under an exclusive lock, so that runners launching the
+        same sweep at once each add their entry to ``launches`` (none is lost).
+        """
+        fd = os.open(self.paths.manifest_lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._manifest = None  # what is on disk now, not what we read before the lock
+            manifest = dict(self.manifest)
+            manifest["execution"] = without_one_shot(execution)
+            manifest["launches"] = [*manifest.get("launches", []), {
+                "time": time.time(), "argv": sys.argv[1:], "pid": os.getpid(),
+                "host": socket.gethostname(), "create_time": process_create_time(os.getpid())}]
+            write_json_atomic(self.paths.manifest, manifest)
+            self._manifest = manifest
+        finally:
+            os.close(fd)
 
     @classmethod
     def create(cls, plan: Plan, output_dir: Path, config_name: str,

@@ -150,6 +150,25 @@ def test_concurrent_claims_have_exactly_one_winner(tmp_path):
     assert set(wins.values()) == {1}
 
 
+def _record_launches(root: str) -> None:
+    from runner.store import SweepStore
+
+    for i in range(10):
+        SweepStore(root).update_execution({"runner": {"name": str(i)}, "launcher": {}})
+
+
+def test_concurrent_launches_each_keep_their_entry_in_the_manifest(tmp_path):
+    from runner.store import MANIFEST_VERSION
+
+    (tmp_path / "sweep.json").write_text(json.dumps(
+        {"version": MANIFEST_VERSION, "name": "s", "runs": [], "execution": {}}))
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        pool.map(_record_launches, [str(tmp_path)] * 4)
+    manifest = json.loads((tmp_path / "sweep.json").read_text())
+    assert len(manifest["launches"]) == 40  # read-modify-write under a lock: none lost
+    assert len({launch["pid"] for launch in manifest["launches"]}) == 4
+
+
 def test_metrics_are_appended_every_step_and_csv_grows_columns(run):
     lease = claim(run, ANY)
     writer = MetricsWriter(run, lease.attempt)
