@@ -45,6 +45,7 @@ def main(cfg):
     if mode == "segv":
         ctypes.string_at(0)
     if mode == "sigkill":
+        print("toy: about to be killed", file=sys.stderr, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     if mode == "hang":
         time.sleep(3600)

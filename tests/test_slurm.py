@@ -156,6 +156,19 @@ def test_a_crashing_run_is_recorded_with_its_traceback(cluster: Any, project: Pr
     assert "Traceback" in crash and '"backend": "slurm"' in crash
 
 
+def test_a_worker_killed_on_its_node_is_a_crash_with_both_logs(cluster: Any,
+                                                                project: Project) -> None:
+    proc = project.run("task.mode=sigkill", *SLURM, timeout=120)
+    assert proc.returncode == 1
+    (row,) = rows(project).values()
+    assert row["state"] == "CRASHED"
+    assert re.fullmatch(r"SLURM job \d+_0 ended FAILED without the worker recording a result "
+                        r"\(see the job's log below\)", row["reason"])
+    crash = (Path(row["dir"]) / "CRASH.txt").read_text()
+    assert "logs/0.out:\n=== runner: job" in crash  # the batch script's own output
+    assert "stderr.log:\ntoy: about to be killed" in crash  # and the run's own stderr
+
+
 def test_sbatch_rejection_names_slurms_reason_and_touches_no_run(cluster: Any,
                                                                  project: Project) -> None:
     proc = project.run("+sweep=grid", "seed=1", "task.lr=0.1,0.2", *SLURM,

@@ -93,7 +93,7 @@ def _verdict(paths: RunPaths, lease: Lease, sub: submissions.Submission | None,
         return None
     if info.state in _INTERRUPTING:
         return Death(State.INTERRUPTED, f"{name} {_INTERRUPTING[info.state]}")
-    log = _log_tail(sweep_root(paths), lease, index)
+    log = _log_tail(sweep_root(paths), lease, index) + _stderr_tail(paths)
     if info.state == "TIMEOUT":
         requeues = int(lease.launcher.get("requeues", 0))
         limit = int(lease.launcher.get("max_requeue", 0))
@@ -106,6 +106,13 @@ def _verdict(paths: RunPaths, lease: Lease, sub: submissions.Submission | None,
         return Death(State.CRASHED, f"{name} ran out of memory (raise launcher.mem_gb)", log)
     return Death(State.CRASHED, f"{name} ended {info.state} without the worker recording a "
                                 "result (see the job's log below)", log)
+
+
+def _stderr_tail(paths: RunPaths) -> str:
+    text = read_tail(paths.stderr, 8192)
+    if not text:
+        return ""
+    return f"\n\nlast lines of {paths.stderr}:\n" + "\n".join(text.splitlines()[-40:])
 
 
 def _log_tail(root: Path, lease: Lease, index: int) -> str:
