@@ -7,6 +7,7 @@ neither formats anything here.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -122,6 +123,29 @@ def select_runs(store: SweepStore, state: str | None = None, sort: str | None = 
         keyed.sort(key=lambda kv: (kv[0] is None, sign * kv[0] if kv[0] is not None else 0.0))
         rows = [r for _, r in keyed]
     return rows[:top] if top else rows
+
+
+_BOOKKEEPING = frozenset({"step", "time", "attempt"})
+
+
+def metric_names(store: SweepStore, sample: int = 5, head_bytes: int = 65536) -> list[str]:
+    """Metric names the sweep's runs logged: finished runs' summaries, and the keys in the
+    first lines of a few runs' metrics files (a metric logged rarely may be missed)."""
+    names: set[str] = set()
+    for row in scan(store):
+        names.update(flatten(row.summary))
+    for ref in store.runs()[:sample]:
+        try:
+            with open(ref.paths.metrics, encoding="utf-8") as f:
+                lines = f.read(head_bytes).splitlines()[:-1]  # the last may be cut
+        except OSError:
+            continue
+        for line in lines:
+            try:
+                names.update(json.loads(line))
+            except ValueError:
+                continue
+    return sorted(names - _BOOKKEEPING)
 
 
 def find_run(store: SweepStore, run: str) -> RunRef:

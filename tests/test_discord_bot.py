@@ -219,6 +219,14 @@ def test_autocomplete_offers_sweeps_and_the_chosen_sweeps_runs(
             (cb,) = await fake.wait_for(lambda r: r.path.endswith(f"/{token}/callback"))
             assert sorted(c["value"] for c in cb.payload["data"]["choices"]) == sorted(
                 run_ids(sweeps, "alpha"))
+            iid, token = await fake.autocomplete("plot", focused="keys", sweep="alpha",
+                                                 keys="loss,va")
+            (cb,) = await fake.wait_for(lambda r: r.path.endswith(f"/{token}/callback"))
+            assert [c["value"] for c in cb.payload["data"]["choices"]] == ["loss,val/acc"]
+            iid, token = await fake.autocomplete("runs", focused="sort", sweep="alpha", sort="")
+            (cb,) = await fake.wait_for(lambda r: r.path.endswith(f"/{token}/callback"))
+            assert [c["value"] for c in cb.payload["data"]["choices"]] == [
+                "loss", "lr", "score", "steps", "val/acc"]
 
     run(scenario())
 

@@ -157,6 +157,12 @@ def _register(bot: RunnerBot) -> None:
         ids = await asyncio.to_thread(logic.complete_runs, sweep, current) if sweep else []
         return [app_commands.Choice(name=i, value=i) for i in ids]
 
+    async def metric_names(interaction: discord.Interaction,
+                           current: str) -> list[app_commands.Choice[str]]:
+        sweep = getattr(interaction.namespace, "sweep", None) or ""
+        names = await asyncio.to_thread(logic.complete_metrics, sweep, current) if sweep else []
+        return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names]
+
     @tree.command(name="sweeps", description="Recent sweeps with counts per state")
     async def sweeps(interaction: discord.Interaction) -> None:
         await bot.answer(interaction, logic.sweeps)
@@ -170,7 +176,7 @@ def _register(bot: RunnerBot) -> None:
                           mode=[app_commands.Choice(name=m, value=m) for m in ("min", "max")],
                           source=[app_commands.Choice(name=s, value=s)
                                   for s in ("runner", "wandb")])
-    @app_commands.autocomplete(sweep=sweep_names)
+    @app_commands.autocomplete(sweep=sweep_names, sort=metric_names)
     async def runs(interaction: discord.Interaction, sweep: str, state: str | None = None,
                    top: int | None = None, sort: str | None = None, mode: str = "min",
                    source: str = "runner") -> None:
@@ -190,7 +196,7 @@ def _register(bot: RunnerBot) -> None:
     @tree.command(name="plot", description="Metrics over steps as a PNG")
     @app_commands.describe(sweep="sweep name", runs="run ids, comma-separated (default: all)",
                            keys="metrics, comma-separated", spread="mean and 95% band over seeds")
-    @app_commands.autocomplete(sweep=sweep_names)
+    @app_commands.autocomplete(sweep=sweep_names, keys=metric_names)
     async def plot(interaction: discord.Interaction, sweep: str, runs: str = "",
                    keys: str = "loss", spread: bool = False) -> None:
         await bot.answer(interaction, lambda: logic.plot(sweep, runs, keys, spread))

@@ -334,6 +334,18 @@ class BotLogic:
         names = [s.root.name for s in queries.list_sweeps(self.outputs)]
         return [n for n in names if typed.lower() in n.lower()][:25]
 
+    def complete_metrics(self, sweep: str, typed: str) -> list[str]:
+        """Metric names for ``sort:`` or ``keys:``; in a comma list the last item is
+        completed (``loss,va`` -> ``loss,val/acc``)."""
+        try:
+            store = queries.find_sweep(self.outputs, sweep)
+        except RunnerError:
+            return []
+        done, _, last = typed.rpartition(",")
+        head = f"{done}," if done else ""
+        return [head + name for name in queries.metric_names(store)
+                if last.strip() in name][:25]
+
     def complete_runs(self, sweep: str, typed: str) -> list[str]:
         try:
             store = queries.find_sweep(self.outputs, sweep)
