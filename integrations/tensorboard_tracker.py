@@ -25,6 +25,7 @@ class TensorboardTrackerConf:
 
 class TensorboardTracker(Tracker):
     config_class = TensorboardTrackerConf
+    imports = ("tensorboardX",)
 
     def start(self, ctx: Any) -> None:
         from omegaconf import OmegaConf

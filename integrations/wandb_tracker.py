@@ -51,6 +51,7 @@ def _has_key() -> bool:
 
 class WandbTracker(Tracker):
     config_class = WandbTrackerConf
+    imports = ("wandb",)
 
     @classmethod
     def check(cls, conf: Any) -> None:

@@ -27,6 +27,7 @@ class RunnerConf:
     heartbeat_s: float = 10.0
     stale_after_s: float = 120.0
     preload: list[str] = field(default_factory=list)
+    preload_trackers: bool = True
     on_config_change: str = field(default="warn", metadata={"choices": ("warn", "error")})
     progress: bool = True
 

@@ -128,6 +128,8 @@ class _SweepLoop:
         self.notifiers = create_notifiers(execution.get("notifier"))
         self.launcher = create_launcher(store, execution.get("launcher") or {}, self.runner_conf)
         self.launcher.extra_env[trackers.ENV] = trackers.env_value(execution.get("tracker"))
+        if self.runner_conf.preload_trackers:
+            self.launcher.preload = trackers.preload_modules(execution.get("tracker"))
         self.allowed = launchable(self.runner_conf.retry_crashed)
         self.allowed_names = {s.value for s in self.allowed}
         self.name = str(store.manifest.get("name"))

@@ -98,3 +98,31 @@ def test_disabled_mode_tracks_nothing_and_runs(project, wandb_env, monkeypatch):
     assert proc.returncode == 0, proc.stderr
     (row,) = project.status()["runs"]
     assert wandb_files(row["dir"]) == []
+
+
+def test_the_fork_server_imports_the_trackers_once_per_sweep(tmp_path, wandb_env):
+    import json as _json
+
+    from rich.console import Console
+
+    from runner.scheduler import _SweepLoop
+    from runner.store import MANIFEST_VERSION, SweepStore
+    from runner.trackers import preload_modules
+
+    tracker = {"wandb": {"_target_": "integrations.wandb_tracker.WandbTracker"}}
+    assert preload_modules(tracker) == ["integrations.wandb_tracker", "wandb"]
+    (tmp_path / "sweep.json").write_text(_json.dumps(
+        {"version": MANIFEST_VERSION, "name": "s", "runs": [], "execution": {}}))
+    execution = {"runner": {"preload": ["json"]}, "tracker": tracker,
+                 "launcher": {"_target_": "runner.launchers.local.LocalLauncher"}}
+    loop = _SweepLoop(SweepStore(tmp_path), execution, Console(file=open(os.devnull, "w")))
+    try:
+        preload = _json.loads(loop.launcher.server.proc.args[-1])
+    finally:
+        loop.launcher.close()
+        loop.console.file.close()
+    assert preload == ["json", "integrations.wandb_tracker", "wandb"]
+    execution["runner"]["preload_trackers"] = False
+    loop = _SweepLoop(SweepStore(tmp_path), execution, Console(file=open(os.devnull, "w")))
+    loop.console.file.close()
+    assert loop.launcher.preload == []

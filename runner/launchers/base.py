@@ -52,6 +52,7 @@ class Launcher(abc.ABC):
         self.conf = conf
         self.runner_conf = runner_conf
         self.extra_env: dict[str, str] = {}  # for every run (e.g. the tracker settings)
+        self.preload: list[str] = []  # modules to import once for all runs, where that helps
 
     @classmethod  # noqa: B027 (optional hook)
     def check(cls, conf: Any) -> None:

@@ -96,7 +96,8 @@ class LocalLauncher(Launcher):
         if self._server is None:
             from runner.launchers.forkserver import ForkServer
 
-            self._server = ForkServer(list(self.runner_conf.preload))
+            self._server = ForkServer(list(dict.fromkeys([*self.runner_conf.preload,
+                                                          *self.preload])))
         return self._server
 
     def launch(self, run: RunRef, lease: Lease) -> RunHandle:
