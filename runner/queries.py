@@ -36,7 +36,9 @@ class SweepInfo:
         return sum(self.counts.values())
 
 
-def _sweep_dirs(roots: Iterable[Path | str]) -> list[Path]:
+def sweep_dirs(roots: Iterable[Path | str]) -> list[Path]:
+    """Sweep directories under the output folders (or given directly), most recently changed
+    first. Lists folders only: no run is read."""
     found = []
     for root in roots:
         root = Path(root)
@@ -49,14 +51,13 @@ def _sweep_dirs(roots: Iterable[Path | str]) -> list[Path]:
             continue
         found += [Path(e.path) for e in entries
                   if not e.name.startswith(".") and os.path.isfile(f"{e.path}/sweep.json")]
-    return found
+    return sorted(found, key=_mtime, reverse=True)
 
 
 def list_sweeps(roots: Iterable[Path | str], limit: int | None = None) -> list[SweepInfo]:
     """Sweeps under the output folders, most recently changed first, with counts per state."""
-    dirs = sorted(_sweep_dirs(roots), key=lambda d: _mtime(d), reverse=True)[:limit]
     out = []
-    for d in dirs:
+    for d in sweep_dirs(roots)[:limit]:
         try:
             store = SweepStore(d)
             rows = scan(store, details=False)
@@ -78,7 +79,7 @@ def find_sweep(roots: Iterable[Path | str], name: str) -> SweepStore:
     """A sweep by name, unique name prefix, or path."""
     if name and (Path(name) / "sweep.json").is_file():
         return SweepStore(name)
-    dirs = _sweep_dirs(roots)
+    dirs = sweep_dirs(roots)
     exact = [d for d in dirs if d.name == name]
     matches = exact or [d for d in dirs if d.name.startswith(name)]
     if len(matches) == 1:

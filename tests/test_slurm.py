@@ -78,13 +78,17 @@ def max_overlap(records: list[dict[str, Any]]) -> int:
     return peak
 
 
-def leased_jobs(project: Project) -> dict[str, dict[str, Any]]:
-    """run id -> lease launcher facts, for RUNNING runs whose job id is known."""
+def rows_so_far(project: Project) -> dict[str, dict[str, Any]]:
+    """Like ``rows``, but empty while the sweep directory does not exist yet."""
     try:
-        current = rows(project)
+        return rows(project)
     except (AssertionError, FileNotFoundError):
         return {}
-    return {rid: r["lease"]["launcher"] for rid, r in current.items()
+
+
+def leased_jobs(project: Project) -> dict[str, dict[str, Any]]:
+    """run id -> lease launcher facts, for RUNNING runs whose job id is known."""
+    return {rid: r["lease"]["launcher"] for rid, r in rows_so_far(project).items()
             if r["state"] == "RUNNING" and r["lease"]["launcher"].get("job")}
 
 
@@ -116,11 +120,7 @@ def resume_until_reattached(project: Project, sweep: Path, runs: int) -> str:
 
 def running_on_node(project: Project) -> dict[str, dict[str, Any]]:
     """run id -> lease, for runs whose worker has started on the node."""
-    try:
-        current = rows(project)
-    except (AssertionError, FileNotFoundError):
-        return {}
-    return {rid: r["lease"] for rid, r in current.items()
+    return {rid: r["lease"] for rid, r in rows_so_far(project).items()
             if r["state"] == "RUNNING" and r["lease"]["phase"] == "running"}
 
 

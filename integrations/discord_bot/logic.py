@@ -24,6 +24,7 @@ from integrations.discord_bot.subscriptions import Subscription, SubscriptionSto
 from runner import queries
 from runner.errors import RunnerError, StateError
 from runner.secrets import redact, register
+from runner.store import SweepStore
 
 READ_ONLY = ("sweeps", "runs", "summary", "plot")
 MAX_PLOT_RUNS = 20
@@ -134,16 +135,19 @@ class BotLogic:
                  + (f", best first by {sort} ({mode})" if sort else ""))
         return Reply(title + "\n" + _table(["id", *varying, "state", "time", "info"], table))
 
-    def _store_and_run(self, run: str, sweep: str | None) -> tuple[Any, str]:
+    def _store_and_run(self, run: str, sweep: str | None) -> tuple[SweepStore, str]:
         if "/" in run and not sweep:
             sweep, run = run.rsplit("/", 1)
         if sweep:
             return queries.find_sweep(self.outputs, sweep), run
         hits = []
-        for info in queries.list_sweeps(self.outputs):
-            store = queries.find_sweep(self.outputs, str(info.root))
-            if any(r.id.startswith(run) for r in store.runs()):
-                hits.append(store)
+        for path in queries.sweep_dirs(self.outputs):
+            store = SweepStore(path)
+            try:
+                if any(r.id.startswith(run) for r in store.runs()):
+                    hits.append(store)
+            except StateError:
+                continue  # a sweep being written, or not one of ours
         if len(hits) != 1:
             raise StateError(f"run '{run}' is in {len(hits)} sweeps; give sweep:<name> as well"
                              if hits else f"no run '{run}' in any sweep")
@@ -331,7 +335,7 @@ class BotLogic:
     # ------------------------------------------------------------------ autocompletion
 
     def complete_sweeps(self, typed: str) -> list[str]:
-        names = [s.root.name for s in queries.list_sweeps(self.outputs)]
+        names = [d.name for d in queries.sweep_dirs(self.outputs)]
         return [n for n in names if typed.lower() in n.lower()][:25]
 
     def complete_metrics(self, sweep: str, typed: str) -> list[str]:

@@ -54,6 +54,12 @@ class Launcher(abc.ABC):
         self.extra_env: dict[str, str] = {}  # for every run (e.g. the tracker settings)
         self.preload: list[str] = []  # modules to import once for all runs, where that helps
 
+    def run_cwd(self) -> str:
+        """Where runs start: where the sweep was created; a sweep moved to another machine or
+        folder runs from here instead."""
+        recorded = self.store.manifest.get("cwd")
+        return recorded if recorded and os.path.isdir(recorded) else os.getcwd()
+
     @classmethod  # noqa: B027 (optional hook)
     def check(cls, conf: Any) -> None:
         """Refuse, before anything is written, settings this machine cannot satisfy."""

@@ -80,10 +80,7 @@ class LocalLauncher(Launcher):
 
     def __init__(self, store: SweepStore, conf: Any, runner_conf: Any) -> None:
         super().__init__(store, conf, runner_conf)
-        recorded = store.manifest.get("cwd")
-        # runs start where the sweep was created; a sweep moved to another machine or folder
-        # runs from here instead
-        self.cwd = recorded if recorded and os.path.isdir(recorded) else os.getcwd()
+        self.cwd = self.run_cwd()
         self._server: ForkServer | None = None
         self._by_token: dict[str, LocalRunHandle] = {}
 

@@ -108,8 +108,7 @@ class SlurmLauncher(Launcher):
 
     def launcher_info(self, run: RunRef) -> dict[str, Any]:
         batch = self._batches[-1] if self._batches else None
-        if batch is None or batch.submission.job_id is not None or \
-                batch.reserved >= self.array_limit:
+        if batch is None or batch.reserved >= self.array_limit:
             sub_id = submissions.Submission.new_id()
             name = job_name(self.conf.job_name or str(self.store.manifest.get("name")), sub_id)
             batch = _Batch(submissions.Submission(sub_id, name, time.time(), 0))
@@ -130,9 +129,9 @@ class SlurmLauncher(Launcher):
         """Submit every batch claimed since the last flush (one sbatch call per batch)."""
         previous: str | None = None
         for batch in self._batches:
-            if batch.submission.job_id is None and batch.handles:
+            if batch.handles:  # (a batch whose only claim failed has none)
                 previous = self._submit(batch, previous)
-        self._batches = [b for b in self._batches if b.submission.job_id is None and b.reserved]
+        self._batches = []
 
     def _submit(self, batch: _Batch, after: str | None) -> str:
         sub = batch.submission
@@ -141,7 +140,7 @@ class SlurmLauncher(Launcher):
         paths.logs.mkdir(parents=True, exist_ok=True)
         submissions.write_tasks(paths, [(h.run.dir, h.lease.token) for h in batch.handles],
                                 {"submission": sub.id, "sweep": str(self.store.root)})
-        cwd = self._cwd()
+        cwd = self.run_cwd()
         write_text_atomic(paths.script, render_script(
             self.conf, job_name=sub.job_name,
             array=ArraySpec(len(batch.handles), self.conf.max_parallel), paths=paths,
@@ -165,10 +164,6 @@ class SlurmLauncher(Launcher):
             handle.lease.launcher.update(facts)
             update_lease(handle.run.paths, handle.lease.token, launcher=facts)
         return job
-
-    def _cwd(self) -> str:
-        recorded = self.store.manifest.get("cwd")
-        return recorded if recorded and os.path.isdir(recorded) else os.getcwd()
 
     @classmethod
     def dry_run_script(cls, conf: Any, sweep_root: str, runs: int, env: dict[str, str],

@@ -27,7 +27,7 @@ from runner.paths import RunPaths
 from runner.run_id import id_from_dirname
 from runner.slurm import commands
 from runner.slurm.submissions import read_tasks
-from runner.state import State, claim, finish, read_state, update_lease
+from runner.state import Lease, State, claim, finish, read_state, update_lease
 from runner.worker import (
     EXIT_LEASE_LOST,
     _default_interrupt,
@@ -66,21 +66,20 @@ class TimeLimitPolicy:
         return _default_interrupt(signum)
 
 
-def take_over(paths: RunPaths, token: str, facts: dict[str, Any]) -> str | None:
-    """The lease token this task runs under, or None if the run is not this task's to run."""
+def take_over(paths: RunPaths, token: str, facts: dict[str, Any]) -> Lease | None:
+    """The lease this task runs under, or None if the run is not this task's to run."""
     record = read_state(paths)
     if record.state is State.RUNNING:
         if record.data.get("token") == token:
-            return token
+            return record.lease
         print(f"runner: {paths.root} is RUNNING under another lease; nothing done",
               file=sys.stderr)
         return None
     if record.state in (State.INTERRUPTED, State.UNHATCHED):
         # SLURM restarted this job on its own (node failure, preemption), or the script was
         # submitted by hand: claim the run again; the flock makes a concurrent resume lose
-        lease = claim(paths, frozenset({State.INTERRUPTED, State.UNHATCHED}), facts,
-                      phase="running")
-        return lease.token if lease else None
+        return claim(paths, frozenset({State.INTERRUPTED, State.UNHATCHED}), facts,
+                     phase="running")
     print(f"runner: {paths.root} is already {record.state.value}; nothing to do",
           file=sys.stderr)
     return None
@@ -99,23 +98,21 @@ def main(argv: list[str] | None = None) -> int:
     paths = RunPaths(Path(run_dir))
     facts = {"backend": "slurm", "submission": tasks.get("submission", ""), "index": index,
              "max_requeue": args.max_requeue, **commands.job_env()}
-    lease_token = take_over(paths, token, facts)
-    if lease_token is None:
+    lease = take_over(paths, token, facts)
+    if lease is None:
         return 0 if read_state(paths).state is State.COMPLETED else EXIT_LEASE_LOST
-    lease = read_state(paths).data
-    policy = TimeLimitPolicy(int(lease.get("launcher", {}).get("requeues", 0)),
-                             args.max_requeue)
+    policy = TimeLimitPolicy(int(lease.launcher.get("requeues", 0)), args.max_requeue)
     os.environ.update({"RUNNER_RUN_DIR": str(paths.root),
                        "RUNNER_RUN_ID": id_from_dirname(paths.root.name)})
     _redirect_output(paths)
     signal.signal(signal.SIGUSR1, policy.on_warning)
     try:
-        code = execute(paths, lease_token, heartbeat_s=args.heartbeat_s, launcher_facts=facts,
+        code = execute(paths, lease.token, heartbeat_s=args.heartbeat_s, launcher_facts=facts,
                        on_interrupt=policy.outcome)
     except RunInterrupted:  # the warning came before the task started: requeue all the same
         code = 128 + signal.SIGUSR1
     if policy.requeue and code == 128 + signal.SIGUSR1:
-        return _requeue(paths, lease_token, policy, facts)
+        return _requeue(paths, lease.token, policy, facts)
     return code
 
 

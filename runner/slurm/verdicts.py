@@ -61,7 +61,7 @@ def observe(items: Sequence[tuple[RunPaths, Lease]],
             where = f" on {info.node}" if info.node and info.state == "RUNNING" else ""
             why = f" ({info.reason})" if info.reason not in ("", "None") else ""
             note = f"{info.state}{why}{where}"
-        out.append((_verdict(paths, lease, sub, jobs, by_name, now), note))
+        out.append((_verdict(paths, lease, sub, job, info, now), note))
     return out
 
 
@@ -75,17 +75,15 @@ def job_of(lease: Lease, sub: submissions.Submission | None,
 
 
 def _verdict(paths: RunPaths, lease: Lease, sub: submissions.Submission | None,
-             jobs: dict[tuple[str, int], JobInfo], by_name: dict[str, str],
-             now: float) -> Death | None:
+             job: str | None, info: JobInfo | None, now: float) -> Death | None:
+    """``job``: the lease's array job id, if known; ``info``: SLURM's view of its task."""
     index = int(lease.launcher.get("index", -1))
-    job = job_of(lease, sub, by_name)
     if job is None:
         created = sub.created if sub else lease.started
         if now - created < submissions.NEVER_SUBMITTED_S:
             return None  # sbatch may still be answering
         return Death(State.INTERRUPTED, "its submission never reached SLURM (the submitting "
                                         "runner stopped before sbatch answered)")
-    info = jobs.get((job, index))
     name = f"SLURM job {job}_{index}"
     if info is None:
         return Death(State.INTERRUPTED, f"{name} is no longer known to SLURM")
