@@ -1,7 +1,9 @@
 """Crash-safe file writes: write a temporary file, fsync it, rename it into place, fsync the folder.
 
 A reader therefore sees either the old file or the new one, never half of one, and after the call
-returns the new file survives a power loss. Every state file of runner is written through here.
+returns the new file survives a power loss. Every state file of runner is written through here,
+and every text written here is redacted first (``runner.secrets``): no FLAG, CRASH.txt, cache,
+manifest or report can hold a secret this process knows.
 """
 
 from __future__ import annotations
@@ -52,7 +54,9 @@ def write_bytes_atomic(path: Path | str, data: bytes, *, durable: bool = True) -
 
 
 def write_text_atomic(path: Path | str, text: str, *, durable: bool = True) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"), durable=durable)
+    from runner.secrets import redact
+
+    write_bytes_atomic(path, redact(text).encode("utf-8"), durable=durable)
 
 
 def write_json_atomic(path: Path | str, obj: Any, *, durable: bool = True) -> None:

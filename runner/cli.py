@@ -23,6 +23,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from runner import secrets
 from runner.config_schema import LAUNCHER_ONE_SHOT, ONE_SHOT, without_one_shot
 from runner.errors import RunnerError
 
@@ -31,13 +32,13 @@ _EXEC = ("runner", "launcher", "notifier", "tracker")
 
 
 def _console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return secrets.console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _stdout_console() -> Console:
     """Tables on stdout: the terminal's width, or 160 columns into files and pipes."""
-    console = Console(highlight=False)
-    return console if console.is_terminal else Console(highlight=False, width=160)
+    console = secrets.console(highlight=False)
+    return console if console.is_terminal else secrets.console(highlight=False, width=160)
 
 
 def main(argv: list[str] | None = None) -> int:

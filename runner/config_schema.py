@@ -30,6 +30,7 @@ class RunnerConf:
     preload_trackers: bool = True
     on_config_change: str = field(default="warn", metadata={"choices": ("warn", "error")})
     progress: bool = True
+    secret_env: list[str] = field(default_factory=list)
 
 
 # settings that belong to one invocation: never carried over to a later resume (a resume after

@@ -1,91 +1,243 @@
 """Run filters: a safe expression over a run's config, or an importable predicate.
 
-An expression such as ``task.lr < 0.01 and seed in (0, 1)`` is parsed with ``ast`` and only
-comparisons, boolean logic, arithmetic, literals, attribute access and a few pure functions are
-allowed, so a filter (which may come from a chat command) can never run arbitrary code.
-A predicate ``pkg.module:function`` is imported and called with the run's values dict.
+An expression such as ``task.lr < 0.01 and seed in (0, 1)`` is parsed with ``ast`` and evaluated
+by a small interpreter here, never by ``eval``: only comparisons, boolean logic, arithmetic,
+literals, key access and a few pure functions exist, and every operation's cost is bounded (no
+integer above ``MAX_INT_BITS`` bits, no string or sequence above ``MAX_ITEMS`` items, no ``%``
+formatting, at most ``MAX_NODES`` nodes, and a time budget for the whole sweep). So a filter, which
+may come from a chat command, can neither run code nor keep the process busy.
+
+Error messages name the filter and the run's id, never a config value (a value may be a
+host's secret read through an interpolation).
+
+A predicate ``pkg.module:function`` is imported and called with the run's values dict; it is
+the shell user's own code, and is refused where predicates are not allowed (chat).
 """
 
 from __future__ import annotations
 
 import ast
 import importlib
+import operator
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from runner.errors import SweepError
 
 _PREDICATE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+MAX_TEXT = 2000  # characters of one filter
+MAX_NODES = 500  # syntax nodes of one filter
+MAX_INT_BITS = 4096  # no integer result above this many bits
+MAX_ITEMS = 10_000  # no string, list or tuple result above this length
+BUDGET_S = 10.0  # evaluation time over the whole sweep
+
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "abs": abs, "min": min, "max": max, "round": round, "len": len, "int": int, "float": float,
+    "str": str,
+}
+_BINARY: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_COMPARE: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+    ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b, ast.Is: operator.is_, ast.IsNot: operator.is_not,
+}
+_UNARY: dict[type, Callable[[Any], Any]] = {
+    ast.Not: operator.not_, ast.USub: operator.neg, ast.UAdd: operator.pos,
+}
+
+
+class _Refused(Exception):
+    """An operation outside the cost bounds (its message says which)."""
+
+
+class _Missing(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _bits(value: Any) -> int:
+    return value.bit_length() if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, str | list | tuple) else 0
+
+
+def _check_result(value: Any) -> Any:
+    if _bits(value) > MAX_INT_BITS:
+        raise _Refused(f"an integer above {MAX_INT_BITS} bits")
+    if _size(value) > MAX_ITEMS:
+        raise _Refused(f"a sequence of more than {MAX_ITEMS} items")
+    return value
+
+
+def _binary(op: ast.operator, a: Any, b: Any) -> Any:
+    if isinstance(op, ast.Pow):
+        if isinstance(b, int | float) and abs(b) > 64 and (_bits(a) > 1 or (
+                isinstance(a, float) and abs(a) not in (0.0, 1.0))):
+            raise _Refused("a power with an exponent above 64")
+        if _bits(a) * abs(b if isinstance(b, int) else 1) > MAX_INT_BITS:
+            raise _Refused(f"an integer above {MAX_INT_BITS} bits")
+    elif isinstance(op, ast.Mult):
+        if _size(a) or _size(b):
+            count = b if _size(a) else a
+            if isinstance(count, int) and max(_size(a), _size(b)) * count > MAX_ITEMS:
+                raise _Refused(f"a sequence of more than {MAX_ITEMS} items")
+        elif _bits(a) + _bits(b) > MAX_INT_BITS:
+            raise _Refused(f"an integer above {MAX_INT_BITS} bits")
+    elif isinstance(op, ast.Mod) and isinstance(a, str | bytes):
+        raise _Refused("'%' formatting of strings")
+    elif isinstance(op, ast.Add) and _size(a) + _size(b) > MAX_ITEMS:
+        raise _Refused(f"a sequence of more than {MAX_ITEMS} items")
+    return _check_result(_BINARY[type(op)](a, b))
+
+
+def _call(name: str, args: list[Any]) -> Any:
+    if name == "round" and len(args) > 1 and isinstance(args[1], int) and abs(args[1]) > 1000:
+        raise _Refused("round() to more than 1000 digits")
+    if name == "str" and args and _bits(args[0]) > MAX_INT_BITS:
+        raise _Refused(f"an integer above {MAX_INT_BITS} bits")
+    return _check_result(_FUNCTIONS[name](*args))
+
+
+def _attribute(value: Any, name: str) -> Any:
+    if isinstance(value, dict):
+        if name not in value:
+            raise _Missing(name)
+        return value[name]
+    raise _Refused(f"'.{name}' on a {type(value).__name__} (only config keys have attributes)")
+
+
+class _Interpreter:
+    def __init__(self, names: Mapping[str, Any]) -> None:
+        self.names = names
+
+    def eval(self, node: ast.AST) -> Any:
+        if isinstance(node, ast.Expression):
+            return self.eval(node.body)
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id in self.names:
+                return self.names[node.id]
+            raise _Missing(node.id)
+        if isinstance(node, ast.Attribute):
+            return _attribute(self.eval(node.value), node.attr)
+        if isinstance(node, ast.Subscript):
+            value, index = self.eval(node.value), self.eval(node.slice)
+            return value[index]
+        if isinstance(node, ast.Slice):
+            return slice(*(self.eval(p) if p is not None else None
+                           for p in (node.lower, node.upper, node.step)))
+        if isinstance(node, ast.BoolOp):
+            result: Any = None
+            for value_node in node.values:
+                result = self.eval(value_node)
+                if isinstance(node.op, ast.And) and not result:
+                    return result
+                if isinstance(node.op, ast.Or) and result:
+                    return result
+            return result
+        if isinstance(node, ast.UnaryOp):
+            return _UNARY[type(node.op)](self.eval(node.operand))
+        if isinstance(node, ast.BinOp):
+            return _binary(node.op, self.eval(node.left), self.eval(node.right))
+        if isinstance(node, ast.Compare):
+            left = self.eval(node.left)
+            for op, right_node in zip(node.ops, node.comparators, strict=True):
+                right = self.eval(right_node)
+                if not _COMPARE[type(op)](left, right):
+                    return False
+                left = right
+            return True
+        if isinstance(node, ast.IfExp):
+            return self.eval(node.body) if self.eval(node.test) else self.eval(node.orelse)
+        if isinstance(node, ast.Tuple | ast.List):
+            items = [self.eval(e) for e in node.elts]
+            return tuple(items) if isinstance(node, ast.Tuple) else items
+        if isinstance(node, ast.Call):
+            assert isinstance(node.func, ast.Name)
+            return _call(node.func.id, [self.eval(a) for a in node.args])
+        raise _Refused(f"{type(node).__name__}")  # checked at compile time; never reached
+
+
 _ALLOWED = (
     ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.USub, ast.UAdd,
     ast.BinOp, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow,
     ast.Compare, ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn,
     ast.Is, ast.IsNot, ast.Constant, ast.Name, ast.Load, ast.Attribute, ast.Tuple, ast.List,
-    ast.Call, ast.IfExp, ast.Subscript,
+    ast.Call, ast.IfExp, ast.Subscript, ast.Slice,
 )
-_FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "abs": abs, "min": min, "max": max, "round": round, "len": len, "int": int, "float": float,
-    "str": str,
-}
-
-
-class _Namespace(dict[str, Any]):
-    """Attribute access over a nested dict: ``task.lr``. A missing key names itself."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return _wrap(self[name])
-        except KeyError:
-            raise SweepError(f"filter refers to unknown key '{name}'") from None
-
-
-def _wrap(value: Any) -> Any:
-    return _Namespace(value) if isinstance(value, dict) else value
-
 
 RunFilter = Callable[[Mapping[str, Any], Mapping[str, Any]], bool]
 
 
-def compile_filter(text: str) -> RunFilter:
-    """Compile a filter; the result takes (values, config) and returns True to keep the run."""
+def is_predicate(text: str) -> bool:
+    return bool(_PREDICATE.match(text.strip()))
+
+
+def compile_filter(text: str, *, predicates: bool = True) -> RunFilter:
+    """Compile a filter; the result takes (values, config) and returns True to keep the run.
+
+    ``predicates=False`` refuses ``pkg.module:function`` (filters from chat are expressions).
+    """
     text = text.strip()
-    if _PREDICATE.match(text):
+    if is_predicate(text):
+        if not predicates:
+            raise SweepError(f"sweep.filter '{text}': importable predicates are not accepted "
+                             "here; write an expression such as \"task.lr < 0.01\"")
         return _import_predicate(text)
+    if len(text) > MAX_TEXT:
+        raise SweepError(f"sweep.filter is {len(text)} characters long; at most {MAX_TEXT}")
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as exc:
         raise SweepError(f"sweep.filter '{text}' is not a valid expression: {exc.msg}") from None
-    for node in ast.walk(tree):
+    nodes = list(ast.walk(tree))
+    if len(nodes) > MAX_NODES:
+        raise SweepError(f"sweep.filter has {len(nodes)} syntax nodes; at most {MAX_NODES}")
+    for node in nodes:
         if not isinstance(node, _ALLOWED):
             raise SweepError(f"sweep.filter '{text}': {type(node).__name__} is not allowed "
                              "(use comparisons, and/or/not, arithmetic and literals)")
         if isinstance(node, ast.Call) and not (
-            isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS
+            isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS and not node.keywords
         ):
             raise SweepError(f"sweep.filter '{text}': only {', '.join(_FUNCTIONS)} may be called")
         if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
             raise SweepError(f"sweep.filter '{text}': private attribute '{node.attr}'")
-    code = compile(tree, "<sweep.filter>", "eval")
+    spent = [0.0]
 
     def keep(values: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
-        names = _Namespace({k: _wrap(v) for k, v in config.items()})
+        names: dict[str, Any] = {**_FUNCTIONS, **config}
         for key, value in values.items():  # swept group choices are not config keys
             names.setdefault(key, value)
-
-        class _Names(dict[str, Any]):
-            def __missing__(self, key: str) -> Any:
-                if key in _FUNCTIONS:
-                    return _FUNCTIONS[key]
-                raise SweepError(f"sweep.filter '{text}' refers to unknown key '{key}'")
-
+        if spent[0] > BUDGET_S:
+            raise SweepError(f"sweep.filter '{text}' took more than {BUDGET_S:g}s over the "
+                             "sweep; simplify it")
+        start = time.monotonic()
         try:
-            return bool(eval(code, {"__builtins__": {}}, _Names(names)))
-        except SweepError:
-            raise
-        except Exception as exc:
-            raise SweepError(f"sweep.filter '{text}' failed on run {dict(values)}: "
-                             f"{type(exc).__name__}: {exc}") from None
+            return bool(_Interpreter(names).eval(tree))
+        except _Missing as exc:
+            raise SweepError(f"sweep.filter '{text}' refers to unknown key '{exc.key}'") from None
+        except _Refused as exc:
+            raise SweepError(f"sweep.filter '{text}' is too costly: it would compute {exc}"
+                             ) from None
+        except Exception as exc:  # never quote the values involved: they may be anything
+            from runner.run_id import run_id
+
+            raise SweepError(f"sweep.filter '{text}' failed on run {run_id(values)} with "
+                             f"{type(exc).__name__} (check the types of the keys it uses)"
+                             ) from None
+        finally:
+            spent[0] += time.monotonic() - start
 
     return keep
 

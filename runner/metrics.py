@@ -19,6 +19,7 @@ from typing import Any
 
 from runner.atomic import write_text_atomic
 from runner.paths import RunPaths
+from runner.secrets import redact_obj
 
 FIXED_COLUMNS = ("step", "time", "attempt")
 Sink = Callable[[dict[str, Any]], None]
@@ -125,7 +126,7 @@ class MetricsWriter:
         self._csv.flush()
 
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> dict[str, Any]:
-        values = flatten(metrics)
+        values = redact_obj(flatten(metrics))  # a task's value is data runner writes: redacted
         for key in values:
             if key in FIXED_COLUMNS:
                 raise ValueError(f"metric name '{key}' is reserved; reserved: {FIXED_COLUMNS}")

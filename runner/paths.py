@@ -22,8 +22,11 @@ No other module builds these paths by hand, so the on-disk layout is defined her
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from runner.errors import ConfigError
 
 FLAG_UNHATCHED = "UNHATCHED"
 FLAG_RUNNING = "RUNNING"
@@ -31,6 +34,35 @@ FLAG_COMPLETED = "COMPLETED"
 FLAG_CRASH = "CRASH.txt"
 FLAG_INTERRUPTED = "INTERRUPTED"
 FLAG_NAMES = (FLAG_UNHATCHED, FLAG_RUNNING, FLAG_COMPLETED, FLAG_CRASH, FLAG_INTERRUPTED)
+
+
+MAX_NAME = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_component(value: str, key: str) -> str:
+    """``value`` if it is one plain path component; else a ConfigError naming ``key``.
+
+    Every name runner turns into a directory under ``runner.output_dir`` passes through here, so
+    no ``runner.name`` or ``task.name`` (from the command line or from chat) can point elsewhere.
+    """
+    why = None
+    if not value:
+        why = "it is empty"
+    elif "/" in value or "\\" in value:
+        why = "it contains a path separator"
+    elif value in (".", ".."):
+        why = "it is '.' or '..'"
+    elif value.startswith("."):
+        why = "names starting with '.' are runner's own (hidden) folders"
+    elif _CONTROL.search(value):
+        why = "it contains a control character"
+    elif len(value.encode()) > MAX_NAME:
+        why = f"it is longer than {MAX_NAME} bytes"
+    if why:
+        raise ConfigError(f"{key}={value!r} cannot name a directory: {why} (a sweep's folder "
+                          "is one plain name under runner.output_dir)")
+    return value
 
 
 @dataclass(frozen=True)

@@ -36,21 +36,30 @@ class SweepInfo:
         return sum(self.counts.values())
 
 
+def _inside(path: str | Path, root: Path) -> bool:
+    """``path`` (symlinks resolved) is ``root`` or lies under it."""
+    real = Path(os.path.realpath(path))
+    return real == root or root in real.parents
+
+
 def sweep_dirs(roots: Iterable[Path | str]) -> list[Path]:
     """Sweep directories under the output folders (or given directly), most recently changed
-    first. Lists folders only: no run is read."""
+    first. Lists folders only: no run is read. An entry that is a symlink leading outside its
+    output folder is not listed."""
     found = []
     for root in roots:
         root = Path(root)
         if (root / "sweep.json").is_file():
             found.append(root)
             continue
+        real_root = Path(os.path.realpath(root))
         try:
             entries = list(os.scandir(root))
         except OSError:
             continue
         found += [Path(e.path) for e in entries
-                  if not e.name.startswith(".") and os.path.isfile(f"{e.path}/sweep.json")]
+                  if not e.name.startswith(".") and os.path.isfile(f"{e.path}/sweep.json")
+                  and _inside(e.path, real_root)]
     return sorted(found, key=_mtime, reverse=True)
 
 
@@ -76,10 +85,16 @@ def _mtime(d: Path) -> float:
 
 
 def find_sweep(roots: Iterable[Path | str], name: str) -> SweepStore:
-    """A sweep by name, unique name prefix, or path."""
-    if name and (Path(name) / "sweep.json").is_file():
-        return SweepStore(name)
+    """A sweep by name, unique name prefix, or path; only sweeps under ``roots`` are found
+    (a path elsewhere, or a symlink leading elsewhere, is not)."""
+    roots = list(roots)
     dirs = sweep_dirs(roots)
+    if name and ("/" in name or name in (".", "..")):
+        real = Path(os.path.realpath(name))
+        for d in dirs:
+            if Path(os.path.realpath(d)) == real:
+                return SweepStore(d)
+        raise StateError(f"no sweep at '{name}' under the output folders")
     exact = [d for d in dirs if d.name == name]
     matches = exact or [d for d in dirs if d.name.startswith(name)]
     if len(matches) == 1:

@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from runner import trackers
+from runner import secrets, trackers
 from runner.config_schema import RunnerConf, validate
 from runner.errors import CorruptStateError, StateError
 from runner.launchers import RunHandle, create_launcher, launcher_config
@@ -125,6 +125,7 @@ class _SweepLoop:
     def __init__(self, store: SweepStore, execution: dict[str, Any], console: Console) -> None:
         self.store, self.console = store, console
         self.runner_conf = validate(execution.get("runner"), RunnerConf, "runner")
+        secrets.add_env_names(self.runner_conf.secret_env)  # known to every process from here
         self.notifiers = create_notifiers(execution.get("notifier"))
         self.launcher = create_launcher(store, execution.get("launcher") or {}, self.runner_conf)
         self.launcher.extra_env[trackers.ENV] = trackers.env_value(execution.get("tracker"))
@@ -230,7 +231,7 @@ class _SweepLoop:
 
 def run_sweep(store: SweepStore, execution: dict[str, Any],
               console: Console | None = None) -> SweepResult:
-    console = console or Console(stderr=True, highlight=False)
+    console = console or secrets.console(stderr=True, highlight=False)
     loop = _SweepLoop(store, execution, console)
     elsewhere = loop.begin()
     interrupted = detached = False
@@ -299,6 +300,7 @@ def debug_run(store: SweepStore, execution: dict[str, Any], which: Any,
               console: Console) -> int:
     """Run one run inside this process, so breakpoint() and pdb work. Returns its exit code."""
     runner_conf = validate(execution.get("runner"), RunnerConf, "runner")
+    secrets.add_env_names(runner_conf.secret_env)
     rows = prepare(store, runner_conf, console)
     every = frozenset(s for s in State if s is not State.RUNNING)
     candidates = [r.ref for r in rows if r.state in {s.value for s in launchable(True)}]

@@ -2,28 +2,57 @@
 
 A config names *where* a secret is (``webhook_url_env: DISCORD_WEBHOOK_URL`` or
 ``webhook_url_file: ~/.config/runner/webhook``), never the secret itself, so manifests and config
-snapshots cannot contain it. Every secret read through here is registered, and ``redact()``
-replaces it (and its path-like pieces, such as a webhook token) in any text about to be logged or
-shown in an error.
+snapshots cannot contain it.
+
+Every runner process knows the same set of secrets, because the set is defined by the
+environment, which every process inherits:
+
+* the values of the well-known variables (``DISCORD_WEBHOOK_URL``, ``DISCORD_BOT_TOKEN``,
+  ``WANDB_API_KEY``) and of every variable named in ``$RUNNER_SECRET_ENV`` (comma-separated;
+  ``runner.secret_env=[HF_TOKEN]`` adds to it),
+* the contents of every file named in ``$RUNNER_SECRET_FILES`` (``read_secret`` adds the files it
+  reads), and whatever this process ``register``\\ ed.
+
+``redact()`` replaces each of them (and its long path-like pieces, such as a webhook's token) in
+any text runner writes or sends: every file written through ``runner.atomic``, metrics lines,
+messages, logs, replies and errors. Values shorter than ``MIN_LENGTH`` are not treated as secrets
+(they would redact ordinary words).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from runner.errors import ConfigError
 
-_KNOWN: set[str] = set()
+WELL_KNOWN = ("DISCORD_WEBHOOK_URL", "DISCORD_BOT_TOKEN", "WANDB_API_KEY")
+ENV_NAMES = "RUNNER_SECRET_ENV"  # more variable names, comma-separated
+ENV_FILES = "RUNNER_SECRET_FILES"  # files holding secrets, os.pathsep-separated
+MIN_LENGTH = 8
+MASK = "***"
 _MIN_PIECE = 12  # parts of a secret at least this long are redacted on their own too
+
+_registered: dict[str, str] = {}  # secret -> where it came from
+_file_cache: dict[str, tuple[float, str]] = {}  # path -> (mtime, content)
 
 
 def read_secret(what: str, env: str | None = None, file: str | None = None) -> str:
-    """The secret from ``$env`` or from ``file``; a clear error naming where it was looked for."""
+    """The secret from ``$env`` or from ``file``; a clear error naming where it was looked for.
+
+    The place is published to child processes (``$RUNNER_SECRET_ENV`` / ``$RUNNER_SECRET_FILES``),
+    so that every process runner starts afterwards redacts it too.
+    """
     value = None
     if env:
         value = os.environ.get(env)
+        if value:
+            add_env_names([env])
     if not value and file:
         path = Path(file).expanduser()
         try:
@@ -31,24 +60,172 @@ def read_secret(what: str, env: str | None = None, file: str | None = None) -> s
         except OSError as exc:
             raise ConfigError(f"{what}: cannot read the secret file {path}: "
                               f"{exc.strerror}") from None
+        _add_to_list(ENV_FILES, [str(path.resolve())], os.pathsep)
     if not value:
         where = " or ".join(x for x in (f"${env}" if env else "", file or "") if x)
         raise ConfigError(f"{what}: no secret found in {where or 'any configured place'}; "
                           "set the environment variable or point to a file (never put it in "
                           "a config)")
-    register(value)
+    register(value, f"${env}" if env and os.environ.get(env) == value else str(file))
     return value
 
 
-def register(secret: str) -> None:
-    _KNOWN.add(secret)
+def add_env_names(names: Iterable[str]) -> None:
+    """Treat the values of these environment variables as secrets, here and in every child."""
+    _add_to_list(ENV_NAMES, [n for n in names if n], ",")
+
+
+def _add_to_list(var: str, items: list[str], sep: str) -> None:
+    have = [x for x in os.environ.get(var, "").split(sep) if x]
+    new = [x for x in items if x not in have]
+    if new:
+        os.environ[var] = sep.join([*have, *new])
+
+
+def register(secret: str, source: str = "a secret this process read") -> None:
+    """Treat ``secret`` as a secret in this process (children learn it through the env)."""
+    if secret and len(secret) >= MIN_LENGTH:
+        _registered.setdefault(secret, source)
+
+
+def env_names() -> list[str]:
+    extra = [n.strip() for n in os.environ.get(ENV_NAMES, "").split(",") if n.strip()]
+    return list(dict.fromkeys([*WELL_KNOWN, *extra]))
+
+
+def _file_secret(path: str) -> str:
+    try:
+        mtime = os.stat(path).st_mtime
+    except OSError:
+        return ""
+    cached = _file_cache.get(path)
+    if cached is None or cached[0] != mtime:
+        try:
+            cached = (mtime, Path(path).read_text().strip())
+        except (OSError, UnicodeDecodeError):
+            cached = (mtime, "")
+        _file_cache[path] = cached
+    return cached[1]
+
+
+def known() -> dict[str, str]:
+    """Every secret this process knows -> where it comes from (``$VAR`` or a file path)."""
+    out = dict(_registered)
+    for name in env_names():
+        value = os.environ.get(name, "")
+        if len(value) >= MIN_LENGTH:
+            out[value] = f"${name}"
+    for path in os.environ.get(ENV_FILES, "").split(os.pathsep):
+        if path:
+            value = _file_secret(path)
+            if len(value) >= MIN_LENGTH:
+                out.setdefault(value, path)
+    return out
+
+
+def _forms(secret: str) -> Iterator[str]:
+    """The secret, its pieces, and how it looks inside JSON or a Python repr."""
+    yield secret
     for piece in re.split(r"[/:@?&=]", secret):
         if len(piece) >= _MIN_PIECE:
-            _KNOWN.add(piece)
+            yield piece
+    yield json.dumps(secret)[1:-1]
+    yield repr(secret)[1:-1]
+
+
+_patterns: dict[frozenset[str], list[str]] = {}
+
+
+def _needles() -> list[str]:
+    secrets = frozenset(known())
+    needles = _patterns.get(secrets)
+    if needles is None:
+        needles = sorted({f for s in secrets for f in _forms(s) if f}, key=len, reverse=True)
+        _patterns.clear()
+        _patterns[secrets] = needles
+    return needles
 
 
 def redact(text: str) -> str:
-    for secret in sorted(_KNOWN, key=len, reverse=True):
-        if secret and secret in text:
-            text = text.replace(secret, "***")
+    """``text`` with every known secret (and its long pieces) replaced by ``***``."""
+    for needle in _needles():
+        if needle in text:
+            text = text.replace(needle, MASK)
     return text
+
+
+def redact_obj(obj: Any) -> Any:
+    """A copy of a JSON-like object with every string redacted (keys too)."""
+    if isinstance(obj, str):
+        return redact(obj)
+    if isinstance(obj, dict):
+        return {redact(k) if isinstance(k, str) else k: redact_obj(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [redact_obj(v) for v in obj]
+    return obj
+
+
+def find_secret(obj: Any, path: str = "") -> tuple[str, str] | None:
+    """The first (key, source) where a JSON-like ``obj`` holds a known secret, else None."""
+    secrets = known()
+    if not secrets:
+        return None
+
+    def walk(node: Any, where: str) -> tuple[str, str] | None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                hit = walk(value, f"{where}.{key}" if where else str(key))
+                if hit:
+                    return hit
+            return None
+        if isinstance(node, list | tuple):
+            for i, value in enumerate(node):
+                hit = walk(value, f"{where}[{i}]")
+                if hit:
+                    return hit
+            return None
+        if isinstance(node, str):
+            for secret, source in secrets.items():
+                if any(form in node for form in _forms(secret)):
+                    return where, source
+        return None
+
+    return walk(obj, path)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts every record's message (and its arguments) in place."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            import traceback
+
+            record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)))
+            record.exc_info = None
+        return True
+
+
+class RedactingStream:
+    """A text stream that redacts what is written to it (runner's consoles write through one)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def write(self, text: str) -> int:
+        self._inner.write(redact(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, flush, encoding, ...
+        return getattr(self._inner, name)
+
+
+def console(stderr: bool = False, **kwargs: Any) -> Any:
+    """A rich Console on stdout or stderr whose output is redacted."""
+    import sys
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(file=RedactingStream(stream), **kwargs)  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ from runner.errors import CorruptStateError
 from runner.metrics import last_metrics
 from runner.paths import FLAG_NAMES
 from runner.recovery import Death, observe
+from runner.secrets import redact
 from runner.state import STATE_OF_FLAG, FlagRecord, State, read_flag, read_state
 from runner.store import RunRef, SweepStore
 
@@ -248,7 +249,7 @@ def json_text(store: SweepStore, workers: int | None = None) -> str:
     cache.save()
     head = json.dumps({"sweep_dir": str(store.root), "name": store.manifest.get("name"),
                        "counts": {s: total.get(s, 0) for s in STATE_ORDER}})
-    return head[:-1] + ', "runs": [' + ",".join(p[0] for p in parts if p[0]) + "]}"
+    return redact(head[:-1] + ', "runs": [' + ",".join(p[0] for p in parts if p[0]) + "]}")
 
 
 def _forked_map(fn: Any, items: list[Any]) -> list[Any]:
@@ -319,8 +320,8 @@ def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> 
                 then = ("interrupted; `resume` runs it again" if death.state is State.INTERRUPTED
                         else "crashed")
                 info = f"{death.reason}: {then}"
-        table.add_row(row.ref.id, *(_fmt(row.ref.values.get(k)) for k in varying), state,
-                      f"{duration:.1f}s" if duration is not None else "", info)
+        table.add_row(row.ref.id, *(redact(_fmt(row.ref.values.get(k))) for k in varying), state,
+                      f"{duration:.1f}s" if duration is not None else "", redact(info))
     header = Text(f"{store.root}  ({store.manifest.get('kind')}, {len(rows)} runs)  "
                   + "  ".join(f"{s.lower()}: {n}" for s, n in counts(rows).items() if n))
     parts: list[Any] = [header, table]

@@ -27,7 +27,7 @@ from runner.atomic import fsync_dir, write_json_atomic
 from runner.config_schema import without_one_shot
 from runner.configfile import dump_yaml
 from runner.errors import CorruptStateError, StateError
-from runner.paths import RunPaths, SweepPaths
+from runner.paths import RunPaths, SweepPaths, check_component
 from runner.state import create_unhatched, process_create_time
 from runner.sweep import Plan, RunSpec
 
@@ -123,7 +123,7 @@ class SweepStore:
     def create(cls, plan: Plan, output_dir: Path, config_name: str,
                config_dirs: list[str]) -> tuple[SweepStore, bool]:
         """Freeze ``plan`` into ``output_dir/plan.name``; (store, False) if it already existed."""
-        final = (output_dir / plan.name).resolve()
+        final = (output_dir / check_component(plan.name, "runner.name")).resolve()
         store = cls(final)
         if store.exists():
             return store, False

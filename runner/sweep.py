@@ -34,7 +34,9 @@ from runner.compose import Composer, parse_overrides, to_container
 from runner.config_schema import SWEEP_KINDS, SweepConf, validate
 from runner.errors import ConfigError, SweepError
 from runner.filters import compile_filter
+from runner.paths import check_component
 from runner.run_id import canonical_values, run_dirname, run_id
+from runner.secrets import find_secret
 
 # Sections that configure runner itself: sweep-wide, never part of a run's frozen config.
 EXEC_SECTIONS = ("runner", "launcher", "notifier", "tracker", "sweep", "hydra")
@@ -70,6 +72,36 @@ class Axis:
             value = math.exp(rng.uniform(math.log(lo), math.log(hi)))
             return int(round(value)) if as_int else value
         return rng.randint(int(lo), int(hi)) if as_int else rng.uniform(lo, hi)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one expansion may cost. The shell user's command line has no run limit; the bot's
+    ``/launch`` sets one, and refuses importable filter predicates."""
+
+    max_runs: int | None = None
+    predicates: bool = True
+    where: str = "the run limit"  # the setting that sets max_runs, for messages
+
+    def check(self, count: int | float, what: str) -> None:
+        if self.max_runs is not None and count > self.max_runs:
+            raise SweepError(f"{what} would give {count:.0f} runs; at most {self.max_runs} "
+                             f"are allowed here ({self.where})")
+
+
+NO_LIMITS = Limits()
+
+
+def _sweep_length(value: Any) -> int | None:
+    """How many values a range()/choice() sweep has, computed without listing them."""
+    if isinstance(value, RangeSweep):
+        start, stop, step = value.start, value.stop, value.step
+        if start is None or stop is None or not step:
+            return None
+        return max(0, math.ceil((stop - start) / step))
+    if isinstance(value, ChoiceSweep):
+        return len(value.list)
+    return None
 
 
 @dataclass
@@ -122,7 +154,7 @@ def encode(value: Any) -> str:
     return str(Override._get_value_element_as_str(_quoted(value)))
 
 
-def _axis_from_override(o: Override, from_cli: bool) -> Axis:
+def _axis_from_override(o: Override, from_cli: bool, limits: Limits = NO_LIMITS) -> Axis:
     key = o.key_or_group
     prefix = "++" if o.is_force_add() else "+" if o.is_add() else ""
     if not from_cli:
@@ -134,11 +166,14 @@ def _axis_from_override(o: Override, from_cli: bool) -> Axis:
     if isinstance(value, IntervalSweep):
         return Axis(key, prefix, None, value)
     if isinstance(value, ChoiceSweep | RangeSweep):
+        length = _sweep_length(value)
+        if length is not None:
+            limits.check(length, f"the axis '{key}'")
         return Axis(key, prefix, [_plain(v) for v in o.sweep_iterator()])
     return Axis(key, prefix, [_plain(value)])
 
 
-def _params_axes(params: dict[str, Any]) -> list[Axis]:
+def _params_axes(params: dict[str, Any], limits: Limits) -> list[Axis]:
     axes = []
     for key, raw in params.items():
         text = raw if isinstance(raw, str) else encode(raw)
@@ -146,7 +181,7 @@ def _params_axes(params: dict[str, Any]) -> list[Axis]:
             (o,) = parse_overrides([f"{key}={text}"])
         except ConfigError as exc:
             raise SweepError(f"sweep.params.{key}: {exc}") from None
-        axes.append(_axis_from_override(o, from_cli=False))
+        axes.append(_axis_from_override(o, from_cli=False, limits=limits))
     return axes
 
 
@@ -162,9 +197,12 @@ def _merge_axes(base: list[Axis], extra: Iterable[Axis], fixed: set[str]) -> lis
     return out
 
 
-def _seeds_axis(spec: SweepConf, axes: list[Axis], cli_keys: set[str]) -> list[Axis]:
+def _seeds_axis(spec: SweepConf, axes: list[Axis], cli_keys: set[str],
+                limits: Limits) -> list[Axis]:
     if spec.seeds is None:
         return axes
+    if isinstance(spec.seeds, int):
+        limits.check(spec.seeds, f"sweep.seeds={spec.seeds}")
     if spec.seed_key in cli_keys:
         raise SweepError(f"both sweep.seeds={spec.seeds} and a '{spec.seed_key}' axis on the "
                          "command line: give one of them")
@@ -175,14 +213,19 @@ def _seeds_axis(spec: SweepConf, axes: list[Axis], cli_keys: set[str]) -> list[A
     return [*rest, Axis(spec.seed_key, "", seeds, crossed=True)]
 
 
-def _expand_values(spec: SweepConf, axes: list[Axis], notes: list[str]) -> list[dict[str, Any]]:
+def _expand_values(spec: SweepConf, axes: list[Axis], notes: list[str],
+                   limits: Limits) -> list[dict[str, Any]]:
+    crossed_size = math.prod(len(a.choices) for a in axes
+                             if a.choices is not None and (spec.kind != "random" or a.crossed))
     if spec.kind == "grid":
+        limits.check(crossed_size, "the grid")
         keys = [a.key for a in axes]
         return [dict(zip(keys, combo, strict=True))
                 for combo in itertools.product(*(a.grid_values() for a in axes))]
     if spec.kind == "random":
         if spec.num_samples < 1:
             raise SweepError(f"sweep.num_samples must be >= 1, got {spec.num_samples}")
+        limits.check(spec.num_samples * crossed_size, f"sweep.num_samples={spec.num_samples}")
         rng = random.Random(spec.seed)
         sampled = [a for a in axes if not a.crossed]
         crossed = [a for a in axes if a.crossed]
@@ -208,6 +251,7 @@ def _expand_values(spec: SweepConf, axes: list[Axis], notes: list[str]) -> list[
             raise SweepError(f"sweep.runs[{i}] must be a non-empty mapping of key: value, "
                              f"got {entry!r}")
         settings.append(dict(entry))
+    limits.check(len(settings) * crossed_size, "sweep.runs")
     keys = [a.key for a in axes]
     return [{**s, **dict(zip(keys, combo, strict=True))}
             for s in settings for combo in itertools.product(*(a.grid_values() for a in axes))]
@@ -320,10 +364,15 @@ def plan_fingerprint(runs: Sequence[RunSpec]) -> str:
     return h.hexdigest()
 
 
-def expand(composer: Composer, args: Sequence[str], config_name: str = "config") -> Plan:
-    """Expand command-line overrides into a Plan (nothing is written)."""
+def expand(composer: Composer, args: Sequence[str], config_name: str = "config",
+           limits: Limits = NO_LIMITS) -> Plan:
+    """Expand command-line overrides into a Plan (nothing is written).
+
+    Refuses (before anything is written) a sweep beyond ``limits`` and any run config holding
+    the value of a known secret (``runner.secrets``).
+    """
     parsed = parse_overrides(args)
-    cli_axes = [_axis_from_override(o, from_cli=True) for o in parsed if o.is_sweep_override()]
+    cli_axes = [_axis_from_override(o, True, limits) for o in parsed if o.is_sweep_override()]
     plain = [str(o.input_line) for o in parsed if not o.is_sweep_override()]
     plain_keys = {o.key_or_group for o in parsed if not o.is_sweep_override()}
     base = composer.compose(plain, config_name)
@@ -332,42 +381,70 @@ def expand(composer: Composer, args: Sequence[str], config_name: str = "config")
         spec = validate(base.sweep, SweepConf, "sweep")
         if spec.kind not in SWEEP_KINDS:
             raise SweepError(f"sweep.kind='{spec.kind}' is not one of {', '.join(SWEEP_KINDS)}")
-        config_axes = _params_axes(spec.params) if spec.kind != "list" else []
+        config_axes = _params_axes(spec.params, limits) if spec.kind != "list" else []
         kind = spec.kind
     else:
         spec, config_axes = SweepConf(kind="grid"), []
         kind = "grid" if cli_axes else "single"
     axes = _merge_axes(config_axes, cli_axes, plain_keys)
-    axes = _seeds_axis(spec, axes, {a.key for a in cli_axes})
-    values_list = _expand_values(spec, axes, notes) if (axes or kind == "list") else [{}]
+    axes = _seeds_axis(spec, axes, {a.key for a in cli_axes}, limits)
+    values_list = (_expand_values(spec, axes, notes, limits) if (axes or kind == "list")
+                   else [{}])
+    limits.check(len(values_list), "the sweep")
 
     builder = _ConfigBuilder(composer, plain, {a.key: a.prefix for a in axes})
     builder.prepare(values_list)
     runs = []
     for values in values_list:
         runs.append(RunSpec(run_id(values), run_dirname(values), values, builder.build(values)))
-    runs = _select(runs, spec, notes)
+    runs = _select(runs, spec, notes, limits)
     _check_unique(runs)
 
     distinct: dict[str, set[str]] = {}
     for run in runs:
         for key, value in run.values.items():
             distinct.setdefault(key, set()).add(canonical_values({"v": value}))
-    task_name = str(OmegaConf.select(base, "task.name", default=None) or "run")
-    name = OmegaConf.select(base, "runner.name", default=None) or (
-        f"{task_name}-{kind}-{fingerprint_overrides(list(args), config_name)}")
+    name = _sweep_name(base, kind, args, config_name)
+    execution = builder.execution()
+    _refuse_secrets(runs, execution)
     return Plan(
         name=str(name), kind=kind, runs=runs,
         axes=list(distinct),
         varying=[k for k, vals in distinct.items() if len(vals) > 1],
-        execution=builder.execution(), overrides=list(args),
+        execution=execution, overrides=list(args),
         fingerprint=plan_fingerprint(runs), notes=notes,
     )
 
 
-def _select(runs: list[RunSpec], spec: SweepConf, notes: list[str]) -> list[RunSpec]:
+def _refuse_secrets(runs: list[RunSpec], execution: dict[str, Any]) -> None:
+    """A sweep whose configs hold a known secret's value (e.g. through ``${oc.env:...}``) is
+    never frozen: the error names the key and where the secret comes from, never the value."""
+    hit = find_secret(execution)
+    for run in runs:
+        if hit:
+            break
+        hit = find_secret(run.config)
+    if hit:
+        key, source = hit
+        raise ConfigError(f"'{key}' holds the value of the secret {source}: secrets are never "
+                          "written into a sweep's configs; read it in the task instead "
+                          "(e.g. os.environ)")
+
+
+def _sweep_name(base: DictConfig, kind: str, args: Sequence[str], config_name: str) -> str:
+    """``runner.name``, else ``<task.name>-<kind>-<hash of the command>``: one plain name."""
+    given = OmegaConf.select(base, "runner.name", default=None)
+    if given is not None and given != "":
+        return check_component(str(given), "runner.name")
+    task_name = check_component(str(OmegaConf.select(base, "task.name", default=None) or "run"),
+                                "task.name")
+    return f"{task_name}-{kind}-{fingerprint_overrides(list(args), config_name)}"
+
+
+def _select(runs: list[RunSpec], spec: SweepConf, notes: list[str],
+            limits: Limits) -> list[RunSpec]:
     if spec.filter:
-        keep = compile_filter(spec.filter)
+        keep = compile_filter(spec.filter, predicates=limits.predicates)
         before = len(runs)
         runs = [r for r in runs if keep(r.values, r.config)]
         notes.append(f"filter '{spec.filter}' kept {len(runs)} of {before} runs")

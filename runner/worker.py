@@ -37,6 +37,7 @@ from runner.errors import RunInterrupted
 from runner.metrics import MetricsWriter, flatten, read_tail
 from runner.paths import RunPaths
 from runner.run_id import id_from_dirname
+from runner.secrets import redact
 from runner.state import Lease, State, finish, process_create_time, update_lease
 from runner.tasks import load_task
 from runner.trackers import Tracker, from_env
@@ -80,7 +81,7 @@ def _finish_trackers(trackers: list[Tracker], state: str, summary: dict[str, Any
         try:
             tracker.finish(state, summary)
         except Exception as exc:
-            print(f"runner: tracker {type(tracker).__name__} could not finish: {exc}",
+            print(redact(f"runner: tracker {type(tracker).__name__} could not finish: {exc}"),
                   file=sys.stderr, flush=True)
 
 
@@ -182,7 +183,7 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
         finish(paths, token, State.CRASHED,
                {"reason": f"{type(exc).__name__}: {exc}", "exit_status": EXIT_CRASHED,
                 "duration_s": time.time() - started}, traceback.format_exc())
-        traceback.print_exc()
+        print(redact(traceback.format_exc()), end="", file=sys.stderr, flush=True)
         return EXIT_CRASHED
     finally:
         beat.stop.set()

@@ -54,7 +54,7 @@ def sweeps(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 def conf_for(project: Project, **changes: Any) -> BotConf:
     base = {"allowed_users": [ALLOWED_USER], "allowed_roles": [ROLE], "channels": [CHANNEL],
-            "workdir": str(project.root), "tick_s": 0.05}
+            "workdir": str(project.root), "tick_s": 0.05, "tasks": ["toy"]}
     return BotConf(**{**base, **changes})
 
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import Project
-from integrations.discord_bot.launches import parse_chat_overrides
+from integrations.discord_bot.chat_policy import parse_chat_overrides
 from integrations.discord_bot.messages import MAX_CHARS, plan_messages, split_text
 from runner.errors import ConfigError
 

@@ -14,7 +14,7 @@ from integrations.discord_bot.config import BotConf
 from runner.compose import composer, to_container
 from runner.config_schema import validate
 from runner.errors import RunnerError
-from runner.secrets import read_secret, redact
+from runner.secrets import RedactingFilter, read_secret, redact
 
 
 def load_conf(overrides: list[str]) -> BotConf:
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     logic.log_dir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(logic.log_dir / "bot.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(RedactingFilter())  # discord.py's own log lines too
     bot = RunnerBot(logic)
     bot.run(token, log_handler=handler, log_level=logging.INFO)
     return 0

@@ -72,7 +72,8 @@ async def deliver(send: Callable[..., Awaitable[Any]], reply: Reply,
 def _caller(interaction: discord.Interaction) -> Caller:
     user = interaction.user
     roles = tuple(int(r) for r in getattr(user, "_roles", ()))  # ids, cached guild or not
-    return Caller(user.id, interaction.channel_id or 0, roles, str(user))
+    return Caller(user.id, interaction.channel_id or 0, roles, str(user),
+                  in_guild=interaction.guild_id is not None)
 
 
 class RunnerBot(discord.Client):
@@ -115,7 +116,7 @@ class RunnerBot(discord.Client):
                     await deliver(channel.send, reply, allow_ephemeral=False)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # a report that fails must not stop the next ones
+            except BaseException as exc:  # a failing report (even SystemExit) stops nothing
                 log.error("subscription report failed: %s", redact(repr(exc)))
                 self.errors.append(exc)
             await asyncio.sleep(self.logic.conf.tick_s)
@@ -126,12 +127,23 @@ class RunnerBot(discord.Client):
         await interaction.response.defer(thinking=True, ephemeral=ephemeral)
         try:
             reply = await asyncio.to_thread(work)
+        except asyncio.CancelledError:
+            raise
         except RunnerError as exc:
             reply = Reply(f"error: {exc}")
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit or KeyboardInterrupt too: the bot goes on
             log.error("command failed: %s", redact("".join(traceback.format_exception(exc))))
             reply = Reply(f"internal error: {type(exc).__name__}: {exc}")
         await deliver(interaction.followup.send, reply)
+
+    async def read(self, interaction: discord.Interaction, command: str,
+                   work: Callable[[], Reply]) -> None:
+        """A read-only command: answered in the allowed channels only, never in DMs."""
+        refused = self.logic.read_refusal(_caller(interaction), command)
+        if refused is not None:
+            await interaction.response.send_message(refused.text, ephemeral=True)
+            return
+        await self.answer(interaction, work)
 
     async def steer(self, interaction: discord.Interaction, command: str,
                     work: Callable[[Caller], Reply]) -> None:
@@ -146,26 +158,35 @@ class RunnerBot(discord.Client):
 def _register(bot: RunnerBot) -> None:
     logic, tree = bot.logic, bot.tree
 
+    def may_read(interaction: discord.Interaction) -> bool:  # autocompletion: silently nothing
+        return logic.read_refusal(_caller(interaction), "autocomplete", log=False) is None
+
     async def sweep_names(interaction: discord.Interaction,
                           current: str) -> list[app_commands.Choice[str]]:
+        if not may_read(interaction):
+            return []
         names = await asyncio.to_thread(logic.complete_sweeps, current)
         return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names]
 
     async def run_ids(interaction: discord.Interaction,
                       current: str) -> list[app_commands.Choice[str]]:
         sweep = getattr(interaction.namespace, "sweep", None) or ""
+        if not may_read(interaction):
+            return []
         ids = await asyncio.to_thread(logic.complete_runs, sweep, current) if sweep else []
         return [app_commands.Choice(name=i, value=i) for i in ids]
 
     async def metric_names(interaction: discord.Interaction,
                            current: str) -> list[app_commands.Choice[str]]:
         sweep = getattr(interaction.namespace, "sweep", None) or ""
+        if not may_read(interaction):
+            return []
         names = await asyncio.to_thread(logic.complete_metrics, sweep, current) if sweep else []
         return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names]
 
     @tree.command(name="sweeps", description="Recent sweeps with counts per state")
     async def sweeps(interaction: discord.Interaction) -> None:
-        await bot.answer(interaction, logic.sweeps)
+        await bot.read(interaction, "sweeps", logic.sweeps)
 
     @tree.command(name="runs", description="Runs of a sweep, optionally by state, best first")
     @app_commands.describe(sweep="sweep name (or entity/project with source:wandb)",
@@ -180,10 +201,13 @@ def _register(bot: RunnerBot) -> None:
     async def runs(interaction: discord.Interaction, sweep: str, state: str | None = None,
                    top: int | None = None, sort: str | None = None, mode: str = "min",
                    source: str = "runner") -> None:
-        if source == "wandb":
-            await bot.answer(interaction, lambda: logic.wandb_runs(sweep, top))
+        if source == "wandb" and not logic.conf.wandb_public:  # the host's key: like steering
+            await bot.steer(interaction, "runs source:wandb",
+                            lambda c: logic.wandb_runs(sweep, top))
+        elif source == "wandb":
+            await bot.read(interaction, "runs", lambda: logic.wandb_runs(sweep, top))
         else:
-            await bot.answer(interaction, lambda: logic.runs(sweep, state, top, sort, mode))
+            await bot.read(interaction, "runs", lambda: logic.runs(sweep, state, top, sort, mode))
 
     @tree.command(name="summary", description="A run's config, state, duration, last metrics")
     @app_commands.describe(run="run id (or sweep/run)", keys="keys or key prefixes, e.g. "
@@ -191,7 +215,7 @@ def _register(bot: RunnerBot) -> None:
     @app_commands.autocomplete(run=run_ids, sweep=sweep_names)
     async def summary(interaction: discord.Interaction, run: str, keys: str = "",
                       sweep: str | None = None) -> None:
-        await bot.answer(interaction, lambda: logic.summary(run, keys, sweep))
+        await bot.read(interaction, "summary", lambda: logic.summary(run, keys, sweep))
 
     @tree.command(name="plot", description="Metrics over steps as a PNG")
     @app_commands.describe(sweep="sweep name", runs="run ids, comma-separated (default: all)",
@@ -199,7 +223,7 @@ def _register(bot: RunnerBot) -> None:
     @app_commands.autocomplete(sweep=sweep_names, keys=metric_names)
     async def plot(interaction: discord.Interaction, sweep: str, runs: str = "",
                    keys: str = "loss", spread: bool = False) -> None:
-        await bot.answer(interaction, lambda: logic.plot(sweep, runs, keys, spread))
+        await bot.read(interaction, "plot", lambda: logic.plot(sweep, runs, keys, spread))
 
     @tree.command(name="subscribe", description="Post read-only commands here periodically")
     @app_commands.describe(every="minutes between reports",

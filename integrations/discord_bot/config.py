@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from integrations.discord_bot.chat_policy import DEFAULT_CHAT_KEYS
+
 
 @dataclass
 class BotConf:
@@ -21,3 +23,8 @@ class BotConf:
     max_launches: int = 4  # sweeps started from chat and still running, at most
     wandb_project: str | None = None  # entity/project for source:wandb
     wandb_key_env: str = "WANDB_API_KEY"
+    wandb_public: bool = False  # false: source:wandb needs a user allowed to steer
+    read_channels: list[int] | None = None  # read-only commands here (null: bot.channels)
+    chat_keys: list[str] = field(default_factory=lambda: list(DEFAULT_CHAT_KEYS))
+    tasks: list[str] = field(default_factory=list)  # task configs /launch may choose
+    max_runs: int = 500  # runs one /launch may start, at most

@@ -1,18 +1,16 @@
 """Sweeps started from chat: overrides checked before anything starts, then a subprocess.
 
-Text from chat is split like a command line (``shlex``, no shell ever runs it) and parsed with
-Hydra's override grammar; the whole sweep is then composed and validated exactly as
-``python -m runner`` would, so a typo comes back as the same clear error and nothing starts.
-Overrides that could run arbitrary code or write elsewhere are refused, and so is anything that
-looks like a token or key: those never travel through chat.
+``plan()`` composes and validates the whole sweep exactly as ``python -m runner`` would (so a typo
+comes back as the same clear error and nothing starts), with the bot's limits (``bot.max_runs``,
+no importable filter predicates), and then checks its effect against ``ChatPolicy``. Only then
+is ``python -m runner ...`` started, in its own process group, without the bot's own token in
+its environment.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
-import shlex
 import subprocess
 import sys
 import threading
@@ -20,43 +18,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from integrations.discord_bot.chat_policy import ChatPolicy
 from runner.errors import ConfigError
-from runner.secrets import redact
 
-# settings that run code or shell lines of the caller's choosing, or write outside outputs/
-FORBIDDEN = ("task.fn", "hydra", "runner.output_dir", "runner.preload", "launcher.python",
-             "launcher.setup", "launcher.sbatch_extra", "launcher._target_", "notifier",
-             "tracker")
-_SECRETISH = re.compile(r"token|secret|passw|api_?key|webhook|(^|[._])key($|[._])", re.I)
 _COMPOSE_LOCK = threading.Lock()  # Hydra's global state: one composition at a time
-
-
-def parse_chat_overrides(text: str) -> list[str]:
-    """Overrides from a chat message, checked; raises ConfigError naming what is refused."""
-    from runner.compose import parse_overrides
-
-    if redact(text) != text:
-        raise ConfigError("that text contains a secret this host knows: tokens and keys are "
-                          "never accepted in chat (the message was not stored)")
-    try:
-        args = shlex.split(text)
-    except ValueError as exc:
-        raise ConfigError(f"cannot split the overrides: {exc}") from None
-    if not args:
-        raise ConfigError("no overrides given, e.g. `+sweep=grid task.lr=0.1,0.01`")
-    options = [a for a in args if a.startswith("-")]
-    if options:
-        raise ConfigError(f"options are not taken from chat: {', '.join(options)}")
-    for override in parse_overrides(args):
-        key = override.key_or_group.lstrip("+~")
-        if any(key == f or key.startswith(f + ".") or key.startswith(f + "/")
-               for f in FORBIDDEN):
-            raise ConfigError(f"'{key}' cannot be set from chat (it could run code or write "
-                              "elsewhere); set it in the config files instead")
-        if _SECRETISH.search(key):
-            raise ConfigError(f"'{key}' looks like a token or key: those are never accepted in "
-                              "chat; the host reads them from its environment or a file")
-    return args
 
 
 @dataclass
@@ -72,8 +37,13 @@ class Launched:
 class Launches:
     """Sweeps this bot started, each ``python -m runner ...`` in its own process group."""
 
-    def __init__(self, workdir: Path, log_dir: Path, max_running: int) -> None:
+    def __init__(self, workdir: Path, log_dir: Path, max_running: int,
+                 policy: ChatPolicy | None = None, max_runs: int = 500,
+                 hidden_env: tuple[str, ...] = ()) -> None:
         self.workdir, self.log_dir, self.max_running = workdir, log_dir, max_running
+        self.policy = policy or ChatPolicy()
+        self.max_runs = max_runs
+        self.hidden_env = hidden_env  # e.g. the bot's token: launched sweeps never see it
         self.items: list[Launched] = []
 
     def running(self) -> list[Launched]:
@@ -83,14 +53,16 @@ class Launches:
         """Compose and validate the sweep (no file written); raises ConfigError/SweepError."""
         from runner.compose import composer
         from runner.scheduler import check_execution
-        from runner.sweep import expand
+        from runner.sweep import Limits, expand
         from runner.tasks import check_task
 
         conf_dir = self.workdir / "conf"
+        limits = Limits(max_runs=self.max_runs, predicates=False, where="bot.max_runs")
         # (the bot's own paths are absolute: changing directory here is safe)
         with _COMPOSE_LOCK, contextlib.chdir(self.workdir), composer(
                 conf_dir if conf_dir.is_dir() else None) as comp:
-            plan = expand(comp, args)
+            plan = expand(comp, args, limits=limits)
+            self.policy.check(comp, args, plan)
         check_execution(plan.execution)
         for fn in sorted({str(r.config.get("task", {}).get("fn")) for r in plan.runs}):
             check_task(fn)
@@ -103,7 +75,8 @@ class Launches:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{name[:60]}.log"
         # a wandb service the bot started (source:wandb) is the bot's own: runs start theirs
-        env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+        hidden = {"WANDB_SERVICE", *self.hidden_env}
+        env = {k: v for k, v in os.environ.items() if k not in hidden}
         with open(log, "ab") as out:
             proc = subprocess.Popen([sys.executable, "-m", "runner", *argv], cwd=self.workdir,
                                     env=env, stdin=subprocess.DEVNULL, stdout=out,

@@ -1,9 +1,12 @@
 """What every command does, in plain Python: no discord.py here.
 
 Each command returns a ``Reply`` (text, PNG/text attachments, ephemeral or not); the transport
-(``app``) only delivers it. Read-only commands (sweeps, runs, summary, plot) work for everyone;
-commands that start, resume or cancel work, or post in a channel periodically, need a configured
-user or role *and* a configured channel, and every refused attempt is written to the audit log.
+(``app``) only delivers it. Nothing is answered in direct messages. Read-only commands (sweeps,
+runs, summary, plot, and autocompletion) answer everyone, but only in the configured channels
+(``bot.read_channels``, default ``bot.channels``), and only about sweeps under ``bot.outputs``;
+commands that start, resume or cancel work, post in a channel periodically, or read a WandB
+project with the host's key, need a configured user or role *and* a configured channel. Every
+refused attempt is written to the audit log.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from integrations.discord_bot.chat_policy import ChatPolicy, parse_chat_overrides
 from integrations.discord_bot.config import BotConf
-from integrations.discord_bot.launches import Launches, parse_chat_overrides
+from integrations.discord_bot.launches import Launches
 from integrations.discord_bot.subscriptions import Subscription, SubscriptionStore
 from runner import queries
 from runner.errors import RunnerError, StateError
@@ -36,6 +40,7 @@ class Caller:
     channel_id: int
     role_ids: tuple[int, ...] = ()
     name: str = ""
+    in_guild: bool = True  # False: a direct message
 
 
 @dataclass
@@ -75,7 +80,9 @@ class BotLogic:
         self.log_dir = (self.workdir / conf.log_dir).resolve()
         self.clock = clock
         self.subscriptions = SubscriptionStore(self.workdir / conf.state_file, clock)
-        self.launches = Launches(self.workdir, self.log_dir / "launches", conf.max_launches)
+        self.launches = Launches(self.workdir, self.log_dir / "launches", conf.max_launches,
+                                 ChatPolicy(list(conf.chat_keys), list(conf.tasks)),
+                                 conf.max_runs, hidden_env=(conf.token_env,))
         self._audit_lock = threading.Lock()
 
     # ------------------------------------------------------------------ safety
@@ -87,11 +94,29 @@ class BotLogic:
         with self._audit_lock, open(self.log_dir / "bot.log", "a", encoding="utf-8") as f:
             f.write(f"{stamp} {redact(line)}\n")
 
+    def read_refusal(self, caller: Caller, command: str, log: bool = True) -> Reply | None:
+        """None if ``caller`` may use a read-only ``command`` here; else the refusal (logged
+        unless ``log`` is false: autocompletion is refused silently)."""
+        channels = (self.conf.channels if self.conf.read_channels is None
+                    else self.conf.read_channels)
+        if not caller.in_guild:
+            why = "this bot does not answer direct messages"
+        elif caller.channel_id not in channels:
+            why = f"/{command} is not answered in this channel (bot.read_channels)"
+        else:
+            return None
+        if log:
+            self.audit(f"REFUSED /{command} from user {caller.user_id} ({caller.name}) in "
+                       f"channel {caller.channel_id}: {why}")
+        return Reply(f"refused: {why}", ephemeral=True)
+
     def refusal(self, caller: Caller, command: str) -> Reply | None:
         """None if ``caller`` may run a steering ``command`` here; else the refusal (logged)."""
         user_ok = (caller.user_id in self.conf.allowed_users
                    or bool(set(caller.role_ids) & set(self.conf.allowed_roles)))
-        if not user_ok:
+        if not caller.in_guild:
+            why = "this bot does not answer direct messages"
+        elif not user_ok:
             why = (f"you are not allowed to use /{command} (ask an admin to add you to "
                    "bot.allowed_users or one of your roles to bot.allowed_roles)")
         elif caller.channel_id not in self.conf.channels:

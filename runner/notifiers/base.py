@@ -8,6 +8,7 @@ OOM killer is reported like any other crash.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from runner.config_schema import NotifierConf, load_target
 from runner.errors import ConfigError
+from runner.secrets import redact_obj
 
 
 @dataclass
@@ -83,6 +85,13 @@ EVENT_KINDS = ("sweep_started", "run_completed", "run_crashed", "run_interrupted
                "sweep_finished")
 
 
+def redacted(event: Event) -> Event:
+    """A copy of ``event`` whose texts hold no known secret: what every notifier receives."""
+    changes = {f.name: redact_obj(getattr(event, f.name)) for f in dataclasses.fields(event)
+               if isinstance(getattr(event, f.name), str | dict)}
+    return dataclasses.replace(event, **changes)
+
+
 class Notifier(abc.ABC):
     """Receives sweep events. ``events`` filters them (``all`` or a list of EVENT_KINDS)."""
 
@@ -110,7 +119,7 @@ class Notifier(abc.ABC):
 
     def notify(self, event: Event) -> None:
         if self.wants(event):
-            self.handle(event)
+            self.handle(redacted(event))
 
     @abc.abstractmethod
     def handle(self, event: Event) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.console import Console
 
+from runner import secrets
 from runner.notifiers.base import (
     Event,
     Notifier,
@@ -23,7 +24,7 @@ def format_values(values: dict[str, Any]) -> str:
 class ConsoleNotifier(Notifier):
     def __init__(self, conf: Any, console: Console | None = None) -> None:
         super().__init__(conf)
-        self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+        self.console = console or secrets.console(stderr=True, highlight=False, soft_wrap=True)
 
     def handle(self, event: Event) -> None:
         c = self.console
