@@ -42,6 +42,8 @@ def _stdout_console() -> Console:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # a program of its own (not called from Python): redacted tracebacks
+        secrets.install_hooks()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:
@@ -404,6 +406,15 @@ def _with_exec_overrides(manifest: dict[str, Any], execution: dict[str, Any],
 
 def _exec_overrides(overrides: list[str]) -> list[str]:
     """The recorded command's runner/launcher/notifier overrides, minus one-shot settings."""
+    from runner.compose import parse_overrides
+
     one_shot = {f"runner.{k}" for k in ONE_SHOT} | {f"launcher.{k}" for k in LAUNCHER_ONE_SHOT}
-    return [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] in _EXEC
-            and "," not in o and o.lstrip("+~").split("=")[0] not in one_shot]
+    keep = []
+    for text in overrides:
+        key = text.lstrip("+~").split("=")[0]
+        if key.split(".")[0] not in _EXEC or key in one_shot:
+            continue
+        (parsed,) = parse_overrides([text])
+        if not parsed.is_sweep_override():  # (a list such as notifier=[console,discord] stays)
+            keep.append(text)
+    return keep

@@ -24,8 +24,8 @@ class RunnerConf:
     dry_run: bool = False
     retry_crashed: bool = False
     debug: Any = None
-    heartbeat_s: float = 10.0
-    stale_after_s: float = 120.0
+    heartbeat_s: float = field(default=10.0, metadata={"min": 0.0})
+    stale_after_s: float = field(default=120.0, metadata={"min": 0.0})
     preload: list[str] = field(default_factory=list)
     preload_trackers: bool = True
     on_config_change: str = field(default="warn", metadata={"choices": ("warn", "error")})
@@ -51,8 +51,8 @@ class LauncherConf:
     """Settings every launcher understands (shared resource names)."""
 
     _target_: str = ""
-    max_parallel: int | None = None
-    timeout_min: float | None = None
+    max_parallel: int | None = field(default=None, metadata={"min": 1})
+    timeout_min: float | None = field(default=None, metadata={"min": 0.0})
 
 
 @dataclass
@@ -174,6 +174,13 @@ def validate(node: Any, schema: type[T], where: str) -> T:
         raise ConfigError(f"invalid value for '{where}.{key}': {exc}".replace("\n", " ")) from None
     assert isinstance(obj, schema)
     for f in dataclasses.fields(schema):  # type: ignore[arg-type]
+        low = f.metadata.get("min")
+        value = getattr(obj, f.name)
+        if low is not None and value is not None and (
+                value < low or (isinstance(low, float) and value == low)):
+            bound = f"> {low:g}" if isinstance(low, float) else f">= {low}"
+            raise ConfigError(f"{where}.{f.name}={value} must be {bound}"
+                              + (" (or null for the default)" if f.default is None else ""))
         choices = f.metadata.get("choices")
         if choices and getattr(obj, f.name) not in choices:
             raise ConfigError(f"{where}.{f.name}='{getattr(obj, f.name)}' is not one of: "

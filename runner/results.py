@@ -206,6 +206,8 @@ def _fmt(value: Any) -> str:
 
 
 def write(path: Path, text: str) -> Path:
+    from runner.secrets import redact
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_text(redact(text))
     return path

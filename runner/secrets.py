@@ -229,3 +229,26 @@ def console(stderr: bool = False, **kwargs: Any) -> Any:
 
     stream = sys.stderr if stderr else sys.stdout
     return Console(file=RedactingStream(stream), **kwargs)  # type: ignore[arg-type]
+
+
+def install_hooks() -> None:
+    """Tracebacks this process prints for an uncaught exception (main thread or any other) are
+    redacted too: the exception's message may quote a secret."""
+    import sys
+    import threading
+    import traceback
+
+    def print_redacted(exc_type: Any, exc: Any, tb: Any, where: str = "") -> None:
+        text = "".join(traceback.format_exception(exc_type, exc, tb))
+        sys.stderr.write(redact(f"{where}{text}"))
+
+    sys.excepthook = print_redacted
+
+    def thread_hook(args: Any) -> None:
+        if args.exc_type is SystemExit:
+            return
+        name = getattr(args.thread, "name", "?")
+        print_redacted(args.exc_type, args.exc_value, args.exc_traceback,
+                       f"Exception in thread {name}:\n")
+
+    threading.excepthook = thread_hook

@@ -28,6 +28,7 @@ from runner.config_schema import without_one_shot
 from runner.configfile import dump_yaml
 from runner.errors import CorruptStateError, StateError
 from runner.paths import RunPaths, SweepPaths, check_component
+from runner.secrets import redact
 from runner.state import create_unhatched, process_create_time
 from runner.sweep import Plan, RunSpec
 
@@ -162,7 +163,7 @@ def _write_sweep(root: Path, plan: Plan, config_name: str, config_dirs: list[str
     cwd = Path.cwd()
     prov, diff = provenance.collect(cwd)
     if diff:
-        paths.git_diff.write_text(diff)
+        paths.git_diff.write_text(redact(diff))
     for run in plan.runs:
         _write_run(paths.run(run.dirname), run)
     manifest = {
@@ -185,11 +186,11 @@ def _write_sweep(root: Path, plan: Plan, config_name: str, config_dirs: list[str
         "provenance": prov,
         "runs": [{"id": r.id, "dir": r.dirname, "values": r.values} for r in plan.runs],
     }
-    (paths.manifest).write_text(json.dumps(manifest, indent=1, default=str) + "\n")
+    paths.manifest.write_text(redact(json.dumps(manifest, indent=1, default=str) + "\n"))
 
 
 def _write_run(paths: RunPaths, run: RunSpec) -> None:
     paths.root.mkdir()
-    paths.config.write_text(dump_yaml(run.config))
-    paths.values.write_text(json.dumps(run.values, default=str) + "\n")
+    paths.config.write_text(redact(dump_yaml(run.config)))
+    paths.values.write_text(redact(json.dumps(run.values, default=str) + "\n"))
     create_unhatched(paths, durable=False)  # the whole tree is flushed once, then renamed

@@ -36,7 +36,7 @@ from runner.errors import ConfigError, SweepError
 from runner.filters import compile_filter
 from runner.paths import check_component
 from runner.run_id import canonical_values, run_dirname, run_id
-from runner.secrets import find_secret
+from runner.secrets import add_env_names, find_secret
 
 # Sections that configure runner itself: sweep-wide, never part of a run's frozen config.
 EXEC_SECTIONS = ("runner", "launcher", "notifier", "tracker", "sweep", "hydra")
@@ -397,6 +397,8 @@ def expand(composer: Composer, args: Sequence[str], config_name: str = "config",
     runs = []
     for values in values_list:
         runs.append(RunSpec(run_id(values), run_dirname(values), values, builder.build(values)))
+    execution = builder.execution()
+    _refuse_secrets(runs, execution)  # before the filter: its outcome never depends on one
     runs = _select(runs, spec, notes, limits)
     _check_unique(runs)
 
@@ -405,8 +407,6 @@ def expand(composer: Composer, args: Sequence[str], config_name: str = "config",
         for key, value in run.values.items():
             distinct.setdefault(key, set()).add(canonical_values({"v": value}))
     name = _sweep_name(base, kind, args, config_name)
-    execution = builder.execution()
-    _refuse_secrets(runs, execution)
     return Plan(
         name=str(name), kind=kind, runs=runs,
         axes=list(distinct),
@@ -419,6 +419,7 @@ def expand(composer: Composer, args: Sequence[str], config_name: str = "config",
 def _refuse_secrets(runs: list[RunSpec], execution: dict[str, Any]) -> None:
     """A sweep whose configs hold a known secret's value (e.g. through ``${oc.env:...}``) is
     never frozen: the error names the key and where the secret comes from, never the value."""
+    add_env_names((execution.get("runner") or {}).get("secret_env") or [])
     hit = find_secret(execution)
     for run in runs:
         if hit:

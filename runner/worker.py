@@ -37,7 +37,7 @@ from runner.errors import RunInterrupted
 from runner.metrics import MetricsWriter, flatten, read_tail
 from runner.paths import RunPaths
 from runner.run_id import id_from_dirname
-from runner.secrets import redact
+from runner.secrets import redact, redact_obj
 from runner.state import Lease, State, finish, process_create_time, update_lease
 from runner.tasks import load_task
 from runner.trackers import Tracker, from_env
@@ -151,7 +151,7 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
         fn = load_task(cfg.get("task", {}).get("fn", ""))
         _cap_torch_threads()
         result = fn(ctx.config)
-        summary = summary_of(result)
+        summary = redact_obj(summary_of(result))  # trackers mirror it: no secret in it
     except (RunInterrupted, KeyboardInterrupt) as exc:
         _ignore_stop_signals(install_signals)
         signum = exc.signum if isinstance(exc, RunInterrupted) else signal.SIGINT

@@ -482,3 +482,110 @@ def test_wandb_source_needs_a_key_on_the_host(sweeps: Project,
             assert "no WandB key on this host ($WANDB_API_KEY is not set)" in text
 
     run(scenario())
+
+
+# ---------------------------------------------------------------------- security end to end
+
+CHAT_ATTACKS = {  # a subset of tests/test_chat_attacks.py, through discord.py and the fake
+    "task=toy +sweep=grid seed=1,2 sweep.filter=logging.config:dictConfig":
+        "importable predicates are not accepted",
+    "+task.k='${oc.env:DISCORD_BOT_TOKEN}'": "interpolations (${...}) are not accepted",
+    "'+sweep=grid' '+sweep.params={task.fn: \"os:system\"}'": "'task.fn' cannot be changed",
+    "'runner={output_dir: /tmp}'": "'runner.output_dir' cannot be changed from chat",
+    "task=toy runner.name=../../escape": "cannot name a directory",
+    "task=toy 'seed=range(0,1000000000)'": "at most 500 are allowed here (bot.max_runs)",
+    "+task@runner=toy": "package overrides",
+    "launcher=slurm": "'launcher._target_' cannot be changed from chat",
+}
+
+
+def test_chat_attacks_through_discord_start_nothing(project: Project,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", TOKEN)
+    logic = BotLogic(conf_for(project))
+
+    async def scenario() -> None:
+        async with running(logic, monkeypatch) as (fake, _):
+            for overrides, expected in CHAT_ATTACKS.items():
+                _, token = await fake.slash("launch", overrides=overrides)
+                text = (await answer(fake, token)).payload["content"]
+                assert text.startswith("error:") and expected in text, (overrides, text)
+
+    run(scenario())
+    assert logic.launches.items == []
+    assert not (project.root / "outputs").exists() or [
+        p.name for p in (project.root / "outputs").iterdir()] == [".discord-bot"]
+    assert not list(project.root.parent.glob("escape*"))
+
+
+def test_read_only_commands_see_only_their_channels_and_outputs(
+        sweeps: Project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    elsewhere = Project(tmp_path / "elsewhere")  # a sweep outside bot.outputs
+    elsewhere.run("runner.name=secret-sweep", check=True)
+    outside = elsewhere.root / "outputs" / "secret-sweep"
+    link = sweeps.root / "outputs" / "linked"
+    link.symlink_to(outside)
+    logic = BotLogic(conf_for(sweeps))
+
+    async def scenario() -> None:
+        async with running(logic, monkeypatch) as (fake, _):
+            for options in ({"sweep": str(outside)}, {"sweep": "linked"},
+                            {"sweep": "outputs/linked"}):
+                _, token = await fake.slash("runs", **options)
+                text = (await answer(fake, token)).payload["content"]
+                assert text.startswith("error: no sweep"), text
+            _, token = await fake.slash("summary", run=f"{outside}/x")
+            assert "error: no sweep" in (await answer(fake, token)).payload["content"]
+            _, token = await fake.slash("sweeps")
+            assert "secret-sweep" not in (await answer(fake, token)).payload["content"]
+            _, token = await fake.slash("sweeps", channel_id=OTHER_CHANNEL)
+            data = await immediate(fake, token)
+            assert data["content"] == ("refused: /sweeps is not answered in this channel "
+                                       "(bot.read_channels)") and data["flags"] & 64
+            _, token = await fake.slash("runs", dm=True, sweep="alpha")
+            data = await immediate(fake, token)
+            assert data["content"] == "refused: this bot does not answer direct messages"
+            _, token = await fake.slash("launch", dm=True, overrides="seed=1")
+            data = await immediate(fake, token)
+            assert data["content"] == "refused: this bot does not answer direct messages"
+            _, token = await fake.autocomplete("runs", focused="sweep", sweep="alp",
+                                               channel_id=OTHER_CHANNEL)
+            (cb,) = await fake.wait_for(lambda r: r.path.endswith(f"/{token}/callback"))
+            assert cb.payload["data"]["choices"] == []
+            _, token = await fake.slash("runs", user_id=OTHER_USER, sweep="lab/mnist",
+                                        source="wandb")
+            data = await immediate(fake, token)
+            assert data["content"].startswith("refused: you are not allowed to use /runs "
+                                              "source:wandb")
+
+    try:
+        run(scenario())
+    finally:
+        link.unlink()
+    log = (logic.log_dir / "bot.log").read_text()
+    assert "REFUSED /sweeps" in log and "direct messages" in log
+    assert logic.launches.items == []
+
+
+def test_no_exception_stops_the_bot(sweeps: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    logic = BotLogic(conf_for(sweeps))
+
+    def exits(*args: Any, **kwargs: Any) -> Any:
+        raise SystemExit(3)
+
+    def interrupts(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    async def scenario() -> None:
+        async with running(logic, monkeypatch) as (fake, _):
+            monkeypatch.setattr(logic, "sweeps", exits)
+            _, token = await fake.slash("sweeps")
+            assert "internal error: SystemExit" in (await answer(fake, token)).payload["content"]
+            monkeypatch.setattr(logic, "runs", interrupts)
+            _, token = await fake.slash("runs", sweep="alpha")
+            assert "internal error: KeyboardInterrupt" in (
+                await answer(fake, token)).payload["content"]
+            _, token = await fake.slash("summary", run=run_ids(sweeps, "alpha")[0])
+            assert "COMPLETED" in (await answer(fake, token)).payload["content"]
+
+    run(scenario())

@@ -98,3 +98,22 @@ def test_status_filters_and_sorts_with_the_bots_queries(project: Project) -> Non
     proc = project.cli("status", str(project.sweep_dir()), "--state", "done")
     assert proc.returncode == 2 and "unknown state 'done'" in proc.stderr
 
+
+
+def test_chat_cannot_ask_for_unbounded_work(project: Project) -> None:
+    from integrations.discord_bot.config import BotConf
+    from integrations.discord_bot.logic import MAX_SUBSCRIPTIONS, BotLogic, Caller
+    from runner.errors import StateError
+
+    project.run("runner.name=one", check=True)
+    logic = BotLogic(BotConf(allowed_users=[1], channels=[2], workdir=str(project.root)))
+    with pytest.raises(StateError, match="one plot has at most 8 panels"):
+        logic.plot("one", keys=",".join(f"k{i}" for i in range(50)))
+    caller = Caller(1, 2)
+    for _ in range(MAX_SUBSCRIPTIONS):
+        logic.subscribe(caller, 5, "sweeps")
+    with pytest.raises(StateError, match="this channel has 10 subscriptions already"):
+        logic.subscribe(caller, 5, "sweeps")
+    with pytest.raises(StateError, match="at most 500"):
+        logic.subscribe(Caller(1, 2), 5, "sweeps; " * 100)
+    assert len(logic.subscriptions.items) == MAX_SUBSCRIPTIONS

@@ -47,6 +47,19 @@ CASES = {
     "missing mandatory value": Case(["task=needs"],
                                     r"Missing mandatory value: data.*full_key: task.data",
                                     {"conf/task/needs.yaml": "name: n\nfn: toy:main\ndata: ???\n"}),
+    "sweep name with a path": Case(["runner.name=../../x"],
+                                   r"runner.name='../../x' cannot name a directory: it contains "
+                                   r"a path separator"),
+    "absolute sweep name": Case(["runner.name=/tmp/abs"], r"runner.name='/tmp/abs' cannot name"),
+    "sweep name '..'": Case(["runner.name=.."], r"runner.name='..' cannot name a directory"),
+    "hidden sweep name": Case(["runner.name=.x"], r"names starting with '.' are runner's own"),
+    "task name with a path": Case(["task.name=../up"], r"task.name='../up' cannot name a dir"),
+    "negative max_parallel": Case(["launcher.max_parallel=-3"],
+                                  r"launcher.max_parallel=-3 must be >= 1 \(or null"),
+    "zero heartbeat": Case(["runner.heartbeat_s=0"], r"runner.heartbeat_s=0.0 must be > 0"),
+    "negative timeout": Case(["launcher.timeout_min=-1"], r"launcher.timeout_min=-1.0 must be"),
+    "costly filter": Case(["+sweep=grid", "seed=1,2", "sweep.filter='9**9**9 > 0'"],
+                          r"sweep.filter '9\*\*9\*\*9 > 0' refused: .* \(too costly\)"),
 }
 
 
@@ -76,3 +89,32 @@ def test_resume_refuses_run_overrides(project, capsys):
     sweep = next((project.root / "outputs").iterdir())
     assert main(["resume", str(sweep), "task.lr=0.5"]) == 2
     assert "only runner/launcher/notifier overrides are taken here" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("env, overrides", [
+    ("WANDB_API_KEY", ["+task.k=${oc.env:WANDB_API_KEY}"]),
+    ("DISCORD_BOT_TOKEN", ["+sweep=grid", "seed=1,2",
+                           "+task.deep={a: [x, '${oc.env:DISCORD_BOT_TOKEN}']}"]),
+    ("HF_TOKEN", ["runner.secret_env=[HF_TOKEN]", "+task.hf=${oc.env:HF_TOKEN}"]),
+    ("HF_TOKEN", ["runner.secret_env=[HF_TOKEN]", "runner.name=${oc.env:HF_TOKEN}"]),
+])
+def test_a_secret_is_never_frozen_into_a_config(project, capsys, monkeypatch, env, overrides):
+    secret = "sentinel-secret-0123456789abcdef"
+    monkeypatch.setenv(env, secret)
+    monkeypatch.setenv("RUNNER_SECRET_ENV", "")  # restored after the test
+    code = main(["task=toy", "runner.output_dir=outputs", *overrides])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"holds the value of the secret ${env}" in err and secret not in err
+    assert not (project.root / "outputs").exists()
+
+
+def test_a_filter_cannot_probe_a_secret(project, capsys, monkeypatch):
+    """The secret check comes before the filter, so whether the filter keeps a run can never
+    tell anything about a secret's value."""
+    monkeypatch.setenv("WANDB_API_KEY", "sentinel-secret-0123456789abcdef")
+    for expr in ("task.k[0] == 's'", "task.k[0] == 'x'"):
+        code = main(["task=toy", "runner.output_dir=outputs", "+sweep=grid", "seed=1,2",
+                     "+task.k=${oc.env:WANDB_API_KEY}", f"sweep.filter=\"{expr}\""])
+        err = capsys.readouterr().err
+        assert code == 2 and "holds the value of the secret $WANDB_API_KEY" in err, err

@@ -202,3 +202,44 @@ def test_any_importable_function_with_new_keys_on_the_default_task(project):
     assert len(p.runs) == 2 * 2 * 2  # the grid's 2 lr x 2 seeds, times the new axis
     assert {r.config["task"]["fn"] for r in p.runs} == {"toy:main"}
     assert sorted({r.config["task"]["width"] for r in p.runs}) == [64, 128]
+
+
+@pytest.mark.parametrize("expr, expected", [
+    ("task.lr < 0.05 and seed in (0, 1)", True),
+    ("0 < task.lr < 0.005", False),
+    ("task.lr * 10 ** 2 == 1 or seed", True),
+    ("not (seed == 1) if task.name == 'toy' else False", True),
+    ("len(task.name[1:]) == 2 and max(seed, 3) == 3", True),
+    ("round(abs(-task.lr), 2) == 0.01 and int('7') + float('0.5') == 7.5", True),
+    ("str(seed) + 'x' == '0x' and [1, 2][seed] == 1", True),
+    ("task.missing_ok is None", True),
+])
+def test_filter_expressions_evaluate_like_python(expr, expected):
+    from runner.filters import compile_filter
+
+    keep = compile_filter(expr)
+    config = {"task": {"lr": 0.01, "name": "toy", "missing_ok": None}, "seed": 0}
+    assert keep({}, config) is bool(expected)
+    assert keep({}, config) == bool(eval(expr, {}, {"task": _Obj(config["task"]), "seed": 0}))
+
+
+class _Obj:
+    def __init__(self, d):
+        self.__dict__.update(d)
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("9**9**9 > 0", "integer above 4096 bits"),
+    ("'a' * 10**10 == ''", "sequence of more than 10000 items"),
+    ("[0] * 5000 + [0] * 5001 == []", "sequence of more than 10000 items"),
+    ("'%s' % seed == '0'", "'%' formatting of strings is not allowed"),
+    ("2**4000 * 2**4000 > 0", "integer above 4096 bits"),
+    ("task.lr.real > 0", "only config keys have attributes"),
+    ("int(task.name) > 0", "failed on run .* with ValueError"),
+])
+def test_filter_cost_is_bounded_and_errors_quote_no_value(expr, message):
+    from runner.filters import compile_filter
+
+    with pytest.raises(SweepError, match=message) as info:
+        compile_filter(expr)({"seed": 0}, {"task": {"lr": 0.5, "name": "SECRETISH"}, "seed": 0})
+    assert "SECRETISH" not in str(info.value)

@@ -14,7 +14,7 @@ from integrations.discord_bot.config import BotConf
 from runner.compose import composer, to_container
 from runner.config_schema import validate
 from runner.errors import RunnerError
-from runner.secrets import RedactingFilter, read_secret, redact
+from runner.secrets import RedactingFilter, install_hooks, read_secret, redact
 
 
 def load_conf(overrides: list[str]) -> BotConf:
@@ -24,6 +24,8 @@ def load_conf(overrides: list[str]) -> BotConf:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # a program of its own: redacted tracebacks, main thread or any other
+        install_hooks()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         conf = load_conf(argv)

@@ -161,11 +161,21 @@ def _register(bot: RunnerBot) -> None:
     def may_read(interaction: discord.Interaction) -> bool:  # autocompletion: silently nothing
         return logic.read_refusal(_caller(interaction), "autocomplete", log=False) is None
 
+    async def complete(fn: Callable[..., list[str]], *args: str) -> list[str]:
+        """Suggestions, or none: a failing lookup (whatever it raises) never reaches the bot."""
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            log.error("autocomplete failed: %s", redact(repr(exc)))
+            return []
+
     async def sweep_names(interaction: discord.Interaction,
                           current: str) -> list[app_commands.Choice[str]]:
         if not may_read(interaction):
             return []
-        names = await asyncio.to_thread(logic.complete_sweeps, current)
+        names = await complete(logic.complete_sweeps, current)
         return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names]
 
     async def run_ids(interaction: discord.Interaction,
@@ -173,7 +183,7 @@ def _register(bot: RunnerBot) -> None:
         sweep = getattr(interaction.namespace, "sweep", None) or ""
         if not may_read(interaction):
             return []
-        ids = await asyncio.to_thread(logic.complete_runs, sweep, current) if sweep else []
+        ids = await complete(logic.complete_runs, sweep, current) if sweep else []
         return [app_commands.Choice(name=i, value=i) for i in ids]
 
     async def metric_names(interaction: discord.Interaction,
@@ -181,7 +191,7 @@ def _register(bot: RunnerBot) -> None:
         sweep = getattr(interaction.namespace, "sweep", None) or ""
         if not may_read(interaction):
             return []
-        names = await asyncio.to_thread(logic.complete_metrics, sweep, current) if sweep else []
+        names = await complete(logic.complete_metrics, sweep, current) if sweep else []
         return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names]
 
     @tree.command(name="sweeps", description="Recent sweeps with counts per state")

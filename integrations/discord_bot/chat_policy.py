@@ -128,7 +128,8 @@ class ChatPolicy:
 
         chosen = None
         for o in parse_overrides(args):
-            if o.key_or_group.lstrip("+~") == "task" and not o.is_sweep_override():
+            if (o.key_or_group.lstrip("+~") == "task" and not o.is_sweep_override()
+                    and isinstance(o.value(), str)):
                 chosen = str(o.value())
         return chosen
 

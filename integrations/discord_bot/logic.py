@@ -32,6 +32,9 @@ from runner.store import SweepStore
 
 READ_ONLY = ("sweeps", "runs", "summary", "plot")
 MAX_PLOT_RUNS = 20
+MAX_PLOT_KEYS = 8  # panels in one /plot
+MAX_SUBSCRIPTIONS = 10  # per channel
+MAX_WHAT = 500  # characters of one subscription's commands
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,9 @@ class BotLogic:
         metrics = [k.strip() for k in keys.split(",") if k.strip()]
         if not metrics:
             raise StateError("give keys:<metric,...>, e.g. keys:loss,val/acc")
+        if len(metrics) > MAX_PLOT_KEYS:
+            raise StateError(f"{len(metrics)} keys asked for; one plot has at most "
+                             f"{MAX_PLOT_KEYS} panels")
         panels = []
         for metric in metrics:
             found = results.collect(store, metric, mode="min")
@@ -290,6 +296,11 @@ class BotLogic:
             return refused
         if every_min < 1:
             raise StateError(f"every:{every_min:g} is too often; at least every 1 minute")
+        if len(what) > MAX_WHAT:
+            raise StateError(f"what: is {len(what)} characters long; at most {MAX_WHAT}")
+        if len(self.subscriptions.of_channel(caller.channel_id)) >= MAX_SUBSCRIPTIONS:
+            raise StateError(f"this channel has {MAX_SUBSCRIPTIONS} subscriptions already; "
+                             "/unsubscribe one first")
         for part in self._parts(what):  # check the commands now, not at the first report
             self._parse_command(part)
         sub = self.subscriptions.add(caller.channel_id, every_min, what, caller.user_id)

@@ -182,8 +182,8 @@ class FakeDiscordAPI:
         await self.ws.send_json({"op": 0, "t": event, "s": self.seq, "d": data})
 
     async def interaction(self, kind: int, name: str, options: dict[str, Any], user_id: int,
-                          channel_id: int, roles: list[int], focused: str | None = None
-                          ) -> tuple[str, str]:
+                          channel_id: int, roles: list[int], focused: str | None = None,
+                          dm: bool = False) -> tuple[str, str]:
         iid = str(next(_ids))
         token = f"itok{iid}" + "x" * 48  # unique: follow-ups are told apart by token
         user = {"id": str(user_id), "username": f"user{user_id}", "discriminator": "0",
@@ -193,7 +193,7 @@ class FakeDiscordAPI:
             if opt["name"] == focused:
                 opt["focused"] = True
                 opt["type"] = 3
-        await self.dispatch("INTERACTION_CREATE", {
+        data = {
             "id": iid, "application_id": APP_ID, "type": kind, "token": token, "version": 1,
             "guild_id": GUILD_ID, "channel_id": str(channel_id),
             "channel": {"id": str(channel_id), "type": 0, "guild_id": GUILD_ID,
@@ -205,18 +205,26 @@ class FakeDiscordAPI:
                        "permissions": "0"},
             "data": {"id": str(next(_ids)), "name": name, "type": 1, "options": opts},
             "locale": "en-US", "app_permissions": "0", "entitlements": [], "context": 0,
-            "authorizing_integration_owners": {"0": GUILD_ID}, "attachment_size_limit": 8388608})
+            "authorizing_integration_owners": {"0": GUILD_ID}, "attachment_size_limit": 8388608}
+        if dm:  # a direct message: no guild, no member, the user itself
+            data.pop("guild_id")
+            data.pop("member")
+            data["user"] = user
+            data["channel"] = {"id": str(channel_id), "type": 1, "recipients": [user]}
+            data["context"] = 1
+        await self.dispatch("INTERACTION_CREATE", data)
         return iid, token
 
     async def slash(self, name: str, user_id: int = 1300000000000000001,
                     channel_id: int = 1200000000000000001, roles: list[int] | None = None,
-                    **options: Any) -> tuple[str, str]:
-        return await self.interaction(2, name, options, user_id, channel_id, roles or [])
+                    dm: bool = False, **options: Any) -> tuple[str, str]:
+        return await self.interaction(2, name, options, user_id, channel_id, roles or [],
+                                      dm=dm)
 
     async def autocomplete(self, name: str, focused: str, user_id: int = 1300000000000000001,
-                           **options: Any) -> tuple[str, str]:
-        return await self.interaction(4, name, options, user_id, 1200000000000000001, [],
-                                      focused)
+                           channel_id: int = 1200000000000000001, **options: Any
+                           ) -> tuple[str, str]:
+        return await self.interaction(4, name, options, user_id, channel_id, [], focused)
 
     async def wait_for(self, predicate: Any, timeout: float = 20.0) -> list[Request]:
         """The requests matching ``predicate``, once there is at least one."""
