@@ -15,10 +15,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import queue
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config_schema import NotifierConf
+from runner.errors import ConfigError
 from runner.notifiers.base import (
     Event,
     Notifier,
@@ -141,6 +144,13 @@ class DiscordNotifier(Notifier):
         super().__init__(conf)
         self.url = read_secret("notifier.discord webhook URL", conf.webhook_url_env,
                                conf.webhook_url_file)
+        parsed = urllib.parse.urlsplit(self.url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            where = f"${conf.webhook_url_env}" if os.environ.get(conf.webhook_url_env or "") \
+                else str(conf.webhook_url_file)
+            raise ConfigError(f"notifier.discord: the webhook URL in {where} is not an http(s) "
+                              "URL (copy it whole from Discord: https://discord.com/api/webhooks/"
+                              "...)")
         self.queue: queue.Queue[Message | None] = queue.Queue(maxsize=conf.queue_size)
         self.dropped = 0
         self.delivered = 0

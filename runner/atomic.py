@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from runner.errors import EnvironmentFault, describe_os_error
+
 
 def fsync_dir(path: Path | str) -> None:
     """Make a rename or unlink inside ``path`` durable."""
@@ -31,6 +33,15 @@ def _tmp_name(path: Path) -> Path:
 def write_bytes_atomic(path: Path | str, data: bytes, *, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` atomically (and durably unless ``durable=False``)."""
     path = Path(path)
+    try:
+        _write(path, data, durable)
+    except EnvironmentFault:
+        raise
+    except OSError as exc:  # disk full, permission denied, ...: said plainly, nothing torn
+        raise EnvironmentFault(describe_os_error(exc, path), exc.errno) from exc
+
+
+def _write(path: Path, data: bytes, durable: bool) -> None:
     tmp = _tmp_name(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:

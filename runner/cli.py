@@ -51,13 +51,43 @@ def main(argv: list[str] | None = None) -> int:
                         "report": cmd_report,
                         "compare": cmd_compare, "retrain-best": cmd_retrain_best}
             return commands[argv[0]](argv[1:])
+        _refuse_unknown_command(argv)
         return cmd_run(argv)
     except RunnerError as exc:
         _console().print(f"[bold red]error:[/] {escape(str(exc))}")
+        _debug_traceback()
         return exc.exit_code
+    except OSError as exc:  # an environmental fault (disk full, a file gone or locked)
+        from runner.errors import describe_os_error
+
+        _console().print(f"[bold red]error:[/] {escape(describe_os_error(exc, doing='using'))}")
+        _debug_traceback()
+        return 1
     except BrokenPipeError:  # e.g. `status --json | head`
         sys.stderr.close()
         return 0
+
+
+def _debug_traceback() -> None:
+    """``RUNNER_DEBUG=1``: the traceback behind an error message, for bug reports."""
+    import os
+    import traceback
+
+    if os.environ.get("RUNNER_DEBUG") == "1":
+        sys.stderr.write(secrets.redact(traceback.format_exc()))
+
+
+def _refuse_unknown_command(argv: list[str]) -> None:
+    """``stauts DIR``: a word that is neither an override nor an option is a mistyped command."""
+    import difflib
+
+    word = argv[0] if argv else ""
+    if not word or word.startswith("-") or "=" in word or word.startswith("~"):
+        return
+    close = difflib.get_close_matches(word, SUBCOMMANDS, n=1, cutoff=0.5)
+    raise RunnerError(f"unknown command '{word}'"
+                      + (f"; did you mean '{close[0]}'?" if close else "")
+                      + f" (commands: {', '.join(SUBCOMMANDS)}; overrides look like key=value)")
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -83,8 +113,10 @@ def cmd_run(argv: list[str]) -> int:
     for note in plan.notes:
         console.print(f"note: {note}")
     runner_cfg = plan.execution.get("runner", {})
-    check_execution(plan.execution)
+    check_execution(plan.execution, plan.sources)
     _check_tasks({r.config.get("task", {}).get("fn") for r in plan.runs})
+    _check_debug_target(runner_cfg.get("debug"), plan.runs)
+    _check_output_dir(Path(runner_cfg.get("output_dir", "outputs")))
     if runner_cfg.get("dry_run"):
         output_dir = Path(runner_cfg.get("output_dir", "outputs"))
         _print_plan(plan, output_dir, console)
@@ -113,6 +145,32 @@ def _print_dry_run_script(plan: Any, output_dir: Path, console: Console) -> bool
     _stdout_console().print(text, markup=False, highlight=False, soft_wrap=True)
     console.print(f"dry run: the script above was written to {path}; nothing was submitted")
     return True
+
+
+def _check_debug_target(debug: Any, runs: list[Any]) -> None:
+    """``runner.debug=<run>`` names one run of the plan (checked before anything is written)."""
+    if debug in (None, False, True, "false", "true", "first", "random"):
+        return
+    wanted = str(debug)
+    hits = [r for r in runs if r.id.startswith(wanted) or r.dirname == wanted]
+    if len(hits) != 1:
+        raise RunnerError(f"runner.debug={wanted!r} matches {len(hits)} of the sweep's runs; "
+                          "give true/first, random, or a run id (prefix) from the plan "
+                          "(runner.dry_run=true lists them)")
+
+
+def _check_output_dir(output_dir: Path) -> None:
+    """The output folder can be created and written: no file in its way, not read-only."""
+    import os
+
+    for path in (output_dir, *output_dir.absolute().parents):
+        if path.exists():
+            if not path.is_dir():
+                raise RunnerError(f"runner.output_dir={output_dir}: {path} is a file, not a "
+                                  "directory")
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise RunnerError(f"runner.output_dir={output_dir}: {path} is not writable")
+            return
 
 
 def _check_tasks(refs: set[Any]) -> None:
@@ -162,6 +220,14 @@ def _execute(store: Any, execution: dict[str, Any], console: Console) -> int:
         return debug_run(store, execution, debug, console)
     result = run_sweep(store, execution, console)
     console.print(f"sweep directory: {store.root}")
+    left = result.counts.get("INTERRUPTED", 0) + result.counts.get("UNHATCHED", 0)
+    if left and not result.detached:
+        console.print(f"{left} run(s) not finished: resume with `python -m runner resume "
+                      f"{store.root}`")
+    if result.corrupt:
+        console.print(f"[red]{len(result.corrupt)} run(s) have a corrupt FLAG file[/] "
+                      f"({', '.join(result.corrupt[:5])}): `python -m runner status "
+                      f"{store.root}` says which file and what to do")
     return result.exit_code
 
 
@@ -198,6 +264,8 @@ def cmd_status(argv: list[str]) -> int:
     parser.add_argument("--max", action="store_true", help="with --sort: higher is better")
     parser.add_argument("--top", type=int, help="only the first K runs")
     args = parser.parse_args(argv)
+    if args.top is not None and args.top < 1:
+        raise RunnerError(f"--top {args.top}: give a number of runs >= 1")
     store = SweepStore(args.sweep_dir)
     if args.state or args.sort or args.top:
         from runner.queries import select_runs

@@ -73,15 +73,60 @@ class Composer:
 
     def __init__(self, dirs: list[Path]) -> None:
         self.dirs = dirs
+        self.choices: dict[str, Any] = {}  # group -> option of the last composition
 
     def compose(self, overrides: Sequence[str], config_name: str = CONFIG_NAME) -> DictConfig:
         from hydra import compose
+        from omegaconf import open_dict
 
         try:
-            cfg = compose(config_name=config_name, overrides=list(overrides))
+            cfg = compose(config_name=config_name, overrides=list(overrides),
+                          return_hydra_config=True)
+            choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
         except Exception as exc:  # Hydra, OmegaConf and YAML errors: all reported the same way
+            bad = self._not_a_mapping(_plain_choices(overrides))
+            if bad is not None:
+                raise ConfigError(bad) from None
             raise ConfigError(_explain(exc, self.dirs)) from None
+        with open_dict(cfg):
+            del cfg["hydra"]
+        assert isinstance(choices, dict)
+        self.choices = {str(k): v for k, v in choices.items() if not str(k).startswith("hydra")}
+        for group, option in self.choices.items():
+            node = cfg.get(group.split("/")[0]) if isinstance(option, str) else None
+            if node is not None and not isinstance(node, DictConfig):
+                raise ConfigError(self._not_a_mapping({group: option})
+                                  or f"config group '{group}': '{option}' is not a mapping")
         return cfg
+
+    def source(self, group: str, option: Any = None) -> Path | None:
+        """The file that option ``option`` (default: the last composition's) of ``group`` is."""
+        option = self.choices.get(group) if option is None else option
+        if not isinstance(option, str):
+            return None
+        for d in self.dirs:
+            for ext in (".yaml", ".yml"):
+                path = d / group / f"{option}{ext}"
+                if path.is_file():
+                    return path
+        return None
+
+    def _not_a_mapping(self, choices: dict[str, Any]) -> str | None:
+        """A message naming the first chosen file whose top level is not a mapping."""
+        import yaml
+
+        for group, option in choices.items():
+            path = self.source(group, option)
+            if path is None:
+                continue
+            try:
+                data = yaml.safe_load(path.read_text())
+            except (OSError, yaml.YAMLError):
+                continue
+            if data is not None and not isinstance(data, dict):
+                return (f"{path}: the top level of a config file must be a mapping (key: "
+                        f"value lines), not a {type(data).__name__}")
+        return None
 
     def is_group(self, name: str) -> bool:
         """True if ``name`` is a config group (``task``, ``launcher``, ...), not a value key."""
@@ -110,6 +155,16 @@ def composer(config_dir: str | os.PathLike[str] | None = None) -> Iterator[Compo
         yield Composer(dirs)
     finally:
         GlobalHydra.instance().clear()
+
+
+def _plain_choices(overrides: Sequence[str]) -> dict[str, str]:
+    """``group=option`` overrides (no dots, no sweeps) as a dict, for finding their files."""
+    out = {}
+    for text in overrides:
+        key, sep, value = text.lstrip("+~").partition("=")
+        if sep and "." not in key and "@" not in key and "," not in value:
+            out[key] = value
+    return out
 
 
 def _explain(exc: BaseException, dirs: list[Path]) -> str:

@@ -58,6 +58,36 @@ class CorruptStateError(StateError):
         )
 
 
+class EnvironmentFault(RunnerError, OSError):
+    """The machine refused an operation (disk full, permission denied, a file gone): the message
+    says what runner was doing and what to do; nothing written before is lost."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+def describe_os_error(exc: OSError, path: Path | str | None = None,
+                      doing: str = "writing") -> str:
+    """One line for an OSError: what happened, to which file, and what to do."""
+    import errno as codes
+
+    where = str(path or exc.filename or "a file")
+    if exc.errno in (codes.ENOSPC, codes.EDQUOT):
+        return (f"no space left on the device (or quota) holding {where} while {doing} it; "
+                "free some space, then resume: nothing written before is lost")
+    if exc.errno == codes.EROFS:
+        return f"{where} is on a read-only file system ({doing} it)"
+    if exc.errno in (codes.EACCES, codes.EPERM):
+        return (f"permission denied while {doing} {where} (check its owner, mode and attributes, "
+                "e.g. `lsattr`/`chattr -i`)")
+    if exc.errno == codes.ENOENT:
+        return f"{where} does not exist (or vanished) while {doing} it"
+    return f"{exc.strerror or exc} while {doing} {where}"
+
+
 class LaunchError(RunnerError):
     """A launcher could not start runs."""
 

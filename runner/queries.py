@@ -136,6 +136,11 @@ def select_runs(store: SweepStore, state: str | None = None, sort: str | None = 
     if sort:
         sign = 1.0 if mode == "min" else -1.0
         keyed = [(metric_of(r, sort), r) for r in rows]
+        if rows and all(v is None for v, _ in keyed):
+            known = metric_names(store)
+            raise StateError(f"no run has a metric '{sort}'"
+                             + (f"; metrics: {', '.join(known[:20])}" if known
+                                else "; no metric is logged yet"))
         keyed.sort(key=lambda kv: (kv[0] is None, sign * kv[0] if kv[0] is not None else 0.0))
         rows = [r for _, r in keyed]
     return rows[:top] if top else rows

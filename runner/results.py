@@ -119,8 +119,10 @@ def reduce(series: np.ndarray, how: str, mode: str) -> float | None:
     if how == "best":
         return float(series.max() if mode == "max" else series.min())
     if how.startswith("last:"):
-        k = int(how.split(":", 1)[1])
-        return float(series[-k:].mean())
+        text = how.split(":", 1)[1]
+        if not text.isdigit() or int(text) < 1:
+            raise RunnerError(f"--reduce '{how}': K in last:K must be a whole number >= 1")
+        return float(series[-int(text):].mean())
     raise RunnerError(f"--reduce '{how}' is not one of: final, best, last:K")
 
 

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from runner import secrets, trackers
 from runner.config_schema import RunnerConf, validate
-from runner.errors import CorruptStateError, StateError
+from runner.errors import ConfigError, CorruptStateError, StateError
 from runner.launchers import RunHandle, create_launcher, launcher_config
 from runner.notifiers.base import (
     Notifier,
@@ -57,12 +57,38 @@ class SweepResult:
         return 0 if finished else 1
 
 
-def check_execution(execution: dict[str, Any]) -> RunnerConf:
-    """Validate the runner, launcher and notifier sections; raises ConfigError naming the key."""
-    runner_conf = validate(execution.get("runner"), RunnerConf, "runner")
-    launcher_config(execution.get("launcher") or {})
-    create_notifiers(execution.get("notifier"))
-    trackers.create_trackers(execution.get("tracker"))
+def confined_to_run(exc: OSError) -> bool:
+    """An OSError that concerns one run's files (permission, a file or folder gone), not the
+    whole sweep (disk full, read-only file system)."""
+    import errno
+
+    return exc.errno in (errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
+
+
+def _describe(exc: OSError, ref: RunRef) -> str:
+    from runner.errors import EnvironmentFault, describe_os_error
+
+    return str(exc) if isinstance(exc, EnvironmentFault) else describe_os_error(
+        exc, exc.filename or ref.dir, "using")
+
+
+def check_execution(execution: dict[str, Any],
+                    sources: dict[str, str] | None = None) -> RunnerConf:
+    """Validate the runner, launcher, notifier and tracker sections; raises ConfigError naming
+    the key (and, given ``sources``, the config file the section came from)."""
+    def checked(section: str, check: Any) -> Any:
+        try:
+            return check(execution.get(section))
+        except ConfigError as exc:
+            where = (sources or {}).get(section)
+            if where and where not in str(exc):
+                raise ConfigError(f"{exc} (in {where})") from None
+            raise
+
+    runner_conf = checked("runner", lambda c: validate(c, RunnerConf, "runner"))
+    checked("launcher", lambda c: launcher_config(c or {}))
+    checked("notifier", create_notifiers)
+    checked("tracker", trackers.create_trackers)
     return runner_conf
 
 
@@ -138,6 +164,7 @@ class _SweepLoop:
         self.active: list[RunHandle] = []
         self.tried: set[str] = set()  # at most one attempt per run per invocation
         self.tally = {"done": 0, "crashed": 0}
+        self.faulted: list[str] = []  # runs left out for a fault of their own (e.g. EACCES)
         self.started = time.time()
 
     def begin(self) -> int:
@@ -172,6 +199,14 @@ class _SweepLoop:
                 launcher.release(ref)
                 self.console.print(f"[magenta]skipping run {ref.id}[/]: {exc}")
                 continue
+            except OSError as exc:
+                launcher.release(ref)
+                if not confined_to_run(exc):
+                    raise  # disk full, read-only: the whole sweep must stop (it says why)
+                self.faulted.append(ref.id)
+                self.console.print(f"[magenta]skipping run {ref.id}[/]: {_describe(exc, ref)}"
+                                   "; the other runs go on")
+                continue
             if lease is None:
                 launcher.release(ref)  # another runner claimed it first
             else:
@@ -190,7 +225,14 @@ class _SweepLoop:
     def collect_ended(self) -> None:
         for handle in self.launcher.wait(self.active, timeout=1.0):
             self.active.remove(handle)
-            _ended(self.store, handle, self.notifiers, self.tally)
+            try:
+                _ended(self.store, handle, self.notifiers, self.tally)
+            except OSError as exc:  # e.g. its directory was deleted while it ran
+                if not confined_to_run(exc):
+                    raise
+                self.faulted.append(handle.run.id)
+                self.console.print(f"[magenta]run {handle.run.id}[/]: "
+                                   f"{_describe(exc, handle.run)}; the other runs go on")
 
     def watch_others(self, display: _Display) -> bool:
         """Nothing of ours runs. Another runner may still hold runs of this sweep: watch them,
@@ -219,7 +261,7 @@ class _SweepLoop:
             notifier.close()
 
     def finish(self, interrupted: bool, elsewhere: int, detached: bool) -> SweepResult:
-        final = scan(self.store, details=False)
+        final = scan(self.store)  # parsed, not only listed: a corrupt FLAG is counted as such
         result = SweepResult(counts(final), interrupted,
                              [r.ref.id for r in final if r.state == CORRUPT], elsewhere,
                              detached)

@@ -180,13 +180,17 @@ def run_lock(paths: RunPaths) -> Iterator[None]:
 
 
 def _archive(paths: RunPaths, record: FlagRecord) -> None:
-    """Move a superseded FLAG into attempts/ (kept for history).
+    """Move a superseded FLAG into attempts/ (kept for history), if it can be moved.
 
     Not fsynced: if a power loss undoes the move, both FLAGs are back and the newer one still
     wins; only writing the *new* state must be durable.
     """
-    paths.attempts.mkdir(exist_ok=True)
-    os.replace(record.path, paths.attempts / f"{record.attempt}.{os.path.basename(record.path)}")
+    try:
+        paths.attempts.mkdir(exist_ok=True)
+        os.replace(record.path,
+                   paths.attempts / f"{record.attempt}.{os.path.basename(record.path)}")
+    except OSError:  # e.g. an immutable file: left where it is, the newer FLAG still wins
+        pass
 
 
 def _settle(paths: RunPaths) -> FlagRecord:

@@ -126,6 +126,21 @@ def _cached(ref: RunRef, cache: FlagCache) -> RunStatus | None:
 
 
 def read_run(ref: RunRef, details: bool = True, cache: FlagCache | None = None) -> RunStatus:
+    """A run's state from its FLAG files. A live runner may move a FLAG between the listing and
+    the reading: that run is simply read again."""
+    for _ in range(_READ_TRIES):
+        try:
+            return _read_run(ref, details, cache)
+        except FileNotFoundError:
+            continue
+    return RunStatus(ref, CORRUPT, None, f"the FLAG files of {ref.dir} kept changing while "
+                     f"they were read ({_READ_TRIES} tries); read it again")
+
+
+_READ_TRIES = 20
+
+
+def _read_run(ref: RunRef, details: bool, cache: FlagCache | None) -> RunStatus:
     if cache is not None and details:
         hit = _cached(ref, cache)
         if hit is not None:

@@ -26,7 +26,7 @@ from runner import provenance
 from runner.atomic import fsync_dir, write_json_atomic
 from runner.config_schema import without_one_shot
 from runner.configfile import dump_yaml
-from runner.errors import CorruptStateError, StateError
+from runner.errors import CorruptStateError, EnvironmentFault, StateError, describe_os_error
 from runner.paths import RunPaths, SweepPaths, check_component
 from runner.secrets import redact
 from runner.state import create_unhatched, process_create_time
@@ -132,8 +132,12 @@ class SweepStore:
         _remove_abandoned(final)
         tmp = final.with_name(f".{final.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
-            _write_sweep(tmp, plan, config_name, config_dirs)
-            _syncfs(tmp)
+            try:
+                _write_sweep(tmp, plan, config_name, config_dirs)
+                _syncfs(tmp)
+            except OSError as exc:  # (an EnvironmentFault too: said of the sweep, not a file)
+                raise EnvironmentFault(describe_os_error(exc, final, "freezing the sweep into"),
+                                       exc.errno) from exc
             try:
                 os.rename(tmp, final)
             except OSError:

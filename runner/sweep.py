@@ -126,6 +126,7 @@ class Plan:
     fingerprint: str
     notes: list[str] = field(default_factory=list)
     parent: dict[str, Any] | None = None  # e.g. the sweep a retrain-best sweep comes from
+    sources: dict[str, str] = field(default_factory=dict)  # group -> the file it came from
 
 
 def _plain(value: Any) -> Any:
@@ -164,12 +165,19 @@ def _axis_from_override(o: Override, from_cli: bool, limits: Limits = NO_LIMITS)
                          "whole sweep, not to one run")
     value = o.value()
     if isinstance(value, IntervalSweep):
+        if value.start is None or value.end is None or not value.start < value.end:
+            raise SweepError(f"axis '{key}': interval({value.start}, {value.end}) is empty or "
+                             "reversed; the start must be below the end")
         return Axis(key, prefix, None, value)
     if isinstance(value, ChoiceSweep | RangeSweep):
         length = _sweep_length(value)
         if length is not None:
             limits.check(length, f"the axis '{key}'")
-        return Axis(key, prefix, [_plain(v) for v in o.sweep_iterator()])
+        choices = [_plain(v) for v in o.sweep_iterator()]
+        if not choices:
+            raise SweepError(f"axis '{key}' has no values ({o.input_line or key}); a range's "
+                             "start must be below its stop for a positive step")
+        return Axis(key, prefix, choices)
     return Axis(key, prefix, [_plain(value)])
 
 
@@ -201,6 +209,9 @@ def _seeds_axis(spec: SweepConf, axes: list[Axis], cli_keys: set[str],
                 limits: Limits) -> list[Axis]:
     if spec.seeds is None:
         return axes
+    if isinstance(spec.seeds, bool) or not isinstance(spec.seeds, int | list):
+        raise SweepError(f"sweep.seeds={spec.seeds!r} must be a count (3: seeds 0, 1, 2) or a "
+                         "list of seeds ([1, 5, 9])")
     if isinstance(spec.seeds, int):
         limits.check(spec.seeds, f"sweep.seeds={spec.seeds}")
     if spec.seed_key in cli_keys:
@@ -279,8 +290,10 @@ def _has_interpolation(obj: Any) -> bool:
 class _ConfigBuilder:
     """Builds each run's resolved config with one Hydra compose per group combination."""
 
-    def __init__(self, composer: Composer, plain: list[str], prefixes: dict[str, str]) -> None:
+    def __init__(self, composer: Composer, plain: list[str], prefixes: dict[str, str],
+                 config_name: str) -> None:
         self.composer = composer
+        self.config_name = config_name
         self.plain = plain
         self.prefixes = prefixes
         self._groups: dict[str, bool] = {}
@@ -303,7 +316,7 @@ class _ConfigBuilder:
             if gkey in self._cache:
                 continue
             overrides = [*self.plain, *(self._override(k, v) for k, v in values.items())]
-            cfg = self.composer.compose(overrides)
+            cfg = self.composer.compose(overrides, self.config_name)
             full = to_container(cfg, resolve=False)
             interp = _has_interpolation({k: v for k, v in full.items()
                                          if k not in EXEC_SECTIONS})
@@ -376,6 +389,8 @@ def expand(composer: Composer, args: Sequence[str], config_name: str = "config",
     plain = [str(o.input_line) for o in parsed if not o.is_sweep_override()]
     plain_keys = {o.key_or_group for o in parsed if not o.is_sweep_override()}
     base = composer.compose(plain, config_name)
+    sources = {group: str(path) for group in composer.choices
+               if (path := composer.source(group)) is not None}
     notes: list[str] = []
     if "sweep" in base:
         spec = validate(base.sweep, SweepConf, "sweep")
@@ -392,7 +407,7 @@ def expand(composer: Composer, args: Sequence[str], config_name: str = "config",
                    else [{}])
     limits.check(len(values_list), "the sweep")
 
-    builder = _ConfigBuilder(composer, plain, {a.key: a.prefix for a in axes})
+    builder = _ConfigBuilder(composer, plain, {a.key: a.prefix for a in axes}, config_name)
     builder.prepare(values_list)
     runs = []
     for values in values_list:
@@ -412,7 +427,7 @@ def expand(composer: Composer, args: Sequence[str], config_name: str = "config",
         axes=list(distinct),
         varying=[k for k, vals in distinct.items() if len(vals) > 1],
         execution=execution, overrides=list(args),
-        fingerprint=plan_fingerprint(runs), notes=notes,
+        fingerprint=plan_fingerprint(runs), notes=notes, sources=sources,
     )
 
 
@@ -452,13 +467,18 @@ def _select(runs: list[RunSpec], spec: SweepConf, notes: list[str],
     if spec.subset is not None:
         if spec.subset < 1:
             raise SweepError(f"sweep.subset must be >= 1, got {spec.subset}")
+        if spec.subset > len(runs):
+            raise SweepError(f"sweep.subset={spec.subset} but the sweep has only {len(runs)} "
+                             "run(s)" + (" left after sweep.filter" if spec.filter else "")
+                             + ": give a smaller subset, or none")
         if spec.subset < len(runs):
             picked = sorted(random.Random(spec.subset_seed).sample(range(len(runs)), spec.subset))
             notes.append(f"random subset of {spec.subset} of {len(runs)} runs "
                          f"(sweep.subset_seed={spec.subset_seed})")
             runs = [runs[i] for i in picked]
     if not runs:
-        raise SweepError("the sweep has no runs left to launch (check sweep.filter)")
+        raise SweepError(f"sweep.filter '{spec.filter}' keeps none of the sweep's runs"
+                         if spec.filter else "the sweep has no runs")
     return runs
 
 

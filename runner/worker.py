@@ -151,7 +151,11 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
         fn = load_task(cfg.get("task", {}).get("fn", ""))
         _cap_torch_threads()
         result = fn(ctx.config)
+        # the body is done: record it before anything else can happen (closing files,
+        # trackers), so that the only window in which a kill re-runs the body on resume is
+        # the COMPLETED write itself (at-least-once at the body boundary)
         summary = redact_obj(summary_of(result))  # trackers mirror it: no secret in it
+        _complete(paths, token, summary, started, beat, install_signals)
     except (RunInterrupted, KeyboardInterrupt) as exc:
         _ignore_stop_signals(install_signals)
         signum = exc.signum if isinstance(exc, RunInterrupted) else signal.SIGINT
@@ -167,6 +171,7 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
         code = exc.code
         if code in (None, 0):
             summary = {}
+            _complete(paths, token, summary, started, beat, install_signals)
         else:
             _ignore_stop_signals(install_signals)
             _finish_trackers(trackers, "CRASHED", {})
@@ -192,11 +197,16 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
             writer.close()
         sys.stdout.flush()
         sys.stderr.flush()
-    _ignore_stop_signals(install_signals)
     _finish_trackers(trackers, "COMPLETED", summary)
+    return EXIT_COMPLETED
+
+
+def _complete(paths: RunPaths, token: str, summary: dict[str, Any], started: float,
+              beat: Heartbeat, install_signals: bool) -> None:
+    _ignore_stop_signals(install_signals)
+    beat.stop.set()
     finish(paths, token, State.COMPLETED,
            {"summary": summary, "duration_s": time.time() - started})
-    return EXIT_COMPLETED
 
 
 def reconcile(paths: RunPaths, lease: Lease, exit_code: int | None) -> None:

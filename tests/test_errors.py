@@ -16,6 +16,7 @@ class Case:
     overrides: list[str]
     message: str
     files: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
 
 
 CASES = {
@@ -58,15 +59,50 @@ CASES = {
                                   r"launcher.max_parallel=-3 must be >= 1 \(or null"),
     "zero heartbeat": Case(["runner.heartbeat_s=0"], r"runner.heartbeat_s=0.0 must be > 0"),
     "negative timeout": Case(["launcher.timeout_min=-1"], r"launcher.timeout_min=-1.0 must be"),
+    "zero max_parallel": Case(["launcher.max_parallel=0"], r"launcher.max_parallel=0 must be >= 1"),
+    "seeds not a count": Case(["+sweep=grid", "sweep.seeds=abc"],
+                              r"sweep.seeds='abc' must be a count \(3: seeds 0, 1, 2\) or a list"),
+    "subset larger than the sweep": Case(["+sweep=grid", "seed=1,2", "task.lr=0.1",
+                                          "sweep.subset=50"],
+                                         r"sweep.subset=50 but the sweep has only 2 run\(s\)"),
+    "reversed interval": Case(["+sweep=random", "+task.lrate=interval(5,1)"],
+                              r"axis 'task.lrate': interval\(5.0, 1.0\) is empty or reversed"),
+    "empty range": Case(["+sweep=grid", "+task.width=range(3,1)"],
+                        r"axis 'task.width' has no values \(\+task.width=range\(3,1\)\)"),
+    "filter keeps nothing": Case(["+sweep=grid", "seed=1,2", "sweep.filter='seed > 5'"],
+                                 r"sweep.filter 'seed > 5' keeps none of the sweep's runs"),
+    "no such debug run": Case(["runner.debug=nosuch"],
+                              r"runner.debug='nosuch' matches 0 of the sweep's runs"),
+    "pinned CPU that does not exist": Case(["launcher=pinned", "launcher.cpus=[99999]"],
+                                           r"launcher.cpus: CPU\(s\) 99999 are not available"),
+    "output_dir under a file": Case(["runner.output_dir=afile/out"],
+                                    r"runner.output_dir=afile/out: .*afile is a file, not a dir",
+                                    {"afile": "x"}),
+    "config file is a list": Case(["task=lst"], r"conf/task/lst.yaml: the top level of a config "
+                                  r"file must be a mapping .* not a list",
+                                  {"conf/task/lst.yaml": "- a\n- b\n"}),
+    "config file is a scalar": Case(["task=scal"], r"conf/task/scal.yaml: the top level .* int",
+                                    {"conf/task/scal.yaml": "42\n"}),
+    "typo in a user's launcher file": Case(
+        ["launcher=mine"], r"unknown key\(s\) launcher.max_paralel .*\(in .*conf/launcher/mine",
+        {"conf/launcher/mine.yaml": "_target_: runner.launchers.local.LocalLauncher\n"
+                                    "max_paralel: 2\n"}),
+    "webhook URL without a scheme": Case(["notifier=discord"],
+                                         r"the webhook URL in \$DISCORD_WEBHOOK_URL is not an "
+                                         r"http\(s\) URL", env={"DISCORD_WEBHOOK_URL":
+                                                              "discord.com/api/webhooks/1/abc"}),
     "costly filter": Case(["+sweep=grid", "seed=1,2", "sweep.filter='9**9**9 > 0'"],
                           r"sweep.filter '9\*\*9\*\*9 > 0' refused: .* \(too costly\)"),
 }
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_bad_input_is_reported_and_nothing_is_written(project, capsys, case):
+def test_bad_input_is_reported_and_nothing_is_written(project, capsys, monkeypatch, case):
     for rel, text in case.files.items():
+        (project.root / rel).parent.mkdir(parents=True, exist_ok=True)
         (project.root / rel).write_text(text)
+    for name, value in case.env.items():
+        monkeypatch.setenv(name, value)
     code = main(["task=toy", "runner.output_dir=outputs", *case.overrides])
     err = capsys.readouterr().err
     assert code == 2, err
@@ -118,3 +154,29 @@ def test_a_filter_cannot_probe_a_secret(project, capsys, monkeypatch):
                      "+task.k=${oc.env:WANDB_API_KEY}", f"sweep.filter=\"{expr}\""])
         err = capsys.readouterr().err
         assert code == 2 and "holds the value of the secret $WANDB_API_KEY" in err, err
+
+
+def test_command_line_mistakes_are_named(project, capsys):
+    assert main(["task=toy", "runner.output_dir=outputs", "+sweep=grid", "seed=1,2"]) == 0
+    sweep = next((project.root / "outputs").iterdir())
+    for argv, message in [
+        (["stauts", str(sweep)], "unknown command 'stauts'; did you mean 'status'?"),
+        (["status", str(sweep), "--top", "-1"], "--top -1: give a number of runs >= 1"),
+        (["status", str(sweep), "--sort", "nosuch"], "no run has a metric 'nosuch'; metrics: "),
+        (["report", str(sweep), "--metric", "score", "--reduce", "last:abc"],
+         "--reduce 'last:abc': K in last:K must be a whole number >= 1"),
+    ]:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+
+
+def test_config_name_is_used_for_every_run(project):
+    from runner.compose import composer
+    from runner.sweep import expand
+
+    (project.root / "conf" / "alt.yaml").write_text(
+        "defaults:\n  - task: toy\n  - launcher: local\n  - _self_\nseed: 7\n")
+    with composer() as comp:
+        plan = expand(comp, ["task.lr=0.1,0.2"], "alt")
+    assert [r.config["seed"] for r in plan.runs] == [7, 7]
+    assert all(r.config["task"]["name"] == "toy" for r in plan.runs)

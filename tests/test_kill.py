@@ -146,3 +146,47 @@ def test_sigkill_while_freezing_leaves_no_partial_sweep(project):
     status = project.status()
     assert len(status["runs"]) == 2000 and status["counts"]["CORRUPT"] == 0
     assert status["counts"]["COMPLETED"] == 1 and status["counts"]["UNHATCHED"] == 1999
+
+
+SLOW_TRACKER = '''
+from dataclasses import dataclass
+from pathlib import Path
+import time
+from runner.trackers import Tracker
+
+@dataclass
+class SlowConf:
+    _target_: str = "slow_tracker.Slow"
+    marker: str = ""
+
+class Slow(Tracker):
+    config_class = SlowConf
+
+    def start(self, ctx):
+        self.ctx = ctx
+
+    def log(self, record):
+        pass
+
+    def finish(self, state, summary):  # e.g. a tracker uploading at the end of a run
+        Path(self.conf.marker, f"finishing-{self.ctx.run_id}-0").touch()
+        time.sleep(60)
+'''
+
+
+def test_sigkill_after_the_body_returned_never_runs_it_again(project):
+    """The body/COMPLETED boundary: COMPLETED is written the moment the task returns, before
+    trackers finish and files close; a SIGKILL after that point (here: while a tracker is
+    finishing) leaves a COMPLETED run that resume never starts again."""
+    (project.root / "slow_tracker.py").write_text(SLOW_TRACKER)
+    proc = project.popen("seed=1", "+tracker.slow={_target_: slow_tracker.Slow, marker: "
+                         f"{project.markers}}}", "runner.preload_trackers=false")
+    wait_for(lambda: project.markers_of("finishing"))
+    _kill_group(proc)
+    (row,) = project.status()["runs"]
+    assert row["state"] == "COMPLETED" and row["summary"]["score"] == 2.0
+    resumed = project.run("seed=1", "+tracker.slow={_target_: slow_tracker.Slow, marker: "
+                          f"{project.markers}}}", "runner.preload_trackers=false")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "0 of 1 runs to launch" in resumed.stderr
+    assert list(project.markers_of("start").values()) == [1]

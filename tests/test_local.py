@@ -245,3 +245,25 @@ def test_cancel_stops_the_runner_and_leaves_the_sweep_resumable(project):
     assert counts["INTERRUPTED"] == 2 and counts["UNHATCHED"] == 2
     again = project.cli("cancel", str(sweep))
     assert again.returncode == 0 and "no runner process" in again.stderr
+
+
+def test_a_corrupt_completed_run_is_counted_and_fails_the_exit_code(project):
+    project.run("seed=range(3)", check=True)
+    sweep = project.sweep_dir()
+    rows = project.status()["runs"]
+    victim = sweep / "runs" / os.path.basename(rows[0]["dir"]) / "COMPLETED"
+    victim.write_text("garbage{")
+    proc = project.run("seed=range(3)")
+    assert proc.returncode == 1, proc.stderr
+    assert "sweep finished" in proc.stderr and "2 completed, 1 corrupt" in proc.stderr
+    assert f"1 run(s) have a corrupt FLAG file ({rows[0]['id']})" in proc.stderr
+    assert victim.read_text() == "garbage{"
+
+
+def test_an_interrupted_sweep_says_how_to_resume(project):
+    proc = project.popen("seed=range(2)", "task.mode=wait_file")
+    wait_for(lambda: len(project.markers_of("start")) == 2)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "2 run(s) not finished: resume with `python -m runner resume" in out

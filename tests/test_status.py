@@ -84,3 +84,46 @@ def test_cache_learns_from_every_worker_and_never_goes_stale(tmp_path, quick_set
     flag.write_text(flag.read_text().replace("boom 10", "bang 10!"))
     doc = json.loads(json_text(SweepStore(store.root), workers=2))
     assert doc["runs"][10]["reason"] == "bang 10!"
+
+
+def test_status_reads_again_when_a_flag_moves_under_it(project, monkeypatch):
+    """A live runner renames FLAGs while status lists them: never an error, always a state."""
+    import threading
+
+    from runner import status
+    from runner.state import State, claim, finish
+    from runner.store import SweepStore
+
+    project.run("seed=range(3)", check=True)
+    store = SweepStore(project.sweep_dir())
+    ref = store.runs()[0]
+    real = status.read_flag
+    calls = {"n": 0}
+
+    def moved_once(path):  # the FLAG listed a moment ago is gone when it is opened
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise FileNotFoundError(path)
+        return real(path)
+
+    monkeypatch.setattr(status, "read_flag", moved_once)
+    assert status.read_run(ref).state == "COMPLETED" and calls["n"] == 2
+    monkeypatch.setattr(status, "read_flag", real)
+
+    stop = threading.Event()
+    every = frozenset(State)
+
+    def churn() -> None:  # claim and finish one run as fast as possible
+        while not stop.is_set():
+            lease = claim(ref.paths, every - {State.RUNNING})
+            if lease is not None:
+                finish(ref.paths, lease.token, State.INTERRUPTED, {"reason": "churn"})
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        seen = {status.read_run(ref, True, None).state for _ in range(400)}
+    finally:
+        stop.set()
+        thread.join()
+    assert seen <= {"RUNNING", "INTERRUPTED", "COMPLETED"} and "CORRUPT" not in seen

@@ -63,7 +63,7 @@ class Launches:
                 conf_dir if conf_dir.is_dir() else None) as comp:
             plan = expand(comp, args, limits=limits)
             self.policy.check(comp, args, plan)
-        check_execution(plan.execution)
+        check_execution(plan.execution, plan.sources)
         for fn in sorted({str(r.config.get("task", {}).get("fn")) for r in plan.runs}):
             check_task(fn)
         return plan

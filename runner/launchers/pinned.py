@@ -144,7 +144,12 @@ class PinnedLauncher(LocalLauncher):
 
     @staticmethod
     def _slots(conf: Any) -> tuple[list[Slot], list[str]]:
-        allowed = list(conf.cpus) if conf.cpus else sorted(os.sched_getaffinity(0))
+        mine = os.sched_getaffinity(0)
+        missing = sorted(set(conf.cpus or ()) - mine)
+        if missing:
+            raise ConfigError(f"launcher.cpus: CPU(s) {', '.join(map(str, missing[:10]))} are not "
+                              f"available to this process (it may use {_ranges(sorted(mine))})")
+        allowed = list(conf.cpus) if conf.cpus else sorted(mine)
         gpus = [str(g) for g in conf.gpus] if conf.gpus is not None else visible_gpus()
         return build_slots(conf, physical_cores(allowed), gpus), gpus
 
@@ -186,3 +191,14 @@ class PinnedLauncher(LocalLauncher):
         for handle in ended:
             self.release(handle.run)
         return ended
+
+
+def _ranges(cpus: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2,5'."""
+    runs: list[list[int]] = []
+    for cpu in cpus:
+        if runs and runs[-1][-1] == cpu - 1:
+            runs[-1].append(cpu)
+        else:
+            runs.append([cpu])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
