@@ -16,6 +16,7 @@ command's overrides (not from the time), and only runs that are not COMPLETED ar
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ def _stdout_console() -> Console:
 def main(argv: list[str] | None = None) -> int:
     if argv is None:  # a program of its own (not called from Python): redacted tracebacks
         secrets.install_hooks()
+        if "" not in sys.path and os.getcwd() not in sys.path:  # the `runner` script, as
+            sys.path.insert(0, os.getcwd())  # `python -m runner` does: the user's tasks import
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:
@@ -212,13 +215,18 @@ def _check_frozen(store: Any, plan: Any, console: Console) -> None:
 
 
 def _execute(store: Any, execution: dict[str, Any], console: Console) -> int:
+    from runner.errors import EnvironmentFault, LaunchError
     from runner.scheduler import debug_run, run_sweep
 
     store.update_execution(execution)
     debug = execution["runner"].get("debug")
     if debug not in (None, False, "false"):
         return debug_run(store, execution, debug, console)
-    result = run_sweep(store, execution, console)
+    try:
+        result = run_sweep(store, execution, console)
+    except (LaunchError, EnvironmentFault) as exc:
+        raise type(exc)(f"{exc}. The sweep is resumable: `python -m runner resume "
+                        f"{store.root}`") from None
     console.print(f"sweep directory: {store.root}")
     left = result.counts.get("INTERRUPTED", 0) + result.counts.get("UNHATCHED", 0)
     if left and not result.detached:

@@ -39,7 +39,8 @@ from runner.run_id import canonical_values, run_dirname, run_id
 from runner.secrets import add_env_names, find_secret
 
 # Sections that configure runner itself: sweep-wide, never part of a run's frozen config.
-EXEC_SECTIONS = ("runner", "launcher", "notifier", "tracker", "sweep", "hydra")
+# (``axes``: a task's default axes, pulled in by its defaults list from conf/axes/<task>.yaml.)
+EXEC_SECTIONS = ("runner", "launcher", "notifier", "tracker", "sweep", "hydra", "axes")
 _NOT_FINGERPRINTED = ("runner", "launcher", "notifier", "tracker", "hydra")
 
 
@@ -396,7 +397,12 @@ def expand(composer: Composer, args: Sequence[str], config_name: str = "config",
         spec = validate(base.sweep, SweepConf, "sweep")
         if spec.kind not in SWEEP_KINDS:
             raise SweepError(f"sweep.kind='{spec.kind}' is not one of {', '.join(SWEEP_KINDS)}")
-        config_axes = _params_axes(spec.params, limits) if spec.kind != "list" else []
+        defaults = _task_axes(base, spec.kind)
+        if spec.kind == "list":
+            spec.runs = spec.runs or list(defaults or [])
+            config_axes = []
+        else:
+            config_axes = _params_axes({**(defaults or {}), **spec.params}, limits)
         kind = spec.kind
     else:
         spec, config_axes = SweepConf(kind="grid"), []
@@ -445,6 +451,20 @@ def _refuse_secrets(runs: list[RunSpec], execution: dict[str, Any]) -> None:
         raise ConfigError(f"'{key}' holds the value of the secret {source}: secrets are never "
                           "written into a sweep's configs; read it in the task instead "
                           "(e.g. os.environ)")
+
+
+def _task_axes(base: DictConfig, kind: str) -> Any:
+    """The task's default axes for this kind of sweep (``axes.<kind>``), if it has any."""
+    node = OmegaConf.select(base, f"axes.{kind}", default=None)
+    if node is None:
+        return None
+    value = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    wanted = list if kind == "list" else dict
+    if not isinstance(value, wanted):
+        raise SweepError(f"axes.{kind} (the task's default axes) must be a "
+                         f"{'list of settings' if kind == 'list' else 'mapping of key: values'}"
+                         f", got {type(value).__name__}")
+    return value
 
 
 def _sweep_name(base: DictConfig, kind: str, args: Sequence[str], config_name: str) -> str:

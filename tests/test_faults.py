@@ -142,3 +142,23 @@ def test_disk_full_during_a_sweep_then_resume(project: Project, small_disk: Path
     assert proc.returncode == 1  # the toy task raises again: every run ran its second attempt
     assert all(r["attempt"] >= 2 and r["state"] == "CRASHED"
                for r in project.status(sweep)["runs"]), project.status(sweep)
+
+
+def test_a_killed_fork_server_is_named_and_the_sweep_resumes(project: Project) -> None:
+    import signal
+
+    import psutil
+
+    proc = project.popen("seed=range(4)", "task.mode=wait_file", "launcher.max_parallel=2")
+    wait_for(lambda: len(project.markers_of("start")) == 2)
+    (server,) = [p for p in psutil.Process(proc.pid).children()
+                 if "runner.launchers.forkserver" in " ".join(p.cmdline())]
+    server.send_signal(signal.SIGKILL)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out
+    assert f"runner's fork server (pid {server.pid}) was killed by SIGKILL" in out
+    assert "The sweep is resumable: `python -m runner resume" in out and "Traceback" not in out
+    (project.markers / "release").touch()
+    assert project.run("seed=range(4)", "task.mode=wait_file",
+                       "launcher.max_parallel=2").returncode == 0
+    assert {r["state"] for r in project.status()["runs"]} == {"COMPLETED"}

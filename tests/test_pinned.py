@@ -79,7 +79,8 @@ def _overlap(a: dict, b: dict) -> bool:
 def test_each_run_is_pinned_to_its_own_core(project):
     proc = project.popen("launcher=pinned", "launcher.cpus_per_run=1", "seed=range(4)",
                          "task.sleep=1.0", "task.steps=10", "task.record_env=true")
-    sweep = wait_for(lambda: list((project.root / "outputs").glob("*/sweep.json")))[0].parent
+    sweep = wait_for(lambda: [p for p in (project.root / "outputs").glob("*/sweep.json")
+                              if not p.parent.name.startswith(".")])[0].parent  # (frozen)
 
     def running_slots():
         rows = project.status(sweep)["runs"]

@@ -17,6 +17,39 @@ def plan(*overrides: str) -> Plan:
         return expand(comp, ["task=toy", *overrides])
 
 
+TOY_AXES = """
+grid:
+  task.lr: 0.002,0.0005
+  seed: 0,1
+random:
+  task.lr: tag(log, interval(1e-4, 1e-2))
+  task.channels: choice(8, 16, 32)
+list:
+  - {task.lr: 0.002, task.channels: 16}
+  - {task.lr: 0.0005, task.channels: 32}
+"""
+
+
+@pytest.fixture
+def toy_axes(project):
+    """The toy task with default axes of its own, as conf/task/mnist.yaml has."""
+    (project.root / "conf" / "axes").mkdir()
+    (project.root / "conf" / "axes" / "toy.yaml").write_text(TOY_AXES)
+    task = project.root / "conf" / "task" / "toy.yaml"
+    task.write_text("defaults:\n  - /axes@_global_.axes: toy\n  - _self_\n" + task.read_text())
+    return project
+
+
+def test_a_tasks_default_axes_stay_with_it(project):
+    """The built-in grid adds no axes of its own: a task without default axes sweeps only what
+    is given; MNIST's own grid stays what `python -m runner +sweep=grid` runs."""
+    p = plan("+sweep=grid", "+task.width=64,128")
+    assert values(p) == [{"task.width": 64}, {"task.width": 128}]
+    with composer() as comp:
+        mnist = expand(comp, ["+sweep=grid"])
+    assert values(mnist) == [{"task.lr": lr, "seed": s} for lr in (0.002, 0.0005) for s in (0, 1)]
+
+
 def values(p: Plan) -> list[dict]:
     return [r.values for r in p.runs]
 
@@ -37,13 +70,13 @@ def test_grid_is_cartesian_product_in_axis_order(project):
     assert set(p.runs[0].config) == {"task", "seed"}
 
 
-def test_grid_uses_config_params_and_range(project):
+def test_grid_uses_config_params_and_range(toy_axes):
     p = plan("+sweep=grid", "seed=range(5)")
-    assert len(p.runs) == 2 * 5  # conf/sweep/grid.yaml has two learning rates
+    assert len(p.runs) == 2 * 5  # the task's default grid has two learning rates
     assert sorted({v["seed"] for v in values(p)}) == [0, 1, 2, 3, 4]
 
 
-def test_plain_override_fixes_a_config_axis(project):
+def test_plain_override_fixes_a_config_axis(toy_axes):
     p = plan("+sweep=grid", "seed=7")
     assert {v.get("seed") for v in values(p)} == {None}
     assert {r.config["seed"] for r in p.runs} == {7}
@@ -84,7 +117,7 @@ def test_random_search_is_reproducible_and_in_range(project):
     assert values(c) != values(a)
 
 
-def test_random_with_seeds_crosses_every_sample(project):
+def test_random_with_seeds_crosses_every_sample(toy_axes):
     p = plan("+sweep=random", "sweep.num_samples=4", "sweep.seeds=2")
     assert len(p.runs) == 8
     assert [v["seed"] for v in values(p)] == [0, 1] * 4
@@ -97,7 +130,7 @@ def test_random_duplicate_draws_are_dropped_with_a_note(project):
     assert any("duplicate random draw" in n for n in p.notes)
 
 
-def test_list_sweep_with_seeds(project):
+def test_list_sweep_with_seeds(toy_axes):
     p = plan("+sweep=list")
     assert values(p) == [
         {"task.lr": 0.002, "task.channels": 16, "seed": 0},

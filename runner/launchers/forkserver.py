@@ -48,9 +48,19 @@ class ForkServer:
         theirs.close()
 
     def _died(self) -> LaunchError:
-        code = self.proc.poll()
-        return LaunchError(f"the run fork server exited (status {code}); its error, if any, is "
-                           "printed above. launcher.start_method=spawn avoids the fork server")
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is not None and code < 0:
+            how = f"was killed by {signal.Signals(-code).name}"
+        elif code is None:
+            how = "stopped answering"
+        else:
+            how = f"exited with status {code} (its error, if any, is printed above)"
+        return LaunchError(f"runner's fork server (pid {self.proc.pid}) {how}; the runs it "
+                           "started ended with it and are found interrupted on resume "
+                           "(launcher.start_method=spawn runs without a fork server)")
 
     def fileno(self) -> int:
         return self.sock.fileno()
