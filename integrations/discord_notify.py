@@ -52,19 +52,19 @@ COLOURS = {"started": 0x3498DB, "COMPLETED": 0x2ECC71, "CRASHED": 0xE74C3C,
 
 @dataclass
 class DiscordNotifierConf(NotifierConf):
-    _target_: str = "integrations.discord_notify.DiscordNotifier"
+    _target_: str = "runner.integrations.discord_notify.DiscordNotifier"
     events: list[str] = field(default_factory=lambda: [
         "sweep_started", "run_crashed", "run_interrupted", "sweep_finished"])
     webhook_url_env: str | None = "DISCORD_WEBHOOK_URL"
     webhook_url_file: str | None = None
     username: str = "runner"
     metric: str | None = None  # sweep_finished: best runs and a plot by this metric
-    mode: str = "max"
-    top_k: int = 5
-    queue_size: int = 100
-    timeout_s: float = 10.0
-    max_retries: int = 5
-    flush_timeout_s: float = 30.0
+    mode: str = field(default="max", metadata={"choices": ("max", "min")})
+    top_k: int = field(default=5, metadata={"min": 1})
+    queue_size: int = field(default=100, metadata={"min": 1})
+    timeout_s: float = field(default=10.0, metadata={"min": 0.0})
+    max_retries: int = field(default=5, metadata={"min": 0})
+    flush_timeout_s: float = field(default=30.0, metadata={"min": 0.0})
 
 
 @dataclass

@@ -9,7 +9,7 @@ process, only when this tracker is used.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,9 @@ from runner.trackers import Tracker
 
 @dataclass
 class TensorboardTrackerConf:
-    _target_: str = "integrations.tensorboard_tracker.TensorboardTracker"
+    _target_: str = "runner.integrations.tensorboard_tracker.TensorboardTracker"
     log_dir: str | None = None  # default: <sweep>/tensorboard
-    flush_secs: float = 10.0
+    flush_secs: float = field(default=10.0, metadata={"min": 0.0})
 
 
 class TensorboardTracker(Tracker):

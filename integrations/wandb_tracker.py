@@ -27,12 +27,12 @@ ID_FILE = "wandb_id"
 
 @dataclass
 class WandbTrackerConf:
-    _target_: str = "integrations.wandb_tracker.WandbTracker"
+    _target_: str = "runner.integrations.wandb_tracker.WandbTracker"
     project: str = "runner"
     entity: str | None = None
     mode: str | None = None  # online | offline | disabled; default: $WANDB_MODE, else online
     tags: list[str] = field(default_factory=list)
-    init_timeout_s: float = 30.0
+    init_timeout_s: float = field(default=30.0, metadata={"min": 0.0})
 
 
 def _mode(conf: Any) -> str:

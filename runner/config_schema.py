@@ -8,7 +8,6 @@ and a wrong type with the key and the expected type.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -58,7 +57,7 @@ class LauncherConf:
 @dataclass
 class LocalLauncherConf(LauncherConf):
     _target_: str = "runner.launchers.local.LocalLauncher"
-    kill_grace_s: float = 5.0
+    kill_grace_s: float = field(default=5.0, metadata={"min": 0})
     start_method: str = field(default="forkserver",
                               metadata={"choices": ("forkserver", "spawn")})
 
@@ -66,12 +65,12 @@ class LocalLauncherConf(LauncherConf):
 @dataclass
 class PinnedLauncherConf(LocalLauncherConf):
     _target_: str = "runner.launchers.pinned.PinnedLauncher"
-    cpus_per_run: int = 1
-    gpus_per_run: int = 0
-    runs_per_gpu: int = 1
+    cpus_per_run: int = field(default=1, metadata={"min": 0})
+    gpus_per_run: int = field(default=0, metadata={"min": 0})
+    runs_per_gpu: int = field(default=1, metadata={"min": 1})
     gpus: list[Any] | None = None
     cpus: list[int] | None = None
-    threads_per_run: int | None = None
+    threads_per_run: int | None = field(default=None, metadata={"min": 1})
 
 
 @dataclass
@@ -79,9 +78,9 @@ class SlurmLauncherConf(LauncherConf):
     """``launcher=slurm``: one sbatch job array per submission; see conf/launcher/slurm.yaml."""
 
     _target_: str = "runner.launchers.slurm.SlurmLauncher"
-    cpus_per_run: int = 1
-    gpus_per_run: int = 0
-    mem_gb: float | None = None
+    cpus_per_run: int = field(default=1, metadata={"min": 1})
+    gpus_per_run: int = field(default=0, metadata={"min": 0})
+    mem_gb: float | None = field(default=None, metadata={"min": 0.0})
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
@@ -90,9 +89,9 @@ class SlurmLauncherConf(LauncherConf):
     setup: list[str] = field(default_factory=list)
     python: str | None = None
     wait: bool = True
-    poll_s: float = 5.0
-    max_requeue: int = 3
-    signal_delay_s: int = 90
+    poll_s: float = field(default=5.0, metadata={"min": 0.0})
+    max_requeue: int = field(default=3, metadata={"min": 0})
+    signal_delay_s: int = field(default=90, metadata={"min": 0})
     job_name: str | None = None
 
 
@@ -101,12 +100,12 @@ class SweepConf:
     kind: str = "grid"
     params: dict[str, Any] = field(default_factory=dict)
     runs: list[Any] = field(default_factory=list)
-    num_samples: int = 10
+    num_samples: int = field(default=10, metadata={"min": 1})
     seed: int = 0
     seeds: Any = None
     seed_key: str = "seed"
     filter: str | None = None
-    subset: int | None = None
+    subset: int | None = field(default=None, metadata={"min": 1})
     subset_seed: int = 0
 
 
@@ -114,7 +113,8 @@ class SweepConf:
 class NotifierConf:
     _target_: str = ""
     events: list[str] = field(default_factory=lambda: ["all"])
-    digest_every_min: float | None = None  # a progress digest this often while a sweep runs
+    # a progress digest this often while a sweep runs
+    digest_every_min: float | None = field(default=None, metadata={"min": 0.0})
 
 
 SWEEP_KINDS = ("grid", "random", "list")
@@ -131,8 +131,10 @@ def load_target(cfg: Any, where: str, base: type | None = None) -> tuple[Any, An
         raise ConfigError(f"{where} needs a _target_ (choose one in conf/{group}/)")
     target = str(cfg["_target_"])
     module, _, name = target.rpartition(".")
+    from runner.tasks import import_module
+
     try:
-        cls = getattr(importlib.import_module(module), name)
+        cls = getattr(import_module(module), name)
     except (ImportError, AttributeError, ValueError):
         raise ConfigError(f"{where}._target_='{target}' is not importable (choose one in "
                           f"conf/{group}/)") from None

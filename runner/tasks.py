@@ -32,6 +32,9 @@ def split_ref(ref: str) -> tuple[str, str]:
 def check_task(ref: str) -> None:
     """Raise TaskImportError if ``ref`` clearly cannot be loaded (module or name missing)."""
     module, attr = split_ref(ref)
+    top, _, rest = module.partition(".")
+    if top in RENAMED and importlib.util.find_spec(top) is None:
+        module = f"{RENAMED[top]}.{rest}" if rest else RENAMED[top]
     try:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError) as exc:
@@ -67,10 +70,25 @@ def _top_level_names(tree: ast.Module) -> set[str]:
     return names
 
 
+# packages that runner installs under its own name now; sweeps frozen before still name them so
+RENAMED = {"integrations": "runner.integrations", "examples": "runner.examples"}
+
+
+def import_module(name: str) -> Any:
+    """``importlib.import_module``, also for names frozen before a package was renamed."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        top, _, rest = name.partition(".")
+        if top not in RENAMED or exc.name not in (top, name):
+            raise
+        return importlib.import_module(f"{RENAMED[top]}.{rest}" if rest else RENAMED[top])
+
+
 def load_task(ref: str) -> Callable[..., Any]:
     module, attr = split_ref(ref)
     try:
-        fn = getattr(importlib.import_module(module), attr)
+        fn = getattr(import_module(module), attr)
     except AttributeError:
         raise TaskImportError(f"task.fn={ref!r}: module '{module}' has no '{attr}'") from None
     if not callable(fn):

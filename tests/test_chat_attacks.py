@@ -16,9 +16,9 @@ import psutil
 import pytest
 
 from conftest import Project
-from integrations.discord_bot.config import BotConf
-from integrations.discord_bot.logic import BotLogic, Caller
 from runner.errors import RunnerError
+from runner.integrations.discord_bot.config import BotConf
+from runner.integrations.discord_bot.logic import BotLogic, Caller
 
 USER, CHANNEL = 4242, 777
 TOKEN = "MTAwMDAwMDAwMDAwMDAwMDAx.attack-bot-token.abcdefghijklmnopqrstuvwxyz0123"

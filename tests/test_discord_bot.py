@@ -22,9 +22,9 @@ import yarl
 
 from conftest import Project, colours_in, png_size, wait_for
 from fakes.discord_api import APP_ID, FakeDiscordAPI, Request
-from integrations.discord_bot.app import RunnerBot
-from integrations.discord_bot.config import BotConf
-from integrations.discord_bot.logic import BotLogic
+from runner.integrations.discord_bot.app import RunnerBot
+from runner.integrations.discord_bot.config import BotConf
+from runner.integrations.discord_bot.logic import BotLogic
 
 TOKEN = "MTAwMDAwMDAwMDAwMDAwMDAx.fake-bot-token.abcdefghijklmnopqrstuvwxyz0123"
 ALLOWED_USER, OTHER_USER = 1300000000000000001, 1300000000000000999

@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from conftest import Project
-from integrations.discord_bot.chat_policy import parse_chat_overrides
-from integrations.discord_bot.messages import MAX_CHARS, plan_messages, split_text
 from runner.errors import ConfigError
+from runner.integrations.discord_bot.chat_policy import parse_chat_overrides
+from runner.integrations.discord_bot.messages import MAX_CHARS, plan_messages, split_text
 
 
 def test_split_text_keeps_every_character_and_the_limit() -> None:
@@ -70,7 +70,7 @@ def _bot_cli(project: Project, *args: str, env: dict[str, str] | None = None
              ) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in project.env().items() if k != "DISCORD_BOT_TOKEN"}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "integrations.discord_bot", *args],
+    return subprocess.run([sys.executable, "-m", "runner.integrations.discord_bot", *args],
                           cwd=project.root, env=full_env, capture_output=True, text=True,
                           timeout=60)
 
@@ -101,9 +101,9 @@ def test_status_filters_and_sorts_with_the_bots_queries(project: Project) -> Non
 
 
 def test_chat_cannot_ask_for_unbounded_work(project: Project) -> None:
-    from integrations.discord_bot.config import BotConf
-    from integrations.discord_bot.logic import MAX_SUBSCRIPTIONS, BotLogic, Caller
     from runner.errors import StateError
+    from runner.integrations.discord_bot.config import BotConf
+    from runner.integrations.discord_bot.logic import MAX_SUBSCRIPTIONS, BotLogic, Caller
 
     project.run("runner.name=one", check=True)
     logic = BotLogic(BotConf(allowed_users=[1], channels=[2], workdir=str(project.root)))

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import colours_in, png_size
 from fakes.discord_server import FakeDiscord
-from integrations.discord_notify import (
+from runner.integrations.discord_notify import (
     DESCRIPTION_LIMIT,
     EMBED_TOTAL_LIMIT,
     FIELD_LIMIT,

@@ -91,6 +91,14 @@ CASES = {
                                          r"the webhook URL in \$DISCORD_WEBHOOK_URL is not an "
                                          r"http\(s\) URL", env={"DISCORD_WEBHOOK_URL":
                                                               "discord.com/api/webhooks/1/abc"}),
+    "negative kill grace": Case(["launcher.kill_grace_s=-1"], r"launcher.kill_grace_s=-1.0 must"),
+    "zero poll interval": Case(["launcher=slurm", "launcher.poll_s=0"],
+                               r"launcher.poll_s=0.0 must be > 0"),
+    "zero samples": Case(["+sweep=random", "sweep.num_samples=0"],
+                         r"sweep.num_samples=0 must be >= 1"),
+    "zero top_k": Case(["notifier=discord", "notifier.discord.top_k=0"],
+                       r"notifier.discord.top_k=0 must be >= 1",
+                       env={"DISCORD_WEBHOOK_URL": "https://discord.com/api/webhooks/1/abc"}),
     "costly filter": Case(["+sweep=grid", "seed=1,2", "sweep.filter='9**9**9 > 0'"],
                           r"sweep.filter '9\*\*9\*\*9 > 0' refused: .* \(too costly\)"),
 }

@@ -109,8 +109,8 @@ def test_the_fork_server_imports_the_trackers_once_per_sweep(tmp_path, wandb_env
     from runner.store import MANIFEST_VERSION, SweepStore
     from runner.trackers import preload_modules
 
-    tracker = {"wandb": {"_target_": "integrations.wandb_tracker.WandbTracker"}}
-    assert preload_modules(tracker) == ["integrations.wandb_tracker", "wandb"]
+    tracker = {"wandb": {"_target_": "runner.integrations.wandb_tracker.WandbTracker"}}
+    assert preload_modules(tracker) == ["runner.integrations.wandb_tracker", "wandb"]
     (tmp_path / "sweep.json").write_text(_json.dumps(
         {"version": MANIFEST_VERSION, "name": "s", "runs": [], "execution": {}}))
     execution = {"runner": {"preload": ["json"]}, "tracker": tracker,
@@ -121,7 +121,7 @@ def test_the_fork_server_imports_the_trackers_once_per_sweep(tmp_path, wandb_env
     finally:
         loop.launcher.close()
         loop.console.file.close()
-    assert preload == ["json", "integrations.wandb_tracker", "wandb"]
+    assert preload == ["json", "runner.integrations.wandb_tracker", "wandb"]
     execution["runner"]["preload_trackers"] = False
     loop = _SweepLoop(SweepStore(tmp_path), execution, Console(file=open(os.devnull, "w")))
     loop.console.file.close()

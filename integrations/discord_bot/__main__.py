@@ -1,4 +1,4 @@
-"""``python -m integrations.discord_bot [bot.key=value ...]``: start the bot.
+"""``python -m runner.integrations.discord_bot [bot.key=value ...]``: start the bot.
 
 Settings come from ``conf/discord_bot.yaml`` (a ``./conf/discord_bot.yaml`` of yours wins) and
 Hydra overrides on the command line; the token comes from ``$DISCORD_BOT_TOKEN`` or
@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import sys
 
-from integrations.discord_bot.config import BotConf
 from runner.compose import composer, to_container
 from runner.config_schema import validate
 from runner.errors import RunnerError
+from runner.integrations.discord_bot.config import BotConf
 from runner.secrets import RedactingFilter, install_hooks, read_secret, redact
 
 
@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     except RunnerError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
-    from integrations.discord_bot.app import RunnerBot
-    from integrations.discord_bot.logic import BotLogic
+    from runner.integrations.discord_bot.app import RunnerBot
+    from runner.integrations.discord_bot.logic import BotLogic
 
     logic = BotLogic(conf)
     logic.log_dir.mkdir(parents=True, exist_ok=True)

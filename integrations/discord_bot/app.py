@@ -19,9 +19,9 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from integrations.discord_bot.logic import BotLogic, Caller, Reply
-from integrations.discord_bot.messages import plan_messages
 from runner.errors import RunnerError
+from runner.integrations.discord_bot.logic import BotLogic, Caller, Reply
+from runner.integrations.discord_bot.messages import plan_messages
 from runner.secrets import redact
 
 log = logging.getLogger("runner.discord_bot")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from integrations.discord_bot.chat_policy import DEFAULT_CHAT_KEYS
+from runner.integrations.discord_bot.chat_policy import DEFAULT_CHAT_KEYS
 
 
 @dataclass

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from integrations.discord_bot.chat_policy import ChatPolicy
 from runner.errors import ConfigError
+from runner.integrations.discord_bot.chat_policy import ChatPolicy
 
 _COMPOSE_LOCK = threading.Lock()  # Hydra's global state: one composition at a time
 

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from integrations.discord_bot.chat_policy import ChatPolicy, parse_chat_overrides
-from integrations.discord_bot.config import BotConf
-from integrations.discord_bot.launches import Launches
-from integrations.discord_bot.subscriptions import Subscription, SubscriptionStore
 from runner import queries
 from runner.errors import RunnerError, StateError
+from runner.integrations.discord_bot.chat_policy import ChatPolicy, parse_chat_overrides
+from runner.integrations.discord_bot.config import BotConf
+from runner.integrations.discord_bot.launches import Launches
+from runner.integrations.discord_bot.subscriptions import Subscription, SubscriptionStore
 from runner.secrets import redact, register
 from runner.store import SweepStore
 

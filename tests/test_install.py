@@ -1,0 +1,61 @@
+"""A plain (not editable) install works from any folder: the MNIST example, a user's own project
+through the `runner` script, and nothing but `runner` at the top level of the install."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "--no-build-isolation", "--target", str(target), str(REPO)], check=True,
+                   capture_output=True, text=True, timeout=300)
+    return target
+
+
+def _env(target: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "COLUMNS")}
+    env["PYTHONPATH"] = str(target)  # the install only: not the repository
+    return env
+
+
+def test_only_runner_is_installed_at_the_top_level(installed: Path) -> None:
+    assert sorted(p.name for p in installed.iterdir() if not p.name.endswith(".dist-info")
+                  ) == ["bin", "runner"]
+    assert (installed / "runner" / "examples" / "mnist" / "data" / "mnist_5k.npz").is_file()
+
+
+def test_the_mnist_example_runs_from_another_folder(installed: Path, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    proc = subprocess.run([sys.executable, "-m", "runner", "task.epochs=1", "task.train_size=256",
+                           "runner.progress=false"], cwd=tmp_path, env=_env(installed),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "1 completed" in proc.stderr
+    assert list((tmp_path / "outputs").glob("mnist-single-*/runs/*/COMPLETED"))
+
+
+def test_a_users_project_runs_with_the_runner_script(installed: Path, tmp_path: Path) -> None:
+    (tmp_path / "conf" / "task").mkdir(parents=True)
+    (tmp_path / "conf" / "task" / "mine.yaml").write_text("name: mine\nfn: my_train:main\n")
+    (tmp_path / "my_train.py").write_text("def main(cfg):\n    return {'w': cfg.task.width}\n")
+    proc = subprocess.run([str(installed / "bin" / "runner"), "task=mine", "+sweep=grid",
+                           "+task.width=64,128"], cwd=tmp_path, env=_env(installed),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 completed" in proc.stderr  # the task's own axes only, not MNIST's
+    (sweep,) = (tmp_path / "outputs").iterdir()
+    assert sweep.name.startswith("mine-grid-")
+    check = subprocess.run([sys.executable, "-c", "import runner.integrations.discord_bot.logic;"
+                            " import importlib.util as u; print(u.find_spec('integrations'))"],
+                           cwd=tmp_path, env=_env(installed), capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.strip() == "None", check.stderr
