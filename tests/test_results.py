@@ -155,3 +155,47 @@ def test_compare_puts_sweeps_side_by_side(results_project):
     assert len(table) == 4  # 3 settings of the first sweep, 1 of the second
     assert png_size(project.root / "cmp" / "curves.png") == (800, 500)
     assert colours_in(project.root / "cmp" / "curves.png", colours(10)[:6]) == [0, 1]
+
+
+RETRY_TASK = '''
+import os, signal
+import runner
+
+def main(cfg):
+    attempt = runner.current_run().attempt
+    for step in range(5 if attempt == 1 else 3):  # the first attempt dies after 5 steps
+        runner.log({"loss": attempt * 10 + step}, step=step)
+    if attempt == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {"loss": attempt * 10 + 2}
+'''
+
+
+def test_every_reader_takes_the_latest_attempts_row_per_step(project):
+    """A resumed run logs steps again: metrics.jsonl and progress.csv keep every row with its
+    attempt, and report, plots, the bot and status use the latest attempt's row per step."""
+    import csv
+    import json
+
+    from runner import queries
+    from runner.results import collect
+    from runner.store import SweepStore
+
+    (project.root / "retry.py").write_text(RETRY_TASK)
+    (project.root / "conf" / "task" / "retry.yaml").write_text("name: retry\nfn: retry:main\n")
+    assert project.run("task=retry").returncode == 1  # SIGKILLed: CRASHED
+    assert project.run("task=retry", "runner.retry_crashed=true").returncode == 0
+    store = SweepStore(project.sweep_dir())
+    (ref,) = store.runs()
+    rows = [json.loads(line) for line in ref.paths.metrics.read_text().splitlines()]
+    assert [(r["attempt"], r["step"]) for r in rows] == [(1, s) for s in range(5)] + [
+        (2, s) for s in range(3)]
+    with open(ref.paths.progress, newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [(t["attempt"], t["step"]) for t in table] == [(str(r["attempt"]), str(r["step"]))
+                                                          for r in rows]
+    (result,) = collect(store, "loss", "final", "min")  # report, plots and the bot's /plot
+    assert list(result.steps) == [0, 1, 2, 3, 4]
+    assert list(result.series) == [20, 21, 22, 13, 14]  # per step: the latest attempt's row
+    summary = queries.run_summary(store, ref.id)  # the bot's /summary and status
+    assert summary["metrics"]["loss"] == 22 and summary["attempt"] == 2

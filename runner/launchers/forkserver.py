@@ -173,4 +173,7 @@ def _child(sock: socket.socket, wake_r: int, wake_w: int, args: list[Any]) -> No
 
 
 if __name__ == "__main__":
-    _serve(int(sys.argv[1]), json.loads(sys.argv[2]))
+    try:
+        _serve(int(sys.argv[1]), json.loads(sys.argv[2]))
+    except (BrokenPipeError, ConnectionResetError):  # the launcher died first: nothing to say
+        sys.exit(0)
