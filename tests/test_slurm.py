@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -402,3 +403,47 @@ def test_a_run_killed_by_its_time_limit_is_a_crash_with_the_reason(time_limited:
     assert row["state"] == "CRASHED"
     assert "time limit" in row["reason"] and "max_requeue=0 used up" in row["reason"]
     assert "time-limit warning; no requeue left" in (Path(row["dir"]) / "stderr.log").read_text()
+
+
+DEAF_TASK = """
+import signal, time
+from pathlib import Path
+
+def main(cfg):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # as on a lost node: it records nothing
+    while not Path(cfg.task.release).exists():
+        time.sleep(0.1)
+    return {"ok": 1}
+"""
+
+
+def test_a_run_lost_with_its_node_is_interrupted_and_resumes(cluster: Any,
+                                                             project: Project) -> None:
+    """SLURM requeues a job whose node was lost; when the restart fails before the worker runs
+    (on a real cluster "Job credential revoked"), the run is INTERRUPTED, not CRASHED. The lost
+    node here: a worker that ignores SIGTERM, so SLURM SIGKILLs it on `scontrol requeue` and
+    nothing is recorded, and a restart that fails in launcher.setup."""
+    release = project.root / "release"
+    (project.root / "deaf.py").write_text(DEAF_TASK)
+    (project.root / "conf" / "task" / "deaf.yaml").write_text(
+        f"name: deaf\nfn: deaf:main\nrelease: {release}\n")
+    (project.root / "fail_on_restart.sh").write_text('[ "${SLURM_RESTART_COUNT:-0}" = 0 ]\n')
+    args = [sys.executable, "-m", "runner", "task=deaf", "runner.output_dir=outputs", *SLURM,
+            "launcher.setup=['bash fail_on_restart.sh || exit 1']"]
+    runner = subprocess.Popen(args, cwd=project.root, env=project.env(), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    wait_for(lambda: running_on_node(project), 60)
+    (lease,) = running_on_node(project).values()
+    subprocess.run(["scontrol", "requeue", lease["launcher"]["job_id"]], check=True)
+    out, _ = runner.communicate(timeout=180)
+    assert runner.returncode == 1, out
+    (row,) = rows(project).values()
+    assert row["state"] == "INTERRUPTED", row
+    assert re.search(r"was requeued by SLURM \(1 time\(s\)", row["reason"]), row["reason"]
+    assert "1 run(s) not finished: resume with `python -m runner resume" in out
+    release.touch()
+    proc = subprocess.run(args, cwd=project.root, env=project.env(), text=True,
+                          capture_output=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert rows(project)[row["id"]]["state"] == "COMPLETED"

@@ -160,8 +160,10 @@ def _slurm_run(tmp_path: Path, sub_id: str, index: int, created: float,
     return paths, lease
 
 
-def _squeue(monkeypatch: pytest.MonkeyPatch, jobs: list[JobInfo] | Exception) -> list[list[str]]:
+def _squeue(monkeypatch: pytest.MonkeyPatch, jobs: list[JobInfo] | Exception,
+            restarts: dict[str, int] | None = None) -> list[list[str]]:
     calls: list[list[str]] = []
+    monkeypatch.setattr(commands, "restarts", lambda job_id: (restarts or {}).get(job_id, 0))
 
     def query(names: object) -> dict[tuple[str, int], JobInfo]:
         calls.append(sorted(names))  # type: ignore[call-overload]
@@ -212,6 +214,26 @@ def test_verdicts_from_slurm_states(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "boom in setup" in verdicts[5].details  # type: ignore[union-attr]
     assert got[6] == ("INTERRUPTED", "SLURM job 40_6 is no longer known to SLURM")
     assert got[7][0] == "INTERRUPTED" and "never reached SLURM" in got[7][1]
+
+
+def test_a_job_slurm_requeued_on_its_own_is_interrupted_when_its_restart_fails(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lost node: SLURM requeues the job, and the restart fails before the worker runs (on a
+    real cluster "Job credential revoked"). More restarts than runner's own requeues: SLURM did
+    it, so the run was cut off, not crashed; a plain resume runs it again."""
+    now = time.time()
+    items = [_slurm_run(tmp_path, "s1", 0, now, "40"),
+             _slurm_run(tmp_path, "s1", 1, now, "40", requeues=1, max_requeue=3),
+             _slurm_run(tmp_path, "s1", 2, now, "40")]
+    _squeue(monkeypatch, [JobInfo("40", i, str(41 + i), "FAILED", "None", "vm", "toy.s1")
+                          for i in range(3)], restarts={"41": 1, "42": 1, "43": 0})
+    got = [(v.state.value, v.reason) if v else None
+           for v in judge(items, stale_after_s=120, now=now)]
+    assert got[0] == ("INTERRUPTED", "SLURM job 40_0 was requeued by SLURM (1 time(s): a lost "
+                                     "node or preemption) and its restart ended FAILED before "
+                                     "the worker ran")
+    assert got[1][0] == "CRASHED"  # the one restart was runner's own requeue
+    assert got[2][0] == "CRASHED" and "without the worker recording a result" in got[2][1]
 
 
 def test_without_slurm_nothing_is_declared_dead(tmp_path: Path,

@@ -103,6 +103,17 @@ def query(job_names: Iterable[str]) -> dict[tuple[str, int], JobInfo]:
     return {(j.array_job_id, j.index): j for j in parse_squeue(out)}
 
 
+def restarts(job_id: str) -> int | None:
+    """How often SLURM restarted a job (requeued it, e.g. after a node failure), from
+    ``scontrol show job``; None when SLURM no longer knows the job or cannot be asked."""
+    try:
+        out = _call(["scontrol", "-o", "show", "job", job_id])
+    except SlurmError:
+        return None
+    match = re.search(r"\bRestarts=(\d+)", out)
+    return int(match.group(1)) if match else None
+
+
 def max_array_size() -> int:
     """The cluster's MaxArraySize: array indices must stay below it."""
     out = _call(["scontrol", "show", "config"])

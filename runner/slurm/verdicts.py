@@ -102,6 +102,15 @@ def _verdict(paths: RunPaths, lease: Lease, sub: submissions.Submission | None,
         return Death(State.CRASHED, f"{reason}; launcher.max_requeue={limit} used up", log)
     if info.state == "OUT_OF_MEMORY":
         return Death(State.CRASHED, f"{name} ran out of memory (raise launcher.mem_gb)", log)
+    restarted = commands.restarts(info.job_id) if info.job_id else None
+    asked = int(lease.launcher.get("requeues", 0))  # the requeues runner itself asked for
+    if restarted is not None and restarted > asked:
+        # SLURM requeued the job on its own (its node was lost, or it was preempted): the
+        # attempt that ran was cut off with its node, and the restart failed before the
+        # worker could record anything (e.g. "Job credential revoked")
+        return Death(State.INTERRUPTED, f"{name} was requeued by SLURM ({restarted - asked} "
+                                        f"time(s): a lost node or preemption) and its restart "
+                                        f"ended {info.state} before the worker ran", log)
     return Death(State.CRASHED, f"{name} ended {info.state} without the worker recording a "
                                 "result (see the job's log below)", log)
 
