@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,7 +65,7 @@ def parse_overrides(args: Sequence[str]) -> list[Override]:
         try:
             parsed.extend(parser.parse_overrides([arg]))
         except OverrideParseException as exc:
-            raise ConfigError(f"cannot parse override '{arg}': {exc}") from None
+            raise ConfigError(one_line(f"cannot parse override '{arg}': {exc}")) from None
     return parsed
 
 
@@ -167,14 +168,36 @@ def _plain_choices(overrides: Sequence[str]) -> dict[str, str]:
     return out
 
 
+_NOISE = re.compile(r"^\s*(full_key:|object_type=|reference_type=|See https://hydra\.cc|"
+                    r"provider=|Config search path:)")
+
+
+def one_line(message: str) -> str:
+    """Hydra's and OmegaConf's multi-line messages as one line, without their bookkeeping
+    (``full_key: ...``, ``object_type=...``, links, the provider list)."""
+    options = re.search(r"Available options in '([^']+)':\n((?:[ \t]+\S+\n?)+)", message)
+    if options:  # a missing group option: list the ones there are on the same line
+        names = ", ".join(options.group(2).split())
+        message = message.replace(options.group(0), f"; {options.group(1)} has: {names}\n")
+    message = re.sub(r"\s+(full_key|object_type|reference_type)[:=] ?\S+", "", message)
+    lines = [line.strip() for line in message.splitlines()
+             if line.strip() and not _NOISE.match(line)]
+    text = " ".join(lines)
+    text = re.sub(r"Could not override '([^']+)'\. To append to your config use (\S+) "
+                  r"Key '[^']+' is not in struct", r"Could not override '\1': no such key "
+                  r"(to add it, write \2)", text)
+    return text.replace(" ;", ";")
+
+
 def _explain(exc: BaseException, dirs: list[Path]) -> str:
-    """Turn a Hydra/OmegaConf/YAML exception into one message that names the key and the file."""
+    """Turn a Hydra/OmegaConf/YAML exception into a message that names the key and the file:
+    one line, then the config search path."""
     msg = str(exc).strip()
     cause = exc.__cause__ or exc.__context__
     if cause is not None and str(cause).strip() and str(cause).strip() not in msg:
         msg = f"{msg}\n{str(cause).strip()}"
     where = ", ".join(str(d) for d in dirs)
-    return f"{msg}\n(config search path: {where})"
+    return f"{one_line(msg)}\n(config search path: {where})"
 
 
 def to_container(cfg: DictConfig, resolve: bool = True) -> dict[str, Any]:

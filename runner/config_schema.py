@@ -173,7 +173,9 @@ def validate(node: Any, schema: type[T], where: str) -> T:
         obj = OmegaConf.to_object(merged)
     except Exception as exc:
         key = getattr(exc, "full_key", "") or getattr(exc, "key", "")
-        raise ConfigError(f"invalid value for '{where}.{key}': {exc}".replace("\n", " ")) from None
+        from runner.compose import one_line
+
+        raise ConfigError(one_line(f"invalid value for '{where}.{key}': {exc}")) from None
     assert isinstance(obj, schema)
     for f in dataclasses.fields(schema):  # type: ignore[arg-type]
         low = f.metadata.get("min")

@@ -82,7 +82,7 @@ def check_execution(execution: dict[str, Any],
         except ConfigError as exc:
             where = (sources or {}).get(section)
             if where and where not in str(exc):
-                raise ConfigError(f"{exc} (in {where})") from None
+                raise ConfigError(f"{exc} ({section} config: {where})") from None
             raise
 
     runner_conf = checked("runner", lambda c: validate(c, RunnerConf, "runner"))

@@ -483,7 +483,8 @@ def _select(runs: list[RunSpec], spec: SweepConf, notes: list[str],
         keep = compile_filter(spec.filter, predicates=limits.predicates)
         before = len(runs)
         runs = [r for r in runs if keep(r.values, r.config)]
-        notes.append(f"filter '{spec.filter}' kept {len(runs)} of {before} runs")
+        notes.append(f"filter '{spec.filter}' kept {len(runs)} of {before} runs (the sweep "
+                     "holds only these: a command without the filter is another sweep)")
     if spec.subset is not None:
         if spec.subset < 1:
             raise SweepError(f"sweep.subset must be >= 1, got {spec.subset}")

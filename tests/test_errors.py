@@ -84,7 +84,8 @@ CASES = {
     "config file is a scalar": Case(["task=scal"], r"conf/task/scal.yaml: the top level .* int",
                                     {"conf/task/scal.yaml": "42\n"}),
     "typo in a user's launcher file": Case(
-        ["launcher=mine"], r"unknown key\(s\) launcher.max_paralel .*\(in .*conf/launcher/mine",
+        ["launcher=mine"], r"unknown key\(s\) launcher.max_paralel .*\(launcher config: "
+                           r".*conf/launcher/mine.yaml\)",
         {"conf/launcher/mine.yaml": "_target_: runner.launchers.local.LocalLauncher\n"
                                     "max_paralel: 2\n"}),
     "webhook URL without a scheme": Case(["notifier=discord"],
@@ -173,6 +174,8 @@ def test_command_line_mistakes_are_named(project, capsys):
         (["status", str(sweep), "--sort", "nosuch"], "no run has a metric 'nosuch'; metrics: "),
         (["report", str(sweep), "--metric", "score", "--reduce", "last:abc"],
          "--reduce 'last:abc': K in last:K must be a whole number >= 1"),
+        (["resume", str(sweep), "launcher.max_parallel=0"],
+         "launcher.max_parallel=0 must be >= 1 (or null for the default)"),
     ]:
         assert main(argv) == 2, argv
         assert message in capsys.readouterr().err, argv
