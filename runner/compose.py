@@ -66,6 +66,9 @@ def parse_overrides(args: Sequence[str]) -> list[Override]:
             parsed.extend(parser.parse_overrides([arg]))
         except OverrideParseException as exc:
             raise ConfigError(one_line(f"cannot parse override '{arg}': {exc}")) from None
+        except RecursionError:
+            raise ConfigError(f"cannot parse override '{arg[:60]}...': nested too deeply"
+                              ) from None
     return parsed
 
 

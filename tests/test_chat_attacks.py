@@ -115,6 +115,7 @@ ATTACKS: list[tuple[str, str]] = [
     ("+sweep=random sweep.num_samples=100000000", "at most 500"),
     ("+sweep=grid task.lr=1,2,3,4,5 'seed=range(200)'", "would give 1000 runs"),
     (LONG, "at most 2000"),
+    ("+task.x=" + "[" * 900 + "]" * 900, "nested too deeply"),
     ("launcher.max_parallel=-3", "launcher.max_parallel"),
     # not overrides at all
     ("--config-dir=/etc", "options are not taken from chat"),

@@ -117,3 +117,25 @@ def test_chat_cannot_ask_for_unbounded_work(project: Project) -> None:
     with pytest.raises(StateError, match="at most 500"):
         logic.subscribe(Caller(1, 2), 5, "sweeps; " * 100)
     assert len(logic.subscriptions.items) == MAX_SUBSCRIPTIONS
+
+
+def test_a_long_reply_attached_as_a_file_is_redacted_too(monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    import asyncio
+
+    from runner.integrations.discord_bot.app import deliver
+    from runner.integrations.discord_bot.logic import Reply
+
+    secret = "wandbkey-for-the-attachment-0123456789"
+    monkeypatch.setenv("WANDB_API_KEY", secret)
+    sent: list[dict] = []
+
+    async def send(**kwargs: object) -> None:
+        sent.append(kwargs)
+
+    asyncio.run(deliver(send, Reply(f"key {secret}\n" + "row\n" * 3000)))
+    (message,) = sent
+    (attached,) = message["files"]  # type: ignore[misc]
+    data = attached.fp.read()
+    assert len(data) > 6000 and b"key ***" in data and secret.encode() not in data
+    assert secret not in str(message["content"])

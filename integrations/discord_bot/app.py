@@ -63,7 +63,7 @@ async def _send(send: Callable[..., Awaitable[Any]], text: str,
 
 async def deliver(send: Callable[..., Awaitable[Any]], reply: Reply,
                   allow_ephemeral: bool = True) -> None:
-    texts, files = plan_messages(reply.text, reply.files)
+    texts, files = plan_messages(redact(reply.text), reply.files)  # reply.txt too
     for i, text in enumerate(texts):
         last = i == len(texts) - 1
         await _send(send, text, files if last else [], reply.ephemeral and allow_ephemeral)
