@@ -202,7 +202,7 @@ def _check_frozen(store: Any, plan: Any, console: Console) -> None:
     frozen = {r["id"] for r in manifest["runs"]}
     new = {r.id for r in plan.runs}
     detail = (f"{len(new - frozen)} run(s) would be added, {len(frozen - new)} removed, "
-              f"{len(frozen & new)} kept (their configs may differ)")
+              f"{len(frozen & new)} kept") + _changed_keys(store, plan, frozen & new)
     message = (f"the config changed since {store.root} was frozen: {detail}. "
                "The frozen runs and configs are used; to start a new sweep instead, pass "
                "runner.name=<new name>.")
@@ -212,6 +212,30 @@ def _check_frozen(store: Any, plan: Any, console: Console) -> None:
         raise StateError(message.replace("are used", "were kept") +
                          " (runner.on_config_change=error)")
     console.print(f"[yellow]warning:[/] {message}")
+
+
+def _changed_keys(store: Any, plan: Any, kept: set[str], shown: int = 5) -> str:
+    """', and in them task.width: 64 -> 32, ...': what differs between the frozen configs of
+    the kept runs and what the command composes now (keys, old and new values)."""
+    from runner.configfile import config_changes, load_run_config
+    from runner.errors import CorruptStateError
+
+    changes: dict[str, tuple[Any, Any]] = {}
+    refs = {r.id: r for r in store.runs()}
+    for run in plan.runs:
+        if run.id not in kept or run.id not in refs:
+            continue
+        try:
+            frozen = load_run_config(refs[run.id].paths)
+        except (OSError, CorruptStateError):
+            continue
+        for key, old, new in config_changes(frozen, run.config):
+            changes.setdefault(key, (old, new))
+    if not changes:
+        return " (their configs are unchanged)"
+    listed = [f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(changes.items())[:shown]]
+    more = f", and {len(changes) - shown} more key(s)" if len(changes) > shown else ""
+    return f", whose configs differ in {'; '.join(listed)}{more}"
 
 
 def _execute(store: Any, execution: dict[str, Any], console: Console) -> int:

@@ -98,6 +98,7 @@ def test_changed_config_warns_and_keeps_frozen_runs_or_refuses(project):
     toy.write_text(toy.read_text().replace("steps: 3", "steps: 5"))
     proc = project.run("task.lr=0.1,0.2", check=True)
     assert "the config changed since" in proc.stderr and "frozen runs" in proc.stderr
+    assert "2 kept, whose configs differ in task.steps: 3 -> 5" in proc.stderr  # what changed
     run_dirs = list((project.sweep_dir() / "runs").iterdir())
     assert all(yaml.safe_load((d / "config.yaml").read_text())["task"]["steps"] == 3
                for d in run_dirs)

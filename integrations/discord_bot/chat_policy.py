@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.configfile import config_changes, leaves
 from runner.errors import ConfigError
 from runner.secrets import redact
 
@@ -76,21 +77,9 @@ def parse_chat_overrides(text: str) -> list[str]:
     return args
 
 
-def leaves(node: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists and scalars are leaves, as is ``{}``."""
-    if isinstance(node, dict) and node:
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(leaves(value, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: node}
-
-
 def changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """Leaf paths added, removed or changed from ``before`` to ``after``."""
-    a, b = leaves(before), leaves(after)
-    return sorted(k for k in a.keys() | b.keys() if k not in a or k not in b or a[k] != b[k]
-                  or type(a[k]) is not type(b[k]))
+    return [key for key, _, _ in config_changes(before, after)]
 
 
 def _holds_interpolation(value: Any) -> bool:
