@@ -13,7 +13,8 @@ from runner.errors import RunInterrupted as RunInterrupted
 from runner.errors import RunnerError as RunnerError
 from runner.errors import StateError as StateError
 from runner.errors import SweepError as SweepError
+from runner.seeding import seed_everything as seed_everything
 
 __version__ = "0.1.0"
 __all__ = ["RunContext", "current_run", "log", "ConfigError", "CorruptStateError", "RunnerError",
-           "RunInterrupted", "StateError", "SweepError", "__version__"]
+           "RunInterrupted", "StateError", "SweepError", "seed_everything", "__version__"]

@@ -77,3 +77,24 @@ def test_names_frozen_before_the_packages_moved_still_load(project, monkeypatch)
     assert cls is WandbTracker
     check_task("examples.mnist.train:main")
     assert load_task("examples.mnist.train:main").__module__ == "runner.examples.mnist.train"
+
+
+def test_seed_everything_seeds_random_numpy_and_torch():
+    import random
+
+    import numpy as np
+
+    import runner
+
+    def draws() -> list:
+        torch = sys.modules.get("torch")
+        out = [random.random(), float(np.random.rand())]
+        return out + ([float(torch.rand(1))] if torch is not None else [])
+
+    pytest.importorskip("torch")
+    runner.seed_everything(7)
+    first = draws()
+    runner.seed_everything(7)
+    assert draws() == first and len(first) == 3
+    runner.seed_everything(8)
+    assert draws() != first

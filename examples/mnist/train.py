@@ -74,7 +74,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def main(cfg: Any) -> dict[str, float]:
     task = cfg.task
-    torch.manual_seed(int(cfg.seed))
+    runner.seed_everything(cfg.seed)  # random, NumPy and torch
     if task.get("threads"):
         torch.set_num_threads(int(task.threads))
     device = pick_device(str(task.device))
