@@ -419,7 +419,7 @@ def _print_table(rows: list[list[str]], header: list[str], title: str) -> None:
 
     table = Table(*header, title=title, show_edge=False)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(escape(cell) for cell in row))  # "[0.1, 0.2]" is data, not markup
     _stdout_console().print(table)
 
 

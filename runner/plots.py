@@ -1,21 +1,23 @@
 """Figures of results (matplotlib, PNG or SVG), one consistent colour per group.
 
 * ``curves``: the metric over steps, one line per group (the mean over its seeds) with a 95%
-  band (mean +- 1.96 standard errors). Seeds that logged at different steps are aligned by
-  interpolating each run onto the union of the group's steps, within the run's own range.
+  band (Student's t interval of the mean, as in the report's table; none where n = 1). Seeds
+  that logged at different steps are aligned by interpolating each run onto the union of the
+  group's steps, within the run's own range.
 * ``finals``: every run's reduced metric as a dot, per group, with the group mean and its
-  bootstrapped 95% interval.
+  95% t interval.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from runner.results import Group
+from runner.results import Group, t975
 
 
 def _pyplot() -> Any:
@@ -48,7 +50,8 @@ def aligned(group: Group) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     mean = np.nansum(table, axis=0) / count
     squares = np.nansum((table - mean) ** 2, axis=0)
     std = np.sqrt(squares / np.maximum(count - 1, 1))
-    half = np.where(count > 1, 1.96 * std / np.sqrt(count), 0.0)
+    t = np.array([t975(int(c) - 1) if c > 1 else 0.0 for c in count])
+    half = np.where(count > 1, t * std / np.sqrt(count), 0.0)  # the report's t interval
     return grid, mean, half
 
 
@@ -69,7 +72,7 @@ def curves(groups: Sequence[Group], metric: str, path: Path, title: str = "",
                             linewidth=0)
     ax.set_xlabel("step")
     ax.set_ylabel(metric)
-    ax.set_title(title or f"{metric}: mean over seeds, 95% band")
+    ax.set_title(title or f"{metric}: mean over seeds, 95% t band (none where n=1)")
     ax.grid(alpha=0.3)
     if groups:
         ax.legend(fontsize=8, loc="best")
@@ -93,14 +96,17 @@ def finals(groups: Sequence[Group], metric: str, path: Path, title: str = "",
         stats = group.stats()
         ax.scatter(i + rng.uniform(-0.12, 0.12, len(values)), values, color=palette[i],
                    alpha=0.6, s=18, zorder=2)
-        ax.errorbar(i, stats["mean"], yerr=[[stats["mean"] - stats["ci_low"]],
-                                            [stats["ci_high"] - stats["mean"]]],
-                    fmt="D", color="black", capsize=6, markersize=6, zorder=3)
+        if math.isnan(stats["ci_low"]):  # n < 2: the mean alone, no interval
+            ax.plot(i, stats["mean"], "D", color="black", markersize=6, zorder=3)
+        else:
+            ax.errorbar(i, stats["mean"], yerr=[[stats["mean"] - stats["ci_low"]],
+                                                [stats["ci_high"] - stats["mean"]]],
+                        fmt="D", color="black", capsize=6, markersize=6, zorder=3)
     ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels(labels or [g.label for g in groups], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(metric)
-    ax.set_title(title or f"{metric} per setting: runs, mean, bootstrapped 95% CI",
+    ax.set_title(title or f"{metric} per setting: runs, mean, 95% t interval",
                  fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

@@ -13,6 +13,7 @@ from runner import plots
 from runner.configfile import load_run_config
 from runner.errors import RunnerError
 from runner.results import (
+    CI_METHOD,
     Group,
     RunResult,
     collect,
@@ -59,10 +60,12 @@ def make_report(store: SweepStore, metric: str, mode: str = "max", how: str = "f
     colour = dict(zip([g.label for g in shown], plots.colours(len(shown)), strict=True))
     top = shown[:MAX_CURVES]
     more = f": best {len(top)} of {len(ranked)} settings" if len(ranked) > len(top) else ""
+    single = all(sum(1 for r in g.runs if len(r.steps)) < 2 for g in top)
+    band = "n=1 per setting, no band" if single else "95% t band"
     for ext in ("png", "svg") if svg else ("png",):
         files[f"curves.{ext}"] = plots.curves(
             top, metric, out / f"curves.{ext}", palette=[colour[g.label] for g in top],
-            title=f"{metric}: mean over seeds, 95% band{more}")
+            title=f"{store.root.name}: {metric}, mean over seeds ({band}){more}")
         files[f"finals.{ext}"] = plots.finals(
             shown, metric, out / f"finals.{ext}", palette=[colour[g.label] for g in shown])
     report = Report(store, metric, mode, results, groups, ranked, files)
@@ -76,11 +79,13 @@ def stats_table(groups: list[Group]) -> list[list[str]]:
         s = g.stats()
         rows.append([str(i), s["group"], f"{s['n']}/{s['runs']}", str(s["crashed"]),
                      str(s["missing"]), _num(s["mean"]), _num(s["std"]), _num(s["median"]),
+                     "n/a" if math.isnan(s["ci_low"]) else
                      f"[{_num(s['ci_low'])}, {_num(s['ci_high'])}]"])
     return rows
 
 
-HEADER = ["rank", "setting", "n/runs", "crashed", "missing", "mean", "std", "median", "95% CI"]
+HEADER = ["rank", "setting", "n/runs", "crashed", "missing", "mean", "std", "median",
+          "95% CI (t)"]
 
 
 def markdown(report: Report, how: str) -> str:
@@ -91,8 +96,8 @@ def markdown(report: Report, how: str) -> str:
              f"Best setting: **{report.best.label}**.", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in stats_table(report.ranked)]
-    lines += ["", "95% CI: percentile bootstrap of the mean over seeds (2,000 resamples). "
-              "`missing`: runs not finished or that never logged the metric.", "",
+    lines += ["", f"{CI_METHOD}. `missing`: runs not finished or that never logged the "
+              "metric.", "",
               f"![{report.metric} over steps](curves.png)", "",
               f"![final {report.metric} per setting](finals.png)", "",
               "Data: [runs.csv](runs.csv) (one row per run), [groups.csv](groups.csv), and each "
@@ -101,7 +106,7 @@ def markdown(report: Report, how: str) -> str:
 
 
 def _num(x: float) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
 
 
 # ---------------------------------------------------------------- compare

@@ -5,14 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import statistics
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from conftest import colours_in, png_size
 from runner.plots import aligned, colours
-from runner.results import BOOTSTRAP_SAMPLES, Group, RunResult, bootstrap_ci
+from runner.results import Group, RunResult, t975, t_interval
 
 RESULTS_TASK = '''
 import runner
@@ -54,17 +56,11 @@ def test_report_aggregates_match_independent_computation(results_project):
         assert float(g["mean"]) == pytest.approx(statistics.mean(finals))
         assert float(g["std"]) == pytest.approx(statistics.stdev(finals))
         assert float(g["median"]) == pytest.approx(statistics.median(finals))
-        # the bootstrap, written out as a plain loop over the same generator's draws
-        rng = np.random.default_rng(0)
-        means = []
-        for _ in range(BOOTSTRAP_SAMPLES):
-            idx = rng.integers(0, len(finals), size=len(finals))
-            means.append(sum(finals[i] for i in idx) / len(finals))
-        means.sort()
-        lo = np.percentile(means, 2.5)
-        hi = np.percentile(means, 97.5)
+        # Student's t interval, against scipy
+        lo, hi = scipy_stats.t.interval(0.95, len(finals) - 1, loc=statistics.mean(finals),
+                                        scale=statistics.stdev(finals) / len(finals) ** 0.5)
         assert float(g["ci_low"]) == pytest.approx(lo) and float(g["ci_high"]) == pytest.approx(hi)
-        assert min(finals) <= float(g["ci_low"]) <= float(g["mean"]) <= float(g["ci_high"])
+        assert float(g["ci_low"]) <= float(g["mean"]) <= float(g["ci_high"])
     md = (sweep / "report" / "report.md").read_text()
     assert "Best setting: **task.lr=0.3**" in md and "![acc over steps](curves.png)" in md
     rows = list(csv.DictReader(io.StringIO((sweep / "report" / "runs.csv").read_text())))
@@ -115,8 +111,24 @@ def test_learning_curves_align_seeds_logged_at_different_steps():
     assert half[3] == 0 and half[0] > 0
 
 
-def test_bootstrap_of_one_value_is_that_value():
-    assert bootstrap_ci(np.array([0.5])) == (0.5, 0.5)
+@pytest.mark.parametrize("values", [[0.5], [0.1, 0.3], [0.1, 0.2, 0.25, 0.4, 0.7],
+                                    list(np.linspace(0, 1, 12)), list(np.linspace(0, 1, 40))])
+def test_the_interval_is_students_t_and_na_below_two_values(values):
+    lo, hi = t_interval(np.array(values))
+    if len(values) < 2:
+        assert math.isnan(lo) and math.isnan(hi)  # no zero-width interval for one run
+        group = Group((("a", 1),), [RunResult("r", "", "COMPLETED", {}, {}, np.array([]),
+                                              np.array([]), values[0])])
+        assert math.isnan(group.stats()["std"])
+        return
+    want = scipy_stats.t.interval(0.95, len(values) - 1, loc=np.mean(values),
+                                  scale=np.std(values, ddof=1) / len(values) ** 0.5)
+    assert (lo, hi) == pytest.approx(want, rel=1e-5)
+    assert t975(len(values) - 1) == pytest.approx(scipy_stats.t.ppf(0.975, len(values) - 1),
+                                                  rel=1e-5)
+    # for two values this is wider than their range (the bootstrap gave the min and max)
+    if len(values) == 2:
+        assert lo < min(values) and hi > max(values)
 
 
 def test_retrain_best_runs_new_seeds_of_the_best_setting_and_resumes(results_project):
