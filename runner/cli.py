@@ -214,6 +214,38 @@ def _check_frozen(store: Any, plan: Any, console: Console) -> None:
     console.print(f"[yellow]warning:[/] {message}")
 
 
+def _print_best(store: Any, execution: dict[str, Any], console: Console, top: int = 5) -> None:
+    """The end of a sweep: its best runs by ``runner.metric`` (or the Discord notifier's metric),
+    or else the commands that show its results."""
+    from runner import queries
+    from runner.results import mode_for
+    from runner.status import render
+
+    runner_cfg = execution.get("runner") or {}
+    notifiers = execution.get("notifier") or {}
+    metric = runner_cfg.get("metric") or next(
+        (n.get("metric") for n in notifiers.values() if isinstance(n, dict) and n.get("metric")),
+        None)
+    if metric:
+        try:
+            mode = mode_for(metric, runner_cfg.get("mode") or next(
+                (n.get("mode") for n in notifiers.values()
+                 if isinstance(n, dict) and n.get("metric") == metric), None))
+            rows = queries.select_runs(store, "COMPLETED", metric, mode, top)
+        except RunnerError as exc:
+            console.print(f"best runs: {escape(str(exc))}")
+            return
+        if rows:
+            console.print(f"best {len(rows)} run(s) by {metric} ({mode} is better):")
+            _stdout_console().print(render(store, rows, None))
+            return
+    names = queries.metric_names(store)
+    hint = f" --metric {names[0]}" if names else " --metric <name>"
+    console.print(f"results: `python -m runner status {store.root}`, `python -m runner report "
+                  f"{store.root}{hint}`" + (f" (metrics: {', '.join(names[:8])})" if names else "")
+                  + "; runner.metric=<name> shows the best runs here")
+
+
 def _changed_keys(store: Any, plan: Any, kept: set[str], shown: int = 5) -> str:
     """', and in them task.width: 64 -> 32, ...': what differs between the frozen configs of
     the kept runs and what the command composes now (keys, old and new values)."""
@@ -252,6 +284,8 @@ def _execute(store: Any, execution: dict[str, Any], console: Console) -> int:
         raise type(exc)(f"{exc}. The sweep is resumable: `python -m runner resume "
                         f"{store.root}`") from None
     console.print(f"sweep directory: {store.root}")
+    if not result.detached and not result.interrupted:
+        _print_best(store, execution, console)
     left = result.counts.get("INTERRUPTED", 0) + result.counts.get("UNHATCHED", 0)
     if left and not result.detached:
         console.print(f"{left} run(s) not finished: resume with `python -m runner resume "
@@ -293,7 +327,10 @@ def cmd_status(argv: list[str]) -> int:
     parser.add_argument("--all", action="store_true", help="show every run, not the first 50")
     parser.add_argument("--state", help="only runs in this state (e.g. CRASHED)")
     parser.add_argument("--sort", metavar="METRIC", help="best first by this metric")
-    parser.add_argument("--max", action="store_true", help="with --sort: higher is better")
+    parser.add_argument("--mode", choices=["max", "min"], default=None,
+                        help="with --sort: higher (max) or lower (min) is better; default: from "
+                             "the metric's name when it says (loss -> min, acc -> max)")
+    parser.add_argument("--max", action="store_true", help="the same as --mode max")
     parser.add_argument("--top", type=int, help="only the first K runs")
     args = parser.parse_args(argv)
     if args.top is not None and args.top < 1:
@@ -301,8 +338,12 @@ def cmd_status(argv: list[str]) -> int:
     store = SweepStore(args.sweep_dir)
     if args.state or args.sort or args.top:
         from runner.queries import select_runs
+        from runner.results import mode_for
 
-        rows = select_runs(store, args.state, args.sort, "max" if args.max else "min", args.top)
+        mode = mode_for(args.sort, "max" if args.max else args.mode) if args.sort else "min"
+        rows = select_runs(store, args.state, args.sort, mode, args.top)
+        if args.sort:
+            _console().print(f"best first by {args.sort} ({mode} is better)")
         _stdout_console().print(render(store, rows, None))
         return 0
     if args.json:
@@ -408,10 +449,18 @@ def _results_parser(prog: str, dirs: str) -> argparse.ArgumentParser:
     parser.add_argument("sweep_dirs" if dirs == "+" else "sweep_dir", type=Path,
                         nargs=dirs if dirs == "+" else None)
     parser.add_argument("--metric", required=True, help="a logged metric, e.g. val/acc")
-    parser.add_argument("--mode", choices=["max", "min"], default="max")
+    parser.add_argument("--mode", choices=["max", "min"], default=None,
+                        help="higher (max) or lower (min) is better; default: from the metric's "
+                             "name when it says (loss -> min, acc -> max)")
     parser.add_argument("--reduce", default="final",
                         help="final (default), best, or last:K (mean of the last K values)")
     return parser
+
+
+def _mode(args: argparse.Namespace) -> str:
+    from runner.results import mode_for
+
+    return mode_for(args.metric, args.mode)
 
 
 def _print_table(rows: list[list[str]], header: list[str], title: str) -> None:
@@ -431,6 +480,7 @@ def cmd_report(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, help="output folder (default: SWEEP_DIR/report)")
     parser.add_argument("--svg", action="store_true", help="SVG figures as well as PNG")
     args = parser.parse_args(argv)
+    args.mode = _mode(args)
     report = make_report(SweepStore(args.sweep_dir), args.metric, args.mode, args.reduce,
                          args.out, args.svg)
     _print_table(stats_table(report.ranked), HEADER,
@@ -448,6 +498,7 @@ def cmd_compare(argv: list[str]) -> int:
                         help="output folder (default: ./reports/compare-<names>)")
     parser.add_argument("--svg", action="store_true")
     args = parser.parse_args(argv)
+    args.mode = _mode(args)
     stores = [SweepStore(d) for d in args.sweep_dirs]
     out = args.out or Path("reports") / ("compare-" + "-".join(s.root.name for s in stores))[:120]
     ranked, files = compare(stores, args.metric, args.mode, args.reduce, out, args.svg)
@@ -468,6 +519,7 @@ def cmd_retrain_best(argv: list[str]) -> int:
     parser.add_argument("--seeds", type=int, required=True, help="how many new seeds")
     parser.add_argument("overrides", nargs="*", help="runner.* or launcher.* overrides")
     args = parser.parse_args(argv)
+    args.mode = _mode(args)
     parent = SweepStore(args.sweep_dir)
     report = make_report(parent, args.metric, args.mode, args.reduce)
     plan = retrain_plan(report, args.seeds)

@@ -30,6 +30,8 @@ class RunnerConf:
     on_config_change: str = field(default="warn", metadata={"choices": ("warn", "error")})
     progress: bool = True
     secret_env: list[str] = field(default_factory=list)
+    metric: str | None = None  # the end of a sweep shows its best runs by this metric
+    mode: str | None = field(default=None, metadata={"choices": (None, "max", "min")})
 
 
 # settings that belong to one invocation: never carried over to a later resume (a resume after

@@ -171,8 +171,11 @@ def test_command_line_mistakes_are_named(project, capsys):
     for argv, message in [
         (["stauts", str(sweep)], "unknown command 'stauts'; did you mean 'status'?"),
         (["status", str(sweep), "--top", "-1"], "--top -1: give a number of runs >= 1"),
-        (["status", str(sweep), "--sort", "nosuch"], "no run has a metric 'nosuch'; metrics: "),
-        (["report", str(sweep), "--metric", "score", "--reduce", "last:abc"],
+        (["status", str(sweep), "--sort", "nosuch", "--mode", "min"],
+         "no run has a metric 'nosuch'; metrics: "),
+        (["report", str(sweep), "--metric", "score"], "is a higher or a lower 'score' better? "
+                                                      "give --mode max or --mode min"),
+        (["report", str(sweep), "--metric", "score", "--mode", "max", "--reduce", "last:abc"],
          "--reduce 'last:abc': K in last:K must be a whole number >= 1"),
         (["resume", str(sweep), "launcher.max_parallel=0"],
          "launcher.max_parallel=0 must be >= 1 (or null for the default)"),

@@ -211,3 +211,34 @@ def test_every_reader_takes_the_latest_attempts_row_per_step(project):
     assert list(result.series) == [20, 21, 22, 13, 14]  # per step: the latest attempt's row
     summary = queries.run_summary(store, ref.id)  # the bot's /summary and status
     assert summary["metrics"]["loss"] == 22 and summary["attempt"] == 2
+
+
+@pytest.mark.parametrize("metric, mode", [
+    ("loss", "min"), ("val/loss", "min"), ("train_error", "min"), ("val/acc", "max"),
+    ("top1_accuracy", "max"), ("f1", "max"), ("score", None), ("val/acc_loss_gap", None),
+])
+def test_the_mode_comes_from_the_metrics_name_only_when_it_says(metric, mode):
+    from runner.errors import RunnerError
+    from runner.results import mode_for
+
+    if mode is None:
+        with pytest.raises(RunnerError, match="give --mode max or --mode min"):
+            mode_for(metric)
+    else:
+        assert mode_for(metric) == mode
+    assert mode_for(metric, "min") == "min"
+
+
+def test_the_end_of_a_sweep_shows_its_best_runs_or_the_next_command(project):
+    proc = project.run("+sweep=grid", "task.lr=0.1,0.2,0.3", "seed=0,1", "runner.metric=score",
+                       "runner.mode=max", check=True)
+    assert "best 5 run(s) by score (max is better):" in proc.stderr
+    table = [line for line in proc.stdout.splitlines() if "COMPLETED" in line]
+    assert len(table) == 5 and "score=4" in table[0]  # lr 0.3 * 10 + seed 1
+    proc = project.run("seed=5", check=True)
+    assert "results: `python -m runner status" in proc.stderr
+    assert "--metric " in proc.stderr and "(metrics: " in proc.stderr
+    status = project.cli("status", str(project.root / "outputs" / next(
+        p.name for p in (project.root / "outputs").iterdir() if "single" in p.name)),
+        "--sort", "loss")
+    assert status.returncode == 0 and "best first by loss (min is better)" in status.stderr

@@ -92,7 +92,7 @@ def test_no_secret_in_any_file_output_or_payload(project: Project, tmp_path: Pat
         sweep = project.sweep_dir()
         for command in (["status", str(sweep)], ["status", str(sweep), "--json"],
                         ["status", str(sweep), "--state", "crashed"],
-                        ["report", str(sweep), "--metric", "score"],
+                        ["report", str(sweep), "--metric", "score", "--mode", "max"],
                         ["resume", str(sweep), "runner.retry_crashed=true"]):
             proc = project.cli(*command)
             outputs.append(proc.stdout + proc.stderr)

@@ -201,7 +201,8 @@ def _register(bot: RunnerBot) -> None:
     @tree.command(name="runs", description="Runs of a sweep, optionally by state, best first")
     @app_commands.describe(sweep="sweep name (or entity/project with source:wandb)",
                            state="only runs in this state", top="only the first k",
-                           sort="best first by this metric", mode="min or max is better",
+                           sort="best first by this metric", mode="min or max is better (default: "
+                           "from the metric's name: loss -> min, acc -> max)",
                            source="runner (default) or wandb")
     @app_commands.choices(state=[app_commands.Choice(name=s.lower(), value=s) for s in STATES],
                           mode=[app_commands.Choice(name=m, value=m) for m in ("min", "max")],
@@ -209,7 +210,7 @@ def _register(bot: RunnerBot) -> None:
                                   for s in ("runner", "wandb")])
     @app_commands.autocomplete(sweep=sweep_names, sort=metric_names)
     async def runs(interaction: discord.Interaction, sweep: str, state: str | None = None,
-                   top: int | None = None, sort: str | None = None, mode: str = "min",
+                   top: int | None = None, sort: str | None = None, mode: str | None = None,
                    source: str = "runner") -> None:
         if source == "wandb" and not logic.conf.wandb_public:  # the host's key: like steering
             await bot.steer(interaction, "runs source:wandb",

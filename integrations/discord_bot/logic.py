@@ -144,8 +144,11 @@ class BotLogic:
         return Reply(f"**{len(found)} recent sweep(s)**\n" + _table(header, rows))
 
     def runs(self, sweep: str, state: str | None = None, top: int | None = None,
-             sort: str | None = None, mode: str = "min") -> Reply:
+             sort: str | None = None, mode: str | None = None) -> Reply:
+        from runner.results import mode_for
+
         store = queries.find_sweep(self.outputs, sweep)
+        mode = mode_for(sort, mode) if sort else "min"
         rows = queries.select_runs(store, state, sort, mode, top)
         varying = list(store.manifest.get("varying", []))
         now = time.time()
@@ -348,7 +351,7 @@ class BotLogic:
         if name == "runs":
             return self.runs(o.get("sweep", ""), o.get("state"),
                              int(o["top"]) if o.get("top") else None, o.get("sort"),
-                             o.get("mode", "min"))
+                             o.get("mode"))
         if name == "summary":
             return self.summary(o.get("run", ""), o.get("keys", ""), o.get("sweep"))
         return self.plot(o.get("sweep", ""), o.get("runs", ""), o.get("keys", "loss"),
