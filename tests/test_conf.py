@@ -46,7 +46,7 @@ def test_sweep_files_only_use_schema_keys(name):
 
 def test_importing_runner_stays_light():
     code = ("import sys, runner; heavy = {'hydra', 'omegaconf', 'torch', 'wandb', 'discord', "
-            "'matplotlib'} & set(sys.modules); print(sorted(heavy))")
+            "'matplotlib', 'pandas', 'scipy'} & set(sys.modules); print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO, check=True)
     assert out.stdout.strip() == "[]"

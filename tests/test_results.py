@@ -242,3 +242,29 @@ def test_the_end_of_a_sweep_shows_its_best_runs_or_the_next_command(project):
         p.name for p in (project.root / "outputs").iterdir() if "single" in p.name)),
         "--sort", "loss")
     assert status.returncode == 0 and "best first by loss (min is better)" in status.stderr
+
+
+def test_the_notebook_api_gives_the_data_report_uses(project):
+    """runner.load(sweep_dir): runs, metrics (latest attempt per step) and groups as DataFrames,
+    equal to what status and report say."""
+    pytest.importorskip("pandas")
+    import runner
+
+    (project.root / "retry.py").write_text(RETRY_TASK)
+    (project.root / "conf" / "task" / "retry.yaml").write_text("name: retry\nfn: retry:main\n")
+    assert project.run("task=retry", "seed=0,1").returncode == 1  # both SIGKILLed once
+    assert project.run("task=retry", "seed=0,1", "runner.retry_crashed=true").returncode == 0
+    sweep = runner.load(project.sweep_dir())
+    runs = sweep.runs()
+    status = {r["id"]: r for r in project.status()["runs"]}
+    assert sorted(runs["id"]) == sorted(status)
+    assert set(runs["state"]) == {"COMPLETED"} and set(runs["attempt"]) == {2}
+    assert sorted(runs["seed"]) == [0, 1] and list(runs["summary.loss"]) == [22, 22]
+    metrics = sweep.metrics(["loss"])
+    assert len(metrics) == 2 * 5 and not metrics.duplicated(["id", "step"]).any()
+    first = metrics[metrics["id"] == runs["id"][0]]
+    assert list(first["loss"]) == [20, 21, 22, 13, 14] and list(first["attempt"]) == [2, 2, 2, 1, 1]
+    every = sweep.metrics(latest=False)
+    assert len(every) == 2 * 8 and {"seed", "step", "attempt", "loss"} <= set(every.columns)
+    groups = sweep.groups("loss")
+    assert list(groups["runs"]) == [2] and groups["mean"][0] == pytest.approx(22)  # the summary
