@@ -2,6 +2,7 @@
 
     python -m runner [--config-dir DIR] [OVERRIDE ...]      expand, freeze, launch (or resume)
     python -m runner status SWEEP_DIR [--json] [--all]       states of a sweep's runs
+    python -m runner show RUN_DIR [--json]                   everything about one run
     python -m runner resume SWEEP_DIR [OVERRIDE ...]         resume a sweep by its directory
     python -m runner cancel SWEEP_DIR                        stop the runners working on it
     python -m runner report SWEEP_DIR --metric M [--mode max|min]   table, plots, CSV, Markdown
@@ -28,7 +29,7 @@ from runner import secrets
 from runner.config_schema import LAUNCHER_ONE_SHOT, ONE_SHOT, without_one_shot
 from runner.errors import RunnerError
 
-SUBCOMMANDS = ("status", "resume", "cancel", "report", "compare", "retrain-best")
+SUBCOMMANDS = ("status", "show", "resume", "cancel", "report", "compare", "retrain-best")
 _EXEC = ("runner", "launcher", "notifier", "tracker")
 
 
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:
-            commands = {"status": cmd_status, "resume": cmd_resume, "cancel": cmd_cancel,
+            commands = {"status": cmd_status, "show": cmd_show, "resume": cmd_resume,
+                        "cancel": cmd_cancel,
                         "report": cmd_report,
                         "compare": cmd_compare, "retrain-best": cmd_retrain_best}
             return commands[argv[0]](argv[1:])
@@ -350,6 +352,64 @@ def cmd_status(argv: list[str]) -> int:
         sys.stdout.write(json_text(store) + "\n")
     else:
         _stdout_console().print(render(store, scan(store), None if args.all else 50))
+    return 0
+
+
+def cmd_show(argv: list[str]) -> int:
+    """One run on one screen: values, state history, code, metrics, files, resolved config."""
+    import json
+
+    from runner.configfile import dump_yaml
+    from runner.show import describe
+
+    parser = argparse.ArgumentParser(prog="python -m runner show")
+    parser.add_argument("run_dir", type=Path, help="<sweep>/runs/<run>")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    args = parser.parse_args(argv)
+    info = describe(args.run_dir)
+    if args.json:
+        sys.stdout.write(secrets.redact(json.dumps(info, default=str, indent=1)) + "\n")
+        return 0
+    out = _stdout_console()
+
+    def when(t: Any) -> str:
+        import time
+
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(t))) if t else "?"
+
+    duration = info["duration_s"]
+    out.print(f"[bold]{escape(info['id'])}[/] {escape(info['dir'])}\n"
+              f"sweep {escape(str(info['sweep']['name']))} ({escape(info['sweep']['dir'])})\n"
+              f"state [bold]{info['state']}[/], attempt {info['attempt']}"
+              + (f", {duration:.1f}s" if duration is not None else "")
+              + (f": {escape(info['reason'])}" if info["reason"] else ""))
+    out.print("values: " + escape(", ".join(f"{k}={v}" for k, v in info["values"].items())
+                                  or "(none swept)"))
+    out.print("attempts:" if info["attempts"] else "attempts: none ended yet")
+    for a in info["attempts"]:
+        if "error" in a:
+            out.print(f"  {escape(a['file'])}: {escape(a['error'])}")
+            continue
+        took = f" ({a['duration_s']:.1f}s)" if a.get("duration_s") is not None else ""
+        out.print(f"  {a['attempt']}: {a['state']} on {a['host'] or '?'} pid {a['pid'] or '?'}, "
+                  f"{when(a['start'])} -> {when(a['end'])}{took}"
+                  + (f": {escape(str(a['reason']))}" if a.get("reason") else ""))
+    code = info["code"] or {}
+    if code.get("commit"):
+        out.print(f"code: {code['commit'][:12]}" + (" (uncommitted changes: the sweep's git.diff)"
+                                                   if code.get("dirty") else "")
+                  + f" in {escape(str(code.get('repository')))}, as frozen")
+    if info["summary"]:
+        out.print("summary: " + escape(", ".join(f"{k}={v}" for k, v in info["summary"].items())))
+    if info["last_metrics"]:
+        out.print("last metrics: " + escape(", ".join(
+            f"{k}={v}" for k, v in info["last_metrics"].items() if k != "time")))
+    files = info["files"]
+    out.print(f"files in {escape(info['dir'])}: " + escape(", ".join(
+        Path(v).name for k, v in files.items() if k != "checkpoints" and Path(v).exists()))
+              + (f"; {len(files['checkpoints'])} checkpoint file(s) in checkpoints/"
+                 if files["checkpoints"] else ""))
+    out.print("config:\n" + escape(dump_yaml(info["config"])).rstrip())
     return 0
 
 

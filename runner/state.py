@@ -130,10 +130,11 @@ def parse_crash_report(text: str) -> tuple[dict[str, str], str]:
     return header, body
 
 
-def read_flag(path: str | Path) -> FlagRecord:
-    """Parse one FLAG file; a torn or foreign file raises ``CorruptStateError``."""
+def read_flag(path: str | Path, name: str | None = None) -> FlagRecord:
+    """Parse one FLAG file (``name``: its FLAG name, when the file is an archived copy such as
+    ``attempts/1.CRASH.txt``); a torn or foreign file raises ``CorruptStateError``."""
     path = str(path)
-    state = STATE_OF_FLAG[os.path.basename(path)]
+    state = STATE_OF_FLAG[name or os.path.basename(path)]
     with open(path, "rb") as f:
         raw = f.read()
     try:
@@ -280,6 +281,9 @@ def finish(paths: RunPaths, token: str, state: State, payload: dict[str, Any],
         launcher = current.data.get("launcher")
         if launcher and "launcher" not in payload:  # where it ran: slot, SLURM job
             payload = {**payload, "launcher": launcher}
+        # who ran the attempt, and since when: the attempt's history outlives its lease
+        payload = {"host": current.data.get("host"), "pid": current.data.get("pid"),
+                   "started": current.data.get("started"), **payload}
         write_terminal(paths, state, current.attempt, payload, crash_details)
         os.unlink(current.path)  # not fsynced: a resurrected RUNNING loses to the newer FLAG
         return True

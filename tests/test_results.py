@@ -268,3 +268,27 @@ def test_the_notebook_api_gives_the_data_report_uses(project):
     assert len(every) == 2 * 8 and {"seed", "step", "attempt", "loss"} <= set(every.columns)
     groups = sweep.groups("loss")
     assert list(groups["runs"]) == [2] and groups["mean"][0] == pytest.approx(22)  # the summary
+
+
+def test_show_tells_everything_about_one_run(project):
+    (project.root / "retry.py").write_text(RETRY_TASK)
+    (project.root / "conf" / "task" / "retry.yaml").write_text("name: retry\nfn: retry:main\n")
+    project.run("task=retry", "seed=4")
+    project.run("task=retry", "seed=4", "runner.retry_crashed=true", check=True)
+    (row,) = project.status()["runs"]
+    proc = project.cli("show", row["dir"], "--json")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["state"] == "COMPLETED" and info["attempt"] == 2 and info["summary"] == {"loss": 22}
+    first, second = info["attempts"]
+    assert (first["attempt"], first["state"]) == (1, "CRASHED")
+    assert first["reason"].startswith("killed by SIGKILL") and first["pid"] != second["pid"]
+    assert (second["attempt"], second["state"]) == (2, "COMPLETED")
+    assert all(a["host"] and a["start"] <= a["end"] for a in (first, second))
+    assert first["end"] <= second["start"]
+    assert info["config"]["seed"] == 4 and info["last_metrics"]["loss"] == 22
+    assert info["files"]["stderr"].endswith("stderr.log")
+    text = project.cli("show", row["dir"]).stdout
+    assert "1: CRASHED on " in text and "2: COMPLETED on " in text and "config:" in text
+    bad = project.cli("show", str(project.root))
+    assert bad.returncode == 2 and "is not a run directory" in bad.stderr
