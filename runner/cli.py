@@ -3,6 +3,8 @@
     python -m runner [--config-dir DIR] [OVERRIDE ...]      expand, freeze, launch (or resume)
     python -m runner status SWEEP_DIR [--json] [--all]       states of a sweep's runs
     python -m runner show RUN_DIR [--json]                   everything about one run
+    python -m runner rerun RUN_DIR [--from-checkpoint] [OVERRIDE ...]   run it again, as a new
+                                                             sweep linked to its parent
     python -m runner resume SWEEP_DIR [OVERRIDE ...]         resume a sweep by its directory
     python -m runner cancel SWEEP_DIR                        stop the runners working on it
     python -m runner report SWEEP_DIR --metric M [--mode max|min]   table, plots, CSV, Markdown
@@ -29,7 +31,8 @@ from runner import secrets
 from runner.config_schema import LAUNCHER_ONE_SHOT, ONE_SHOT, without_one_shot
 from runner.errors import RunnerError
 
-SUBCOMMANDS = ("status", "show", "resume", "cancel", "report", "compare", "retrain-best")
+SUBCOMMANDS = ("status", "show", "rerun", "resume", "cancel", "report", "compare",
+               "retrain-best")
 _EXEC = ("runner", "launcher", "notifier", "tracker")
 
 
@@ -51,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:
-            commands = {"status": cmd_status, "show": cmd_show, "resume": cmd_resume,
+            commands = {"status": cmd_status, "show": cmd_show, "rerun": cmd_rerun,
+                        "resume": cmd_resume,
                         "cancel": cmd_cancel,
                         "report": cmd_report,
                         "compare": cmd_compare, "retrain-best": cmd_retrain_best}
@@ -242,7 +246,15 @@ def _print_best(store: Any, execution: dict[str, Any], console: Console, top: in
             _stdout_console().print(render(store, rows, None))
             return
     names = queries.metric_names(store)
-    hint = f" --metric {names[0]}" if names else " --metric <name>"
+
+    def says_its_mode(name: str) -> bool:
+        try:
+            return bool(mode_for(name))
+        except RunnerError:
+            return False
+
+    example = next((n for n in names if says_its_mode(n)), names[0] if names else "<name>")
+    hint = f" --metric {example}"
     console.print(f"results: `python -m runner status {store.root}`, `python -m runner report "
                   f"{store.root}{hint}`" + (f" (metrics: {', '.join(names[:8])})" if names else "")
                   + "; runner.metric=<name> shows the best runs here")
@@ -411,6 +423,36 @@ def cmd_show(argv: list[str]) -> int:
                  if files["checkpoints"] else ""))
     out.print("config:\n" + escape(dump_yaml(info["config"])).rstrip())
     return 0
+
+
+def cmd_rerun(argv: list[str]) -> int:
+    """One run again from its frozen config, as a new sweep linked to its parent."""
+    from runner.rerun import copy_checkpoints, find_run, rerun_plan, split_overrides
+    from runner.scheduler import check_execution
+    from runner.store import SweepStore
+
+    parser = argparse.ArgumentParser(prog="python -m runner rerun")
+    parser.add_argument("run_dir", type=Path, help="<sweep>/runs/<run>")
+    parser.add_argument("--from-checkpoint", action="store_true",
+                        help="start from a copy of the run's checkpoints/ (default: scratch)")
+    parser.add_argument("overrides", nargs="*",
+                        help="changes to the run's config (task.lr=0.01) or to how it runs "
+                             "(launcher.*, runner.*); recorded in the new sweep")
+    args = parser.parse_intermixed_args(argv)
+    parent, ref = find_run(args.run_dir)
+    plan = rerun_plan(parent, ref, args.overrides, args.from_checkpoint)
+    _, how = split_overrides(args.overrides)
+    plan.execution = _with_exec_overrides(parent.manifest, plan.execution, how)
+    check_execution(plan.execution)
+    console = _console()
+    store, created = SweepStore.create(plan, parent.root.parent, parent.manifest.get(
+        "config_name", "config"), parent.manifest.get("config_dirs", []))
+    if created and args.from_checkpoint:
+        copied = copy_checkpoints(ref, store.runs()[0].paths)
+        console.print(f"copied {copied} checkpoint file(s) of {ref.id}")
+    console.print(("re-running " if created else "resuming the re-run of ")
+                  + f"{ref.id} from {parent.root} as {store.root}")
+    return _execute(store, plan.execution, console)
 
 
 def cmd_resume(argv: list[str]) -> int:

@@ -130,14 +130,14 @@ class Plan:
     sources: dict[str, str] = field(default_factory=dict)  # group -> the file it came from
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Hydra's parsed values -> plain Python (a quoted string is its text)."""
     if isinstance(value, QuotedString):
         return value.text
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     return value
 
 
@@ -174,12 +174,12 @@ def _axis_from_override(o: Override, from_cli: bool, limits: Limits = NO_LIMITS)
         length = _sweep_length(value)
         if length is not None:
             limits.check(length, f"the axis '{key}'")
-        choices = [_plain(v) for v in o.sweep_iterator()]
+        choices = [plain(v) for v in o.sweep_iterator()]
         if not choices:
             raise SweepError(f"axis '{key}' has no values ({o.input_line or key}); a range's "
                              "start must be below its stop for a positive step")
         return Axis(key, prefix, choices)
-    return Axis(key, prefix, [_plain(value)])
+    return Axis(key, prefix, [plain(value)])
 
 
 def _params_axes(params: dict[str, Any], limits: Limits) -> list[Axis]:
