@@ -260,6 +260,33 @@ def _print_best(store: Any, execution: dict[str, Any], console: Console, top: in
                   + "; runner.metric=<name> shows the best runs here")
 
 
+def _launch_code(store: Any, execution: dict[str, Any], console: Console) -> dict[str, Any]:
+    """The code this launch runs (commit, diff, environment), kept in the sweep; a change since
+    the sweep's first launch is said (or refused with ``runner.on_code_change=error``)."""
+    import os
+
+    from runner import provenance
+    from runner.errors import StateError
+
+    recorded = store.manifest.get("cwd")
+    cwd = Path(recorded) if recorded and os.path.isdir(recorded) else Path.cwd()
+    prov, diff = provenance.collect(cwd)
+    first = store.manifest.get("provenance") or {}
+    if "code" not in first:  # (a sweep frozen before code ids: compare its commit only)
+        first = {**first, "code": prov["code"]} if (first.get("git") or {}).get(
+            "commit") == prov["git"].get("commit") else first
+    changed = provenance.changes(first, prov)
+    if changed:
+        message = (f"the code changed since {store.root} was first launched: "
+                   f"{'; '.join(changed)}. Runs launched now run the new code (each attempt "
+                   "records which: `python -m runner show RUN_DIR`)")
+        if (execution.get("runner") or {}).get("on_code_change") == "error":
+            raise StateError(message.replace("Runs launched now run", "Nothing was launched; "
+                                             "runs would run") + " (runner.on_code_change=error)")
+        console.print(f"[yellow]warning:[/] {escape(message)}")
+    return dict(store.record_code(prov, diff))
+
+
 def _changed_keys(store: Any, plan: Any, kept: set[str], shown: int = 5) -> str:
     """', and in them task.width: 64 -> 32, ...': what differs between the frozen configs of
     the kept runs and what the command composes now (keys, old and new values)."""
@@ -288,7 +315,7 @@ def _execute(store: Any, execution: dict[str, Any], console: Console) -> int:
     from runner.errors import EnvironmentFault, LaunchError
     from runner.scheduler import debug_run, run_sweep
 
-    store.update_execution(execution)
+    store.update_execution(execution, _launch_code(store, execution, console))
     debug = execution["runner"].get("debug")
     if debug not in (None, False, "false"):
         return debug_run(store, execution, debug, console)
@@ -403,11 +430,20 @@ def cmd_show(argv: list[str]) -> int:
             out.print(f"  {escape(a['file'])}: {escape(a['error'])}")
             continue
         took = f" ({a['duration_s']:.1f}s)" if a.get("duration_s") is not None else ""
+        code = (a.get("launcher") or {}).get("code")
         out.print(f"  {a['attempt']}: {a['state']} on {a['host'] or '?'} pid {a['pid'] or '?'}, "
                   f"{when(a['start'])} -> {when(a['end'])}{took}"
+                  + (f", code {code}" if code else "")
                   + (f": {escape(str(a['reason']))}" if a.get("reason") else ""))
+    used = sorted({str(a["launcher"]["code"]) for a in info["attempts"]
+                   if (a.get("launcher") or {}).get("code")})
+    for code_id in used:
+        version = info["code_versions"].get(code_id) or {}
+        out.print(f"code {code_id}: commit {str(version.get('commit'))[:12]}"
+                  + (" with uncommitted changes (code/" + code_id + ".diff)"
+                     if version.get("dirty") else ""))
     code = info["code"] or {}
-    if code.get("commit"):
+    if code.get("commit") and not used:
         out.print(f"code: {code['commit'][:12]}" + (" (uncommitted changes: the sweep's git.diff)"
                                                    if code.get("dirty") else "")
                   + f" in {escape(str(code.get('repository')))}, as frozen")

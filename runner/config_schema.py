@@ -28,6 +28,7 @@ class RunnerConf:
     preload: list[str] = field(default_factory=list)
     preload_trackers: bool = True
     on_config_change: str = field(default="warn", metadata={"choices": ("warn", "error")})
+    on_code_change: str = field(default="warn", metadata={"choices": ("warn", "error")})
     progress: bool = True
     secret_env: list[str] = field(default_factory=list)
     metric: str | None = None  # the end of a sweep shows its best runs by this metric

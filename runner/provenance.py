@@ -1,11 +1,16 @@
-"""Where a sweep came from: the user's git commit and uncommitted diff, Python, packages, host."""
+"""Where a sweep's code came from, at its freeze and at every launch: the user's git commit, the
+uncommitted diff (untracked source files included, size-capped), every installed distribution and
+its version, Python, CUDA and the driver when present, host. ``code_id`` names a code version (the
+commit plus the diff), so each attempt can say which code it ran."""
 
 from __future__ import annotations
 
 import getpass
+import hashlib
 import importlib.metadata
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,6 +36,9 @@ def git_state(cwd: Path) -> tuple[dict[str, Any], str]:
         return {"repository": None}, ""
     status = _git(cwd, "status", "--porcelain") or ""
     diff = _git(cwd, "diff", "HEAD", "--no-ext-diff", "--binary") or ""
+    top = Path((_git(cwd, "rev-parse", "--show-toplevel") or str(cwd)).strip())
+    diff += untracked_sources(top, [line[3:] for line in status.splitlines()
+                                    if line.startswith("??")])
     info = {
         "repository": (_git(cwd, "rev-parse", "--show-toplevel") or "").strip(),
         "commit": commit.strip(),
@@ -39,6 +47,70 @@ def git_state(cwd: Path) -> tuple[dict[str, Any], str]:
         "untracked": [line[3:] for line in status.splitlines() if line.startswith("??")][:200],
     }
     return info, diff
+
+
+SOURCE_SUFFIXES = (".py", ".pyx", ".yaml", ".yml", ".json", ".toml", ".cfg", ".ini", ".sh", ".txt",
+                   ".md", ".c", ".cc", ".cpp", ".h", ".cu", ".rs", ".jl", ".r", ".ipynb")
+MAX_UNTRACKED_FILE = 256 * 1024  # bytes of one untracked source file kept in the diff
+MAX_UNTRACKED_TOTAL = 2 * 1024 * 1024
+
+
+def untracked_sources(repo: Path, names: list[str]) -> str:
+    """Untracked source files as a patch (``git apply`` recreates them), size-capped; what is
+    left out is said in the patch."""
+    parts: list[str] = []
+    total = 0
+    for name in names:
+        path = repo / name
+        if not name.endswith(SOURCE_SUFFIXES) or not path.is_file():
+            continue
+        size = path.stat().st_size
+        if size > MAX_UNTRACKED_FILE or total + size > MAX_UNTRACKED_TOTAL:
+            parts.append(f"# runner: untracked {name} ({size} bytes) left out: over the cap\n")
+            continue
+        try:
+            lines = path.read_text().splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        total += size
+        parts.append(f"diff --git a/{name} b/{name}\nnew file mode 100644\n--- /dev/null\n"
+                     f"+++ b/{name}\n@@ -0,0 +1,{len(lines)} @@\n"
+                     + "".join(f"+{line}\n" for line in lines))
+    return "".join(parts)
+
+
+def environment() -> dict[str, str]:
+    """Every installed distribution and its version (``importlib.metadata``)."""
+    out: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            out[str(name)] = dist.version
+    return dict(sorted(out.items(), key=lambda kv: kv[0].lower()))
+
+
+def accelerator() -> dict[str, Any]:
+    """CUDA as torch sees it (only if the process imported torch) and the NVIDIA driver."""
+    info: dict[str, Any] = {}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        info["torch_cuda"] = getattr(torch.version, "cuda", None)
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version",
+                                  "--format=csv,noheader"], capture_output=True, text=True,
+                                 timeout=10, check=False).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            out = ""
+        info["gpus"] = [line.strip() for line in out.splitlines() if line.strip()]
+    return info
+
+
+def code_id(git: dict[str, Any], diff: str) -> str:
+    """A short name for one version of the code: its commit and its uncommitted diff."""
+    h = hashlib.sha1(str(git.get("commit")).encode())
+    h.update(diff.encode())
+    return h.hexdigest()[:10]
 
 
 def package_versions() -> dict[str, str]:
@@ -63,8 +135,29 @@ def collect(cwd: Path) -> tuple[dict[str, Any], str]:
         "executable": sys.executable,
         "platform": platform.platform(),
         "packages": package_versions(),
+        "environment": environment(),
+        "accelerator": accelerator(),
         "host": socket.gethostname(),
         "user": user,
         "cwd": str(cwd),
+        "code": code_id(git, diff),
     }
     return info, diff
+
+
+def changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """What differs between two provenance records' code and environment, in words."""
+    out = []
+    old_git, new_git = before.get("git") or {}, after.get("git") or {}
+    if old_git.get("commit") != new_git.get("commit"):
+        out.append(f"commit {str(old_git.get('commit'))[:12]} -> {str(new_git.get('commit'))[:12]}")
+    elif before.get("code") != after.get("code"):
+        out.append("the uncommitted changes differ")
+    old_env, new_env = before.get("environment") or {}, after.get("environment") or {}
+    moved = [f"{name} {old_env.get(name, '(none)')} -> {new_env.get(name, '(none)')}"
+             for name in sorted(old_env.keys() | new_env.keys(), key=str.lower)
+             if old_env.get(name) != new_env.get(name)] if old_env and new_env else []
+    if moved:
+        out.append("packages " + ", ".join(moved[:5])
+                   + (f" and {len(moved) - 5} more" if len(moved) > 5 else ""))
+    return out

@@ -165,6 +165,9 @@ class _SweepLoop:
         self.tried: set[str] = set()  # at most one attempt per run per invocation
         self.tally = {"done": 0, "crashed": 0}
         self.faulted: list[str] = []  # runs left out for a fault of their own (e.g. EACCES)
+        launches = store.manifest.get("launches") or [{}]  # this launch's code, in each lease
+        code = (launches[-1].get("code") or {}).get("id")
+        self.code = {"code": code} if code else {}
         self.started = time.time()
 
     def begin(self) -> int:
@@ -193,8 +196,8 @@ class _SweepLoop:
             ref = self.pending.pop(0)
             self.tried.add(ref.id)
             try:
-                lease = claim(ref.paths, self.allowed, launcher.launcher_info(ref),
-                              launcher.claim_phase)
+                lease = claim(ref.paths, self.allowed, {**launcher.launcher_info(ref),
+                                                        **self.code}, launcher.claim_phase)
             except CorruptStateError as exc:  # skip it, touch nothing, go on
                 launcher.release(ref)
                 self.console.print(f"[magenta]skipping run {ref.id}[/]: {exc}")

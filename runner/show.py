@@ -4,6 +4,7 @@ duration, last metrics and the paths of its files."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,18 @@ def _attempts(paths: RunPaths) -> list[dict[str, Any]]:
             "host": data.get("host") if data.get("host") not in ("None", "") else None,
             "pid": int(pid) if pid else None, "start": start, "end": end,
             "duration_s": duration, "reason": data.get("reason"),
-            "launcher": data.get("launcher") or {}, "file": str(path)})
+            "launcher": _mapping(data.get("launcher")), "file": str(path)})
     return sorted(records, key=lambda r: (r.get("attempt", 0), r.get("end") or 1e18))
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """A dict field of a FLAG (a CRASH.txt header holds it as JSON text)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _number(value: Any) -> float | None:
@@ -78,6 +89,8 @@ def describe(run_dir: str | Path) -> dict[str, Any]:
         "summary": row.summary, "last_metrics": last_metrics(paths.metrics),
         "attempts": _attempts(paths),
         "code": (manifest.get("provenance") or {}).get("git"),
+        "code_versions": {launch["code"]["id"]: launch["code"]
+                          for launch in manifest.get("launches", []) if launch.get("code")},
         "files": {"config": str(paths.config), "stdout": str(paths.stdout),
                   "stderr": str(paths.stderr), "metrics": str(paths.metrics),
                   "progress": str(paths.progress), "checkpoints": checkpoints},

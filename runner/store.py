@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import provenance
-from runner.atomic import fsync_dir, write_json_atomic
+from runner.atomic import fsync_dir, write_json_atomic, write_text_atomic
 from runner.config_schema import without_one_shot
 from runner.configfile import dump_yaml
 from runner.errors import CorruptStateError, EnvironmentFault, StateError, describe_os_error
@@ -100,8 +101,10 @@ class SweepStore:
             raise StateError(f"run '{prefix}' matches {len(matches)} runs of {self.root}")
         return matches[0]
 
-    def update_execution(self, execution: dict[str, Any]) -> None:
-        """Record the execution settings of the latest launch (they may change on resume).
+    def update_execution(self, execution: dict[str, Any],
+                         code: dict[str, Any] | None = None) -> None:
+        """Record the execution settings of the latest launch (they may change on resume), and
+        the code it launches with (``code``: provenance, see ``record_code``).
 
         Read, changed and rewritten under an exclusive lock, so that runners launching the
         same sweep at once each add their entry to ``launches`` (none is lost).
@@ -114,11 +117,29 @@ class SweepStore:
             manifest["execution"] = without_one_shot(execution)
             manifest["launches"] = [*manifest.get("launches", []), {
                 "time": time.time(), "argv": sys.argv[1:], "pid": os.getpid(),
-                "host": socket.gethostname(), "create_time": process_create_time(os.getpid())}]
+                "host": socket.gethostname(), "create_time": process_create_time(os.getpid()),
+                **({"code": code} if code else {})}]
             write_json_atomic(self.paths.manifest, manifest)
             self._manifest = manifest
         finally:
             os.close(fd)
+
+    def record_code(self, prov: dict[str, Any], diff: str) -> dict[str, Any]:
+        """Keep this launch's code and environment (once per distinct version) under
+        ``code/``; returns the short record a launch entry holds."""
+        code = str(prov.get("code"))
+        folder = self.paths.root / "code"
+        folder.mkdir(exist_ok=True)
+        if diff and not (folder / f"{code}.diff").exists():
+            write_text_atomic(folder / f"{code}.diff", diff)
+        env = prov.get("environment") or {}
+        env_id = hashlib.sha1(json.dumps(env, sort_keys=True).encode()).hexdigest()[:10]
+        if env and not (folder / f"environment-{env_id}.json").exists():
+            write_json_atomic(folder / f"environment-{env_id}.json", env)
+        git = prov.get("git") or {}
+        return {"id": code, "commit": git.get("commit"), "dirty": git.get("dirty"),
+                "environment": env_id, "python": prov.get("python"),
+                "accelerator": prov.get("accelerator") or {}}
 
     @classmethod
     def create(cls, plan: Plan, output_dir: Path, config_name: str,

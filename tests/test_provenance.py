@@ -1,0 +1,65 @@
+"""Provenance at every launch: the code (commit, diff, untracked sources) and the whole
+environment are kept per version, each attempt says which code it ran, and a change since the
+first launch is said, or refused with runner.on_code_change=error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from conftest import Project
+
+
+def _git(project: Project, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=project.root, check=True, capture_output=True,
+                   env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x",
+                        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x",
+                        "HOME": str(project.root), "PATH": "/usr/bin:/bin"})
+
+
+def test_every_launch_records_its_code_and_attempts_say_which_they_ran(project: Project) -> None:
+    (project.root / ".gitignore").write_text("outputs/\nmarkers/\n__pycache__/\n")
+    _git(project, "init", "-q")
+    _git(project, "add", ".")
+    _git(project, "commit", "-qm", "first")
+    (project.root / "helper.py").write_text("HELP = 1\n")  # untracked source: kept too
+    assert project.run("task.mode=raise").returncode == 1
+    sweep = project.sweep_dir()
+    manifest = json.loads((sweep / "sweep.json").read_text())
+    prov = manifest["provenance"]
+    assert prov["git"]["commit"] and prov["code"]
+    assert prov["environment"]["hydra-core"] and "runner" in prov["environment"]
+    assert "+++ b/helper.py" in (sweep / "git.diff").read_text()
+    first = manifest["launches"][-1]["code"]
+    assert first["id"] == prov["code"]
+    assert (sweep / "code" / f"environment-{first['environment']}.json").is_file()
+
+    toy = project.root / "toy.py"
+    toy.write_text(toy.read_text().replace("toy failure", "toy failure, second try"))
+    refused = project.run("task.mode=raise", "runner.retry_crashed=true",
+                          "runner.on_code_change=error")
+    assert refused.returncode == 2
+    assert "the code changed since" in refused.stderr and "the uncommitted changes differ" \
+        in refused.stderr and "runner.on_code_change=error" in refused.stderr
+    assert project.status()["runs"][0]["attempt"] == 1  # nothing was launched
+
+    proc = project.run("task.mode=raise", "runner.retry_crashed=true")
+    assert "warning: the code changed since" in proc.stderr
+    (row,) = project.status()["runs"]
+    assert row["attempt"] == 2 and "second try" in row["reason"]
+    info = json.loads(project.cli("show", row["dir"], "--json").stdout)
+    codes = [a["launcher"]["code"] for a in info["attempts"]]
+    assert codes[0] == first["id"] and codes[1] != codes[0]
+    assert "second try" in (sweep / "code" / f"{codes[1]}.diff").read_text()
+    text = project.cli("show", row["dir"]).stdout
+    assert f"code {codes[1]}: commit" in text and "uncommitted changes" in text
+
+
+def test_an_unchanged_resume_warns_of_nothing(project: Project) -> None:
+    assert project.run("seed=1,2", "task.mode=raise").returncode == 1
+    proc = project.run("seed=1,2", "task.mode=raise", "runner.retry_crashed=true")
+    assert "code changed" not in proc.stderr
+    launches = json.loads((project.sweep_dir() / "sweep.json").read_text())["launches"]
+    assert len(launches) == 2 and launches[0]["code"]["id"] == launches[1]["code"]["id"]
+    assert Path(project.sweep_dir() / "code").is_dir()
