@@ -617,10 +617,11 @@ def cmd_report(argv: list[str]) -> int:
     parser = _results_parser("report", "1")
     parser.add_argument("--out", type=Path, help="output folder (default: SWEEP_DIR/report)")
     parser.add_argument("--svg", action="store_true", help="SVG figures as well as PNG")
+    parser.add_argument("--pdf", action="store_true", help="PDF figures as well as PNG")
     args = parser.parse_args(argv)
     args.mode = _mode(args)
     report = make_report(SweepStore(args.sweep_dir), args.metric, args.mode, args.reduce,
-                         args.out, args.svg)
+                         args.out, args.svg, args.pdf)
     _print_table(stats_table(report.ranked), HEADER,
                  f"{report.metric} ({args.reduce}, {args.mode}), best first")
     _console().print(f"best: {report.best.label}\nreport: {report.files['report.md']}")
@@ -634,12 +635,14 @@ def cmd_compare(argv: list[str]) -> int:
     parser = _results_parser("compare", "+")
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: ./reports/compare-<names>)")
-    parser.add_argument("--svg", action="store_true")
+    parser.add_argument("--svg", action="store_true", help="SVG figures as well as PNG")
+    parser.add_argument("--pdf", action="store_true", help="PDF figures as well as PNG")
     args = parser.parse_args(argv)
     args.mode = _mode(args)
     stores = [SweepStore(d) for d in args.sweep_dirs]
     out = args.out or Path("reports") / ("compare-" + "-".join(s.root.name for s in stores))[:120]
-    ranked, files = compare(stores, args.metric, args.mode, args.reduce, out, args.svg)
+    ranked, files = compare(stores, args.metric, args.mode, args.reduce, out, args.svg,
+                            args.pdf)
     rows = stats_table([g for _, g in ranked])
     _print_table([[name, *row] for (name, _), row in zip(ranked, rows, strict=True)],
                  ["sweep", *HEADER], f"{args.metric} ({args.reduce}, {args.mode}), best first")

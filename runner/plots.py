@@ -55,8 +55,13 @@ def aligned(group: Group) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return grid, mean, half
 
 
+DPI = 200  # report and compare figures: fit for a paper (a Discord /plot stays at 100)
+STYLES = ("-", "--", ":", "-.")
+
+
 def curves(groups: Sequence[Group], metric: str, path: Path, title: str = "",
-           palette: Sequence[Any] | None = None, labels: Sequence[str] | None = None) -> Path:
+           palette: Sequence[Any] | None = None, labels: Sequence[str] | None = None,
+           styles: Sequence[str] | None = None) -> Path:
     plt = _pyplot()
     palette = palette or colours(len(groups))
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
@@ -66,7 +71,8 @@ def curves(groups: Sequence[Group], metric: str, path: Path, title: str = "",
             continue
         n = sum(1 for r in group.runs if len(r.steps))
         label = (labels[i] if labels else group.label) + f"  (n={n})"
-        ax.plot(steps, mean, color=palette[i], label=label, linewidth=1.8)
+        ax.plot(steps, mean, color=palette[i], label=label, linewidth=1.8,
+                linestyle=styles[i] if styles else "-")
         if np.any(half > 0):
             ax.fill_between(steps, mean - half, mean + half, color=palette[i], alpha=0.2,
                             linewidth=0)
@@ -75,10 +81,10 @@ def curves(groups: Sequence[Group], metric: str, path: Path, title: str = "",
     ax.set_title(title or f"{metric}: mean over seeds, 95% t band (none where n=1)")
     ax.grid(alpha=0.3)
     if groups:
-        ax.legend(fontsize=8, loc="best")
+        ax.legend(fontsize=9, loc="best", framealpha=0.9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
 
@@ -111,7 +117,40 @@ def finals(groups: Sequence[Group], metric: str, path: Path, title: str = "",
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def params(results: Sequence[Any], keys: Sequence[str], log_keys: set[str], metric: str,
+           path: Path, title: str = "") -> Path:
+    """The reduced metric of every run against each swept hyperparameter (a panel per key; log
+    axes where the search space is log), for random and adaptive searches."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.8), dpi=100,
+                             squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        pairs = [(r.values.get(key), r.value) for r in results if r.value is not None]
+        numeric = [(x, y) for x, y in pairs if isinstance(x, int | float)
+                   and not isinstance(x, bool)]
+        if numeric:
+            ax.scatter([x for x, _ in numeric], [y for _, y in numeric], s=22, alpha=0.75,
+                       color=colours(1)[0])
+            if key in log_keys and all(x > 0 for x, _ in numeric):
+                ax.set_xscale("log")
+        else:  # a categorical axis: one column per value
+            names = sorted({str(x) for x, _ in pairs})
+            ax.scatter([names.index(str(x)) for x, _ in pairs], [y for _, y in pairs], s=22,
+                       alpha=0.75, color=colours(1)[0])
+            ax.set_xticks(range(len(names)))
+            ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+        ax.set_xlabel(key + (" (log)" if key in log_keys else ""))
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or f"{metric} against each swept hyperparameter", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
 

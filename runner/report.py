@@ -47,8 +47,30 @@ class Report:
         return self.ranked[0]
 
 
+def formats(svg: bool = False, pdf: bool = False) -> tuple[str, ...]:
+    return ("png", *(("svg",) if svg else ()), *(("pdf",) if pdf else ()))
+
+
+def log_axes(store: SweepStore) -> tuple[list[str], set[str]]:
+    """The swept keys with numbers, and those whose search space is log (``tag(log, ...)``)."""
+    manifest = store.manifest
+    execution = manifest.get("execution") or {}
+    kind = str(manifest.get("kind"))
+    texts: dict[str, str] = {}
+    for source in ((execution.get("axes") or {}).get(kind),
+                   (execution.get("sweep") or {}).get("params")):
+        if isinstance(source, dict):
+            texts.update({str(k): str(v) for k, v in source.items()})
+    for override in manifest.get("overrides", []):
+        key, sep, value = str(override).lstrip("+~").partition("=")
+        if sep:
+            texts[key] = value
+    keys = [k for k in manifest.get("varying", []) if k != seed_key(store)]
+    return keys, {k for k in keys if "log" in texts.get(k, "")}
+
+
 def make_report(store: SweepStore, metric: str, mode: str = "max", how: str = "final",
-                out: Path | None = None, svg: bool = False) -> Report:
+                out: Path | None = None, svg: bool = False, pdf: bool = False) -> Report:
     results = collect(store, metric, how, mode)
     groups = group_runs(store, results)
     ranked = rank(groups, mode)
@@ -62,12 +84,19 @@ def make_report(store: SweepStore, metric: str, mode: str = "max", how: str = "f
     more = f": best {len(top)} of {len(ranked)} settings" if len(ranked) > len(top) else ""
     single = all(sum(1 for r in g.runs if len(r.steps)) < 2 for g in top)
     band = "n=1 per setting, no band" if single else "95% t band"
-    for ext in ("png", "svg") if svg else ("png",):
+    keys, logs = log_axes(store)
+    searched = store.manifest.get("kind") not in ("grid", "list", "single", "retrain", "rerun")
+    for ext in formats(svg, pdf):
         files[f"curves.{ext}"] = plots.curves(
             top, metric, out / f"curves.{ext}", palette=[colour[g.label] for g in top],
             title=f"{store.root.name}: {metric}, mean over seeds ({band}){more}")
         files[f"finals.{ext}"] = plots.finals(
-            shown, metric, out / f"finals.{ext}", palette=[colour[g.label] for g in shown])
+            shown, metric, out / f"finals.{ext}", palette=[colour[g.label] for g in shown],
+            title=f"{store.root.name}: {metric} per setting: runs, mean, 95% t interval")
+        if searched and keys:
+            files[f"params.{ext}"] = plots.params(
+                results, keys, logs, metric, out / f"params.{ext}",
+                title=f"{store.root.name}: {metric} ({how}) against each hyperparameter")
     report = Report(store, metric, mode, results, groups, ranked, files)
     files["report.md"] = write(out / "report.md", markdown(report, how))
     return report
@@ -100,6 +129,8 @@ def markdown(report: Report, how: str) -> str:
               "metric.", "",
               f"![{report.metric} over steps](curves.png)", "",
               f"![final {report.metric} per setting](finals.png)", "",
+              *([f"![{report.metric} against each hyperparameter](params.png)", ""]
+                if "params.png" in report.files else []),
               "Data: [runs.csv](runs.csv) (one row per run), [groups.csv](groups.csv), and each "
               "run's `progress.csv`.", ""]
     return "\n".join(lines)
@@ -112,7 +143,8 @@ def _num(x: float) -> str:
 # ---------------------------------------------------------------- compare
 
 def compare(stores: list[SweepStore], metric: str, mode: str, how: str, out: Path,
-            svg: bool = False) -> tuple[list[tuple[str, Group]], dict[str, Path]]:
+            svg: bool = False, pdf: bool = False) -> tuple[list[tuple[str, Group]],
+                                                           dict[str, Path]]:
     """Every setting of every sweep in one table (best first) and one figure per kind."""
     entries: list[tuple[str, Group]] = []
     for store in stores:
@@ -120,14 +152,18 @@ def compare(stores: list[SweepStore], metric: str, mode: str, how: str, out: Pat
         for group in group_runs(store, results):
             entries.append((str(store.manifest.get("name")), group))
     names = list(dict.fromkeys(name for name, _ in entries))
-    sweep_colours = plots.colours(len(names))
-    palette = [sweep_colours[names.index(name)] for name, _ in entries]
+    settings = list(dict.fromkeys(g.label for _, g in entries))
+    setting_colours = plots.colours(len(settings))  # a setting keeps its colour in every sweep
+    palette = [setting_colours[settings.index(g.label)] for _, g in entries]
+    styles = [plots.STYLES[names.index(name) % len(plots.STYLES)] for name, _ in entries]
     labels = [f"{name}: {g.label}" for name, g in entries]
     groups = [g for _, g in entries]
     files: dict[str, Path] = {}
-    for ext in ("png", "svg") if svg else ("png",):
-        files[f"curves.{ext}"] = plots.curves(groups, metric, out / f"curves.{ext}",
-                                              palette=palette, labels=labels)
+    for ext in formats(svg, pdf):
+        files[f"curves.{ext}"] = plots.curves(
+            groups, metric, out / f"curves.{ext}", palette=palette, labels=labels,
+            styles=styles, title=f"{' vs '.join(names)}: {metric} (a colour per setting, a line "
+                                 "style per sweep)")
         files[f"finals.{ext}"] = plots.finals(groups, metric, out / f"finals.{ext}",
                                               palette=palette, labels=labels)
     order = rank(groups, mode)

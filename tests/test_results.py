@@ -72,11 +72,14 @@ def test_report_aggregates_match_independent_computation(results_project):
 def test_report_figures_are_valid_pngs_with_one_curve_per_group(results_project):
     project = results_project
     sweep = project.sweep_dir()
-    assert project.cli("report", str(sweep), "--metric", "acc", "--svg").returncode == 0
+    assert project.cli("report", str(sweep), "--metric", "acc", "--svg", "--pdf"
+                       ).returncode == 0
     out = sweep / "report"
-    assert png_size(out / "curves.png") == (800, 500)
-    assert png_size(out / "finals.png")[1] == 500
+    assert png_size(out / "curves.png") == (1600, 1000)  # 200 dpi
+    assert png_size(out / "finals.png")[1] == 1000
     assert (out / "curves.svg").read_text().lstrip().startswith("<?xml")
+    assert (out / "finals.pdf").read_bytes().startswith(b"%PDF")
+    assert not (out / "params.png").exists()  # a grid: its settings are the table's rows
     palette = colours(10)[:6]
     assert colours_in(out / "curves.png", palette) == [0, 1, 2]  # three groups, three curves
 
@@ -165,8 +168,33 @@ def test_compare_puts_sweeps_side_by_side(results_project):
     table = [line for line in md.splitlines() if line.startswith("| ") and "sweep" not in line]
     assert table[0].startswith(f"| {second.name} | 1 | all runs | 2/2")  # best first
     assert len(table) == 4  # 3 settings of the first sweep, 1 of the second
-    assert png_size(project.root / "cmp" / "curves.png") == (800, 500)
-    assert colours_in(project.root / "cmp" / "curves.png", colours(10)[:6]) == [0, 1]
+    assert png_size(project.root / "cmp" / "curves.png") == (1600, 1000)
+    # a colour per setting (3 in the first sweep, 1 in the second), not one per sweep
+    assert colours_in(project.root / "cmp" / "curves.png", colours(10)[:6]) == [0, 1, 2, 3]
+    proc = project.cli("compare", str(first), str(first), "--metric", "acc", "--out", "same")
+    assert proc.returncode == 0, proc.stderr  # the same settings keep their colours
+    assert colours_in(project.root / "same" / "curves.png", colours(10)[:6]) == [0, 1, 2]
+
+
+def test_a_random_search_plots_the_metric_against_each_hyperparameter(project):
+    (project.root / "rnd.py").write_text(
+        "import math\n\ndef main(cfg):\n    lr = float(cfg.task.lr)\n"
+        "    return {'val/acc': 1 - abs(math.log10(lr) + 2.5) / 3 + 0.001 * cfg.task.width}\n")
+    (project.root / "conf" / "task" / "rnd.yaml").write_text(
+        "name: rnd\nfn: rnd:main\nlr: 0.01\nwidth: 32\n")
+    project.cli("task=rnd", "+sweep=random", "sweep.num_samples=12",
+                "task.lr=tag(log,interval(1e-5,1e-1))", "task.width=choice(16,32,64)",
+                "runner.output_dir=outputs", timeout=300)
+    sweep = project.sweep_dir()
+    proc = project.cli("report", str(sweep), "--metric", "val/acc")
+    assert proc.returncode == 0, proc.stderr
+    width, height = png_size(sweep / "report" / "params.png")
+    assert width > 1500 and height > 700  # two panels side by side, 200 dpi
+    assert "params.png" in (sweep / "report" / "report.md").read_text()
+    from runner.report import log_axes
+    from runner.store import SweepStore
+
+    assert log_axes(SweepStore(sweep)) == (["task.lr", "task.width"], {"task.lr"})
 
 
 RETRY_TASK = '''
