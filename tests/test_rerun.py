@@ -36,6 +36,10 @@ def test_rerun_repeats_a_run_exactly_in_a_new_linked_sweep(project: Project) -> 
     (copy,) = (sweep / "runs").iterdir()
     assert _rows(copy / "metrics.jsonl") == _rows(original / "metrics.jsonl")  # deterministic
     assert {p.name: p.read_bytes() for p in original.iterdir() if p.is_file()} == before
+    shown = json.loads(project.cli("show", str(copy), "--json").stdout)  # show, on MNIST too
+    assert shown["state"] == "COMPLETED" and shown["config"]["task"]["name"] == "mnist"
+    assert shown["summary"]["val/acc"] == json.loads(project.cli(
+        "show", str(original), "--json").stdout)["summary"]["val/acc"]
     parent = json.loads((sweep / "sweep.json").read_text())["parent"]
     assert parent["run"] == row["id"] and parent["from_checkpoint"] is False
     assert Path(parent["sweep_dir"]) == original.parent.parent
