@@ -463,9 +463,9 @@ def cmd_show(argv: list[str]) -> int:
 
 def cmd_rerun(argv: list[str]) -> int:
     """One run again from its frozen config, as a new sweep linked to its parent."""
-    from runner.rerun import copy_checkpoints, find_run, rerun_plan, split_overrides
+    from runner.rerun import copy_checkpoints, rerun_plan, split_overrides
     from runner.scheduler import check_execution
-    from runner.store import SweepStore
+    from runner.store import SweepStore, run_of_dir
 
     parser = argparse.ArgumentParser(prog="python -m runner rerun")
     parser.add_argument("run_dir", type=Path, help="<sweep>/runs/<run>")
@@ -475,7 +475,7 @@ def cmd_rerun(argv: list[str]) -> int:
                         help="changes to the run's config (task.lr=0.01) or to how it runs "
                              "(launcher.*, runner.*); recorded in the new sweep")
     args = parser.parse_intermixed_args(argv)
-    parent, ref = find_run(args.run_dir)
+    parent, ref = run_of_dir(args.run_dir)
     plan = rerun_plan(parent, ref, args.overrides, args.from_checkpoint)
     _, how = split_overrides(args.overrides)
     plan.execution = _with_exec_overrides(parent.manifest, plan.execution, how)

@@ -14,30 +14,17 @@ import copy
 import hashlib
 import json
 import shutil
-from pathlib import Path
 from typing import Any
 
 from runner.compose import parse_overrides
 from runner.configfile import load_run_config
-from runner.errors import ConfigError, StateError
+from runner.errors import ConfigError
 from runner.paths import RunPaths
 from runner.run_id import run_dirname, run_id
 from runner.store import RunRef, SweepStore
 from runner.sweep import Plan, RunSpec, plain, set_dotted
 
 EXEC_KEYS = ("runner", "launcher", "notifier", "tracker")
-
-
-def find_run(run_dir: str | Path) -> tuple[SweepStore, RunRef]:
-    paths = RunPaths(Path(run_dir).resolve())
-    if not paths.config.is_file():
-        raise StateError(f"{run_dir} is not a run directory (no config.yaml): give "
-                         "<sweep>/runs/<run>")
-    store = SweepStore(paths.root.parent.parent)
-    ref = next((r for r in store.runs() if r.dirname == paths.root.name), None)
-    if ref is None:
-        raise StateError(f"{paths.root.name} is not a run of the sweep {store.root}")
-    return store, ref
 
 
 def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:

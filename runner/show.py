@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from runner.configfile import load_run_config
-from runner.errors import CorruptStateError, StateError
+from runner.errors import CorruptStateError
 from runner.metrics import last_metrics
 from runner.paths import FLAG_NAMES, RunPaths
 from runner.run_id import id_from_dirname
 from runner.state import read_flag
 from runner.status import read_run
-from runner.store import SweepStore
+from runner.store import run_of_dir
 
 
 def _attempts(paths: RunPaths) -> list[dict[str, Any]]:
@@ -64,14 +64,8 @@ def _number(value: Any) -> float | None:
 
 
 def describe(run_dir: str | Path) -> dict[str, Any]:
-    paths = RunPaths(Path(run_dir).resolve())
-    if not (paths.root / "values.json").is_file() and not paths.config.is_file():
-        raise StateError(f"{run_dir} is not a run directory (no values.json, no config.yaml): "
-                         "give <sweep>/runs/<run>")
-    store = SweepStore(paths.root.parent.parent)
-    ref = next((r for r in store.runs() if r.dirname == paths.root.name), None)
-    if ref is None:
-        raise StateError(f"{paths.root.name} is not a run of the sweep {store.root}")
+    store, ref = run_of_dir(run_dir)
+    paths = ref.paths
     row = read_run(ref)
     try:
         config = load_run_config(paths)

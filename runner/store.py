@@ -172,6 +172,19 @@ class SweepStore:
         return store, True
 
 
+def run_of_dir(run_dir: str | Path) -> tuple[SweepStore, RunRef]:
+    """The sweep and the run that ``<sweep>/runs/<run>`` is; a clear error if it is none."""
+    paths = RunPaths(Path(run_dir).resolve())
+    if not paths.config.is_file():
+        raise StateError(f"{run_dir} is not a run directory (no config.yaml): give "
+                         "<sweep>/runs/<run>")
+    store = SweepStore(paths.root.parent.parent)
+    ref = next((r for r in store.runs() if r.dirname == paths.root.name), None)
+    if ref is None:
+        raise StateError(f"{paths.root.name} is not a run of the sweep {store.root}")
+    return store, ref
+
+
 def _remove_abandoned(final: Path) -> None:
     """Delete half-built copies of this sweep left by a runner killed while freezing it."""
     import psutil

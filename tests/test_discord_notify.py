@@ -114,7 +114,7 @@ def test_a_real_sweep_reports_start_crash_and_finish(project, monkeypatch):
     assert "best loss (min)" in embed["description"]
     (png_name,) = [n for n in finished.files if n.endswith(".png")]
     assert png_name == "top-2.png"  # the two completed runs, best first
-    assert png_size(finished.files[png_name]) == (800, 500)
+    assert png_size(finished.files[png_name]) == (1600, 1000)  # 200 dpi
     assert embed["image"]["url"] == f"attachment://{png_name}"
     png = project.root / png_name
     png.write_bytes(finished.files[png_name])
