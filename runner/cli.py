@@ -125,6 +125,9 @@ def cmd_run(argv: list[str]) -> int:
     check_execution(plan.execution, plan.sources)
     _check_tasks({r.config.get("task", {}).get("fn") for r in plan.runs})
     _check_debug_target(runner_cfg.get("debug"), plan.runs)
+    if not str(runner_cfg.get("output_dir") or "").strip():
+        raise RunnerError("runner.output_dir is empty: name the folder sweeps go to (default: "
+                          "outputs)")
     _check_output_dir(Path(runner_cfg.get("output_dir", "outputs")))
     if runner_cfg.get("dry_run"):
         output_dir = Path(runner_cfg.get("output_dir", "outputs"))

@@ -42,7 +42,8 @@ def search_dirs(config_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     if config_dir is not None:
         path = Path(config_dir).resolve()
         if not path.is_dir():
-            raise ConfigError(f"config directory '{config_dir}' (--config-dir) does not exist")
+            what = "is a file, not a directory" if path.exists() else "does not exist"
+            raise ConfigError(f"config directory '{config_dir}' (--config-dir) {what}")
         dirs.append(path)
     local = Path.cwd() / "conf"
     if local.is_dir():

@@ -100,6 +100,7 @@ CASES = {
     "zero top_k": Case(["notifier=discord", "notifier.discord.top_k=0"],
                        r"notifier.discord.top_k=0 must be >= 1",
                        env={"DISCORD_WEBHOOK_URL": "https://discord.com/api/webhooks/1/abc"}),
+    "empty output_dir": Case(["runner.output_dir=''"], r"runner.output_dir is empty"),
     "costly filter": Case(["+sweep=grid", "seed=1,2", "sweep.filter='9**9**9 > 0'"],
                           r"sweep.filter '9\*\*9\*\*9 > 0' refused: .* \(too costly\)"),
 }
@@ -122,6 +123,8 @@ def test_bad_input_is_reported_and_nothing_is_written(project, capsys, monkeypat
 def test_missing_config_dir_is_named(project, capsys):
     assert main(["--config-dir", "nowhere", "task=toy"]) == 2
     assert "config directory 'nowhere' (--config-dir) does not exist" in capsys.readouterr().err
+    assert main(["--config-dir", "toy.py", "task=toy"]) == 2
+    assert "config directory 'toy.py' (--config-dir) is a file" in capsys.readouterr().err
 
 
 def test_status_of_a_non_sweep_directory(project, capsys, tmp_path: Path):
