@@ -139,3 +139,31 @@ def test_a_long_reply_attached_as_a_file_is_redacted_too(monkeypatch: pytest.Mon
     data = attached.fp.read()
     assert len(data) > 6000 and b"key ***" in data and secret.encode() not in data
     assert secret not in str(message["content"])
+
+
+def test_an_admins_launch_function_gets_the_checked_overrides(project: Project) -> None:
+    """bot.launch_fn: teams that start work elsewhere (a cluster queue) get the overrides once
+    they passed every check; nothing starts locally, and a refused text never reaches it."""
+    import json
+
+    from runner.integrations.discord_bot.config import BotConf
+    from runner.integrations.discord_bot.logic import BotLogic, Caller
+
+    calls = project.root / "calls.jsonl"
+    (project.root / "team_queue.py").write_text(
+        "import json\n\ndef submit(overrides, **info):\n"
+        f"    with open({str(calls)!r}, 'a') as f:\n"
+        "        f.write(json.dumps({'overrides': overrides, **info}) + '\\n')\n"
+        "    return 'queued as job 42'\n")
+    logic = BotLogic(BotConf(allowed_users=[1], channels=[2], workdir=str(project.root),
+                             tasks=["toy"], launch_fn="team_queue:submit"))
+    reply = logic.launch(Caller(1, 2), "task=toy +sweep=grid task.lr=0.1,0.2 seed=1")
+    assert reply.text.startswith("handed **toy-grid-") and "(2 run(s), grid)" in reply.text
+    assert reply.text.endswith("to `team_queue:submit`: queued as job 42")
+    (call,) = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert call["overrides"] == ["task=toy", "+sweep=grid", "task.lr=0.1,0.2", "seed=1"]
+    assert call["runs"] == 2 and call["user_id"] == 1 and call["name"].startswith("toy-grid-")
+    assert logic.launches.items == [] and not (project.root / "outputs" / call["name"]).exists()
+    with pytest.raises(ConfigError, match="'task.fn' cannot be set from chat"):
+        logic.launch(Caller(1, 2), "task=toy task.fn=os:system")
+    assert len(calls.read_text().splitlines()) == 1  # the refused text never reached it

@@ -28,3 +28,6 @@ class BotConf:
     chat_keys: list[str] = field(default_factory=lambda: list(DEFAULT_CHAT_KEYS))
     tasks: list[str] = field(default_factory=list)  # task configs /launch may choose
     max_runs: int = 500  # runs one /launch may start, at most
+    # an admin's function that starts a checked /launch its own way (a cluster queue, ...):
+    # "pkg.mod:fn", called as fn(overrides, name=..., runs=..., user_id=..., workdir=...)
+    launch_fn: str | None = None

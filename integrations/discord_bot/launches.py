@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.errors import ConfigError
+from runner.errors import ConfigError, RunnerError
 from runner.integrations.discord_bot.chat_policy import ChatPolicy
 
 _COMPOSE_LOCK = threading.Lock()  # Hydra's global state: one composition at a time
@@ -67,6 +67,20 @@ class Launches:
         for fn in sorted({str(r.config.get("task", {}).get("fn")) for r in plan.runs}):
             check_task(fn)
         return plan
+
+    def hand_over(self, target: str, overrides: list[str], name: str, runs: int,
+                  user_id: int) -> str:
+        """Call the admin's ``bot.launch_fn`` with the checked overrides; what it returns (a
+        job id, a queue position) is told to the user."""
+        from runner.tasks import load_task
+
+        try:
+            fn = load_task(target)
+        except RunnerError as exc:
+            raise ConfigError(f"bot.launch_fn: {exc}") from None
+        result = fn(list(overrides), name=name, runs=runs, user_id=user_id,
+                    workdir=str(self.workdir))
+        return "" if result is None else str(result)
 
     def start(self, argv: list[str], name: str, runs: int, user_id: int) -> Launched:
         if len(self.running()) >= self.max_running:

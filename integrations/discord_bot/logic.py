@@ -264,6 +264,13 @@ class BotLogic:
             return refused
         args = parse_chat_overrides(overrides)
         plan: Any = self.launches.plan(args)
+        if self.conf.launch_fn:  # the admin's own way of starting work (checked the same way)
+            said = self.launches.hand_over(self.conf.launch_fn, args, plan.name,
+                                           len(plan.runs), caller.user_id)
+            self.audit(f"LAUNCH by user {caller.user_id} ({caller.name}): {shlex.join(args)} "
+                       f"-> {plan.name}, handed to {self.conf.launch_fn}: {said}")
+            return Reply(f"handed **{plan.name}** ({len(plan.runs)} run(s), {plan.kind}) to "
+                         f"`{self.conf.launch_fn}`" + (f": {said}" if said else ""))
         argv = [*args, "runner.progress=false"]
         item = self.launches.start(argv, plan.name, len(plan.runs), caller.user_id)
         self.audit(f"LAUNCH by user {caller.user_id} ({caller.name}): python -m runner "
