@@ -66,15 +66,15 @@ def main(argv: list[str] | None = None) -> int:
         _console().print(f"[bold red]error:[/] {escape(str(exc))}")
         _debug_traceback()
         return exc.exit_code
+    except BrokenPipeError:  # e.g. `status --json | head` (an OSError: caught before those)
+        sys.stderr.close()
+        return 0
     except OSError as exc:  # an environmental fault (disk full, a file gone or locked)
         from runner.errors import describe_os_error
 
         _console().print(f"[bold red]error:[/] {escape(describe_os_error(exc, doing='using'))}")
         _debug_traceback()
         return 1
-    except BrokenPipeError:  # e.g. `status --json | head`
-        sys.stderr.close()
-        return 0
 
 
 def _debug_traceback() -> None:

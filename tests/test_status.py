@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -127,3 +128,26 @@ def test_status_reads_again_when_a_flag_moves_under_it(project, monkeypatch):
         stop.set()
         thread.join()
     assert seen <= {"RUNNING", "INTERRUPTED", "COMPLETED"} and "CORRUPT" not in seen
+
+
+def test_status_into_a_closed_pipe_ends_quietly(project, monkeypatch):
+    """`status --json | head`: the reader goes away (BrokenPipeError, an OSError); runner says
+    nothing and exits 0, never "error: ..." about the pipe."""
+    import io
+
+    from runner.cli import main
+
+    class ClosedPipe(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    class Stderr(io.StringIO):
+        def close(self) -> None:  # (runner closes it; the test still reads what it got)
+            self.closed_by_runner = True
+
+    project.run("seed=range(3)", check=True)
+    err = Stderr()
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    monkeypatch.setattr(sys, "stderr", err)
+    assert main(["status", str(project.sweep_dir()), "--json"]) == 0
+    assert err.getvalue() == ""
