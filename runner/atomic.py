@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import EnvironmentFault, describe_os_error
+from runner.secrets import redact
 
 
 def fsync_dir(path: Path | str) -> None:
@@ -65,8 +66,6 @@ def _write(path: Path, data: bytes, durable: bool) -> None:
 
 
 def write_text_atomic(path: Path | str, text: str, *, durable: bool = True) -> None:
-    from runner.secrets import redact
-
     write_bytes_atomic(path, redact(text).encode("utf-8"), durable=durable)
 
 

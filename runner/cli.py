@@ -28,12 +28,17 @@ from rich.console import Console
 from rich.markup import escape
 
 from runner import secrets
-from runner.config_schema import LAUNCHER_ONE_SHOT, ONE_SHOT, without_one_shot
+from runner.config_schema import (
+    LAUNCH_SECTIONS,
+    LAUNCHER_ONE_SHOT,
+    ONE_SHOT,
+    split_launch_overrides,
+    without_one_shot,
+)
 from runner.errors import RunnerError
 
 SUBCOMMANDS = ("status", "show", "rerun", "resume", "cancel", "report", "compare",
                "retrain-best")
-_EXEC = ("runner", "launcher", "notifier", "tracker")
 
 
 def _console() -> Console:
@@ -79,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _debug_traceback() -> None:
     """``RUNNER_DEBUG=1``: the traceback behind an error message, for bug reports."""
-    import os
     import traceback
 
     if os.environ.get("RUNNER_DEBUG") == "1":
@@ -173,8 +177,6 @@ def _check_debug_target(debug: Any, runs: list[Any]) -> None:
 
 def _check_output_dir(output_dir: Path) -> None:
     """The output folder can be created and written: no file in its way, not read-only."""
-    import os
-
     for path in (output_dir, *output_dir.absolute().parents):
         if path.exists():
             if not path.is_dir():
@@ -266,14 +268,12 @@ def _print_best(store: Any, execution: dict[str, Any], console: Console, top: in
 def _launch_code(store: Any, execution: dict[str, Any], console: Console) -> dict[str, Any]:
     """The code this launch runs (commit, diff, environment), kept in the sweep; a change since
     the sweep's first launch is said (or refused with ``runner.on_code_change=error``)."""
-    import os
-
     from runner import provenance
     from runner.errors import StateError
 
     recorded = store.manifest.get("cwd")
     cwd = Path(recorded) if recorded and os.path.isdir(recorded) else Path.cwd()
-    prov, diff = provenance.collect(cwd)
+    prov, diff = store.fresh_provenance or provenance.collect(cwd)  # (frozen just now: as is)
     first = store.manifest.get("provenance") or {}
     if "code" not in first:  # (a sweep frozen before code ids: compare its commit only)
         first = {**first, "code": prov["code"]} if (first.get("git") or {}).get(
@@ -466,7 +466,7 @@ def cmd_show(argv: list[str]) -> int:
 
 def cmd_rerun(argv: list[str]) -> int:
     """One run again from its frozen config, as a new sweep linked to its parent."""
-    from runner.rerun import copy_checkpoints, rerun_plan, split_overrides
+    from runner.rerun import copy_checkpoints, rerun_plan
     from runner.scheduler import check_execution
     from runner.store import SweepStore, run_of_dir
 
@@ -480,7 +480,7 @@ def cmd_rerun(argv: list[str]) -> int:
     args = parser.parse_intermixed_args(argv)
     parent, ref = run_of_dir(args.run_dir)
     plan = rerun_plan(parent, ref, args.overrides, args.from_checkpoint)
-    _, how = split_overrides(args.overrides)
+    _, how = split_launch_overrides(args.overrides)
     plan.execution = _with_exec_overrides(parent.manifest, plan.execution, how)
     check_execution(plan.execution)
     console = _console()
@@ -685,7 +685,7 @@ def _with_exec_overrides(manifest: dict[str, Any], execution: dict[str, Any],
     """The execution sections with runner/launcher/notifier overrides applied (via Hydra)."""
     from runner.compose import composer, to_container
 
-    bad = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] not in _EXEC]
+    bad, _ = split_launch_overrides(overrides)
     if bad:
         raise RunnerError(f"only runner/launcher/notifier overrides are taken here, got {bad}: "
                           "the runs of a sweep are frozen (start a new sweep to change them)")
@@ -696,7 +696,7 @@ def _with_exec_overrides(manifest: dict[str, Any], execution: dict[str, Any],
             cfg = comp.compose([*_exec_overrides(manifest["overrides"]), *overrides],
                                manifest.get("config_name", "config"))
         fresh = to_container(cfg)
-        execution.update({k: fresh[k] for k in _EXEC if k in fresh})
+        execution.update({k: fresh[k] for k in LAUNCH_SECTIONS if k in fresh})
     return execution
 
 
@@ -708,7 +708,7 @@ def _exec_overrides(overrides: list[str]) -> list[str]:
     keep = []
     for text in overrides:
         key = text.lstrip("+~").split("=")[0]
-        if key.split(".")[0] not in _EXEC or key in one_shot:
+        if key.split(".")[0] not in LAUNCH_SECTIONS or key in one_shot:
             continue
         (parsed,) = parse_overrides([text])
         if not parsed.is_sweep_override():  # (a list such as notifier=[console,discord] stays)

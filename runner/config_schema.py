@@ -35,6 +35,21 @@ class RunnerConf:
     mode: str | None = field(default=None, metadata={"choices": (None, "max", "min")})
 
 
+# the sections that say how a sweep runs (not what its runs are): a resume, retrain-best or rerun
+# may override them
+LAUNCH_SECTIONS = ("runner", "launcher", "notifier", "tracker")
+
+
+def split_launch_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """(overrides of the runs' config, overrides of the launch sections)."""
+    run: list[str] = []
+    launch: list[str] = []
+    for text in overrides:
+        top = text.lstrip("+~").split("=")[0].split(".")[0]
+        (launch if top in LAUNCH_SECTIONS else run).append(text)
+    return run, launch
+
+
 # settings that belong to one invocation: never carried over to a later resume (a resume after
 # launcher.wait=false is how one waits for the sweep again)
 ONE_SHOT = {"dry_run": False, "debug": None, "retry_crashed": False}

@@ -5,6 +5,7 @@ No other module builds these paths by hand, so the on-disk layout is defined her
     <sweep_dir>/
         sweep.json            manifest, frozen at expansion (runs, values, fingerprint, provenance)
         git.diff              uncommitted changes of the user's repository at expansion
+        code/                 each launch's code version: <id>.diff, environment-<id>.json
         runs/<run dir>/
             config.yaml       the run's resolved config (frozen)
             values.json       the run's swept values
@@ -130,6 +131,17 @@ class SweepPaths:
     @property
     def git_diff(self) -> Path:
         return self.root / "git.diff"
+
+    @property
+    def code(self) -> Path:
+        """Each code version a launch ran: ``<id>.diff``, ``environment-<id>.json``."""
+        return self.root / "code"
+
+    def code_diff(self, code_id: str) -> Path:
+        return self.code / f"{code_id}.diff"
+
+    def environment(self, env_id: str) -> Path:
+        return self.code / f"environment-{env_id}.json"
 
     @property
     def runs(self) -> Path:

@@ -52,7 +52,8 @@ def formats(svg: bool = False, pdf: bool = False) -> tuple[str, ...]:
 
 
 def log_axes(store: SweepStore) -> tuple[list[str], set[str]]:
-    """The swept keys with numbers, and those whose search space is log (``tag(log, ...)``)."""
+    """The swept keys (the seed aside), and those whose search space is log
+    (``tag(log, ...)`` in the task's axes, ``sweep.params`` or the command line)."""
     manifest = store.manifest
     execution = manifest.get("execution") or {}
     kind = str(manifest.get("kind"))

@@ -17,24 +17,13 @@ import shutil
 from typing import Any
 
 from runner.compose import parse_overrides
+from runner.config_schema import split_launch_overrides
 from runner.configfile import load_run_config
 from runner.errors import ConfigError
 from runner.paths import RunPaths
 from runner.run_id import run_dirname, run_id
 from runner.store import RunRef, SweepStore
 from runner.sweep import Plan, RunSpec, plain, set_dotted
-
-EXEC_KEYS = ("runner", "launcher", "notifier", "tracker")
-
-
-def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
-    """(overrides of the run's config, overrides of how it runs: runner/launcher/...)."""
-    run: list[str] = []
-    how: list[str] = []
-    for text in overrides:
-        top = text.lstrip("+~").split("=")[0].split(".")[0]
-        (how if top in EXEC_KEYS else run).append(text)
-    return run, how
 
 
 def _apply(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -62,7 +51,7 @@ def _apply(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
 
 def rerun_plan(store: SweepStore, ref: RunRef, overrides: list[str],
                from_checkpoint: bool) -> Plan:
-    run_overrides, _ = split_overrides(overrides)
+    run_overrides, _ = split_launch_overrides(overrides)
     config = _apply(load_run_config(ref.paths), run_overrides)
     changed = {str(o.key_or_group): plain(o.value()) for o in parse_overrides(run_overrides)
                if not o.is_delete()}

@@ -164,7 +164,6 @@ class _SweepLoop:
         self.active: list[RunHandle] = []
         self.tried: set[str] = set()  # at most one attempt per run per invocation
         self.tally = {"done": 0, "crashed": 0}
-        self.faulted: list[str] = []  # runs left out for a fault of their own (e.g. EACCES)
         launches = store.manifest.get("launches") or [{}]  # this launch's code, in each lease
         code = (launches[-1].get("code") or {}).get("id")
         self.code = {"code": code} if code else {}
@@ -206,7 +205,6 @@ class _SweepLoop:
                 launcher.release(ref)
                 if not confined_to_run(exc):
                     raise  # disk full, read-only: the whole sweep must stop (it says why)
-                self.faulted.append(ref.id)
                 self.console.print(f"[magenta]skipping run {ref.id}[/]: {_describe(exc, ref)}"
                                    "; the other runs go on")
                 continue
@@ -233,7 +231,6 @@ class _SweepLoop:
             except OSError as exc:  # e.g. its directory was deleted while it ran
                 if not confined_to_run(exc):
                     raise
-                self.faulted.append(handle.run.id)
                 self.console.print(f"[magenta]run {handle.run.id}[/]: "
                                    f"{_describe(exc, handle.run)}; the other runs go on")
 

@@ -165,32 +165,29 @@ def redact_obj(obj: Any) -> Any:
     return obj
 
 
-def find_secret(obj: Any, path: str = "") -> tuple[str, str] | None:
-    """The first (key, source) where a JSON-like ``obj`` holds a known secret, else None."""
-    secrets = known()
-    if not secrets:
+def find_secret(*objs: Any) -> tuple[str, str] | None:
+    """The first (key, source) where one of the JSON-like ``objs`` holds a known secret."""
+    forms = [(form, source) for secret, source in known().items() for form in _forms(secret)]
+    if not forms:
         return None
 
     def walk(node: Any, where: str) -> tuple[str, str] | None:
         if isinstance(node, dict):
-            for key, value in node.items():
-                hit = walk(value, f"{where}.{key}" if where else str(key))
-                if hit:
-                    return hit
+            items: Iterable[tuple[str, Any]] = ((f"{where}.{k}" if where else str(k), v)
+                                                for k, v in node.items())
+        elif isinstance(node, list | tuple):
+            items = ((f"{where}[{i}]", v) for i, v in enumerate(node))
+        elif isinstance(node, str):
+            return next(((where, source) for form, source in forms if form in node), None)
+        else:
             return None
-        if isinstance(node, list | tuple):
-            for i, value in enumerate(node):
-                hit = walk(value, f"{where}[{i}]")
-                if hit:
-                    return hit
-            return None
-        if isinstance(node, str):
-            for secret, source in secrets.items():
-                if any(form in node for form in _forms(secret)):
-                    return where, source
+        for key, value in items:
+            hit = walk(value, key)
+            if hit:
+                return hit
         return None
 
-    return walk(obj, path)
+    return next((hit for obj in objs if (hit := walk(obj, ""))), None)
 
 
 class RedactingFilter(logging.Filter):

@@ -65,6 +65,8 @@ class SweepStore:
     def __init__(self, root: Path | str) -> None:
         self.paths = SweepPaths(Path(root).resolve())
         self._manifest: dict[str, Any] | None = None
+        # what ``create`` recorded when this process froze the sweep: its first launch's code
+        self.fresh_provenance: tuple[dict[str, Any], str] | None = None
 
     @property
     def root(self) -> Path:
@@ -128,14 +130,13 @@ class SweepStore:
         """Keep this launch's code and environment (once per distinct version) under
         ``code/``; returns the short record a launch entry holds."""
         code = str(prov.get("code"))
-        folder = self.paths.root / "code"
-        folder.mkdir(exist_ok=True)
-        if diff and not (folder / f"{code}.diff").exists():
-            write_text_atomic(folder / f"{code}.diff", diff)
+        self.paths.code.mkdir(exist_ok=True)
+        if diff and not self.paths.code_diff(code).exists():
+            write_text_atomic(self.paths.code_diff(code), diff)
         env = prov.get("environment") or {}
         env_id = hashlib.sha1(json.dumps(env, sort_keys=True).encode()).hexdigest()[:10]
-        if env and not (folder / f"environment-{env_id}.json").exists():
-            write_json_atomic(folder / f"environment-{env_id}.json", env)
+        if env and not self.paths.environment(env_id).exists():
+            write_json_atomic(self.paths.environment(env_id), env)
         git = prov.get("git") or {}
         return {"id": code, "commit": git.get("commit"), "dirty": git.get("dirty"),
                 "environment": env_id, "python": prov.get("python"),
@@ -154,7 +155,7 @@ class SweepStore:
         tmp = final.with_name(f".{final.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         try:
             try:
-                _write_sweep(tmp, plan, config_name, config_dirs)
+                store.fresh_provenance = _write_sweep(tmp, plan, config_name, config_dirs)
                 _syncfs(tmp)
             except OSError as exc:  # (an EnvironmentFault too: said of the sweep, not a file)
                 raise EnvironmentFault(describe_os_error(exc, final, "freezing the sweep into"),
@@ -195,7 +196,9 @@ def _remove_abandoned(final: Path) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _write_sweep(root: Path, plan: Plan, config_name: str, config_dirs: list[str]) -> None:
+def _write_sweep(root: Path, plan: Plan, config_name: str,
+                 config_dirs: list[str]) -> tuple[dict[str, Any], str]:
+    """Write the sweep into ``root``; returns the provenance it recorded (and its diff)."""
     paths = SweepPaths(root)
     paths.runs.mkdir(parents=True)
     cwd = Path.cwd()
@@ -225,6 +228,7 @@ def _write_sweep(root: Path, plan: Plan, config_name: str, config_dirs: list[str
         "runs": [{"id": r.id, "dir": r.dirname, "values": r.values} for r in plan.runs],
     }
     paths.manifest.write_text(redact(json.dumps(manifest, indent=1, default=str) + "\n"))
+    return prov, diff
 
 
 def _write_run(paths: RunPaths, run: RunSpec) -> None:

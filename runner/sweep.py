@@ -235,8 +235,6 @@ def _expand_values(spec: SweepConf, axes: list[Axis], notes: list[str],
         return [dict(zip(keys, combo, strict=True))
                 for combo in itertools.product(*(a.grid_values() for a in axes))]
     if spec.kind == "random":
-        if spec.num_samples < 1:
-            raise SweepError(f"sweep.num_samples must be >= 1, got {spec.num_samples}")
         limits.check(spec.num_samples * crossed_size, f"sweep.num_samples={spec.num_samples}")
         rng = random.Random(spec.seed)
         sampled = [a for a in axes if not a.crossed]
@@ -280,11 +278,11 @@ def set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
         node[parts[-1]] = copy.deepcopy(value)
 
 
-def _has_interpolation(obj: Any) -> bool:
+def has_interpolation(obj: Any) -> bool:
     if isinstance(obj, dict):
-        return any(_has_interpolation(v) for v in obj.values())
+        return any(has_interpolation(v) for v in obj.values())
     if isinstance(obj, list):
-        return any(_has_interpolation(v) for v in obj)
+        return any(has_interpolation(v) for v in obj)
     return isinstance(obj, str) and "${" in obj
 
 
@@ -319,7 +317,7 @@ class _ConfigBuilder:
             overrides = [*self.plain, *(self._override(k, v) for k, v in values.items())]
             cfg = self.composer.compose(overrides, self.config_name)
             full = to_container(cfg, resolve=False)
-            interp = _has_interpolation({k: v for k, v in full.items()
+            interp = has_interpolation({k: v for k, v in full.items()
                                          if k not in EXEC_SECTIONS})
             resolved = to_container(cfg) if not interp else full
             self._cache[gkey] = (cfg, resolved, interp)
@@ -419,6 +417,7 @@ def expand(composer: Composer, args: Sequence[str], config_name: str = "config",
     for values in values_list:
         runs.append(RunSpec(run_id(values), run_dirname(values), values, builder.build(values)))
     execution = builder.execution()
+    add_env_names((execution.get("runner") or {}).get("secret_env") or [])
     _refuse_secrets(runs, execution)  # before the filter: its outcome never depends on one
     runs = _select(runs, spec, notes, limits)
     _check_unique(runs)
@@ -440,12 +439,7 @@ def expand(composer: Composer, args: Sequence[str], config_name: str = "config",
 def _refuse_secrets(runs: list[RunSpec], execution: dict[str, Any]) -> None:
     """A sweep whose configs hold a known secret's value (e.g. through ``${oc.env:...}``) is
     never frozen: the error names the key and where the secret comes from, never the value."""
-    add_env_names((execution.get("runner") or {}).get("secret_env") or [])
-    hit = find_secret(execution)
-    for run in runs:
-        if hit:
-            break
-        hit = find_secret(run.config)
+    hit = find_secret(execution, *(run.config for run in runs))
     if hit:
         key, source = hit
         raise ConfigError(f"'{key}' holds the value of the secret {source}: secrets are never "
@@ -485,9 +479,7 @@ def _select(runs: list[RunSpec], spec: SweepConf, notes: list[str],
         runs = [r for r in runs if keep(r.values, r.config)]
         notes.append(f"filter '{spec.filter}' kept {len(runs)} of {before} runs (the sweep "
                      "holds only these: a command without the filter is another sweep)")
-    if spec.subset is not None:
-        if spec.subset < 1:
-            raise SweepError(f"sweep.subset must be >= 1, got {spec.subset}")
+    if spec.subset is not None:  # (>= 1: the schema's range)
         if spec.subset > len(runs):
             raise SweepError(f"sweep.subset={spec.subset} but the sweep has only {len(runs)} "
                              "run(s)" + (" left after sweep.filter" if spec.filter else "")

@@ -158,11 +158,12 @@ class RunnerBot(discord.Client):
 def _register(bot: RunnerBot) -> None:
     logic, tree = bot.logic, bot.tree
 
-    def may_read(interaction: discord.Interaction) -> bool:  # autocompletion: silently nothing
-        return logic.read_refusal(_caller(interaction), "autocomplete", log=False) is None
-
-    async def complete(fn: Callable[..., list[str]], *args: str) -> list[str]:
-        """Suggestions, or none: a failing lookup (whatever it raises) never reaches the bot."""
+    async def complete(interaction: discord.Interaction, fn: Callable[..., list[str]],
+                       *args: str) -> list[str]:
+        """Suggestions, or none: outside the read channels (silently), or when the lookup fails
+        (whatever it raises: it never reaches the bot)."""
+        if logic.read_refusal(_caller(interaction), "autocomplete", log=False) is not None:
+            return []
         try:
             return await asyncio.to_thread(fn, *args)
         except asyncio.CancelledError:
@@ -173,25 +174,20 @@ def _register(bot: RunnerBot) -> None:
 
     async def sweep_names(interaction: discord.Interaction,
                           current: str) -> list[app_commands.Choice[str]]:
-        if not may_read(interaction):
-            return []
-        names = await complete(logic.complete_sweeps, current)
+        names = await complete(interaction, logic.complete_sweeps, current)
         return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names]
 
     async def run_ids(interaction: discord.Interaction,
                       current: str) -> list[app_commands.Choice[str]]:
         sweep = getattr(interaction.namespace, "sweep", None) or ""
-        if not may_read(interaction):
-            return []
-        ids = await complete(logic.complete_runs, sweep, current) if sweep else []
+        ids = await complete(interaction, logic.complete_runs, sweep, current) if sweep else []
         return [app_commands.Choice(name=i, value=i) for i in ids]
 
     async def metric_names(interaction: discord.Interaction,
                            current: str) -> list[app_commands.Choice[str]]:
         sweep = getattr(interaction.namespace, "sweep", None) or ""
-        if not may_read(interaction):
-            return []
-        names = await complete(logic.complete_metrics, sweep, current) if sweep else []
+        names = await complete(interaction, logic.complete_metrics, sweep, current) \
+            if sweep else []
         return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names]
 
     @tree.command(name="sweeps", description="Recent sweeps with counts per state")

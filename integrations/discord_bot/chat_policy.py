@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.configfile import config_changes, leaves
+from runner.configfile import config_changes
 from runner.errors import ConfigError
 from runner.secrets import redact
 
@@ -77,21 +77,6 @@ def parse_chat_overrides(text: str) -> list[str]:
     return args
 
 
-def changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """Leaf paths added, removed or changed from ``before`` to ``after``."""
-    return [key for key, _, _ in config_changes(before, after)]
-
-
-def _holds_interpolation(value: Any) -> bool:
-    if isinstance(value, str):
-        return "${" in value
-    if isinstance(value, list):
-        return any(_holds_interpolation(v) for v in value)
-    if isinstance(value, dict):
-        return any(_holds_interpolation(v) for v in value.values())
-    return False
-
-
 @dataclass
 class ChatPolicy:
     """``bot.chat_keys`` (what chat may change) and ``bot.tasks`` (task configs it may pick)."""
@@ -140,24 +125,24 @@ class ChatPolicy:
                 cache[choice] = self._baseline(composer, overrides, config_name)
             config, base_exec = cache[choice]
             if i == 0:
-                self._refuse(changed(base_exec, execution), execution, choice)
-            self._refuse(changed(config, run.config), run.config, choice)
+                self._refuse(config_changes(base_exec, execution), choice)
+            self._refuse(config_changes(config, run.config), choice)
 
     def _baseline(self, composer: Any, overrides: list[str], config_name: str
                   ) -> tuple[dict[str, Any], dict[str, Any]]:
         from runner.compose import to_container
         from runner.sweep import EXEC_SECTIONS
 
-        full = to_container(composer.compose(overrides, config_name))
-        full.pop("hydra", None)
+        full = to_container(composer.compose(overrides, config_name))  # (no hydra section)
         config = {k: v for k, v in full.items() if k not in EXEC_SECTIONS}
-        execution = {k: v for k, v in full.items()
-                     if k in EXEC_SECTIONS and k != "hydra" and v is not None}
+        execution = {k: v for k, v in full.items() if k in EXEC_SECTIONS and v is not None}
         return config, execution
 
-    def _refuse(self, paths: list[str], after: dict[str, Any], choice: str | None) -> None:
-        flat = leaves(after)
-        for path in paths:
+    def _refuse(self, changes: list[tuple[str, Any, Any]], choice: str | None) -> None:
+        """Refuse the first change (key, old, new) chat may not make."""
+        from runner.sweep import has_interpolation
+
+        for path, _, new in changes:
             if not self.allows(path):
                 hint = ""
                 if choice is not None and choice not in self.tasks:
@@ -165,5 +150,5 @@ class ChatPolicy:
                             f"(bot.tasks: {', '.join(self.tasks) or 'none'})")
                 raise ConfigError(f"'{path}' cannot be changed from chat (bot.chat_keys allows "
                                   f"{', '.join(self.keys)}){hint}")
-            if _holds_interpolation(flat.get(path)):
+            if has_interpolation(new):
                 raise ConfigError(f"'{path}': interpolations are not accepted from chat")

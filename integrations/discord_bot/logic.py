@@ -108,10 +108,7 @@ class BotLogic:
             why = f"/{command} is not answered in this channel (bot.read_channels)"
         else:
             return None
-        if log:
-            self.audit(f"REFUSED /{command} from user {caller.user_id} ({caller.name}) in "
-                       f"channel {caller.channel_id}: {why}")
-        return Reply(f"refused: {why}", ephemeral=True)
+        return self._refused(caller, command, why, log)
 
     def refusal(self, caller: Caller, command: str) -> Reply | None:
         """None if ``caller`` may run a steering ``command`` here; else the refusal (logged)."""
@@ -126,8 +123,13 @@ class BotLogic:
             why = f"/{command} is not allowed in this channel (bot.channels)"
         else:
             return None
-        self.audit(f"REFUSED /{command} from user {caller.user_id} ({caller.name}) in channel "
-                   f"{caller.channel_id}: {why}")
+        return self._refused(caller, command, why)
+
+    def _refused(self, caller: Caller, command: str, why: str, log: bool = True) -> Reply:
+        """The refusal only the caller sees, written to the audit log."""
+        if log:
+            self.audit(f"REFUSED /{command} from user {caller.user_id} ({caller.name}) in "
+                       f"channel {caller.channel_id}: {why}")
         return Reply(f"refused: {why}", ephemeral=True)
 
     # ------------------------------------------------------------------ read-only commands
