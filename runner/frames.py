@@ -68,8 +68,10 @@ class SweepResults:
 
     def metrics(self, keys: Sequence[str] | None = None, latest: bool = True) -> pd.DataFrame:
         """Every logged record: ``id``, ``attempt``, ``step``, ``time``, the swept values and the
-        metrics (only ``keys`` if given). ``latest``: one row per (run, step), the latest
-        attempt's, as ``report`` and the plots use; ``latest=False``: every attempt's rows."""
+        metrics (only ``keys`` if given). ``latest``: one row per (run, step) holding each
+        metric's latest value at that step (so the latest attempt's), as ``report`` and the plots
+        read them, also when one step was logged in several calls; ``latest=False``: every
+        attempt's rows as logged."""
         pd = _pandas()
         frames = []
         for ref in self.store.runs():
@@ -79,8 +81,8 @@ class SweepResults:
             frame = pd.DataFrame.from_records(records)
             if keys is not None:
                 frame = frame[[c for c in ("step", "time", "attempt", *keys) if c in frame]]
-            if latest:
-                frame = frame.drop_duplicates("step", keep="last").sort_values("step")
+            if latest:  # (last(): per column, the last value logged, skipping the gaps)
+                frame = frame.groupby("step", as_index=False, sort=True).last()
             frame.insert(0, "id", ref.id)
             for i, (key, value) in enumerate(ref.values.items()):
                 frame.insert(1 + i, key, value)

@@ -292,6 +292,16 @@ def test_the_notebook_api_gives_the_data_report_uses(project):
     assert len(metrics) == 2 * 5 and not metrics.duplicated(["id", "step"]).any()
     first = metrics[metrics["id"] == runs["id"][0]]
     assert list(first["loss"]) == [20, 21, 22, 13, 14] and list(first["attempt"]) == [2, 2, 2, 1, 1]
+    (project.root / "split.py").write_text(  # two metrics at one step, in two calls
+        "import runner\n\ndef main(cfg):\n    for s in range(3):\n"
+        "        runner.log({'train/loss': 1.0 / (s + 1)}, step=s)\n"
+        "        runner.log({'val/acc': 0.1 * s}, step=s)\n")
+    (project.root / "conf" / "task" / "split.yaml").write_text("name: split\nfn: split:main\n")
+    project.run("task=split", check=True)
+    split = next(d for d in (project.root / "outputs").iterdir() if d.name.startswith("split-"))
+    both = runner.load(split).metrics()
+    assert list(both["step"]) == [0, 1, 2] and list(both["val/acc"]) == [0.0, 0.1, 0.2]
+    assert list(both["train/loss"]) == [1.0, 0.5, pytest.approx(1 / 3)]
     every = sweep.metrics(latest=False)
     assert len(every) == 2 * 8 and {"seed", "step", "attempt", "loss"} <= set(every.columns)
     groups = sweep.groups("loss")
