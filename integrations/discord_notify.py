@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -37,7 +36,7 @@ from runner.notifiers.base import (
     SweepProgress,
     SweepStarted,
 )
-from runner.secrets import read_secret, redact
+from runner.secrets import known, read_secret, redact
 
 log = logging.getLogger("runner.discord")
 
@@ -146,8 +145,7 @@ class DiscordNotifier(Notifier):
                                conf.webhook_url_file)
         parsed = urllib.parse.urlsplit(self.url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            where = f"${conf.webhook_url_env}" if os.environ.get(conf.webhook_url_env or "") \
-                else str(conf.webhook_url_file)
+            where = known().get(self.url, "the configured place")  # read_secret's record
             raise ConfigError(f"notifier.discord: the webhook URL in {where} is not an http(s) "
                               "URL (copy it whole from Discord: https://discord.com/api/webhooks/"
                               "...)")
