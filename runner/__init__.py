@@ -23,6 +23,13 @@ from runner.seeding import seed_everything as seed_everything
 if TYPE_CHECKING:
     from runner.frames import SweepResults
 
+# Python started in a source checkout imports runner from runner/ itself: its integrations/ and
+# examples/ folders are then runner.integrations and runner.examples, as in an installed copy
+_checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isfile(os.path.join(_checkout, "pyproject.toml")) and os.path.isdir(
+        os.path.join(_checkout, "integrations")):
+    __path__.append(_checkout)  # (a package's __path__ is a list)
+
 __version__ = "0.1.0"
 
 

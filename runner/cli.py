@@ -27,6 +27,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from runner import launch as launching
 from runner import secrets
 from runner.config_schema import (
     LAUNCH_SECTIONS,
@@ -139,7 +140,7 @@ def cmd_run(argv: list[str]) -> int:
         if not _print_dry_run_script(plan, output_dir, console):
             console.print("dry run: nothing was written or launched")
         return 0
-    return _launch_plan(plan, config_dirs, args.config_name, console)
+    return launching.launch_plan(plan, config_dirs, args.config_name, console)
 
 
 def _print_dry_run_script(plan: Any, output_dir: Path, console: Console) -> bool:
@@ -192,153 +193,6 @@ def _check_tasks(refs: set[Any]) -> None:
 
     for ref in sorted(refs, key=str):
         check_task(ref)
-
-
-def _launch_plan(plan: Any, config_dirs: list[str], config_name: str, console: Console) -> int:
-    from runner.store import SweepStore
-
-    output_dir = Path(plan.execution["runner"].get("output_dir", "outputs"))
-    store, created = SweepStore.create(plan, output_dir, config_name, config_dirs)
-    if not created:
-        _check_frozen(store, plan, console)
-    return _execute(store, plan.execution, console)
-
-
-def _check_frozen(store: Any, plan: Any, console: Console) -> None:
-    """Re-running a command whose config changed: warn and keep the frozen runs, or refuse."""
-    manifest = store.manifest
-    if manifest.get("fingerprint") == plan.fingerprint:
-        console.print(f"resuming sweep {store.root}")
-        return
-    frozen = {r["id"] for r in manifest["runs"]}
-    new = {r.id for r in plan.runs}
-    detail = (f"{len(new - frozen)} run(s) would be added, {len(frozen - new)} removed, "
-              f"{len(frozen & new)} kept") + _changed_keys(store, plan, frozen & new)
-    message = (f"the config changed since {store.root} was frozen: {detail}. "
-               "The frozen runs and configs are used; to start a new sweep instead, pass "
-               "runner.name=<new name>.")
-    if plan.execution["runner"].get("on_config_change") == "error":
-        from runner.errors import StateError
-
-        raise StateError(message.replace("are used", "were kept") +
-                         " (runner.on_config_change=error)")
-    console.print(f"[yellow]warning:[/] {message}")
-
-
-def _print_best(store: Any, execution: dict[str, Any], console: Console, top: int = 5) -> None:
-    """The end of a sweep: its best runs by ``runner.metric`` (or the Discord notifier's metric),
-    or else the commands that show its results."""
-    from runner import queries
-    from runner.results import mode_for
-    from runner.status import render
-
-    runner_cfg = execution.get("runner") or {}
-    notifiers = execution.get("notifier") or {}
-    metric = runner_cfg.get("metric") or next(
-        (n.get("metric") for n in notifiers.values() if isinstance(n, dict) and n.get("metric")),
-        None)
-    if metric:
-        try:
-            mode = mode_for(metric, runner_cfg.get("mode") or next(
-                (n.get("mode") for n in notifiers.values()
-                 if isinstance(n, dict) and n.get("metric") == metric), None))
-            rows = queries.select_runs(store, "COMPLETED", metric, mode, top)
-        except RunnerError as exc:
-            console.print(f"best runs: {escape(str(exc))}")
-            return
-        if rows:
-            console.print(f"best {len(rows)} run(s) by {metric} ({mode} is better):")
-            _stdout_console().print(render(store, rows, None))
-            return
-    names = queries.metric_names(store)
-
-    def says_its_mode(name: str) -> bool:
-        try:
-            return bool(mode_for(name))
-        except RunnerError:
-            return False
-
-    example = next((n for n in names if says_its_mode(n)), names[0] if names else "<name>")
-    hint = f" --metric {example}"
-    console.print(f"results: `python -m runner status {store.root}`, `python -m runner report "
-                  f"{store.root}{hint}`" + (f" (metrics: {', '.join(names[:8])})" if names else "")
-                  + "; runner.metric=<name> shows the best runs here")
-
-
-def _launch_code(store: Any, execution: dict[str, Any], console: Console) -> dict[str, Any]:
-    """The code this launch runs (commit, diff, environment), kept in the sweep; a change since
-    the sweep's first launch is said (or refused with ``runner.on_code_change=error``)."""
-    from runner import provenance
-    from runner.errors import StateError
-
-    recorded = store.manifest.get("cwd")
-    cwd = Path(recorded) if recorded and os.path.isdir(recorded) else Path.cwd()
-    prov, diff = store.fresh_provenance or provenance.collect(cwd)  # (frozen just now: as is)
-    first = store.manifest.get("provenance") or {}
-    if "code" not in first:  # (a sweep frozen before code ids: compare its commit only)
-        first = {**first, "code": prov["code"]} if (first.get("git") or {}).get(
-            "commit") == prov["git"].get("commit") else first
-    changed = provenance.changes(first, prov)
-    if changed:
-        message = (f"the code changed since {store.root} was first launched: "
-                   f"{'; '.join(changed)}. Runs launched now run the new code (each attempt "
-                   "records which: `python -m runner show RUN_DIR`)")
-        if (execution.get("runner") or {}).get("on_code_change") == "error":
-            raise StateError(message.replace("Runs launched now run", "Nothing was launched; "
-                                             "runs would run") + " (runner.on_code_change=error)")
-        console.print(f"[yellow]warning:[/] {escape(message)}")
-    return dict(store.record_code(prov, diff))
-
-
-def _changed_keys(store: Any, plan: Any, kept: set[str], shown: int = 5) -> str:
-    """', and in them task.width: 64 -> 32, ...': what differs between the frozen configs of
-    the kept runs and what the command composes now (keys, old and new values)."""
-    from runner.configfile import config_changes, load_run_config
-    from runner.errors import CorruptStateError
-
-    changes: dict[str, tuple[Any, Any]] = {}
-    refs = {r.id: r for r in store.runs()}
-    for run in plan.runs:
-        if run.id not in kept or run.id not in refs:
-            continue
-        try:
-            frozen = load_run_config(refs[run.id].paths)
-        except (OSError, CorruptStateError):
-            continue
-        for key, old, new in config_changes(frozen, run.config):
-            changes.setdefault(key, (old, new))
-    if not changes:
-        return " (their configs are unchanged)"
-    listed = [f"{k}: {old!r} -> {new!r}" for k, (old, new) in list(changes.items())[:shown]]
-    more = f", and {len(changes) - shown} more key(s)" if len(changes) > shown else ""
-    return f", whose configs differ in {'; '.join(listed)}{more}"
-
-
-def _execute(store: Any, execution: dict[str, Any], console: Console) -> int:
-    from runner.errors import EnvironmentFault, LaunchError
-    from runner.scheduler import debug_run, run_sweep
-
-    store.update_execution(execution, _launch_code(store, execution, console))
-    debug = execution["runner"].get("debug")
-    if debug not in (None, False, "false"):
-        return debug_run(store, execution, debug, console)
-    try:
-        result = run_sweep(store, execution, console)
-    except (LaunchError, EnvironmentFault) as exc:
-        raise type(exc)(f"{exc}. The sweep is resumable: `python -m runner resume "
-                        f"{store.root}`") from None
-    console.print(f"sweep directory: {store.root}")
-    if not result.detached and not result.interrupted:
-        _print_best(store, execution, console)
-    left = result.counts.get("INTERRUPTED", 0) + result.counts.get("UNHATCHED", 0)
-    if left and not result.detached:
-        console.print(f"{left} run(s) not finished: resume with `python -m runner resume "
-                      f"{store.root}`")
-    if result.corrupt:
-        console.print(f"[red]{len(result.corrupt)} run(s) have a corrupt FLAG file[/] "
-                      f"({', '.join(result.corrupt[:5])}): `python -m runner status "
-                      f"{store.root}` says which file and what to do")
-    return result.exit_code
 
 
 def _print_plan(plan: Any, output_dir: Path, console: Console) -> None:
@@ -491,7 +345,7 @@ def cmd_rerun(argv: list[str]) -> int:
         console.print(f"copied {copied} checkpoint file(s) of {ref.id}")
     console.print(("re-running " if created else "resuming the re-run of ")
                   + f"{ref.id} from {parent.root} as {store.root}")
-    return _execute(store, plan.execution, console)
+    return launching.execute(store, plan.execution, console)
 
 
 def cmd_resume(argv: list[str]) -> int:
@@ -508,7 +362,7 @@ def cmd_resume(argv: list[str]) -> int:
     from runner.scheduler import check_execution
 
     check_execution(execution)
-    return _execute(store, execution, _console())
+    return launching.execute(store, execution, _console())
 
 
 def cmd_cancel(argv: list[str]) -> int:
@@ -677,7 +531,7 @@ def cmd_retrain_best(argv: list[str]) -> int:
         "config_name", "config"), parent.manifest.get("config_dirs", []))
     if not created:
         console.print(f"resuming sweep {store.root}")
-    return _execute(store, plan.execution, console)
+    return launching.execute(store, plan.execution, console)
 
 
 def _with_exec_overrides(manifest: dict[str, Any], execution: dict[str, Any],

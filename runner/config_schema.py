@@ -28,7 +28,8 @@ class RunnerConf:
     preload: list[str] = field(default_factory=list)
     preload_trackers: bool = True
     on_config_change: str = field(default="warn", metadata={"choices": ("warn", "error")})
-    on_code_change: str = field(default="warn", metadata={"choices": ("warn", "error")})
+    # rerun: a COMPLETED run whose recorded code differs from this launch's runs again
+    on_code_change: str = field(default="warn", metadata={"choices": ("warn", "error", "rerun")})
     progress: bool = True
     secret_env: list[str] = field(default_factory=list)
     metric: str | None = None  # the end of a sweep shows its best runs by this metric
@@ -76,8 +77,9 @@ class LauncherConf:
 class LocalLauncherConf(LauncherConf):
     _target_: str = "runner.launchers.local.LocalLauncher"
     kill_grace_s: float = field(default=5.0, metadata={"min": 0})
+    # fork: the fork server is forked from this process (tasks defined in ``__main__`` work)
     start_method: str = field(default="forkserver",
-                              metadata={"choices": ("forkserver", "spawn")})
+                              metadata={"choices": ("forkserver", "spawn", "fork")})
 
 
 @dataclass

@@ -106,11 +106,25 @@ def accelerator() -> dict[str, Any]:
     return info
 
 
-def code_id(git: dict[str, Any], diff: str) -> str:
-    """A short name for one version of the code: its commit and its uncommitted diff."""
+def code_id(git: dict[str, Any], diff: str, files: dict[str, str] | None = None) -> str:
+    """A short name for one version of the code: its commit and its uncommitted diff (and the
+    contents of ``files``, e.g. a script outside any git repository)."""
     h = hashlib.sha1(str(git.get("commit")).encode())
     h.update(diff.encode())
+    for name, digest in sorted((files or {}).items()):
+        h.update(f"{name}:{digest}".encode())
     return h.hexdigest()[:10]
+
+
+def file_digests(names: list[str]) -> dict[str, str]:
+    """sha1 of each file's bytes ('missing' for one that cannot be read)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = hashlib.sha1(Path(name).read_bytes()).hexdigest()
+        except OSError:
+            out[name] = "missing"
+    return out
 
 
 def package_versions() -> dict[str, str]:
@@ -123,8 +137,11 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def collect(cwd: Path) -> tuple[dict[str, Any], str]:
+def collect(cwd: Path, files: list[str] | None = None) -> tuple[dict[str, Any], str]:
+    """Provenance of the code run from ``cwd``; ``files``: more source files whose contents
+    name the code version (those the git diff may not cover)."""
     git, diff = git_state(cwd)
+    digests = file_digests(files) if files else {}
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -140,7 +157,8 @@ def collect(cwd: Path) -> tuple[dict[str, Any], str]:
         "host": socket.gethostname(),
         "user": user,
         "cwd": str(cwd),
-        "code": code_id(git, diff),
+        "code": code_id(git, diff, digests),
+        **({"files": digests} if digests else {}),
     }
     return info, diff
 
@@ -152,7 +170,11 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     if old_git.get("commit") != new_git.get("commit"):
         out.append(f"commit {str(old_git.get('commit'))[:12]} -> {str(new_git.get('commit'))[:12]}")
     elif before.get("code") != after.get("code"):
-        out.append("the uncommitted changes differ")
+        old_files, new_files = before.get("files") or {}, after.get("files") or {}
+        edited = [Path(n).name for n in sorted(old_files.keys() | new_files.keys())
+                  if old_files.get(n) != new_files.get(n)]
+        out.append(f"{', '.join(edited[:5])} changed" if edited
+                   else "the uncommitted changes differ")
     old_env, new_env = before.get("environment") or {}, after.get("environment") or {}
     moved = [f"{name} {old_env.get(name, '(none)')} -> {new_env.get(name, '(none)')}"
              for name in sorted(old_env.keys() | new_env.keys(), key=str.lower)

@@ -36,7 +36,7 @@ from runner.recovery import recover
 from runner.state import State, claim
 from runner.status import CORRUPT, RunStatus, counts, read_run, scan
 from runner.store import RunRef, SweepStore
-from runner.worker import execute, reconcile
+from runner.worker import ENTRY_ENV, execute, reconcile
 
 
 @dataclass
@@ -148,13 +148,18 @@ class _Display:
 class _SweepLoop:
     """One invocation's work on a sweep: what it launches, watches and tallies."""
 
-    def __init__(self, store: SweepStore, execution: dict[str, Any], console: Console) -> None:
+    def __init__(self, store: SweepStore, execution: dict[str, Any], console: Console,
+                 only: set[str] | None = None) -> None:
         self.store, self.console = store, console
         self.runner_conf = validate(execution.get("runner"), RunnerConf, "runner")
         secrets.add_env_names(self.runner_conf.secret_env)  # known to every process from here
-        self.notifiers = create_notifiers(execution.get("notifier"))
+        # the launcher first: one that forks this process does so before any thread starts
         self.launcher = create_launcher(store, execution.get("launcher") or {}, self.runner_conf)
+        self.notifiers = create_notifiers(execution.get("notifier"))
         self.launcher.extra_env[trackers.ENV] = trackers.env_value(execution.get("tracker"))
+        if store.manifest.get("entry"):
+            self.launcher.extra_env[ENTRY_ENV] = str(store.manifest["entry"])
+        self.only = only  # launch these runs only (e.g. one batch of a Hydra sweeper)
         if self.runner_conf.preload_trackers:
             self.launcher.preload = trackers.preload_modules(execution.get("tracker"))
         self.allowed = launchable(self.runner_conf.retry_crashed)
@@ -167,13 +172,17 @@ class _SweepLoop:
         launches = store.manifest.get("launches") or [{}]  # this launch's code, in each lease
         code = (launches[-1].get("code") or {}).get("id")
         self.code = {"code": code} if code else {}
+        # runner.on_code_change=rerun: a COMPLETED run whose code is not this launch's runs again
+        self.rerun_code = code if self.runner_conf.on_code_change == "rerun" and code else None
+        if self.rerun_code:
+            self.allowed = self.allowed | {State.COMPLETED}
         self.started = time.time()
 
     def begin(self) -> int:
         """Recover, find what to launch, adopt what a runner before us launched; returns how
         many runs another live runner holds."""
-        rows = prepare(self.store, self.runner_conf, self.console)
-        self.pending = [r.ref for r in rows if r.state in self.allowed_names]
+        rows = self._ours(prepare(self.store, self.runner_conf, self.console))
+        self.pending = [r.ref for r in rows if self._runnable(r)]
         self.active = [h for h in (self.launcher.adopt(r.ref, r.lease) for r in rows
                                    if r.state == "RUNNING") if h is not None]
         elsewhere = sum(1 for r in rows if r.state == "RUNNING") - len(self.active)
@@ -186,6 +195,17 @@ class _SweepLoop:
             self.console.print(f"{elsewhere} run(s) are RUNNING in another live runner "
                                "process: waiting for them")
         return elsewhere
+
+    def _ours(self, rows: list[RunStatus]) -> list[RunStatus]:
+        return rows if self.only is None else [r for r in rows if r.ref.id in self.only]
+
+    def _runnable(self, row: RunStatus) -> bool:
+        if row.state in self.allowed_names:
+            return True
+        if row.state == "COMPLETED" and self.rerun_code and row.record is not None:
+            ran = (row.record.data.get("launcher") or {}).get("code")
+            return ran is not None and ran != self.rerun_code
+        return False
 
     def launch_pending(self) -> None:
         """Claim and launch runs while the launcher has room; every run claimed right before
@@ -237,9 +257,9 @@ class _SweepLoop:
     def watch_others(self, display: _Display) -> bool:
         """Nothing of ours runs. Another runner may still hold runs of this sweep: watch them,
         and take over any that its death leaves INTERRUPTED. False once nothing is left."""
-        rows = prepare(self.store, self.runner_conf, self.console, report_corrupt=False)
-        self.pending = [r.ref for r in rows if r.state in self.allowed_names
-                        and r.ref.id not in self.tried]
+        rows = self._ours(prepare(self.store, self.runner_conf, self.console,
+                                  report_corrupt=False))
+        self.pending = [r.ref for r in rows if self._runnable(r) and r.ref.id not in self.tried]
         display.add(len(self.pending))
         if not self.pending and not any(r.state == "RUNNING" for r in rows):
             return False
@@ -271,10 +291,11 @@ class _SweepLoop:
         return result
 
 
-def run_sweep(store: SweepStore, execution: dict[str, Any],
-              console: Console | None = None) -> SweepResult:
+def run_sweep(store: SweepStore, execution: dict[str, Any], console: Console | None = None,
+              only: set[str] | None = None) -> SweepResult:
+    """Launch what is left of the sweep (of the runs in ``only``, if given) and watch it end."""
     console = console or secrets.console(stderr=True, highlight=False)
-    loop = _SweepLoop(store, execution, console)
+    loop = _SweepLoop(store, execution, console, only)
     elsewhere = loop.begin()
     interrupted = detached = False
     display = _Display(console, len(loop.pending) + len(loop.active),

@@ -126,6 +126,59 @@ class SweepStore:
         finally:
             os.close(fd)
 
+    def add_runs(self, runs: list[RunSpec]) -> list[RunRef]:
+        """Freeze more runs into this sweep (a Hydra sweeper's next batch, a search's next
+        trial); runs it already lists are left as they are. Returns the refs of ``runs``.
+
+        Each new run directory is built complete under a hidden name and renamed into
+        ``runs/``; the manifest then lists them in one atomic rewrite, under the manifest lock
+        (two processes adding at once both land). A kill before that rewrite leaves unlisted
+        directories, which are never launched and are rebuilt by the next ``add_runs``.
+        """
+        fd = os.open(self.paths.manifest_lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._manifest = None
+            manifest = dict(self.manifest)
+            listed = {r["id"] for r in manifest["runs"]}
+            new = [r for r in dict((r.id, r) for r in runs).values() if r.id not in listed]
+            if new:
+                try:
+                    self._freeze_runs(new)
+                except OSError as exc:
+                    raise EnvironmentFault(describe_os_error(exc, self.root, "adding runs to"),
+                                           exc.errno) from exc
+                manifest["runs"] = [*manifest["runs"], *(_entry(r) for r in new)]
+                distinct: dict[str, set[str]] = {}
+                for entry in manifest["runs"]:
+                    for key, value in entry["values"].items():
+                        distinct.setdefault(key, set()).add(json.dumps(value, sort_keys=True,
+                                                                       default=str))
+                manifest["axes"] = list(distinct)
+                manifest["varying"] = [k for k, vals in distinct.items() if len(vals) > 1]
+                write_json_atomic(self.paths.manifest, manifest)
+            self._manifest = manifest
+        finally:
+            os.close(fd)
+        by_id = {r.id: r for r in self.runs()}
+        return [by_id[r.id] for r in runs]
+
+    def _freeze_runs(self, runs: list[RunSpec]) -> None:
+        tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        _remove_abandoned(self.paths.runs / "*")
+        built = []
+        for run in runs:
+            final = self.paths.run(run.dirname).root
+            tmp = final.with_name(f".{final.name}.creating-{tag}")
+            _write_run(RunPaths(tmp), run)
+            built.append((tmp, final))
+        _syncfs(self.paths.runs)
+        for tmp, final in built:
+            if final.exists():  # unlisted: left by a kill before the manifest listed it
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+        fsync_dir(self.paths.runs)
+
     def record_code(self, prov: dict[str, Any], diff: str) -> dict[str, Any]:
         """Keep this launch's code and environment (once per distinct version) under
         ``code/``; returns the short record a launch entry holds."""
@@ -173,6 +226,47 @@ class SweepStore:
         return store, True
 
 
+def create_here(plan: Plan, root: Path, config_name: str) -> tuple[SweepStore, bool]:
+    """Freeze ``plan`` into the directory ``root``, which may exist already and hold other
+    files (a Hydra sweep directory holds multirun.yaml and the jobs' own output folders);
+    (store, False) if ``root`` already is a sweep.
+
+    Everything is built in a hidden folder inside ``root`` and moved in, the manifest last: a
+    sweep exists once its manifest does, and what a kill leaves before that is replaced by the
+    next attempt. Creators of one ``root`` take turns (the manifest lock).
+    """
+    store = SweepStore(root)
+    if store.exists():
+        return store, False
+    store.root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(store.paths.manifest_lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if store.exists():
+            return store, False
+        _remove_abandoned(store.root / "*")
+        tmp = store.root / f".runner.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            try:
+                store.fresh_provenance = _write_sweep(tmp, plan, config_name, [])
+                _syncfs(tmp)
+                for name in sorted(os.listdir(tmp), key=lambda n: n == store.paths.manifest.name):
+                    target = store.root / name
+                    if name != store.paths.manifest.name and os.path.lexists(target):
+                        shutil.rmtree(target) if target.is_dir() else target.unlink()
+                    os.rename(tmp / name, target)
+                fsync_dir(store.root)
+            except OSError as exc:
+                raise EnvironmentFault(describe_os_error(exc, store.root, "freezing the sweep "
+                                                         "into"), exc.errno) from exc
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        os.close(fd)
+    return store, True
+
+
 def run_of_dir(run_dir: str | Path) -> tuple[SweepStore, RunRef]:
     """The sweep and the run that ``<sweep>/runs/<run>`` is; a clear error if it is none."""
     paths = RunPaths(Path(run_dir).resolve())
@@ -190,7 +284,8 @@ def _remove_abandoned(final: Path) -> None:
     """Delete half-built copies of this sweep left by a runner killed while freezing it."""
     import psutil
 
-    for leftover in final.parent.glob(f".{glob.escape(final.name)}.creating-*"):
+    name = final.name if final.name == "*" else glob.escape(final.name)
+    for leftover in final.parent.glob(f".{name}.creating-*"):
         pid = leftover.name.rsplit(".creating-", 1)[1].split("-")[0]
         if pid.isdigit() and not psutil.pid_exists(int(pid)):
             shutil.rmtree(leftover, ignore_errors=True)
@@ -202,7 +297,7 @@ def _write_sweep(root: Path, plan: Plan, config_name: str,
     paths = SweepPaths(root)
     paths.runs.mkdir(parents=True)
     cwd = Path.cwd()
-    prov, diff = provenance.collect(cwd)
+    prov, diff = provenance.collect(cwd, (plan.origin or {}).get("code_files"))
     if diff:
         paths.git_diff.write_text(redact(diff))
     for run in plan.runs:
@@ -225,14 +320,26 @@ def _write_sweep(root: Path, plan: Plan, config_name: str,
         "parent": plan.parent,
         "execution": without_one_shot(plan.execution),
         "provenance": prov,
-        "runs": [{"id": r.id, "dir": r.dirname, "values": r.values} for r in plan.runs],
+        "runs": [_entry(r) for r in plan.runs],
+        **({"entry": plan.entry} if plan.entry else {}),
+        **({"origin": plan.origin} if plan.origin else {}),
     }
     paths.manifest.write_text(redact(json.dumps(manifest, indent=1, default=str) + "\n"))
     return prov, diff
 
 
+def _entry(run: RunSpec) -> dict[str, Any]:
+    """A run's line in the manifest."""
+    entry: dict[str, Any] = {"id": run.id, "dir": run.dirname, "values": run.values}
+    if run.index is not None:
+        entry["index"] = run.index
+    return entry
+
+
 def _write_run(paths: RunPaths, run: RunSpec) -> None:
     paths.root.mkdir()
     paths.config.write_text(redact(dump_yaml(run.config)))
+    for name, text in run.files.items():
+        (paths.root / check_component(name, "a run file")).write_text(redact(text))
     paths.values.write_text(redact(json.dumps(run.values, default=str) + "\n"))
     create_unhatched(paths, durable=False)  # the whole tree is flushed once, then renamed

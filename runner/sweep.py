@@ -111,6 +111,8 @@ class RunSpec:
     dirname: str
     values: dict[str, Any]
     config: dict[str, Any]
+    index: int | None = None  # a number the run keeps for good (e.g. a Hydra job's num)
+    files: dict[str, str] = field(default_factory=dict)  # more files frozen with the run
 
 
 @dataclass
@@ -128,6 +130,10 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     parent: dict[str, Any] | None = None  # e.g. the sweep a retrain-best sweep comes from
     sources: dict[str, str] = field(default_factory=dict)  # group -> the file it came from
+    # what a run process calls instead of its config's task.fn ('module:function'), for sweeps
+    # whose runs are not runner tasks (a Hydra app's jobs)
+    entry: str | None = None
+    origin: dict[str, Any] | None = None  # how the sweep was started, when not by runner's CLI
 
 
 def plain(value: Any) -> Any:

@@ -42,6 +42,9 @@ from runner.state import Lease, State, finish, process_create_time, update_lease
 from runner.tasks import load_task
 from runner.trackers import Tracker, from_env
 
+# 'module:function' a run calls instead of its config's task.fn (set by the launcher for sweeps
+# whose runs are not runner tasks, e.g. a Hydra app's jobs); it takes the run's config too
+ENTRY_ENV = "RUNNER_ENTRY"
 EXIT_COMPLETED = 0
 EXIT_CRASHED = 1
 EXIT_LEASE_LOST = 75
@@ -148,7 +151,7 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
             tracker.start(ctx)
             trackers.append(tracker)
             writer.sinks.append(tracker.log)
-        fn = load_task(cfg.get("task", {}).get("fn", ""))
+        fn = load_task(os.environ.get(ENTRY_ENV) or cfg.get("task", {}).get("fn", ""))
         _cap_torch_threads()
         result = fn(ctx.config)
         # the body is done: record it before anything else can happen (closing files,

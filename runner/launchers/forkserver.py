@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import traceback
 from typing import Any
 
@@ -33,10 +34,18 @@ from runner.errors import LaunchError
 class ForkServer:
     """The launcher's side: start the server, send requests, collect replies."""
 
-    def __init__(self, preload: list[str]) -> None:
+    def __init__(self, preload: list[str], fork: bool = False) -> None:
+        """``fork``: the server is a fork of this process instead of a fresh interpreter, so
+        runs see everything this process holds (a task defined in ``__main__``, a closure,
+        registered resolvers); call it before this process starts threads."""
         ours, theirs = socket.socketpair()
         self.sock = ours
         self._buffer = b""
+        self.proc: subprocess.Popen[bytes] | _Forked
+        if fork:
+            self.proc = _Forked.serve(ours, theirs, preload)
+            theirs.close()
+            return
         # the server imports the same runner as this process, installed or not
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(runner.__file__)))
         path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
@@ -98,6 +107,49 @@ class ForkServer:
             self.proc.wait()
 
 
+class _Forked:
+    """The fork-server process when it is a fork of the launcher's process."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    @classmethod
+    def serve(cls, ours: socket.socket, theirs: socket.socket, preload: list[str]) -> _Forked:
+        pid = os.fork()
+        if pid:
+            return cls(pid)
+        code = 0
+        try:
+            ours.close()
+            _serve(theirs.fileno(), preload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            os._exit(code)
+
+    def wait(self, timeout: float | None = None) -> int:
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG if end is not None else 0)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+            elif end is not None and time.monotonic() > end:
+                raise subprocess.TimeoutExpired(str(self.pid), timeout or 0)
+            else:
+                time.sleep(0.01)
+        return self.returncode
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 # ------------------------------------------------------------------ the server process
 
 def _serve(fd: int, preload: list[str]) -> None:
@@ -105,6 +157,7 @@ def _serve(fd: int, preload: list[str]) -> None:
 
     worker._die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launcher's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (a forked server: not the launcher's)
     for name in preload:
         try:
             importlib.import_module(name)

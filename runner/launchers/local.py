@@ -83,6 +83,13 @@ class LocalLauncher(Launcher):
         self.cwd = self.run_cwd()
         self._server: ForkServer | None = None
         self._by_token: dict[str, LocalRunHandle] = {}
+        if conf.start_method == "fork":  # now, while this process has no threads of ours
+            from runner.launchers.forkserver import ForkServer
+
+            self._server = ForkServer(self._preload(), fork=True)
+
+    def _preload(self) -> list[str]:
+        return list(dict.fromkeys([*self.runner_conf.preload, *self.preload]))
 
     def env_for(self, run: RunRef) -> dict[str, str]:
         """Environment variables of one run (pinned launchers add CPU/GPU assignments)."""
@@ -93,8 +100,7 @@ class LocalLauncher(Launcher):
         if self._server is None:
             from runner.launchers.forkserver import ForkServer
 
-            self._server = ForkServer(list(dict.fromkeys([*self.runner_conf.preload,
-                                                          *self.preload])))
+            self._server = ForkServer(self._preload())
         return self._server
 
     def launch(self, run: RunRef, lease: Lease) -> RunHandle:

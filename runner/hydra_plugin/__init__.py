@@ -1,0 +1,1 @@
+"""runner as a Hydra plugin: ``hydra/launcher=runner`` and ``hydra/sweeper=runner``."""

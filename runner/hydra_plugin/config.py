@@ -1,0 +1,90 @@
+"""The plugins' config nodes in Hydra's ConfigStore, and the resolver of the default sweep
+directory.
+
+``hydra/launcher=runner`` selects a node packaged at ``hydra``: ``hydra.launcher`` holds the
+settings below, and ``hydra.sweep.dir`` gets a default that is the same for the same command
+(``multirun/<job name>-<fingerprint of the overrides>``) instead of the time of day, so running
+the command again resumes the sweep. A ``hydra.sweep.dir`` of the app's own config or of the
+command line still wins. Importing this module is cheap: Hydra imports it in every app.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional  # noqa: UP035 (OmegaConf reads these annotations)
+
+RESOLVER = "runner_sweep_id"
+DEFAULT_SWEEP_DIR = (f"multirun/${{hydra.job.name}}-${{{RESOLVER}:${{hydra.overrides.task}},"
+                     "${hydra.job.config_name}}")
+BACKENDS = {"local": "runner.launchers.local.LocalLauncher",
+            "pinned": "runner.launchers.pinned.PinnedLauncher",
+            "slurm": "runner.launchers.slurm.SlurmLauncher"}
+
+
+@dataclass
+class RunnerLauncherConf:
+    """``hydra.launcher.*``. Unset (null) settings take the backend's own defaults
+    (``conf/launcher/<backend>.yaml``); a setting the backend does not have is refused."""
+
+    _target_: str = "hydra_plugins.runner_launcher.runner_launcher.RunnerLauncher"
+    backend: str = "local"  # local, pinned (CPU/GPU slots) or slurm
+    max_parallel: Optional[int] = None  # noqa: UP045
+    timeout_min: Optional[float] = None  # noqa: UP045
+    kill_grace_s: Optional[float] = None  # noqa: UP045
+    # pinned and slurm
+    cpus_per_run: Optional[int] = None  # noqa: UP045
+    gpus_per_run: Optional[int] = None  # noqa: UP045
+    # pinned
+    runs_per_gpu: Optional[int] = None  # noqa: UP045
+    gpus: Optional[List[Any]] = None  # noqa: UP006,UP045
+    cpus: Optional[List[int]] = None  # noqa: UP006,UP045
+    threads_per_run: Optional[int] = None  # noqa: UP045
+    # slurm
+    mem_gb: Optional[float] = None  # noqa: UP045
+    partition: Optional[str] = None  # noqa: UP045
+    account: Optional[str] = None  # noqa: UP045
+    qos: Optional[str] = None  # noqa: UP045
+    constraint: Optional[str] = None  # noqa: UP045
+    sbatch_extra: Optional[List[str]] = None  # noqa: UP006,UP045
+    setup: Optional[List[str]] = None  # noqa: UP006,UP045
+    python: Optional[str] = None  # noqa: UP045
+    wait: Optional[bool] = None  # noqa: UP045
+    poll_s: Optional[float] = None  # noqa: UP045
+    max_requeue: Optional[int] = None  # noqa: UP045
+    signal_delay_s: Optional[int] = None  # noqa: UP045
+    job_name: Optional[str] = None  # noqa: UP045
+    # runner's own settings (conf/config.yaml's runner.*)
+    retry_crashed: bool = False  # run CRASHED jobs again
+    on_config_change: str = "warn"  # a frozen job's config differs from today's: warn or error
+    on_code_change: str = "warn"  # the code changed: warn, error or rerun (COMPLETED jobs too)
+    heartbeat_s: Optional[float] = None  # noqa: UP045
+    stale_after_s: Optional[float] = None  # noqa: UP045
+    progress: bool = True
+    secret_env: List[str] = field(default_factory=list)  # noqa: UP006
+    metric: Optional[str] = None  # noqa: UP045 (the end of the sweep shows its best jobs by it)
+    mode: Optional[str] = None  # noqa: UP045
+    notifier: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006 (as runner's notifier)
+    tracker: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006 (as runner's tracker)
+
+
+RUNNER_KEYS = ("retry_crashed", "on_config_change", "on_code_change", "heartbeat_s",
+               "stale_after_s", "progress", "secret_env", "metric", "mode")
+
+
+def sweep_id(overrides: Any, config_name: Any) -> str:
+    """A fingerprint of a multirun command: its task overrides (in any order) and config."""
+    items = sorted(str(o) for o in (overrides or []))
+    return hashlib.sha1(json.dumps([str(config_name), items]).encode()).hexdigest()[:8]
+
+
+def register() -> None:
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver(RESOLVER):
+        OmegaConf.register_new_resolver(RESOLVER, sweep_id)
+    ConfigStore.instance().store(
+        group="hydra/launcher", name="runner", package="hydra", provider="runner",
+        node={"launcher": RunnerLauncherConf, "sweep": {"dir": DEFAULT_SWEEP_DIR}})

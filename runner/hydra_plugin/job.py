@@ -1,0 +1,158 @@
+"""One Hydra job inside a runner run process, and its ``JobReturn`` read back by the parent.
+
+The run process calls ``run`` instead of a ``task.fn``. Forked from the app's own process
+(local and pinned backends) it finds the task function, the Hydra context and the composed
+config in ``STATE``, as the app left them (a task in ``__main__``, a closure, registered
+resolvers, typed structured configs all work). A fresh process (a SLURM node) rebuilds them: the
+config from the run's ``config.yaml`` and ``hydra.yaml``, the task function from the reference
+the sweep recorded (a script is loaded as ``__mp_main__``, as multiprocessing does, so its
+``if __name__ == "__main__":`` block does not run again).
+
+The job's outcome is kept in the run directory (``hydra_return.pkl``: status, return value or
+exception, working directory), written before the run is recorded COMPLETED, so every later
+invocation can hand Hydra the same ``JobReturn`` without running the job again.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import pickle
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
+from hydra.types import HydraContext
+from omegaconf import DictConfig, OmegaConf
+
+import runner
+from runner.atomic import write_bytes_atomic
+from runner.configfile import load_run_config
+from runner.secrets import find_secret, redact
+
+HYDRA_FILE = "hydra.yaml"
+RETURN_FILE = "hydra_return.pkl"
+
+# what a run forked from the app's process inherits (set by launch() before the runs fork)
+STATE: dict[str, Any] = {"task": None, "context": None, "configs": {}}
+
+
+def run(_cfg: Any) -> Any:
+    ctx = runner.current_run()
+    config = STATE["configs"].get(ctx.run_id)
+    if config is None:
+        config = frozen_config(ctx.paths.root)
+    task, context = STATE["task"], STATE["context"]
+    if task is None:
+        task = load_task(ctx.sweep_dir)
+        from hydra.core.callbacks import Callbacks
+
+        context = HydraContext(config_loader=None, callbacks=Callbacks(config))  # type: ignore[arg-type]
+    setup_globals()
+    ret = run_job(hydra_context=context, task_function=task, config=config,
+                  job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+    _keep(ctx.paths.root, ret, ctx.attempt)
+    if ret.status is JobStatus.FAILED:
+        raise ret._return_value
+    return ret._return_value
+
+
+def frozen_config(run_dir: Path) -> DictConfig:
+    from runner.paths import RunPaths
+
+    task_cfg = load_run_config(RunPaths(run_dir))
+    hydra_cfg = OmegaConf.load(run_dir / HYDRA_FILE)
+    cfg = OmegaConf.merge(OmegaConf.create(task_cfg), hydra_cfg)
+    assert isinstance(cfg, DictConfig)
+    return cfg
+
+
+def load_task(sweep_dir: Path) -> Any:
+    """The task function, from the reference the sweep recorded when it was frozen."""
+    import json
+
+    ref = json.loads((sweep_dir / "manifest.json").read_text())["origin"]["task"]
+    for path in reversed(ref.get("sys_path") or []):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    module_name, qualname = ref["module"], ref["qualname"]
+    if module_name == "__main__":
+        module = sys.modules.get("__mp_main__")
+        if module is None:
+            spec = importlib.util.spec_from_file_location("__mp_main__", ref["file"])
+            if spec is None or spec.loader is None:
+                raise runner.RunnerError(f"cannot load the app's script {ref['file']}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules["__mp_main__"] = module
+            spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_name)
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    while hasattr(obj, "__wrapped__"):  # the @hydra.main wrapper: the function it wraps
+        obj = obj.__wrapped__
+    return obj
+
+
+def _keep(run_dir: Path, ret: JobReturn, attempt: int) -> None:
+    """The job's outcome, for the JobReturn of this and every later invocation."""
+    value = ret._return_value
+    try:
+        data = pickle.dumps(value)
+        if find_secret(repr(value)):
+            raise ValueError("holds a secret")
+    except Exception:  # unpicklable, or it would write a secret: its text, redacted
+        value = (RuntimeError(redact(f"{type(value).__name__}: {value}"))
+                 if isinstance(value, BaseException) else redact(repr(value)))
+    record = {"attempt": attempt, "status": ret.status.name, "value": value,
+              "working_dir": ret.working_dir, "task_name": ret.task_name,
+              "hydra_cfg": ret.hydra_cfg}
+    try:
+        data = pickle.dumps(record)
+    except Exception:
+        record["hydra_cfg"] = None
+        data = pickle.dumps(record)
+    write_bytes_atomic(run_dir / RETURN_FILE, data)
+
+
+def job_return(ref: Any, cfg: DictConfig, detached: bool) -> JobReturn:
+    """The JobReturn of one job, from its run directory."""
+    from runner.status import read_run
+
+    task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    ret = JobReturn(overrides=list(OmegaConf.to_container(cfg.hydra.overrides.task)),  # type: ignore[arg-type]
+                    cfg=task_cfg, hydra_cfg=OmegaConf.create({"hydra": cfg.hydra}))
+    ret.task_name = str(cfg.hydra.job.name)
+    path = Path(ref.dir) / RETURN_FILE
+    row = read_run(ref)
+    record = None
+    if path.is_file():
+        try:
+            record = pickle.loads(path.read_bytes())
+        except Exception:
+            record = None
+    ended = row.record.attempt if row.record is not None else None
+    if record is not None and record.get("attempt") == ended and row.state in (
+            "COMPLETED", "CRASHED"):
+        ret.status = JobStatus[record["status"]]
+        ret._return_value = record["value"]
+        ret.working_dir = record["working_dir"]
+        if record.get("hydra_cfg") is not None:
+            ret.hydra_cfg = record["hydra_cfg"]
+        return ret
+    if row.state == "COMPLETED":  # (completed without its record: a job of an older runner)
+        ret.status, ret._return_value = JobStatus.COMPLETED, row.summary
+    elif detached and row.state in ("RUNNING", "UNHATCHED"):
+        ret.status, ret._return_value = JobStatus.COMPLETED, None  # handed to the cluster
+    else:
+        from runner.hydra_plugin.launch import JobFailed
+
+        ret.status = JobStatus.FAILED
+        ret._return_value = JobFailed(f"job #{cfg.hydra.job.num} ({' '.join(ret.overrides or [])}) "
+                                      f"ended {row.state}: {row.reason or 'no reason recorded'}; "
+                                      f"its run directory: {ref.dir}")
+    ret.working_dir = os.getcwd()
+    return ret
