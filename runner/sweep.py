@@ -162,12 +162,13 @@ def encode(value: Any) -> str:
     return str(Override._get_value_element_as_str(_quoted(value)))
 
 
-def _axis_from_override(o: Override, from_cli: bool, limits: Limits = NO_LIMITS) -> Axis:
+def _axis_from_override(o: Override, from_cli: bool, limits: Limits = NO_LIMITS,
+                        reserved: Sequence[str] = EXEC_SECTIONS) -> Axis:
     key = o.key_or_group
     prefix = "++" if o.is_force_add() else "+" if o.is_add() else ""
     if not from_cli:
         prefix = ""
-    if key.split(".")[0] in EXEC_SECTIONS and key.split(".")[0] != "sweep":
+    if key.split(".")[0] in reserved and key.split(".")[0] != "sweep":
         raise SweepError(f"cannot sweep over '{key}': {key.split('.')[0]} settings apply to the "
                          "whole sweep, not to one run")
     value = o.value()
@@ -188,16 +189,72 @@ def _axis_from_override(o: Override, from_cli: bool, limits: Limits = NO_LIMITS)
     return Axis(key, prefix, [plain(value)])
 
 
-def _params_axes(params: dict[str, Any], limits: Limits) -> list[Axis]:
+def _params_axes(params: dict[str, Any], limits: Limits,
+                 reserved: Sequence[str] = EXEC_SECTIONS, where: str = "sweep") -> list[Axis]:
     axes = []
     for key, raw in params.items():
         text = raw if isinstance(raw, str) else encode(raw)
         try:
             (o,) = parse_overrides([f"{key}={text}"])
         except ConfigError as exc:
-            raise SweepError(f"sweep.params.{key}: {exc}") from None
-        axes.append(_axis_from_override(o, from_cli=False, limits=limits))
+            raise SweepError(f"{where}.params.{key}: {exc}") from None
+        axes.append(_axis_from_override(o, from_cli=False, limits=limits, reserved=reserved))
     return axes
+
+
+def sweep_values(spec: SweepConf, overrides: Sequence[str], limits: Limits = NO_LIMITS,
+                 where: str = "sweep") -> tuple[list[list[str]], list[str]]:
+    """Each run's overrides for a sweep of ``spec``'s kind (grid, random, list; seeds, filter,
+    subset) crossed with the swept ``overrides``, for a composer other than runner's (the Hydra
+    sweeper: an app's own config). Returns (the runs' override lists, notes).
+
+    Only ``hydra`` is reserved here; the filter sees each run's values as its config.
+    """
+    if spec.kind not in SWEEP_KINDS:
+        raise SweepError(f"{where}.kind='{spec.kind}' is not one of {', '.join(SWEEP_KINDS)}")
+    reserved = ("hydra",)
+    parsed = parse_overrides(overrides)
+    cli_axes = [_axis_from_override(o, True, limits, reserved) for o in parsed
+                if o.is_sweep_override()]
+    fixed_keys = {o.key_or_group for o in parsed if not o.is_sweep_override()}
+    config_axes = [] if spec.kind == "list" else _params_axes(spec.params, limits, reserved,
+                                                              where)
+    axes = _merge_axes(config_axes, cli_axes, fixed_keys)
+    axes = _seeds_axis(spec, axes, {a.key for a in cli_axes}, limits)
+    notes: list[str] = []
+    values_list = (_expand_values(spec, axes, notes, limits) if (axes or spec.kind == "list")
+                   else [{}])
+    limits.check(len(values_list), "the sweep")
+    prefixes = {a.key: a.prefix for a in axes}
+    runs = []
+    for values in values_list:
+        nested: dict[str, Any] = {}
+        for key, value in values.items():
+            set_dotted(nested, key, value)
+        runs.append(RunSpec(run_id(values), run_dirname(values), values, nested))
+    runs = _select(runs, spec, notes, limits)
+    fixed_text = {o.key_or_group: str(o.input_line) for o in parsed if not o.is_sweep_override()}
+    order = list(dict.fromkeys(o.key_or_group for o in parsed))  # the command line's order
+
+    def job(values: dict[str, Any]) -> list[str]:
+        keys = [*order, *(k for k in values if k not in fixed_text and k not in order)]
+        return [fixed_text[k] if k in fixed_text and k not in values
+                else f"{prefixes.get(k, '')}{k}={_bare(values[k])}" for k in keys
+                if k in fixed_text or k in values]
+
+    return [job(r.values) for r in runs], notes
+
+
+def _bare(value: Any) -> str:
+    """Override text of ``value``, unquoted where it reads back the same (``db=mysql``)."""
+    if isinstance(value, str) and value:
+        try:
+            (o,) = parse_overrides([f"k={value}"])
+            if plain(o.value()) == value and isinstance(o.value(), str):
+                return value
+        except ConfigError:
+            pass
+    return encode(value)
 
 
 def _merge_axes(base: list[Axis], extra: Iterable[Axis], fixed: set[str]) -> list[Axis]:

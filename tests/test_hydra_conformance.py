@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
+from hydra.plugins.sweeper import Sweeper
 from hydra.test_utils.launcher_common_tests import (
     BatchedSweeperTestSuite,
     IntegrationTestSuite,
@@ -14,10 +15,12 @@ from hydra.test_utils.launcher_common_tests import (
 )
 
 
-def test_the_launcher_is_discovered() -> None:
+def test_the_plugins_are_discovered() -> None:
     """Found by Hydra's own scan of the hydra_plugins namespace (under the README's install)."""
     names = [f"{c.__module__}.{c.__name__}" for c in Plugins.instance().discover(Launcher)]
     assert "hydra_plugins.runner_launcher.runner_launcher.RunnerLauncher" in names
+    names = [f"{c.__module__}.{c.__name__}" for c in Plugins.instance().discover(Sweeper)]
+    assert "hydra_plugins.runner_sweeper.runner_sweeper.RunnerSweeper" in names
 
 
 @pytest.mark.parametrize("launcher_name, overrides", [("runner", [])])
@@ -28,7 +31,19 @@ class TestRunnerLauncher(LauncherTestSuite):
 @pytest.mark.parametrize("launcher_name, overrides",
                          [("runner", ["hydra.sweeper.max_batch_size=2"])])
 class TestRunnerLauncherBatched(BatchedSweeperTestSuite):
-    pass
+    """Hydra's basic sweeper in batches of 2, runner's launcher."""
+
+
+@pytest.mark.parametrize("launcher_name, overrides", [
+    ("runner", ["hydra/sweeper=runner", "hydra.sweeper.max_batch_size=2"]),
+    ("basic", ["hydra/sweeper=runner", "hydra.sweeper.max_batch_size=2"])])
+class TestRunnerSweeperBatched(BatchedSweeperTestSuite):
+    """runner's sweeper, with runner's launcher and with Hydra's basic launcher."""
+
+
+@pytest.mark.parametrize("launcher_name, overrides", [("basic", ["hydra/sweeper=runner"])])
+class TestRunnerSweeperWithBasicLauncher(LauncherTestSuite):
+    """runner's sweeper under Hydra's launcher suite (the sweeper feeds every case)."""
 
 
 RERUN_REASON = (

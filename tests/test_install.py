@@ -1,9 +1,11 @@
 """A plain (not editable) install works from any folder: the MNIST example, a user's own project
-through the `runner` script, and nothing but `runner` at the top level of the install."""
+through the `runner` script, a Hydra app with hydra/launcher=runner, and nothing but `runner`
+(and its plugins in Hydra's `hydra_plugins` namespace) at the top level of the install."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +32,10 @@ def _env(target: Path) -> dict[str, str]:
 
 def test_only_runner_is_installed_at_the_top_level(installed: Path) -> None:
     assert sorted(p.name for p in installed.iterdir() if not p.name.endswith(".dist-info")
-                  ) == ["bin", "runner"]
+                  ) == ["bin", "hydra_plugins", "runner"]
+    assert not (installed / "hydra_plugins" / "__init__.py").exists()  # a namespace: shared
+    assert sorted(p.name for p in (installed / "hydra_plugins").iterdir()) == [
+        "runner_launcher", "runner_sweeper"]
     assert (installed / "runner" / "examples" / "mnist" / "data" / "mnist_5k.npz").is_file()
 
 
@@ -42,6 +47,26 @@ def test_the_mnist_example_runs_from_another_folder(installed: Path, tmp_path: P
     assert proc.returncode == 0, proc.stderr
     assert "1 completed" in proc.stderr
     assert list((tmp_path / "outputs").glob("mnist-single-*/runs/*/COMPLETED"))
+
+
+def test_a_hydra_app_finds_the_launcher_of_a_plain_install(installed: Path,
+                                                           tmp_path: Path) -> None:
+    shutil.copytree(REPO / "examples" / "hydra_app", tmp_path / "app")
+    env = {**_env(installed), "PYTHONPATH": f"{installed}{os.pathsep}{_hydra_site()}"}
+    proc = subprocess.run([sys.executable, "app.py", "-m", "hydra/launcher=runner",
+                           "lr=0.1,0.01", "hydra.launcher.progress=false"], cwd=tmp_path / "app",
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 of 2 job(s) completed" in proc.stdout + proc.stderr
+    (sweep,) = (tmp_path / "app" / "multirun").iterdir()
+    assert len(list(sweep.glob("runs/*/COMPLETED"))) == 2
+    assert (sweep / "0" / ".hydra" / "config.yaml").is_file()
+
+
+def _hydra_site() -> str:
+    import hydra
+
+    return str(Path(hydra.__file__).parents[1])
 
 
 def test_a_users_project_runs_with_the_runner_script(installed: Path, tmp_path: Path) -> None:

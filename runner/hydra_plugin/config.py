@@ -88,3 +88,28 @@ def register() -> None:
     ConfigStore.instance().store(
         group="hydra/launcher", name="runner", package="hydra", provider="runner",
         node={"launcher": RunnerLauncherConf, "sweep": {"dir": DEFAULT_SWEEP_DIR}})
+
+
+@dataclass
+class RunnerSweeperConf:
+    """``hydra.sweeper.*``: runner's sweep settings (conf/sweep/*.yaml's ``sweep.*``)."""
+
+    _target_: str = "hydra_plugins.runner_sweeper.runner_sweeper.RunnerSweeper"
+    kind: str = "grid"  # grid, random or list
+    params: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006 (key: sweep, as Hydra's)
+    runs: List[Any] = field(default_factory=list)  # noqa: UP006 (kind=list: the settings)
+    num_samples: int = 10  # kind=random
+    seed: int = 0
+    seeds: Any = None  # 3 (seeds 0, 1, 2) or [1, 5, 9]: every setting with each seed
+    seed_key: str = "seed"
+    filter: Optional[str] = None  # noqa: UP045 (e.g. "not (model == 'large' and lr > 0.05)")
+    subset: Optional[int] = None  # noqa: UP045 (a random subset of this many jobs)
+    subset_seed: int = 0
+    max_batch_size: Optional[int] = None  # noqa: UP045 (jobs per launch; default: all)
+
+
+def register_sweeper() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(group="hydra/sweeper", name="runner", node=RunnerSweeperConf,
+                                 provider="runner")

@@ -122,7 +122,7 @@ def job_return(ref: Any, cfg: DictConfig, detached: bool) -> JobReturn:
     """The JobReturn of one job, from its run directory."""
     from runner.status import read_run
 
-    task_cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    task_cfg = OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"])
     ret = JobReturn(overrides=list(OmegaConf.to_container(cfg.hydra.overrides.task)),  # type: ignore[arg-type]
                     cfg=task_cfg, hydra_cfg=OmegaConf.create({"hydra": cfg.hydra}))
     ret.task_name = str(cfg.hydra.job.name)

@@ -155,8 +155,9 @@ def launch(settings: dict[str, Any], config: DictConfig, hydra_context: HydraCon
             cfg.hydra.job.num = num
         log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
         values = values_of(overrides)
-        task_cfg = OmegaConf.to_container(cfg, resolve=False)
-        assert isinstance(task_cfg, dict)
+        container = OmegaConf.to_container(cfg, resolve=False)
+        assert isinstance(container, dict)
+        task_cfg = {str(k): v for k, v in container.items()}
         hydra_node = task_cfg.pop("hydra")
         specs.append(RunSpec(rid, run_dirname(values), values, task_cfg, index=num,
                              files={job.HYDRA_FILE: OmegaConf.to_yaml({"hydra": hydra_node})}))
