@@ -333,6 +333,10 @@ def cmd_rerun(argv: list[str]) -> int:
                              "(launcher.*, runner.*); recorded in the new sweep")
     args = parser.parse_intermixed_args(argv)
     parent, ref = run_of_dir(args.run_dir)
+    if (parent.manifest.get("origin") or {}).get("by") == "hydra":
+        from runner.hydra_plugin.commands import rerun_refusal
+
+        raise rerun_refusal(parent.manifest, Path(ref.dir))
     plan = rerun_plan(parent, ref, args.overrides, args.from_checkpoint)
     _, how = split_launch_overrides(args.overrides)
     plan.execution = _with_exec_overrides(parent.manifest, plan.execution, how)
@@ -358,6 +362,10 @@ def cmd_resume(argv: list[str]) -> int:
                         help="runner.*, launcher.* or notifier overrides for this launch")
     args = parser.parse_args(argv)
     store = SweepStore(args.sweep_dir)
+    if (store.manifest.get("origin") or {}).get("by") == "hydra":
+        from runner.hydra_plugin.commands import resume_refusal
+
+        raise resume_refusal(store.manifest, store.root)
     execution = _with_exec_overrides(store.manifest, store.manifest["execution"], args.overrides)
     from runner.scheduler import check_execution
 
@@ -520,6 +528,13 @@ def cmd_retrain_best(argv: list[str]) -> int:
     args.mode = _mode(args)
     parent = SweepStore(args.sweep_dir)
     report = make_report(parent, args.metric, args.mode, args.reduce)
+    if (parent.manifest.get("origin") or {}).get("by") == "hydra":  # the app runs its jobs
+        from runner.hydra_plugin.commands import retrain_best
+
+        if args.overrides:
+            raise RunnerError("retrain-best of a Hydra sweep takes no overrides: it re-runs "
+                              "the app's command (give hydra.launcher.* settings there)")
+        return retrain_best(report, args.seeds, _console())
     plan = retrain_plan(report, args.seeds)
     plan.execution = _with_exec_overrides(parent.manifest, plan.execution, args.overrides)
     check_execution(plan.execution)

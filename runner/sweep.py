@@ -234,6 +234,11 @@ def sweep_values(spec: SweepConf, overrides: Sequence[str], limits: Limits = NO_
         runs.append(RunSpec(run_id(values), run_dirname(values), values, nested))
     runs = _select(runs, spec, notes, limits)
     fixed_text = {o.key_or_group: str(o.input_line) for o in parsed if not o.is_sweep_override()}
+    for o in parsed:  # a seed axis over a key the command line adds (+seed=0): added too
+        if not o.is_sweep_override() and (o.is_add() or o.is_force_add()):
+            prefixes.setdefault(o.key_or_group, "++" if o.is_force_add() else "+")
+            if not prefixes[o.key_or_group]:
+                prefixes[o.key_or_group] = "++" if o.is_force_add() else "+"
     order = list(dict.fromkeys(o.key_or_group for o in parsed))  # the command line's order
 
     def job(values: dict[str, Any]) -> list[str]:

@@ -68,7 +68,7 @@ def values_of(overrides: Sequence[str]) -> dict[str, Any]:
     """A job's overrides as runner's values (``db=mysql model.lr=0.1`` -> two keys)."""
     values: dict[str, Any] = {}
     for override in OverridesParser.create().parse_overrides(list(overrides)):
-        key = override.get_key_element()
+        key = override.key_or_group
         values[key] = None if override.is_delete() else plain(override.value())
     return values
 
@@ -245,6 +245,8 @@ def _run(store: Any, specs: list[RunSpec], execution: dict[str, Any],
     refs = {r.id: r for r in store.runs()}
     returns = [job.job_return(refs[spec.id], cfg, result.detached)
                for spec, (_, cfg) in zip(specs, composed, strict=True)]
+    if not result.detached:
+        launching.print_best(store, execution, console)
     failed = sum(1 for r in returns if r.status is JobStatus.FAILED)
     log.info(f"runner: {len(returns) - failed} of {len(returns)} job(s) completed"
              + (f", {failed} failed" if failed else "")

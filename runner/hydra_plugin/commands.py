@@ -1,0 +1,74 @@
+"""runner's commands on a sweep that a Hydra app launched (``origin.by == "hydra"``).
+
+Such a sweep's runs are the app's jobs: only the app can run them again (its task function,
+its config tree), so ``resume`` names the app's command, and ``retrain-best`` runs the app with
+the best setting's overrides and new seeds into a sibling sweep directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from runner.errors import RunnerError
+
+
+def command_of(manifest: dict[str, Any]) -> list[str]:
+    return [str(a) for a in (manifest.get("origin") or {}).get("command") or []]
+
+
+def resume_refusal(manifest: dict[str, Any], root: Path) -> RunnerError:
+    origin = manifest.get("origin") or {}
+    return RunnerError(f"{root} holds the jobs of a Hydra app: resume it with the app's own "
+                       f"command (in {origin.get('cwd')}): {shlex.join(command_of(manifest))}")
+
+
+def rerun_refusal(manifest: dict[str, Any], run_dir: Path) -> RunnerError:
+    command = command_of(manifest)[:2]
+    overrides = [str(o) for o in OmegaConf.load(run_dir / "hydra.yaml").hydra.overrides.task]
+    return RunnerError(f"{run_dir} is a job of a Hydra app: run it again with the app, e.g. "
+                       f"{shlex.join([*command, *overrides])}")
+
+
+def retrain_best(report: Any, seeds: int, console: Any) -> int:
+    """Run the app again: the best setting's own job overrides, seeds no job of the sweep used,
+    into ``<sweep>-retrain-<digest>`` (re-running the same retrain resumes it)."""
+    from runner.configfile import load_run_config
+    from runner.results import seed_key
+
+    if seeds < 1:
+        raise RunnerError(f"--seeds must be >= 1, got {seeds}")
+    best = report.best
+    store = report.store
+    template = next((r for r in best.runs if r.value is not None), None)
+    if template is None:
+        raise RunnerError(f"no setting of {store.root} has a value of {report.metric}")
+    ref = store.find(template.id)
+    task_overrides = [str(o) for o in OmegaConf.load(Path(ref.dir) / "hydra.yaml").hydra
+                      .overrides.task]
+    key = seed_key(store)
+    used = [r.values.get(key) for r in report.results]
+    start = max([int(s) for s in used if isinstance(s, int)] + [-1]) + 1
+    new_seeds = ",".join(str(s) for s in range(start, start + seeds))
+    kept = [o for o in task_overrides if o.lstrip("+~").split("=")[0] != key]
+    present = key in load_run_config(ref.paths)
+    seed_override = f"{'' if present else '+'}{key}={new_seeds}"
+    command = command_of(store.manifest)
+    if len(command) < 2:
+        raise RunnerError(f"{store.root} does not record the app's command")
+    python, script, args = command[0], command[1], command[2:]
+    hydra_args = [a for a in args if a.startswith(("hydra", "--", "-"))
+                  and a not in ("-m", "--multirun") and not a.startswith("hydra.sweep.dir=")]
+    digest = hashlib.sha1(f"{report.metric}|{report.mode}|{seeds}".encode()).hexdigest()[:6]
+    target = store.root.with_name(f"{store.root.name}-retrain-{digest}")
+    argv = [python, script, "-m", *hydra_args, *kept, seed_override,
+            f"hydra.sweep.dir={target}"]
+    console.print(f"retraining {best.label} (mean {report.metric} {best.stats()['mean']:.4g}) "
+                  f"with {key} {new_seeds}: {shlex.join(argv)}")
+    cwd = (store.manifest.get("origin") or {}).get("cwd") or None
+    return subprocess.run(argv, cwd=cwd, check=False).returncode

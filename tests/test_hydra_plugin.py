@@ -1,0 +1,298 @@
+"""``hydra/launcher=runner`` and ``hydra/sweeper=runner`` with a real ``@hydra.main`` app run as
+``python app.py -m ...``: resume, SIGKILL mid-sweep, failing jobs, Hydra's semantics inside
+each job, the pinned backend, runner's sweep kinds, and runner's commands on the sweep."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from conftest import REPO, wait_for
+
+APP = '''
+import logging, os, time
+from pathlib import Path
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+
+@hydra.main(version_base=None, config_path="conf", config_name="config")
+def my_app(cfg: DictConfig) -> dict:
+    job = HydraConfig.get().job
+    marks = Path(os.environ["MARKERS"])
+    marks.mkdir(exist_ok=True)
+    (marks / f"start-{job.num}-{os.getpid()}").touch()
+    log.info(f"job {job.num}: db={cfg.db.driver} lr={cfg.lr}")
+    if cfg.get("record"):
+        Path(os.environ["MARKERS"], f"env-{job.num}.json").write_text(json.dumps({
+            "cwd": os.getcwd(), "affinity": sorted(os.sched_getaffinity(0)),
+            "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "env_set": os.environ.get("APP_FLAVOUR"),
+            "output_dir": HydraConfig.get().runtime.output_dir}))
+    time.sleep(cfg.sleep)
+    if cfg.lr < 0:
+        raise ValueError(f"negative lr {cfg.lr}")
+    (marks / f"done-{job.num}-{os.getpid()}").touch()
+    return {"val/loss": abs(cfg.lr - 0.01) + cfg.db.port / 1e5, "num": job.num}
+
+
+if __name__ == "__main__":
+    my_app()
+'''.replace("import logging, os, time", "import json, logging, os, time")
+
+CALLBACK = '''
+import os
+from pathlib import Path
+from hydra.experimental.callback import Callback
+
+class Ledger(Callback):
+    def on_job_start(self, config, **kwargs):
+        Path(os.environ["MARKERS"], f"cb-start-{config.hydra.job.num}").touch()
+    def on_job_end(self, config, job_return, **kwargs):
+        name = f"cb-end-{config.hydra.job.num}-{job_return.status.name}"
+        Path(os.environ["MARKERS"], name).touch()
+    def on_multirun_start(self, config, **kwargs):
+        Path(os.environ["MARKERS"], f"cb-multirun-start-{os.getpid()}").touch()
+    def on_multirun_end(self, config, **kwargs):
+        Path(os.environ["MARKERS"], f"cb-multirun-end-{os.getpid()}").touch()
+'''
+
+
+class App:
+    """A Hydra app in its own folder (conf/config.yaml, conf/db/{mysql,postgresql}.yaml)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.markers = root / "markers"
+        (root / "conf" / "db").mkdir(parents=True)
+        self.markers.mkdir()
+        (root / "app.py").write_text(APP)
+        (root / "ledger.py").write_text(CALLBACK)
+        (root / "conf" / "config.yaml").write_text(
+            "defaults:\n  - db: mysql\n  - _self_\nlr: 0.01\nsleep: 0.0\nrecord: false\n")
+        (root / "conf" / "db" / "mysql.yaml").write_text("driver: mysql\nport: 3306\n")
+        (root / "conf" / "db" / "postgresql.yaml").write_text("driver: postgresql\nport: 5432\n")
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+        env["MARKERS"] = str(self.markers)
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(self.root)])
+        return env
+
+    def args(self, *overrides: str) -> list[str]:
+        return [sys.executable, "app.py", "-m", "hydra/launcher=runner",
+                "hydra.launcher.progress=false", *overrides]
+
+    def run(self, *overrides: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.args(*overrides), cwd=self.root, env=self.env(), text=True,
+                              capture_output=True, timeout=timeout)
+
+    def ok(self, *overrides: str) -> str:
+        proc = self.run(*overrides)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout + proc.stderr
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "runner", *args], cwd=self.root,
+                              env=self.env(), text=True, capture_output=True, timeout=120)
+
+    def sweep(self) -> Path:
+        (only,) = (self.root / "multirun").iterdir()
+        return only
+
+    def status(self, sweep: Path | None = None) -> dict[str, Any]:
+        proc = self.cli("status", str(sweep or self.sweep()), "--json")
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    def marks(self, kind: str) -> dict[int, int]:
+        """job num -> how many marker files of that kind (start, done)."""
+        out: dict[int, int] = {}
+        for f in self.markers.glob(f"{kind}-*"):
+            parts = f.name.split("-")
+            if len(parts) == 3 and parts[1].isdigit():
+                out[int(parts[1])] = out.get(int(parts[1]), 0) + 1
+        return out
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> App:
+    return App(tmp_path / "app")
+
+
+def runs_of(status: dict[str, Any]) -> list[dict[str, Any]]:
+    return status["runs"]
+
+
+def test_a_sweep_runs_every_job_once_and_the_same_command_resumes(app: App) -> None:
+    out = app.ok("db=mysql,postgresql", "lr=0.1,0.01")
+    assert "4 of 4 job(s) completed" in out
+    sweep = app.sweep()
+    assert sweep.name.startswith("app-")  # a fingerprint of the command, not the time
+    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1", "2", "3"]
+    for num in range(4):
+        hydra_dir = sweep / str(num) / ".hydra"
+        assert {p.name for p in hydra_dir.iterdir()} == {"config.yaml", "hydra.yaml",
+                                                         "overrides.yaml"}
+        assert f"job {num}: db=" in (sweep / str(num) / "app.log").read_text()  # its log lines
+    assert app.marks("start") == {0: 1, 1: 1, 2: 1, 3: 1}
+    rows = runs_of(app.status())
+    assert [r["state"] for r in rows] == ["COMPLETED"] * 4
+    assert {json.dumps(r["values"], sort_keys=True) for r in rows} == {
+        json.dumps({"db": d, "lr": lr}, sort_keys=True)
+        for d in ("mysql", "postgresql") for lr in (0.1, 0.01)}
+
+    out = app.ok("lr=0.1,0.01", "db=mysql,postgresql")  # the same sweep, written otherwise
+    assert "4 of 4 job(s) completed" in out
+    assert app.marks("start") == {0: 1, 1: 1, 2: 1, 3: 1}  # nothing ran again
+    assert app.sweep() == sweep
+
+
+def test_a_users_sweep_dir_is_respected_and_job_numbers_stay_put(app: App) -> None:
+    app.ok("lr=0.1,0.01", "hydra.sweep.dir=mine", "hydra.sweep.subdir=job_${hydra.job.num}")
+    assert not (app.root / "multirun").exists()
+    assert {p.name for p in (app.root / "mine").glob("job_*")} == {"job_0", "job_1"}
+    before = {r["values"]["lr"]: r for r in runs_of(app.status(app.root / "mine"))}
+    # a wider sweep into the same directory: the two frozen jobs keep their numbers and results
+    app.ok("lr=0.1,0.01,0.001", "hydra.sweep.dir=mine",
+           "hydra.sweep.subdir=job_${hydra.job.num}")
+    assert app.marks("start") == {0: 1, 1: 1, 2: 1}
+    after = {r["values"]["lr"]: r for r in runs_of(app.status(app.root / "mine"))}
+    assert {lr: r["id"] for lr, r in before.items()} == {lr: after[lr]["id"] for lr in before}
+    assert all(after[lr]["state"] == "COMPLETED" for lr in (0.1, 0.01, 0.001))
+    assert (app.root / "mine" / "job_2" / ".hydra" / "overrides.yaml").read_text().strip() == \
+        "- lr=0.001"
+
+
+def test_sigkill_of_the_app_mid_sweep_then_the_same_command_completes_each_job_once(
+        app: App) -> None:
+    args = ("lr=0.1,0.01,0.001,0.002,0.003,0.004", "sleep=1.0", "hydra.launcher.max_parallel=2")
+    proc = subprocess.Popen(app.args(*args), cwd=app.root, env=app.env(), text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    wait_for(lambda: len(app.marks("done")) >= 2 and len(app.marks("start")) >= 3, timeout=60)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    psutil.wait_procs(children, timeout=20)  # the runs die with the app (no orphans)
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    done_before = set(app.marks("done"))
+
+    out = app.ok(*args)
+    assert "6 of 6 job(s) completed" in out
+    done = app.marks("done")
+    assert done == {n: 1 for n in range(6)}  # every job completed exactly once
+    starts = app.marks("start")
+    assert all(starts[n] == 1 for n in done_before)  # a completed job never started again
+    assert [r["state"] for r in runs_of(app.status())] == ["COMPLETED"] * 6
+
+
+def test_a_job_that_raises_is_a_crash_with_its_traceback_and_the_sweep_goes_on(
+        app: App) -> None:
+    proc = app.run("lr=0.1,-1,0.01")
+    assert proc.returncode == 1
+    assert "ValueError: negative lr -1" in proc.stderr  # Hydra re-raises the job's exception
+    assert app.marks("done") == {0: 1, 2: 1}  # the other jobs ran
+    rows = {r["values"]["lr"]: r for r in runs_of(app.status())}
+    assert rows[-1]["state"] == "CRASHED"
+    (crash,) = app.sweep().glob("runs/*/CRASH.txt")
+    text = crash.read_text()
+    assert "ValueError: negative lr -1" in text and "Traceback" in text
+    record = pickle.loads((crash.parent / "hydra_return.pkl").read_bytes())
+    assert record["status"] == "FAILED" and isinstance(record["value"], ValueError)
+
+    again = app.run("lr=0.1,-1,0.01")  # resumed: the crash is the result (not run again)
+    assert again.returncode == 1 and "ValueError: negative lr -1" in again.stderr
+    assert app.marks("start") == {0: 1, 1: 1, 2: 1}
+    retried = app.run("lr=0.1,-1,0.01", "hydra.launcher.retry_crashed=true")
+    assert retried.returncode == 1 and app.marks("start") == {0: 1, 1: 2, 2: 1}
+
+
+def test_hydra_semantics_inside_each_job(app: App) -> None:
+    app.ok("db=mysql,postgresql", "record=true", "hydra.job.chdir=true",
+           "+hydra.job.env_set.APP_FLAVOUR=vanilla",
+           "+hydra.callbacks.ledger._target_=ledger.Ledger")
+    sweep = app.sweep()
+    for num in (0, 1):
+        seen = json.loads((app.markers / f"env-{num}.json").read_text())
+        assert seen["cwd"] == str(sweep / str(num)) == seen["output_dir"]  # hydra.job.chdir
+        assert seen["env_set"] == "vanilla"  # hydra.job.env_set
+        assert (app.markers / f"cb-start-{num}").exists()  # on_job_* in the job
+        assert (app.markers / f"cb-end-{num}-COMPLETED").exists()
+    assert len(list(app.markers.glob("cb-multirun-start-*"))) == 1  # on_multirun_* in the app
+    assert len(list(app.markers.glob("cb-multirun-end-*"))) == 1
+
+
+def test_a_job_whose_config_changed_keeps_its_frozen_config_or_is_refused(app: App) -> None:
+    app.ok("db=mysql,postgresql")
+    (app.root / "conf" / "db" / "mysql.yaml").write_text("driver: mysql\nport: 3307\n")
+    refused = app.run("db=mysql,postgresql", "hydra.launcher.on_config_change=error",
+                      "hydra.launcher.retry_crashed=true")
+    assert refused.returncode != 0
+    assert "config of 1 job(s) changed" in refused.stderr and "db.port: 3306 -> 3307" in \
+        refused.stderr
+    out = app.ok("db=mysql,postgresql")
+    assert "config of 1 job(s) changed" in out and "frozen config" in out
+    assert app.marks("start") == {0: 1, 1: 1}
+
+
+def test_the_pinned_backend_gives_each_job_its_own_cpu_and_gpu(app: App) -> None:
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs 2 CPUs")
+    app.ok("lr=0.1,0.01,0.001,0.002", "record=true", "sleep=0.3",
+           "hydra.launcher.backend=pinned", "hydra.launcher.cpus_per_run=1",
+           "hydra.launcher.gpus=[0,1]", "hydra.launcher.gpus_per_run=1")
+    seen = [json.loads((app.markers / f"env-{n}.json").read_text()) for n in range(4)]
+    assert all(len(s["affinity"]) == 1 for s in seen)
+    assert {s["cuda"] for s in seen} == {"0", "1"}
+    slots = {s["cuda"]: set() for s in seen}
+    for s in seen:
+        slots[s["cuda"]].add(tuple(s["affinity"]))
+    assert slots["0"].isdisjoint(slots["1"])  # two slots, each its own CPU and GPU
+
+
+def test_runners_sweep_kinds_from_a_hydra_app(app: App) -> None:
+    out = app.ok("hydra/sweeper=runner", "hydra.sweeper.kind=random",
+                 "hydra.sweeper.num_samples=4", "hydra.sweeper.seeds=2", "+seed=0",
+                 "lr=tag(log,interval(0.001,0.1))", "db=mysql,postgresql")
+    assert "8 of 8 job(s) completed" in out
+    rows = runs_of(app.status())
+    assert len(rows) == 8 and {r["values"]["seed"] for r in rows} == {0, 1}
+    assert all(0.001 <= r["values"]["lr"] <= 0.1 for r in rows)
+    # a filter and a grid, with Hydra's own basic launcher
+    filtered = subprocess.run(
+        [sys.executable, "app.py", "-m", "hydra/sweeper=runner",
+         'hydra.sweeper.filter="not (db == \'postgresql\' and lr > 0.05)"',
+         "db=mysql,postgresql", "lr=0.1,0.01", "hydra.sweep.dir=basic"],
+        cwd=app.root, env=app.env(), text=True, capture_output=True, timeout=120)
+    assert filtered.returncode == 0, filtered.stderr
+    assert "kept 3 of 4" in filtered.stdout + filtered.stderr
+    assert len(list((app.root / "basic").glob("*/.hydra"))) == 3
+    bad = app.run("hydra/sweeper=runner", "hydra.sweeper.kind=bayes", "lr=0.1,0.2")
+    assert bad.returncode != 0 and "hydra.sweeper.kind='bayes' is not one of" in bad.stderr
+
+
+def test_runners_commands_work_on_a_hydra_sweep(app: App, tmp_path: Path) -> None:
+    app.ok("db=mysql,postgresql", "lr=0.1,0.01", "hydra.launcher.metric=val/loss")
+    sweep = app.sweep()
+    report = app.cli("report", str(sweep), "--metric", "val/loss", "--out", str(tmp_path / "r"))
+    assert report.returncode == 0, report.stderr
+    assert "mysql" in report.stdout and "val/loss" in report.stdout
+    (run_dir,) = [p for p in sweep.glob("runs/*") if "postgresql" in p.name and "0.1" in p.name]
+    show = app.cli("show", str(run_dir), "--json")
+    assert show.returncode == 0, show.stderr
+    resume = app.cli("resume", str(sweep))
+    assert resume.returncode != 0
+    assert "python" in resume.stderr and "app.py" in resume.stderr  # how to resume it instead
