@@ -108,22 +108,42 @@ def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m runner", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-dir", help="extra config directory (searched before ./conf)")
-    parser.add_argument("--config-name", default="config", help="primary config (default: config)")
+    parser.add_argument("--config-dir", "--config-path", "-cd", "-cp", dest="config_dir",
+                        help="extra config directory (searched before ./conf)")
+    parser.add_argument("--config-name", "-cn", default="config",
+                        help="primary config (default: config)")
+    parser.add_argument("-m", "--multirun", action="store_true",
+                        help="accepted for Hydra users: runner always runs the whole sweep")
+    parser.add_argument("--cfg", choices=("job", "all"),
+                        help="print the composed config of the sweep's first run (all: with "
+                             "runner's own sections) and exit")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. task.lr=0.1,0.01")
     return parser
 
 
 def cmd_run(argv: list[str]) -> int:
     from runner.compose import composer
+    from runner.hydra_plugin.hints import refuse_hydra_overrides
     from runner.scheduler import check_execution
     from runner.sweep import expand
 
     args = _run_parser().parse_args(argv)
     console = _console()
+    app = _hydra_app_here()
+    refuse_hydra_overrides(args.overrides, app)
     with composer(args.config_dir) as comp:
         plan = expand(comp, args.overrides, args.config_name)
         config_dirs = [str(d) for d in comp.dirs]
+        primary = next((d / f"{args.config_name}.yaml" for d in comp.dirs
+                        if (d / f"{args.config_name}.yaml").is_file()), None)
+    launcher = plan.execution.get("launcher")
+    if not (isinstance(launcher, dict) and launcher.get("_target_")) and primary:
+        from runner.hydra_plugin.hints import explain_foreign_config
+
+        raise explain_foreign_config(Path(primary).parent, app)
+    if args.cfg:
+        _print_cfg(plan, args.cfg)
+        return 0
     for note in plan.notes:
         console.print(f"note: {note}")
     runner_cfg = plan.execution.get("runner", {})
@@ -141,6 +161,24 @@ def cmd_run(argv: list[str]) -> int:
             console.print("dry run: nothing was written or launched")
         return 0
     return launching.launch_plan(plan, config_dirs, args.config_name, console)
+
+
+def _hydra_app_here() -> str | None:
+    from runner.hydra_plugin.hints import hydra_app_here
+
+    return hydra_app_here(Path.cwd())
+
+
+def _print_cfg(plan: Any, which: str) -> None:
+    """``--cfg job``: the first run's config as YAML (``all``: with the execution sections)."""
+    from runner.configfile import dump_yaml
+
+    config = dict(plan.runs[0].config)
+    if which == "all":
+        config.update(plan.execution)
+    more = f"# run 1 of {len(plan.runs)} {plan.runs[0].values}\n" if len(plan.runs) > 1 else ""
+    _stdout_console().print(more + dump_yaml(config), markup=False, highlight=False,
+                            soft_wrap=True, end="")
 
 
 def _print_dry_run_script(plan: Any, output_dir: Path, console: Console) -> bool:

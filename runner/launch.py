@@ -52,7 +52,8 @@ def check_frozen(store: Any, plan: Any, console: Console) -> None:
     console.print(f"[yellow]warning:[/] {message}")
 
 
-def print_best(store: Any, execution: dict[str, Any], console: Console, top: int = 5) -> None:
+def print_best(store: Any, execution: dict[str, Any], console: Console, top: int = 5,
+               setting: str = "runner.metric") -> None:
     """The end of a sweep: its best runs by ``runner.metric`` (or the Discord notifier's metric),
     or else the commands that show its results."""
     from runner import queries
@@ -89,7 +90,7 @@ def print_best(store: Any, execution: dict[str, Any], console: Console, top: int
     hint = f" --metric {example}"
     console.print(f"results: `python -m runner status {store.root}`, `python -m runner report "
                   f"{store.root}{hint}`" + (f" (metrics: {', '.join(names[:8])})" if names else "")
-                  + "; runner.metric=<name> shows the best runs here")
+                  + f"; {setting}=<name> shows the best runs here")
 
 
 def launch_code(store: Any, execution: dict[str, Any], console: Console) -> dict[str, Any]:

@@ -296,3 +296,29 @@ def test_runners_commands_work_on_a_hydra_sweep(app: App, tmp_path: Path) -> Non
     resume = app.cli("resume", str(sweep))
     assert resume.returncode != 0
     assert "python" in resume.stderr and "app.py" in resume.stderr  # how to resume it instead
+
+
+def test_runners_own_command_line_speaks_to_hydra_users(app: App, tmp_path: Path) -> None:
+    foreign = app.cli("lr=0.1")  # in the app's folder: its conf/config.yaml is not runner's
+    assert foreign.returncode != 0
+    assert "config.yaml is the Hydra app app.py's primary config" in foreign.stderr
+    assert "python app.py -m hydra/launcher=runner" in foreign.stderr
+    assert "Traceback" not in foreign.stderr
+    for setting in ("hydra.job.chdir=true", "hydra.run.dir=x", "hydra.sweep.dir=y",
+                    "hydra/launcher=joblib", "+hydra.job.env_set.A=1"):
+        refused = app.cli(setting)
+        assert refused.returncode != 0 and f"'{setting}' is a Hydra setting" in refused.stderr
+    assert not (app.root / "outputs").exists()
+
+    project = tmp_path / "proj"
+    (project / "conf").mkdir(parents=True)
+    (project / "conf" / "mine.yaml").write_text(
+        "defaults:\n  - config\n  - _self_\ntask:\n  width: 3\n")
+    env = {**app.env(), "PYTHONPATH": str(REPO)}
+    shown = subprocess.run([sys.executable, "-m", "runner", "-m", "-cd", "conf", "-cn", "mine",
+                            "--cfg", "job", "+sweep=grid", "seed=1,2"], cwd=project, env=env,
+                           text=True, capture_output=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "# run 1 of 4" in shown.stdout and "width: 3" in shown.stdout  # (2 lr x 2 seeds)
+    assert "launcher:" not in shown.stdout  # job: the run's config only
+    assert not (project / "outputs").exists()  # printed, nothing written

@@ -447,3 +447,28 @@ def test_a_run_lost_with_its_node_is_interrupted_and_resumes(cluster: Any,
                           capture_output=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     assert rows(project)[row["id"]]["state"] == "COMPLETED"
+
+
+def test_a_hydra_app_on_the_cluster_runs_and_resumes(cluster: Any, tmp_path: Path) -> None:
+    """hydra/launcher=runner with backend=slurm: each job runs on the node in a fresh process
+    (the task found again in the app's script, its config rebuilt from the run directory)."""
+    from test_hydra_plugin import App
+
+    app = App(tmp_path / "app")
+    slurm = ("hydra.launcher.backend=slurm", "hydra.launcher.poll_s=0.5")
+    out = app.ok(*slurm, "db=mysql,postgresql", "lr=0.1,0.01", "record=true",
+                 "hydra.job.chdir=true")
+    assert "4 of 4 job(s) completed" in out
+    sweep = app.sweep()
+    for num in range(4):
+        assert (sweep / str(num) / ".hydra" / "overrides.yaml").is_file()
+        seen = json.loads((app.markers / f"env-{num}.json").read_text())
+        assert seen["cwd"] == str(sweep / str(num))
+    leases = [json.loads(p.read_text()) for p in sweep.glob("runs/*/COMPLETED")]
+    assert all(r["launcher"].get("job") for r in leases)  # ran as SLURM jobs
+    app.ok(*slurm, "lr=0.1,0.01", "db=mysql,postgresql", "record=true", "hydra.job.chdir=true")
+    assert app.marks("start") == {0: 1, 1: 1, 2: 1, 3: 1}  # resumed: none ran again
+    failed = app.run(*slurm, "lr=-1", "hydra.sweep.dir=neg")
+    assert failed.returncode == 1 and "ValueError: negative lr -1" in failed.stderr
+    (crash,) = (app.root / "neg").glob("runs/*/CRASH.txt")
+    assert "ValueError: negative lr -1" in crash.read_text()

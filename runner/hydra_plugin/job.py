@@ -25,7 +25,7 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from hydra.types import HydraContext
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 import runner
 from runner.atomic import write_bytes_atomic
@@ -47,7 +47,7 @@ def run(_cfg: Any) -> Any:
     task, context = STATE["task"], STATE["context"]
     if task is None:
         task = load_task(ctx.sweep_dir)
-        from hydra.core.callbacks import Callbacks
+        from hydra._internal.callbacks import Callbacks
 
         context = HydraContext(config_loader=None, callbacks=Callbacks(config))  # type: ignore[arg-type]
     setup_globals()
@@ -60,20 +60,26 @@ def run(_cfg: Any) -> Any:
 
 
 def frozen_config(run_dir: Path) -> DictConfig:
+    from hydra.conf import HydraConf
+
     from runner.paths import RunPaths
 
     task_cfg = load_run_config(RunPaths(run_dir))
     hydra_cfg = OmegaConf.load(run_dir / HYDRA_FILE)
-    cfg = OmegaConf.merge(OmegaConf.create(task_cfg), hydra_cfg)
-    assert isinstance(cfg, DictConfig)
+    cfg = OmegaConf.create(task_cfg)
+    with open_dict(cfg):
+        cfg.hydra = OmegaConf.structured(HydraConf)
+        with open_dict(cfg.hydra):  # (Hydra's composed node holds more than HydraConf lists)
+            cfg.merge_with(hydra_cfg)
+    OmegaConf.set_struct(cfg, True)  # as Hydra composes it: a typo in the task is an error
     return cfg
 
 
 def load_task(sweep_dir: Path) -> Any:
     """The task function, from the reference the sweep recorded when it was frozen."""
-    import json
+    from runner.store import SweepStore
 
-    ref = json.loads((sweep_dir / "manifest.json").read_text())["origin"]["task"]
+    ref = SweepStore(sweep_dir).manifest["origin"]["task"]
     for path in reversed(ref.get("sys_path") or []):
         if path not in sys.path:
             sys.path.insert(0, path)

@@ -246,7 +246,7 @@ def _run(store: Any, specs: list[RunSpec], execution: dict[str, Any],
     returns = [job.job_return(refs[spec.id], cfg, result.detached)
                for spec, (_, cfg) in zip(specs, composed, strict=True)]
     if not result.detached:
-        launching.print_best(store, execution, console)
+        launching.print_best(store, execution, console, setting="hydra.launcher.metric")
     failed = sum(1 for r in returns if r.status is JobStatus.FAILED)
     log.info(f"runner: {len(returns) - failed} of {len(returns)} job(s) completed"
              + (f", {failed} failed" if failed else "")
