@@ -29,6 +29,9 @@ class RunnerLauncher(Launcher):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
+        from runner.hydra_plugin.compose import install
+
+        install(hydra_context)  # jobs composed from templates (the sweeper's checks too)
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function

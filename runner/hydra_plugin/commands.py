@@ -13,9 +13,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from runner.errors import RunnerError
+from runner.hydra_plugin.job import job_overrides
 
 
 def command_of(manifest: dict[str, Any]) -> list[str]:
@@ -30,7 +29,7 @@ def resume_refusal(manifest: dict[str, Any], root: Path) -> RunnerError:
 
 def rerun_refusal(manifest: dict[str, Any], run_dir: Path) -> RunnerError:
     command = command_of(manifest)[:2]
-    overrides = [str(o) for o in OmegaConf.load(run_dir / "hydra.yaml").hydra.overrides.task]
+    overrides = job_overrides(run_dir)
     return RunnerError(f"{run_dir} is a job of a Hydra app: run it again with the app, e.g. "
                        f"{shlex.join([*command, *overrides])}")
 
@@ -49,8 +48,7 @@ def retrain_best(report: Any, seeds: int, console: Any) -> int:
     if template is None:
         raise RunnerError(f"no setting of {store.root} has a value of {report.metric}")
     ref = store.find(template.id)
-    task_overrides = [str(o) for o in OmegaConf.load(Path(ref.dir) / "hydra.yaml").hydra
-                      .overrides.task]
+    task_overrides = job_overrides(Path(ref.dir))
     key = seed_key(store)
     used = [r.values.get(key) for r in report.results]
     start = max([int(s) for s in used if isinstance(s, int)] + [-1]) + 1

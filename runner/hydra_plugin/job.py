@@ -4,7 +4,7 @@ The run process calls ``run`` instead of a ``task.fn``. Forked from the app's ow
 (local and pinned backends) it finds the task function, the Hydra context and the composed
 config in ``STATE``, as the app left them (a task in ``__main__``, a closure, registered
 resolvers, typed structured configs all work). A fresh process (a SLURM node) rebuilds them: the
-config from the run's ``config.yaml`` and ``hydra.yaml``, the task function from the reference
+config from the run's ``config.yaml`` and ``hydra.json``, the task function from the reference
 the sweep recorded (a script is loaded as ``__mp_main__``, as multiprocessing does, so its
 ``if __name__ == "__main__":`` block does not run again).
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
 import pickle
 import sys
@@ -25,14 +26,14 @@ from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from hydra.types import HydraContext
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, flag_override, open_dict
 
 import runner
 from runner.atomic import write_bytes_atomic
 from runner.configfile import load_run_config
 from runner.secrets import find_secret, redact
 
-HYDRA_FILE = "hydra.yaml"
+HYDRA_FILE = "hydra.json"  # the job's Hydra node (JSON: a tenth of YAML's cost to write)
 RETURN_FILE = "hydra_return.pkl"
 
 # what a run forked from the app's process inherits (set by launch() before the runs fork)
@@ -65,7 +66,7 @@ def frozen_config(run_dir: Path) -> DictConfig:
     from runner.paths import RunPaths
 
     task_cfg = load_run_config(RunPaths(run_dir))
-    hydra_cfg = OmegaConf.load(run_dir / HYDRA_FILE)
+    hydra_cfg = json.loads((run_dir / HYDRA_FILE).read_text())
     cfg = OmegaConf.create(task_cfg)
     with open_dict(cfg):
         cfg.hydra = OmegaConf.structured(HydraConf)
@@ -73,6 +74,12 @@ def frozen_config(run_dir: Path) -> DictConfig:
             cfg.merge_with(hydra_cfg)
     OmegaConf.set_struct(cfg, True)  # as Hydra composes it: a typo in the task is an error
     return cfg
+
+
+def job_overrides(run_dir: Path) -> list[str]:
+    """The job's own overrides, as Hydra listed them (``hydra.overrides.task``)."""
+    node = json.loads((Path(run_dir) / HYDRA_FILE).read_text())["hydra"]
+    return [str(o) for o in node["overrides"]["task"]]
 
 
 def load_task(sweep_dir: Path) -> Any:
@@ -113,14 +120,12 @@ def _keep(run_dir: Path, ret: JobReturn, attempt: int) -> None:
     except Exception:  # unpicklable, or it would write a secret: its text, redacted
         value = (RuntimeError(redact(f"{type(value).__name__}: {value}"))
                  if isinstance(value, BaseException) else redact(repr(value)))
+    output_dir = OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir") \
+        if ret.hydra_cfg is not None else None
     record = {"attempt": attempt, "status": ret.status.name, "value": value,
               "working_dir": ret.working_dir, "task_name": ret.task_name,
-              "hydra_cfg": ret.hydra_cfg}
-    try:
-        data = pickle.dumps(record)
-    except Exception:
-        record["hydra_cfg"] = None
-        data = pickle.dumps(record)
+              "output_dir": output_dir}
+    data = pickle.dumps(record)
     write_bytes_atomic(run_dir / RETURN_FILE, data)
 
 
@@ -129,8 +134,11 @@ def job_return(ref: Any, cfg: DictConfig, detached: bool) -> JobReturn:
     from runner.status import read_run
 
     task_cfg = OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"])
-    ret = JobReturn(overrides=list(OmegaConf.to_container(cfg.hydra.overrides.task)),  # type: ignore[arg-type]
-                    cfg=task_cfg, hydra_cfg=OmegaConf.create({"hydra": cfg.hydra}))
+    hydra_cfg = OmegaConf.create({})  # {"hydra": ...}, as run_job gives it: the composed
+    with flag_override(hydra_cfg, "no_deepcopy_set_nodes", True):  # node itself, not a copy
+        hydra_cfg["hydra"] = cfg._get_node("hydra")
+    ret = JobReturn(overrides=[str(o) for o in cfg.hydra.overrides.task], cfg=task_cfg,
+                    hydra_cfg=hydra_cfg)
     ret.task_name = str(cfg.hydra.job.name)
     path = Path(ref.dir) / RETURN_FILE
     row = read_run(ref)
@@ -146,8 +154,9 @@ def job_return(ref: Any, cfg: DictConfig, detached: bool) -> JobReturn:
         ret.status = JobStatus[record["status"]]
         ret._return_value = record["value"]
         ret.working_dir = record["working_dir"]
-        if record.get("hydra_cfg") is not None:
-            ret.hydra_cfg = record["hydra_cfg"]
+        if record.get("output_dir"):
+            with open_dict(hydra_cfg):
+                hydra_cfg.hydra.runtime.output_dir = record["output_dir"]
         return ret
     if row.state == "COMPLETED":  # (completed without its record: a job of an older runner)
         ret.status, ret._return_value = JobStatus.COMPLETED, row.summary

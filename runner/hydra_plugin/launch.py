@@ -4,7 +4,7 @@
    sweep directory the parent resolved pinned into it.
 2. Freeze the jobs into runner's run store at ``hydra.sweep.dir``: one run per job (its id from
    its overrides, its ``hydra.job.num`` kept for good as the run's index), ``config.yaml`` the
-   job's config and ``hydra.yaml`` its Hydra settings. A sweep directory that already holds them
+   job's config and ``hydra.json`` its Hydra settings. A sweep directory that already holds them
    (the same command again) keeps them; a frozen job whose config differs from what the command
    composes now follows ``on_config_change`` (warn and keep the frozen one, or refuse).
 3. Run the batch with runner's sweep loop and backend (local, pinned, slurm): FLAG files,
@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
 import sys
@@ -160,7 +161,8 @@ def launch(settings: dict[str, Any], config: DictConfig, hydra_context: HydraCon
         task_cfg = {str(k): v for k, v in container.items()}
         hydra_node = task_cfg.pop("hydra")
         specs.append(RunSpec(rid, run_dirname(values), values, task_cfg, index=num,
-                             files={job.HYDRA_FILE: OmegaConf.to_yaml({"hydra": hydra_node})}))
+                             files={job.HYDRA_FILE: json.dumps({"hydra": hydra_node},
+                                                               default=str)}))
     store, new = _freeze(store, specs, config, execution, reference)
     frozen_as_composed = new | _check_frozen(store, [s for s in specs if s.id not in new],
                                              execution)
