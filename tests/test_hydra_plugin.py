@@ -322,3 +322,41 @@ def test_runners_own_command_line_speaks_to_hydra_users(app: App, tmp_path: Path
     assert "# run 1 of 4" in shown.stdout and "width: 3" in shown.stdout  # (2 lr x 2 seeds)
     assert "launcher:" not in shown.stdout  # job: the run's config only
     assert not (project / "outputs").exists()  # printed, nothing written
+
+
+@pytest.mark.parametrize("overrides", [
+    [], ["db=postgresql"], ["lr=0.5"], ["db=postgresql", "db.port=1"],
+    ["db.port=1", "db=postgresql"],
+    ["+extra=3"], ["++lr=2"], ["~record"], ["+db/extra=more"], ["lr=${sleep}"],
+    ["db=mysql", "lr=0.1", "+seed=4", "sleep=1.5"]])
+def test_a_job_composed_from_a_template_is_the_job_hydra_composes(
+        app: App, overrides: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """SweepConfigs (a copy of a per-group template + the value overrides) against Hydra's own
+    full composition of the same job: the same config, Hydra node included."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.utils import JobRuntime
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from runner.hydra_plugin.compose import SweepConfigs
+
+    (app.root / "conf" / "db" / "extra").mkdir()
+    (app.root / "conf" / "db" / "extra" / "more.yaml").write_text("flag: true\n")
+    monkeypatch.chdir(app.root)
+    GlobalHydra.instance().clear()
+    JobRuntime.instance().set("name", "app")
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(
+        str(app.root / "conf")))
+    master = loader.load_configuration("config", ["db=mysql,postgresql", "lr=0.1,0.2"],
+                                       RunMode.MULTIRUN)
+    fast = SweepConfigs(loader)
+    fast.load_sweep_config(master, ["db=mysql"])  # another job first: the template is shared
+    mine = fast.load_sweep_config(master, list(overrides))
+    hydras = loader.load_sweep_config(master, list(overrides))
+    assert OmegaConf.to_container(mine, resolve=False) == OmegaConf.to_container(
+        hydras, resolve=False)
+    assert OmegaConf.is_struct(mine) and OmegaConf.to_yaml(mine) == OmegaConf.to_yaml(hydras)
+    with pytest.raises(Exception, match="boo"):  # an unknown key: Hydra's own error
+        fast.load_sweep_config(master, ["boo=1"])

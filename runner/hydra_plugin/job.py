@@ -126,7 +126,9 @@ def _keep(run_dir: Path, ret: JobReturn, attempt: int) -> None:
               "working_dir": ret.working_dir, "task_name": ret.task_name,
               "output_dir": output_dir}
     data = pickle.dumps(record)
-    write_bytes_atomic(run_dir / RETURN_FILE, data)
+    # not fsynced: the COMPLETED FLAG written next is; a power cut that loses this file leaves
+    # the job its summary (job_return falls back to it)
+    write_bytes_atomic(run_dir / RETURN_FILE, data, durable=False)
 
 
 def job_return(ref: Any, cfg: DictConfig, detached: bool) -> JobReturn:
