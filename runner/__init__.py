@@ -18,6 +18,7 @@ from runner.errors import RunInterrupted as RunInterrupted
 from runner.errors import RunnerError as RunnerError
 from runner.errors import StateError as StateError
 from runner.errors import SweepError as SweepError
+from runner.errors import TrialPruned as TrialPruned
 from runner.seeding import seed_everything as seed_everything
 
 if TYPE_CHECKING:
@@ -41,4 +42,5 @@ def load(sweep_dir: str | os.PathLike[str]) -> SweepResults:
     return _load(sweep_dir)
 
 __all__ = ["RunContext", "current_run", "log", "ConfigError", "CorruptStateError", "RunnerError",
-           "RunInterrupted", "StateError", "SweepError", "seed_everything", "load", "__version__"]
+           "RunInterrupted", "StateError", "TrialPruned", "SweepError", "seed_everything", "load",
+           "__version__"]

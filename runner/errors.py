@@ -10,6 +10,16 @@ import signal
 from pathlib import Path
 
 
+class TrialPruned(BaseException):  # noqa: N818 (optuna's name, which users know)
+    """Raised inside a study's trial (from ``runner.log``) when the study's pruner stops it
+    early. Not an error: catch it (or use ``try/finally``) to save, then let it propagate; the
+    run ends PRUNED. A BaseException, so ``except Exception`` in the task does not swallow it."""
+
+    def __init__(self, metric: str, value: float, at: int) -> None:
+        super().__init__(f"pruned at {at} ({metric}={value:.4g})")
+        self.metric, self.value, self.at = metric, value, at
+
+
 class RunInterrupted(BaseException):
     """Raised inside the task when its run is asked to stop: SIGTERM (Ctrl-C of the runner,
     ``cancel``, scancel) or SLURM's time-limit warning (SIGUSR1). Not an error of the task: catch

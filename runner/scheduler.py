@@ -36,7 +36,8 @@ from runner.recovery import recover
 from runner.state import State, claim
 from runner.status import CORRUPT, RunStatus, counts, read_run, scan
 from runner.store import RunRef, SweepStore
-from runner.worker import ENTRY_ENV, execute, reconcile
+from runner.tasks import load_task
+from runner.worker import ENTRY_ENV, HOOKS_ENV, execute, reconcile
 
 
 @dataclass
@@ -53,7 +54,8 @@ class SweepResult:
             return 130
         if self.detached:
             return 0
-        finished = self.counts.get("COMPLETED", 0) == sum(self.counts.values())
+        finished = (self.counts.get("COMPLETED", 0) + self.counts.get("PRUNED", 0)
+                    == sum(self.counts.values()))
         return 0 if finished else 1
 
 
@@ -159,6 +161,12 @@ class _SweepLoop:
         self.launcher.extra_env[trackers.ENV] = trackers.env_value(execution.get("tracker"))
         if store.manifest.get("entry"):
             self.launcher.extra_env[ENTRY_ENV] = str(store.manifest["entry"])
+        if store.manifest.get("run_hooks"):
+            self.launcher.extra_env[HOOKS_ENV] = ",".join(store.manifest["run_hooks"])
+        # where more runs come from while the sweep runs (a study's next trial), if anywhere
+        self.source = (load_task(str(store.manifest["source"]))(store)
+                       if store.manifest.get("source") and only is None else None)
+        self.proposed = 0
         self.only = only  # launch these runs only (e.g. one batch of a Hydra sweeper)
         if self.runner_conf.preload_trackers:
             self.launcher.preload = trackers.preload_modules(execution.get("tracker"))
@@ -196,6 +204,18 @@ class _SweepLoop:
                                "process: waiting for them")
         return elsewhere
 
+    def _propose(self) -> bool:
+        """One more run from the source into ``pending`` (False: none, or no source)."""
+        if self.source is None:
+            return False
+        ref = self.source.propose()
+        if ref is None:
+            self.source = None  # exhausted: not asked again in this invocation
+            return False
+        self.pending.append(ref)
+        self.proposed += 1
+        return True
+
     def _ours(self, rows: list[RunStatus]) -> list[RunStatus]:
         return rows if self.only is None else [r for r in rows if r.ref.id in self.only]
 
@@ -211,7 +231,9 @@ class _SweepLoop:
         """Claim and launch runs while the launcher has room; every run claimed right before
         its launch, so two runners never launch the same run."""
         launcher = self.launcher
-        while self.pending and len(self.active) < launcher.max_parallel:
+        while len(self.active) < launcher.max_parallel:
+            if not self.pending and not self._propose():
+                break
             ref = self.pending.pop(0)
             self.tried.add(ref.id)
             try:
@@ -235,6 +257,8 @@ class _SweepLoop:
         launcher.flush()
 
     def show_progress(self, display: _Display) -> None:
+        display.add(self.proposed)
+        self.proposed = 0
         display.update(self.tally["done"], len(self.active), self.tally["crashed"],
                        len(self.pending))
         progress = SweepProgress(self.store.root, self.name, self.tally["done"],

@@ -38,6 +38,7 @@ from runner.paths import (
     FLAG_CRASH,
     FLAG_INTERRUPTED,
     FLAG_NAMES,
+    FLAG_PRUNED,
     FLAG_RUNNING,
     FLAG_UNHATCHED,
     RunPaths,
@@ -50,10 +51,11 @@ class State(enum.StrEnum):
     COMPLETED = "COMPLETED"
     CRASHED = "CRASHED"
     INTERRUPTED = "INTERRUPTED"
+    PRUNED = "PRUNED"
 
     @property
     def is_terminal(self) -> bool:
-        return self in (State.COMPLETED, State.CRASHED, State.INTERRUPTED)
+        return self in (State.COMPLETED, State.CRASHED, State.INTERRUPTED, State.PRUNED)
 
 
 FLAG_OF_STATE = {
@@ -62,6 +64,7 @@ FLAG_OF_STATE = {
     State.COMPLETED: FLAG_COMPLETED,
     State.CRASHED: FLAG_CRASH,
     State.INTERRUPTED: FLAG_INTERRUPTED,
+    State.PRUNED: FLAG_PRUNED,
 }
 STATE_OF_FLAG = {flag: state for state, flag in FLAG_OF_STATE.items()}
 _RANK = {State.UNHATCHED: 0, State.RUNNING: 1}  # terminal states rank 2

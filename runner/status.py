@@ -314,14 +314,14 @@ def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> 
     table.add_column("time", justify="right")
     table.add_column("metrics / reason", overflow="fold")
     colours = {"COMPLETED": "green", "CRASHED": "red", "RUNNING": "cyan", CORRUPT: "magenta",
-               "INTERRUPTED": "yellow"}
+               "INTERRUPTED": "yellow", "PRUNED": "blue"}
     stale_after = float((store.manifest.get("execution", {}).get("runner") or {}).get(
         "stale_after_s", 120.0))
     live = liveness(shown, stale_after, now)
     for row in shown:
         duration = row.duration(now)
         state = Text(row.state, style=colours.get(row.state, ""))
-        info = row.reason if row.state in ("CRASHED", "INTERRUPTED", CORRUPT) else ""
+        info = row.reason if row.state in ("CRASHED", "INTERRUPTED", "PRUNED", CORRUPT) else ""
         metrics = row.summary or (last_metrics(row.ref.paths.metrics) or {}
                                   if row.state == "RUNNING" else {})
         if not info:

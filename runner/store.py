@@ -302,6 +302,8 @@ def _write_sweep(root: Path, plan: Plan, config_name: str,
         paths.git_diff.write_text(redact(diff))
     for run in plan.runs:
         _write_run(paths.run(run.dirname), run)
+    for name, text in plan.files.items():
+        (root / check_component(name, "a sweep file")).write_text(redact(text))
     manifest = {
         "version": MANIFEST_VERSION,
         "name": plan.name,
@@ -323,6 +325,8 @@ def _write_sweep(root: Path, plan: Plan, config_name: str,
         "runs": [_entry(r) for r in plan.runs],
         **({"entry": plan.entry} if plan.entry else {}),
         **({"origin": plan.origin} if plan.origin else {}),
+        **({"source": plan.source} if plan.source else {}),
+        **({"run_hooks": plan.run_hooks} if plan.run_hooks else {}),
     }
     paths.manifest.write_text(redact(json.dumps(manifest, indent=1, default=str) + "\n"))
     return prov, diff

@@ -134,6 +134,10 @@ class Plan:
     # whose runs are not runner tasks (a Hydra app's jobs)
     entry: str | None = None
     origin: dict[str, Any] | None = None  # how the sweep was started, when not by runner's CLI
+    files: dict[str, str] = field(default_factory=dict)  # more files in the sweep directory
+    # 'module:Class' the sweep loop asks for more runs while it runs (a study's next trial)
+    source: str | None = None
+    run_hooks: list[str] = field(default_factory=list)  # 'module:fn' called in each run
 
 
 def plain(value: Any) -> Any:
@@ -458,6 +462,10 @@ def expand(composer: Composer, args: Sequence[str], config_name: str = "config",
     base = composer.compose(plain, config_name)
     sources = {group: str(path) for group in composer.choices
                if (path := composer.source(group)) is not None}
+    if "sweep" in base and base.sweep.get("kind") == "optuna":  # an adaptive study
+        from runner.study.plan import plan_study
+
+        return plan_study(composer, base, list(args), plain, cli_axes, config_name, sources)
     notes: list[str] = []
     if "sweep" in base:
         spec = validate(base.sweep, SweepConf, "sweep")

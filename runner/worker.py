@@ -33,7 +33,7 @@ from omegaconf import OmegaConf  # imported here, once per fork server, not once
 
 from runner import context
 from runner.configfile import load_run_config
-from runner.errors import RunInterrupted
+from runner.errors import RunInterrupted, TrialPruned
 from runner.metrics import MetricsWriter, flatten, read_tail
 from runner.paths import RunPaths
 from runner.run_id import id_from_dirname
@@ -45,6 +45,8 @@ from runner.trackers import Tracker, from_env
 # 'module:function' a run calls instead of its config's task.fn (set by the launcher for sweeps
 # whose runs are not runner tasks, e.g. a Hydra app's jobs); it takes the run's config too
 ENTRY_ENV = "RUNNER_ENTRY"
+# 'module:function,...' called with each run's context before the task (e.g. a study's judge)
+HOOKS_ENV = "RUNNER_RUN_HOOKS"
 EXIT_COMPLETED = 0
 EXIT_CRASHED = 1
 EXIT_LEASE_LOST = 75
@@ -151,6 +153,8 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
             tracker.start(ctx)
             trackers.append(tracker)
             writer.sinks.append(tracker.log)
+        for hook in filter(None, os.environ.get(HOOKS_ENV, "").split(",")):
+            load_task(hook)(ctx)
         fn = load_task(os.environ.get(ENTRY_ENV) or cfg.get("task", {}).get("fn", ""))
         _cap_torch_threads()
         result = fn(ctx.config)
@@ -159,6 +163,16 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
         # the COMPLETED write itself (at-least-once at the body boundary)
         summary = redact_obj(summary_of(result))  # trackers mirror it: no secret in it
         _complete(paths, token, summary, started, beat, install_signals)
+    except TrialPruned as exc:  # the study's pruner stopped it: final, not a crash
+        _ignore_stop_signals(install_signals)
+        _finish_trackers(trackers, "PRUNED", {})
+        beat.stop.set()
+        finish(paths, token, State.PRUNED,
+               {"reason": f"pruned at {_resource_name(paths)} {exc.at} ({exc.metric}="
+                          f"{exc.value:.4g})", "pruned_at": exc.at,
+                "summary": redact_obj({exc.metric: exc.value}),
+                "duration_s": time.time() - started})
+        return EXIT_COMPLETED
     except (RunInterrupted, KeyboardInterrupt) as exc:
         _ignore_stop_signals(install_signals)
         signum = exc.signum if isinstance(exc, RunInterrupted) else signal.SIGINT
@@ -202,6 +216,17 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
         sys.stderr.flush()
     _finish_trackers(trackers, "COMPLETED", summary)
     return EXIT_COMPLETED
+
+
+def _resource_name(paths: RunPaths) -> str:
+    """What a study counts its reports in (its ``resource`` key, else 'step')."""
+    import json
+
+    try:
+        data = json.loads((paths.root.parent.parent / "study.json").read_text())
+        return str((data.get("settings") or {}).get("resource") or "step")
+    except (OSError, ValueError):
+        return "step"
 
 
 def _complete(paths: RunPaths, token: str, summary: dict[str, Any], started: float,

@@ -12,6 +12,7 @@ import yaml
 from conftest import REPO
 from runner.config_schema import LocalLauncherConf, PinnedLauncherConf, RunnerConf, SweepConf
 from runner.integrations.discord_notify import DiscordNotifierConf
+from runner.study.config import StudyConf
 
 
 def _defaults(schema: type) -> dict:
@@ -29,6 +30,7 @@ def _defaults(schema: type) -> dict:
     ("conf/launcher/local.yaml", LocalLauncherConf, None),
     ("conf/launcher/pinned.yaml", PinnedLauncherConf, None),
     ("conf/notifier/discord.yaml", DiscordNotifierConf, None),
+    ("conf/sweep/optuna.yaml", StudyConf, None),
 ])
 def test_yaml_defaults_mirror_the_schema(path, schema, section):
     data = yaml.safe_load((REPO / path).read_text())

@@ -26,7 +26,7 @@ from runner.secrets import redact
 
 log = logging.getLogger("runner.discord_bot")
 MAX_429_RETRIES = 4
-STATES = ["COMPLETED", "RUNNING", "CRASHED", "INTERRUPTED", "UNHATCHED", "CORRUPT"]
+STATES = ["COMPLETED", "RUNNING", "CRASHED", "INTERRUPTED", "PRUNED", "UNHATCHED", "CORRUPT"]
 
 
 def _retry_after(exc: discord.HTTPException) -> float:

@@ -138,11 +138,11 @@ class BotLogic:
         found = queries.list_sweeps(self.outputs, limit)
         if not found:
             return Reply(f"no sweeps under {', '.join(map(str, self.outputs))}")
-        states = ["COMPLETED", "RUNNING", "CRASHED", "INTERRUPTED", "UNHATCHED"]
+        states = ["COMPLETED", "RUNNING", "CRASHED", "INTERRUPTED", "PRUNED", "UNHATCHED"]
         rows = [[s.name, s.kind, s.total, *(s.counts.get(k, 0) or "" for k in states),
                  time.strftime("%m-%d %H:%M", time.localtime(s.modified))] for s in found]
-        header = ["sweep", "kind", "runs", "done", "running", "crashed", "interrupted", "left",
-                  "changed"]
+        header = ["sweep", "kind", "runs", "done", "running", "crashed", "interrupted", "pruned",
+                  "left", "changed"]
         return Reply(f"**{len(found)} recent sweep(s)**\n" + _table(header, rows))
 
     def runs(self, sweep: str, state: str | None = None, top: int | None = None,
@@ -156,7 +156,8 @@ class BotLogic:
         now = time.time()
         table = []
         for row in rows:
-            info = row.reason if row.state in ("CRASHED", "INTERRUPTED", "CORRUPT") else ""
+            info = row.reason if row.state in ("CRASHED", "INTERRUPTED", "PRUNED",
+                                               "CORRUPT") else ""
             if sort:
                 info = f"{sort}={_fmt(queries.metric_of(row, sort))}" + (f" {info}" if info else "")
             elif not info:

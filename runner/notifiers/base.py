@@ -50,7 +50,8 @@ class RunEnded(Event):
 
     @property
     def kind(self) -> str:
-        return {"COMPLETED": "run_completed", "CRASHED": "run_crashed"}.get(
+        return {"COMPLETED": "run_completed", "CRASHED": "run_crashed",
+                "PRUNED": "run_pruned"}.get(
             self.state, "run_interrupted")
 
 
@@ -82,7 +83,7 @@ class SweepFinished(Event):
 _KINDS = {SweepStarted: "sweep_started", RunEnded: "run_ended", SweepFinished: "sweep_finished",
           SweepProgress: "sweep_progress"}
 EVENT_KINDS = ("sweep_started", "run_completed", "run_crashed", "run_interrupted",
-               "sweep_finished")
+               "run_pruned", "sweep_finished")
 
 
 def redacted(event: Event) -> Event:

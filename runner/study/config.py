@@ -1,0 +1,83 @@
+"""A study's settings (``sweep.*`` with ``kind: optuna``), its sampler and its pruner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.errors import ConfigError
+
+SAMPLERS = ("tpe", "random", "gp", "cmaes", "qmc")
+PRUNERS = ("none", "median", "asha", "hyperband")
+STUDY_FILE = "study.json"  # in the sweep directory: the trial template and the space
+
+
+@dataclass
+class StudyConf:
+    kind: str = "optuna"
+    n_trials: int = field(default=20, metadata={"min": 1})  # every trial ever proposed counts
+    metric: str | None = None  # the objective (default: runner.metric)
+    mode: str | None = field(default=None, metadata={"choices": (None, "max", "min")})
+    sampler: str = field(default="tpe", metadata={"choices": SAMPLERS})
+    pruner: str = field(default="none", metadata={"choices": PRUNERS})
+    # a report's resource: this logged key's value (e.g. epoch), else runner.log's step
+    resource: str | None = None
+    min_resource: int = field(default=1, metadata={"min": 1})
+    max_resource: int | None = field(default=None, metadata={"min": 1})  # hyperband
+    reduction_factor: int = field(default=3, metadata={"min": 2})
+    startup_trials: int = field(default=5, metadata={"min": 0})  # median, tpe: before judging
+    warmup_steps: int = field(default=0, metadata={"min": 0})  # median: never before
+    seed: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise ConfigError("sweep=optuna needs optuna: pip install 'runner[optuna]'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def make_sampler(conf: StudyConf, seed: int) -> Any:
+    optuna = _optuna()
+    samplers = optuna.samplers
+    try:
+        if conf.sampler == "tpe":  # running trials count as pending (constant liar)
+            return samplers.TPESampler(seed=seed, constant_liar=True,
+                                       n_startup_trials=conf.startup_trials)
+        if conf.sampler == "random":
+            return samplers.RandomSampler(seed=seed)
+        if conf.sampler == "qmc":
+            return samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+        if conf.sampler == "cmaes":
+            import cmaes  # noqa: F401
+
+            return samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+        import scipy  # noqa: F401
+        import torch  # noqa: F401
+
+        return samplers.GPSampler(seed=seed)
+    except ImportError as exc:
+        needs = {"cmaes": "cmaes", "gp": "torch and scipy"}.get(conf.sampler, exc.name)
+        raise ConfigError(f"sweep.sampler={conf.sampler} needs {needs} (pip install "
+                          f"{'cmaes' if conf.sampler == 'cmaes' else 'torch scipy'})") from None
+
+
+def make_pruner(conf: StudyConf) -> Any:
+    pruners = _optuna().pruners
+    if conf.pruner == "median":
+        return pruners.MedianPruner(n_startup_trials=conf.startup_trials,
+                                    n_warmup_steps=conf.warmup_steps)
+    if conf.pruner == "asha":
+        return pruners.SuccessiveHalvingPruner(min_resource=conf.min_resource,
+                                               reduction_factor=conf.reduction_factor)
+    if conf.pruner == "hyperband":
+        if conf.max_resource is None:
+            raise ConfigError("sweep.pruner=hyperband needs sweep.max_resource (a trial's full "
+                              "length in the resource's unit, e.g. its epochs)")
+        return pruners.HyperbandPruner(min_resource=conf.min_resource,
+                                       max_resource=conf.max_resource,
+                                       reduction_factor=conf.reduction_factor)
+    return pruners.NopPruner()

@@ -1,0 +1,122 @@
+"""An in-memory optuna study rebuilt from the run store: one optuna trial per run, numbered by
+the run's index (its trial number), in the state its FLAG file says, with the intermediate
+values and pruner attributes the judge recorded in the run's ``pruning.jsonl``.
+
+Nothing here is read back from an optuna database: a kill at any moment leaves FLAG files that
+say exactly what happened, and ``pruning.jsonl`` is appended one line per decision (a torn last
+line is ignored; that report is judged again).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.study.config import StudyConf, make_pruner, make_sampler
+
+DECISIONS = "pruning.jsonl"
+TRIAL_KEY = "trial"  # the trial number among a run's values
+
+
+@dataclass
+class Trial:
+    number: int
+    params: dict[str, Any]
+    state: str  # a runner state: COMPLETED, PRUNED, CRASHED, RUNNING, UNHATCHED, ...
+    value: float | None = None
+    intermediate: dict[int, float] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    decisions: dict[int, bool] = field(default_factory=dict)  # step -> pruned
+
+
+def read_decisions(run_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / DECISIONS
+    try:
+        text = path.read_text()
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a torn last line (killed mid-append): that report is judged again
+        if isinstance(record, dict) and "step" in record:
+            out.append(record)
+    return out
+
+
+def objective(row: Any, metric: str) -> float | None:
+    """A finished run's value of the objective: its summary's, else its last logged one."""
+    from runner.metrics import last_metrics
+
+    value = row.summary.get(metric)
+    if not isinstance(value, int | float):
+        last = last_metrics(Path(row.ref.dir) / "metrics.jsonl") or {}
+        value = _flat(last).get(metric)
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return None
+    return float(value)
+
+
+def _flat(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def load(store: Any, metric: str) -> list[Trial]:
+    """Every trial of the study, in trial-number order."""
+    from runner.status import scan
+
+    trials = []
+    for row in scan(store):
+        values = dict(row.ref.values)
+        number = values.pop(TRIAL_KEY, None)
+        if not isinstance(number, int):
+            continue
+        trial = Trial(number, values, row.state)
+        for record in read_decisions(row.ref.dir):
+            step = int(record["step"])
+            trial.intermediate[step] = float(record["value"])
+            trial.attrs.update(record.get("attrs") or {})
+            trial.decisions[step] = bool(record.get("prune"))
+        if row.state == "COMPLETED":
+            trial.value = objective(row, metric)
+        trials.append(trial)
+    return sorted(trials, key=lambda t: t.number)
+
+
+def study_of(trials: list[Trial], conf: StudyConf, dists: dict[str, Any], direction: str,
+             name: str, sampler_seed: int | None = None) -> Any:
+    """An in-memory optuna study holding ``trials`` (numbers 0, 1, ... in order)."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    study = optuna.create_study(
+        study_name=name, direction="maximize" if direction == "max" else "minimize",
+        sampler=make_sampler(conf, conf.seed if sampler_seed is None else sampler_seed),
+        pruner=make_pruner(conf))
+    for trial in trials:
+        params = {k: v for k, v in trial.params.items() if k in dists}
+        used = {k: dists[k] for k in params}
+        if trial.state == "COMPLETED" and trial.value is not None:
+            state, value = TrialState.COMPLETE, trial.value
+        elif trial.state == "PRUNED":
+            state, value = TrialState.PRUNED, None
+        elif trial.state in ("COMPLETED", "CRASHED", "CORRUPT"):
+            state, value = TrialState.FAIL, None
+        else:  # RUNNING, UNHATCHED, INTERRUPTED: pending (the sampler's constant liar)
+            state, value = TrialState.RUNNING, None
+        study.add_trial(create_trial(state=state, value=value, params=params,
+                                     distributions=used,
+                                     intermediate_values=dict(trial.intermediate),
+                                     system_attrs=dict(trial.attrs)))
+    return study

@@ -1,0 +1,85 @@
+"""``python -m runner +sweep=optuna ...``: the plan a study is frozen from.
+
+A study starts with no run: the plan holds ``study.json`` (its settings, its search space as
+optuna distributions, the objective and its direction, and the template every trial's config
+is built from), the sweep loop's door (``runner.study.source:StudySource``) and the run hook
+that judges reports (``runner.study.pruning:install``). The template is composed by Hydra once,
+with a representative value for every searched key, so a typo in a key is Hydra's error now,
+not a crash of trial 37.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from omegaconf import DictConfig
+
+from runner.config_schema import validate
+from runner.errors import SweepError
+from runner.study.config import STUDY_FILE, StudyConf, make_pruner, make_sampler
+from runner.study.space import distribution, to_json
+
+
+def _representative(axis: Any) -> Any:
+    if axis.choices is not None:
+        return axis.choices[0]
+    lo = axis.interval.start
+    return lo
+
+
+def plan_study(composer: Any, base: DictConfig, args: list[str], plain: list[str],
+               cli_axes: list[Any], config_name: str, sources: dict[str, str]) -> Any:
+    from runner import sweep as sweeps
+    from runner.results import mode_for
+    from runner.tasks import check_task
+
+    conf = validate(base.sweep, StudyConf, "sweep")
+    make_sampler(conf, conf.seed)  # a missing optional dependency is said now
+    make_pruner(conf)
+    runner_cfg = base.get("runner") or {}
+    metric = conf.metric or runner_cfg.get("metric")
+    if not metric:
+        raise SweepError("sweep=optuna needs the objective: sweep.metric=<a key the task logs "
+                         "or returns, e.g. val/acc>")
+    direction = mode_for(str(metric), conf.mode or runner_cfg.get("mode"))
+    plain_keys = {o.split("=", 1)[0].lstrip("+~") for o in plain}
+    defaults = sweeps._task_axes(base, "random") or {}
+    axes = sweeps._merge_axes(sweeps._params_axes({**defaults, **conf.params}, sweeps.NO_LIMITS),
+                              cli_axes, plain_keys)
+    if not axes:
+        raise SweepError("sweep=optuna has nothing to search: give sweep.params or swept keys "
+                         "on the command line (e.g. 'task.lr=tag(log,interval(1e-4,1e-1))')")
+    for axis in axes:
+        if composer.is_group(axis.key):
+            raise SweepError(f"sweep=optuna cannot search the config group '{axis.key}': "
+                             f"search its values instead, or run one study per {axis.key}")
+        if axis.key == "trial":
+            raise SweepError("sweep=optuna: 'trial' is the trial number's name; rename the key")
+    dists = {a.key: distribution(a) for a in axes}
+    rep = {a.key: _representative(a) for a in axes}
+    builder = sweeps._ConfigBuilder(composer, plain, {a.key: a.prefix for a in axes},
+                                    config_name)
+    builder.prepare([rep])
+    builder.build(rep)  # each searched key checked against the composed (typed) config
+    _, resolved, interpolated = builder._cache[builder._group_key(rep)]
+    template = {k: v for k, v in resolved.items() if k not in sweeps.EXEC_SECTIONS}
+    execution = builder.execution()
+    sweeps.add_env_names((execution.get("runner") or {}).get("secret_env") or [])
+    sweeps._refuse_secrets([sweeps.RunSpec("template", "template", rep, template)], execution)
+    task_fn = (template.get("task") or {}).get("fn")
+    if task_fn:
+        check_task(task_fn)
+    study = {"settings": {**json.loads(json.dumps(execution["sweep"], default=str))},
+             "space": to_json(dists), "metric": str(metric), "direction": direction,
+             "template": template, "interpolated": bool(interpolated)}
+    text = json.dumps(study, indent=1, sort_keys=True, default=str)
+    return sweeps.Plan(
+        name=sweeps._sweep_name(base, "optuna", args, config_name), kind="optuna", runs=[],
+        axes=["trial", *dists], varying=["trial", *dists], execution=execution,
+        overrides=list(args), fingerprint=hashlib.sha1(text.encode()).hexdigest(),
+        notes=[f"a study of {conf.n_trials} trial(s): {conf.sampler} sampler, "
+               f"{conf.pruner} pruner, {direction} {metric}"], sources=sources,
+        files={STUDY_FILE: text}, source="runner.study.source:StudySource",
+        run_hooks=["runner.study.pruning:install"])

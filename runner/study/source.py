@@ -1,0 +1,96 @@
+"""The sweep loop's door for a study: ``propose`` freezes the next trial when a slot frees.
+
+Under an exclusive lock on the sweep's ``.study.lock`` (so two runner processes on one study
+take turns), a proposal rebuilds the study from the run store, asks the sampler for trial
+``n`` (``n``: the number of trials the sweep lists; running trials are pending, so the sampler
+lies about them instead of proposing them again) and freezes it with ``add_runs`` as run index
+``n``. A kill before that leaves nothing (the same trial is proposed again), after it the trial
+is an ordinary UNHATCHED run: numbers stay contiguous, none is lost or proposed twice, and
+``n_trials`` counts every trial ever proposed.
+"""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from runner.config_schema import validate
+from runner.run_id import run_dirname, run_id
+from runner.store import RunRef, SweepStore
+from runner.study.config import STUDY_FILE, StudyConf
+from runner.study.history import TRIAL_KEY, load, study_of
+from runner.study.space import from_json
+
+
+@contextmanager
+def study_lock(store: SweepStore) -> Iterator[None]:
+    fd = os.open(store.root / ".study.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+class StudyDefinition:
+    """What ``study.json`` holds: the settings, the space, the objective, the trial template."""
+
+    def __init__(self, store: SweepStore) -> None:
+        data = json.loads((store.root / STUDY_FILE).read_text())
+        self.conf = validate(data["settings"], StudyConf, "sweep")
+        self.dists = from_json(data["space"])
+        self.metric: str = data["metric"]
+        self.direction: str = data["direction"]
+        self.template: dict[str, Any] = data["template"]
+        self.interpolated: bool = bool(data.get("interpolated"))
+        self.name = f"runner-{store.root.name}"
+
+    def config(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A trial's config: the template with its parameters set."""
+        from runner.sweep import set_dotted
+
+        if not self.interpolated:
+            out = copy.deepcopy(self.template)
+            for key, value in params.items():
+                set_dotted(out, key, value)
+            return out
+        from omegaconf import OmegaConf
+
+        node = OmegaConf.create(self.template)
+        for key, value in params.items():
+            OmegaConf.update(node, key, value, merge=False, force_add=True)
+        resolved = OmegaConf.to_container(node, resolve=True)
+        assert isinstance(resolved, dict)
+        return {str(k): v for k, v in resolved.items()}
+
+
+class StudySource:
+    def __init__(self, store: SweepStore) -> None:
+        self.store = store
+        self.study = StudyDefinition(store)
+
+    def propose(self) -> RunRef | None:
+        """Freeze the next trial (None once the study has ``n_trials``)."""
+        from runner.sweep import RunSpec
+
+        definition = self.study
+        with study_lock(self.store):
+            self.store._manifest = None  # other runners may have added trials
+            number = len(self.store.manifest["runs"])
+            if number >= definition.conf.n_trials:
+                return None
+            trials = load(self.store, definition.metric)
+            study = study_of(trials, definition.conf, definition.dists, definition.direction,
+                             definition.name, sampler_seed=definition.conf.seed + number)
+            trial = study.ask(definition.dists)
+            assert trial.number == number, (trial.number, number)
+            values = {TRIAL_KEY: number, **trial.params}
+            spec = RunSpec(run_id(values), run_dirname(values), values,
+                           definition.config(dict(trial.params)), index=number)
+            (ref,) = self.store.add_runs([spec])
+            return ref

@@ -1,0 +1,195 @@
+"""``+sweep=optuna``: proposals, the study rebuilt from the run store, pruning inside the task
+(PRUNED), resume after SIGKILL, two runners on one study."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from conftest import Project, wait_for
+
+pytest.importorskip("optuna")
+
+STUDY_TASK = '''
+import math, os, time
+from pathlib import Path
+import runner
+
+def main(cfg):
+    t = cfg.task
+    ctx = runner.current_run()
+    marks = Path(t.marker_dir)
+    marks.mkdir(parents=True, exist_ok=True)
+    (marks / f"start-{ctx.run_id}-{os.getpid()}").touch()
+    # the best lr is 1e-2; a trial's curve rises toward its ceiling
+    ceiling = 1.0 - abs(math.log10(t.lr) + 2.0) / 4.0 - t.width / 1000.0
+    acc = 0.0
+    try:
+        for epoch in range(1, t.epochs + 1):
+            acc = ceiling * (1 - 0.5 ** epoch)
+            runner.log({"epoch": epoch, "val/acc": acc})
+            time.sleep(t.sleep)
+    except runner.TrialPruned:
+        (marks / f"pruned-{ctx.run_id}-{os.getpid()}").touch()  # finally-style cleanup ran
+        raise
+    (marks / f"done-{ctx.run_id}-{os.getpid()}").touch()
+    return {"val/acc": acc}
+'''
+
+STUDY_CONF = '''
+name: study
+fn: study_task:main
+lr: 0.01
+width: 16
+epochs: 6
+sleep: 0.0
+marker_dir: {marker_dir}
+'''
+
+SPACE = ("'task.lr=tag(log,interval(0.0001,1.0))'", "task.width=16,64,256")
+
+
+@pytest.fixture
+def study(project: Project) -> Project:
+    (project.root / "study_task.py").write_text(STUDY_TASK)
+    (project.root / "conf" / "task" / "study.yaml").write_text(
+        STUDY_CONF.format(marker_dir=project.markers))
+    return project
+
+
+def args(*more: str) -> list[str]:
+    return ["task=study", "+sweep=optuna", "sweep.metric=val/acc", "runner.progress=false",
+            *(a.strip("'") for a in SPACE), *more]
+
+
+def trials(project: Project) -> list[dict[str, Any]]:
+    rows = project.status()["runs"]
+    return sorted(rows, key=lambda r: r["values"]["trial"])
+
+
+def test_a_study_runs_n_trials_asynchronously_and_the_same_command_continues(
+        study: Project) -> None:
+    proc = study.run(*args("sweep.n_trials=6", "launcher.max_parallel=2"), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = trials(study)
+    assert [r["values"]["trial"] for r in rows] == list(range(6))
+    assert all(r["state"] == "COMPLETED" for r in rows)
+    assert all(1e-4 <= r["values"]["task.lr"] <= 1.0 for r in rows)
+    assert {r["values"]["task.width"] for r in rows} <= {16, 64, 256}
+    assert len({json.dumps(r["values"], sort_keys=True) for r in rows}) == 6
+    started = study.markers_of("start")
+    again = study.run(*args("sweep.n_trials=6", "launcher.max_parallel=2"), timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert study.markers_of("start") == started  # the study had its 6 trials: nothing ran
+
+
+def test_asha_prunes_inside_the_task_and_pruned_is_its_own_state(study: Project) -> None:
+    proc = study.run(*args("sweep.n_trials=12", "sweep.pruner=asha", "sweep.resource=epoch",
+                           "sweep.reduction_factor=2", "sweep.startup_trials=2",
+                           "launcher.max_parallel=1", "sweep.sampler=random"), timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = trials(study)
+    states = [r["state"] for r in rows]
+    assert "PRUNED" in states and "COMPLETED" in states and "CRASHED" not in states
+    pruned = [r for r in rows if r["state"] == "PRUNED"]
+    assert all("pruned at epoch" in r["reason"] for r in pruned)
+    assert len(study.markers_of("pruned")) == len(pruned)  # the task saw runner.TrialPruned
+    sweep = study.sweep_dir()
+    for row in pruned:  # every decision recorded before it took effect
+        run = next(p for p in (sweep / "runs").iterdir() if p.name.endswith(row["id"]))
+        decisions = [json.loads(line) for line in (run / "pruning.jsonl").read_text().splitlines()]
+        assert decisions[-1]["prune"] is True and not any(d["prune"] for d in decisions[:-1])
+    table = study.cli("status", str(sweep))
+    assert "PRUNED" in table.stdout
+    resumed = study.run(*args("sweep.n_trials=12", "sweep.pruner=asha", "sweep.resource=epoch",
+                              "sweep.reduction_factor=2", "sweep.startup_trials=2",
+                              "launcher.max_parallel=1", "sweep.sampler=random"), timeout=300)
+    assert resumed.returncode == 0
+    assert [r["state"] for r in trials(study)] == states  # PRUNED is final: never run again
+
+
+def test_asha_decisions_match_hand_computed_rungs() -> None:
+    """Four finished trials at rung 0 (epoch 1, eta 2): 0.9, 0.8, 0.7, 0.6. A fifth reporting
+    0.85 is in the top half of the five values (promoted); 0.5 is not (pruned)."""
+    from runner.study.config import StudyConf
+    from runner.study.history import Trial, study_of
+    from runner.study.space import distribution
+    from runner.sweep import Axis
+
+    conf = StudyConf(pruner="asha", reduction_factor=2, min_resource=1)
+    dists = {"x": distribution(Axis("x", "", [1, 2, 3, 4, 5, 6]))}
+    done = [Trial(i, {"x": i + 1}, "COMPLETED", value=v, intermediate={1: v, 2: v},
+                  attrs={"completed_rung_0": v})
+            for i, v in enumerate([0.9, 0.8, 0.7, 0.6])]
+    for value, pruned in ((0.85, False), (0.5, True), (0.8, False), (0.79, True)):
+        study = study_of([*done, Trial(4, {"x": 5}, "RUNNING", intermediate={1: value})],
+                         conf, dists, "max", "hand")
+        frozen = study.get_trials(deepcopy=False)[4]
+        assert bool(study.pruner.prune(study, frozen)) is pruned, value
+
+
+def test_median_decisions_match_hand_computed_medians() -> None:
+    from runner.study.config import StudyConf
+    from runner.study.history import Trial, study_of
+    from runner.study.space import distribution
+    from runner.sweep import Axis
+
+    conf = StudyConf(pruner="median", startup_trials=3)
+    dists = {"x": distribution(Axis("x", "", [1, 2, 3, 4, 5]))}
+    done = [Trial(i, {"x": i + 1}, "COMPLETED", value=v, intermediate={3: v})
+            for i, v in enumerate([0.2, 0.5, 0.9])]  # the median at step 3: 0.5
+    for value, pruned in ((0.4, True), (0.6, False)):
+        study = study_of([*done, Trial(3, {"x": 4}, "RUNNING", intermediate={3: value})],
+                         conf, dists, "max", "hand")
+        assert bool(study.pruner.prune(study, study.get_trials(deepcopy=False)[3])) is pruned
+
+
+def test_sigkill_mid_study_then_resume_loses_and_repeats_no_trial(study: Project) -> None:
+    more = ("sweep.n_trials=8", "launcher.max_parallel=2", "task.sleep=0.15",
+            "sweep.sampler=random")
+    proc = study.popen(*args(*more))
+    wait_for(lambda: len(study.markers_of("done")) >= 3, timeout=120)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=10)
+    time.sleep(0.5)
+    completed_before = {r["id"] for r in trials(study) if r["state"] == "COMPLETED"}
+    assert completed_before
+    again = study.run(*args(*more), timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows = trials(study)
+    assert [r["values"]["trial"] for r in rows] == list(range(8))  # contiguous, 8 in all
+    assert all(r["state"] == "COMPLETED" for r in rows)
+    assert len({r["id"] for r in rows}) == 8
+    starts = study.markers_of("start")
+    assert all(starts[rid] == 1 for rid in completed_before)  # recorded: never run again
+    # a body that ended but was killed before COMPLETED was recorded runs again (at least once)
+    assert set(study.markers_of("done")) == {r["id"] for r in rows}
+
+
+def test_two_runners_on_one_study_never_propose_the_same_trial(study: Project) -> None:
+    more = ("sweep.n_trials=10", "launcher.max_parallel=2", "task.sleep=0.05",
+            "sweep.sampler=random")
+    procs = [study.popen(*args(*more)) for _ in range(2)]
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out
+    rows = trials(study)
+    assert [r["values"]["trial"] for r in rows] == list(range(10))
+    assert all(r["state"] == "COMPLETED" for r in rows)
+    assert all(n == 1 for n in study.markers_of("start").values())
+    assert len(study.markers_of("start")) == 10
+
+
+def test_bad_study_settings_are_refused_before_anything_is_written(study: Project) -> None:
+    for bad, says in ((("sweep.sampler=bayes",), "sweep.sampler='bayes' is not one of"),
+                      (("sweep.pruner=hyperband",), "needs sweep.max_resource"),
+                      (("sweep.metric=null",), "needs the objective")):
+        proc = study.run(*args(*bad))
+        assert proc.returncode != 0 and says in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not (study.root / "outputs").exists()
