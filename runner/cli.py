@@ -562,7 +562,7 @@ def cmd_retrain_best(argv: list[str]) -> int:
     parser = _results_parser("retrain-best", "1")
     parser.add_argument("--seeds", type=int, required=True, help="how many new seeds")
     parser.add_argument("overrides", nargs="*", help="runner.* or launcher.* overrides")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides before or after the options
     args.mode = _mode(args)
     parent = SweepStore(args.sweep_dir)
     report = make_report(parent, args.metric, args.mode, args.reduce)

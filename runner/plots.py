@@ -190,3 +190,62 @@ def metric_panels(panels: Sequence[tuple[str, Sequence[Group]]], title: str = ""
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def study(results: Sequence[Any], metric: str, mode: str, path: Path, title: str = "") -> Path:
+    """An adaptive study in three panels: every trial's value and the best so far against the
+    trial number; the best so far against compute (the steps every trial logged, pruned ones
+    too); and every trial's curve, pruned trials in grey where they stopped."""
+    plt = _pyplot()
+    trials = sorted((r for r in results if isinstance(r.values.get("trial"), int)),
+                    key=lambda r: r.values["trial"])
+    better = max if mode == "max" else min
+    fig, (history, compute, curves_ax) = plt.subplots(1, 3, figsize=(15, 4.2), dpi=100)
+    colour = colours(1)[0]
+    best: float | None = None
+    xs, bests, spent, spent_best = [], [], [], []
+    total = 0
+    for r in trials:
+        total += len(r.steps)
+        if r.value is not None:
+            best = r.value if best is None else better(best, r.value)
+        if best is not None:
+            xs.append(r.values["trial"])
+            bests.append(best)
+            spent.append(total)
+            spent_best.append(best)
+    done = [(r.values["trial"], r.value) for r in trials if r.value is not None]
+    pruned = [(r.values["trial"], float(r.series[-1])) for r in trials
+              if r.state == "PRUNED" and len(r.series)]
+    if done:
+        history.scatter(*zip(*done, strict=True), s=20, color=colour, label="completed")
+    if pruned:
+        history.scatter(*zip(*pruned, strict=True), s=20, marker="x", color="0.55",
+                        label="pruned (last report)")
+    if xs:
+        history.step(xs, bests, where="post", color="black", linewidth=1.4, label="best so far")
+        compute.step(spent, spent_best, where="post", color="black", linewidth=1.4)
+    history.set_xlabel("trial")
+    history.set_ylabel(metric)
+    history.legend(fontsize=8)
+    compute.set_xlabel("compute: steps logged by all trials so far")
+    compute.set_ylabel(f"best {metric} so far")
+    for r in trials:
+        if not len(r.steps):
+            continue
+        if r.state == "PRUNED":
+            curves_ax.plot(r.steps, r.series, color="0.6", linewidth=0.8, alpha=0.8)
+            curves_ax.scatter(r.steps[-1:], r.series[-1:], marker="x", s=14, color="0.45")
+        else:
+            curves_ax.plot(r.steps, r.series, color=colour, linewidth=0.9, alpha=0.8)
+    curves_ax.set_xlabel("step")
+    curves_ax.set_ylabel(metric)
+    curves_ax.set_title("trials' curves (grey: pruned where it stopped)", fontsize=9)
+    for ax in (history, compute, curves_ax):
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or f"{metric}: optimisation history", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path

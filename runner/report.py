@@ -58,7 +58,8 @@ def log_axes(store: SweepStore) -> tuple[list[str], set[str]]:
     execution = manifest.get("execution") or {}
     kind = str(manifest.get("kind"))
     texts: dict[str, str] = {}
-    for source in ((execution.get("axes") or {}).get(kind),
+    task_axes = execution.get("axes") or {}
+    for source in (task_axes.get(kind) or (task_axes.get("random") if kind == "optuna" else None),
                    (execution.get("sweep") or {}).get("params")):
         if isinstance(source, dict):
             texts.update({str(k): str(v) for k, v in source.items()})
@@ -66,7 +67,7 @@ def log_axes(store: SweepStore) -> tuple[list[str], set[str]]:
         key, sep, value = str(override).lstrip("+~").partition("=")
         if sep:
             texts[key] = value
-    keys = [k for k in manifest.get("varying", []) if k != seed_key(store)]
+    keys = [k for k in manifest.get("varying", []) if k not in (seed_key(store), "trial")]
     return keys, {k for k in keys if "log" in texts.get(k, "")}
 
 
@@ -94,6 +95,10 @@ def make_report(store: SweepStore, metric: str, mode: str = "max", how: str = "f
         files[f"finals.{ext}"] = plots.finals(
             shown, metric, out / f"finals.{ext}", palette=[colour[g.label] for g in shown],
             title=f"{store.root.name}: {metric} per setting: runs, mean, 95% t interval")
+        if store.manifest.get("kind") == "optuna":
+            files[f"study.{ext}"] = plots.study(
+                results, metric, mode, out / f"study.{ext}",
+                title=f"{store.root.name}: {metric}, optimisation history ({mode} is better)")
         if searched and keys:
             files[f"params.{ext}"] = plots.params(
                 results, keys, logs, metric, out / f"params.{ext}",

@@ -7,11 +7,12 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import Project, wait_for
+from conftest import Project, png_size, wait_for
 
 pytest.importorskip("optuna")
 
@@ -193,3 +194,35 @@ def test_bad_study_settings_are_refused_before_anything_is_written(study: Projec
         assert proc.returncode != 0 and says in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
     assert not (study.root / "outputs").exists()
+
+
+ASHA = ("sweep.pruner=asha", "sweep.resource=epoch", "sweep.reduction_factor=2",
+        "sweep.startup_trials=2", "launcher.max_parallel=1", "sweep.sampler=random")
+
+
+def test_pruned_trials_reach_discord_and_the_report_shows_the_study(
+        study: Project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from fakes.discord_server import FakeDiscord
+
+    with FakeDiscord() as fake:
+        monkeypatch.setenv("DISCORD_WEBHOOK_URL", fake.webhook_url)
+        proc = study.run(*args("sweep.n_trials=10", *ASHA, "notifier=[console,discord]",
+                               "notifier.discord.events=[run_pruned,sweep_finished]",
+                               "notifier.discord.metric=val/acc"), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    pruned = [r for r in trials(study) if r["state"] == "PRUNED"]
+    assert pruned
+    titles = [r.payload["embeds"][0]["title"] for r in fake.requests]
+    assert sum("pruned" in t for t in titles) == len(pruned), titles
+    assert "pruned: " in str(fake.requests[-1].payload)  # the finish counts PRUNED apart
+
+    out = tmp_path / "report"
+    report = study.cli("report", str(study.sweep_dir()), "--metric", "val/acc", "--out", str(out))
+    assert report.returncode == 0, report.stderr
+    assert png_size(out / "study.png")[0] > 2000
+    assert (out / "params.png").exists()  # the metric against each hyperparameter
+    best = study.cli("retrain-best", str(study.sweep_dir()), "--metric", "val/acc", "--seeds",
+                     "2", "runner.progress=false")
+    assert best.returncode == 0, best.stderr
+    retrain = next(p for p in (study.root / "outputs").iterdir() if "retrain" in p.name)
+    assert len(list(retrain.glob("runs/*/COMPLETED"))) == 2
