@@ -72,8 +72,13 @@ def _flat(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def load(store: Any, metric: str) -> list[Trial]:
-    """Every trial of the study, in trial-number order."""
+FINAL = ("COMPLETED", "PRUNED", "CRASHED", "CORRUPT")
+
+
+def load(store: Any, metric: str, known: dict[int, str] | None = None) -> list[Trial]:
+    """Every trial of the study, in trial-number order. ``known``: trial number -> the final
+    state a caller already holds it in; such a trial, still in that state, is listed without
+    its decisions and value (read once, when it ended)."""
     from runner.status import scan
 
     trials = []
@@ -83,6 +88,9 @@ def load(store: Any, metric: str) -> list[Trial]:
         if not isinstance(number, int):
             continue
         trial = Trial(number, values, row.state)
+        trials.append(trial)
+        if known and known.get(number) == row.state and row.state in FINAL:
+            continue
         for record in read_decisions(row.ref.dir):
             step = int(record["step"])
             trial.intermediate[step] = float(record["value"])
@@ -90,7 +98,6 @@ def load(store: Any, metric: str) -> list[Trial]:
             trial.decisions[step] = bool(record.get("prune"))
         if row.state == "COMPLETED":
             trial.value = objective(row, metric)
-        trials.append(trial)
     return sorted(trials, key=lambda t: t.number)
 
 
@@ -98,25 +105,55 @@ def study_of(trials: list[Trial], conf: StudyConf, dists: dict[str, Any], direct
              name: str, sampler_seed: int | None = None) -> Any:
     """An in-memory optuna study holding ``trials`` (numbers 0, 1, ... in order)."""
     import optuna
-    from optuna.trial import TrialState, create_trial
 
     study = optuna.create_study(
         study_name=name, direction="maximize" if direction == "max" else "minimize",
         sampler=make_sampler(conf, conf.seed if sampler_seed is None else sampler_seed),
         pruner=make_pruner(conf))
     for trial in trials:
-        params = {k: v for k, v in trial.params.items() if k in dists}
-        used = {k: dists[k] for k in params}
-        if trial.state == "COMPLETED" and trial.value is not None:
-            state, value = TrialState.COMPLETE, trial.value
-        elif trial.state == "PRUNED":
-            state, value = TrialState.PRUNED, None
-        elif trial.state in ("COMPLETED", "CRASHED", "CORRUPT"):
-            state, value = TrialState.FAIL, None
-        else:  # RUNNING, UNHATCHED, INTERRUPTED: pending (the sampler's constant liar)
-            state, value = TrialState.RUNNING, None
-        study.add_trial(create_trial(state=state, value=value, params=params,
-                                     distributions=used,
-                                     intermediate_values=dict(trial.intermediate),
-                                     system_attrs=dict(trial.attrs)))
+        add(study, trial, dists)
     return study
+
+
+def optuna_state(trial: Trial) -> tuple[Any, float | None]:
+    from optuna.trial import TrialState
+
+    if trial.state == "COMPLETED" and trial.value is not None:
+        return TrialState.COMPLETE, trial.value
+    if trial.state == "PRUNED":
+        return TrialState.PRUNED, None
+    if trial.state in FINAL:  # crashed, corrupt, or completed without the objective
+        return TrialState.FAIL, None
+    return TrialState.RUNNING, None  # RUNNING, UNHATCHED, INTERRUPTED: pending
+
+
+def add(study: Any, trial: Trial, dists: dict[str, Any]) -> None:
+    from optuna.trial import create_trial
+
+    params = {k: v for k, v in trial.params.items() if k in dists}
+    state, value = optuna_state(trial)
+    study.add_trial(create_trial(state=state, value=value, params=params,
+                                 distributions={k: dists[k] for k in params},
+                                 intermediate_values=dict(trial.intermediate),
+                                 system_attrs=dict(trial.attrs)))
+
+
+def update(study: Any, trial: Trial) -> bool:
+    """Bring a RUNNING optuna trial up to ``trial`` (its reports, its end); False if that
+    trial is finished in ``study`` already (the caller rebuilds)."""
+    from optuna.trial import TrialState
+
+    frozen = study.get_trials(deepcopy=False)[trial.number]
+    if frozen.state != TrialState.RUNNING:
+        return False
+    storage, tid = study._storage, frozen._trial_id
+    for step, reported in trial.intermediate.items():
+        if frozen.intermediate_values.get(step) != reported:
+            storage.set_trial_intermediate_value(tid, step, reported)
+    for key, attr in trial.attrs.items():
+        if frozen.system_attrs.get(key) != attr:
+            storage.set_trial_system_attr(tid, key, attr)
+    state, value = optuna_state(trial)
+    if state != TrialState.RUNNING:
+        storage.set_trial_state_values(tid, state, None if value is None else [value])
+    return True

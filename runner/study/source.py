@@ -22,8 +22,8 @@ from typing import Any
 from runner.config_schema import validate
 from runner.run_id import run_dirname, run_id
 from runner.store import RunRef, SweepStore
-from runner.study.config import STUDY_FILE, StudyConf
-from runner.study.history import TRIAL_KEY, load, study_of
+from runner.study.config import STUDY_FILE, StudyConf, make_sampler
+from runner.study.history import FINAL, TRIAL_KEY, add, load, study_of, update
 from runner.study.space import from_json
 
 
@@ -73,6 +73,36 @@ class StudySource:
     def __init__(self, store: SweepStore) -> None:
         self.store = store
         self.study = StudyDefinition(store)
+        # the optuna study of the last proposal, brought up to date from the store at the
+        # next one (a trial that ended since is updated, new ones added) instead of rebuilt
+        self._optuna: Any = None
+        self._held: dict[int, str] = {}  # trial number -> the runner state it is held in
+
+    def _synced(self, number: int) -> Any:
+        definition = self.study
+        trials = load(self.store, definition.metric, self._held)
+        study = self._optuna
+        if study is not None and (len(trials) < len(self._held) or any(
+                self._held.get(t.number) in FINAL and self._held[t.number] != t.state
+                for t in trials)):
+            study = None  # a finished trial runs again (retry, rerun): start afresh
+        if study is None:
+            self._held = {}
+            study = study_of([], definition.conf, definition.dists, definition.direction,
+                             definition.name)
+        for trial in trials:
+            held = self._held.get(trial.number)
+            if held is None:
+                add(study, trial, definition.dists)
+            elif held not in FINAL and not update(study, trial):
+                self._optuna, self._held = None, {}
+                return self._synced(number)
+            self._held[trial.number] = trial.state
+        # a sampler seeded by the trial number: a proposal does not depend on which process
+        # (or how many earlier proposals in it) asks
+        study.sampler = make_sampler(definition.conf, definition.conf.seed + number)
+        self._optuna = study
+        return study
 
     def propose(self) -> RunRef | None:
         """Freeze the next trial (None once the study has ``n_trials``)."""
@@ -84,13 +114,16 @@ class StudySource:
             number = len(self.store.manifest["runs"])
             if number >= definition.conf.n_trials:
                 return None
-            trials = load(self.store, definition.metric)
-            study = study_of(trials, definition.conf, definition.dists, definition.direction,
-                             definition.name, sampler_seed=definition.conf.seed + number)
+            study = self._synced(number)
             trial = study.ask(definition.dists)
             assert trial.number == number, (trial.number, number)
             values = {TRIAL_KEY: number, **trial.params}
             spec = RunSpec(run_id(values), run_dirname(values), values,
                            definition.config(dict(trial.params)), index=number)
-            (ref,) = self.store.add_runs([spec])
+            try:
+                (ref,) = self.store.add_runs([spec])
+            except BaseException:
+                self._optuna, self._held = None, {}  # (the asked trial was never frozen)
+                raise
+            self._held[number] = "UNHATCHED"  # the asked trial is that run from now on
             return ref
