@@ -226,3 +226,39 @@ def test_pruned_trials_reach_discord_and_the_report_shows_the_study(
     assert best.returncode == 0, best.stderr
     retrain = next(p for p in (study.root / "outputs").iterdir() if "retrain" in p.name)
     assert len(list(retrain.glob("runs/*/COMPLETED"))) == 2
+
+
+def test_the_kept_study_is_the_study_rebuilt_from_the_store(study: Project) -> None:
+    """Proposals keep one optuna study and update it from the store; at every point it holds
+    what a fresh rebuild from the FLAG files holds (a resumed runner starts from that)."""
+    from runner.compose import composer
+    from runner.state import State, claim, finish
+    from runner.store import SweepStore
+    from runner.study.history import load, study_of
+    from runner.study.source import StudySource
+    from runner.sweep import expand
+
+    with composer() as comp:
+        plan = expand(comp, args("sweep.n_trials=12"))
+    store, _ = SweepStore.create(plan, study.root / "outputs", "config", [])
+    source = StudySource(store)
+
+    def same() -> None:
+        fresh = study_of(load(store, "val/acc"), source.study.conf, source.study.dists,
+                         "max", "fresh")
+        kept = source._optuna
+        assert [(t.number, t.state, t.value, t.params) for t in kept.trials] == [
+            (t.number, t.state, t.value, t.params) for t in fresh.trials]
+
+    refs = []
+    for i in range(12):
+        refs.append(source.propose())
+        same()
+        if i % 3 == 0:  # some end, some crash, some stay running
+            ref = refs[i // 3 * 2] if i // 3 * 2 < len(refs) else refs[-1]
+            lease = claim(ref.paths, frozenset({State.UNHATCHED}))
+            if lease is not None:
+                state = State.COMPLETED if i % 2 == 0 else State.CRASHED
+                finish(ref.paths, lease.token, state, {"summary": {"val/acc": 0.1 * i}})
+    assert source.propose() is None  # n_trials reached
+    assert [r.values["trial"] for r in store.runs()] == list(range(12))
