@@ -194,8 +194,9 @@ class _SweepLoop:
         self.active = [h for h in (self.launcher.adopt(r.ref, r.lease) for r in rows
                                    if r.state == "RUNNING") if h is not None]
         elsewhere = sum(1 for r in rows if r.state == "RUNNING") - len(self.active)
+        to_propose = self.source.remaining() if self.source is not None else 0
         _emit(self.notifiers, SweepStarted(self.store.root, self.name, len(rows),
-                                           len(self.pending), counts(rows)))
+                                           len(self.pending), counts(rows), to_propose))
         if self.active:
             self.console.print(f"re-attached to {len(self.active)} run(s) launched before "
                                "(not launched again)")

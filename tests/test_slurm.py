@@ -472,3 +472,36 @@ def test_a_hydra_app_on_the_cluster_runs_and_resumes(cluster: Any, tmp_path: Pat
     assert failed.returncode == 1 and "ValueError: negative lr -1" in failed.stderr
     (crash,) = (app.root / "neg").glob("runs/*/CRASH.txt")
     assert "ValueError: negative lr -1" in crash.read_text()
+
+
+def test_a_study_on_the_cluster_prunes_and_survives_a_scancelled_trial(
+        cluster: Any, project: Project) -> None:
+    """+sweep=optuna with launcher=slurm: each trial is submitted when a slot frees (its
+    parameters frozen first), its reports judged on the node; a trial whose job is scancelled
+    mid-run is INTERRUPTED and the same command finishes the study, trial numbers contiguous."""
+    pytest.importorskip("optuna")
+    from test_study import STUDY_CONF, STUDY_TASK
+
+    (project.root / "study_task.py").write_text(STUDY_TASK)
+    (project.root / "conf" / "task" / "study.yaml").write_text(
+        STUDY_CONF.format(marker_dir=project.markers))
+    command = ("task=study", "+sweep=optuna", "sweep.metric=val/acc", "sweep.n_trials=5",
+               "task.lr=tag(log,interval(0.0001,1.0))", "sweep.sampler=random",
+               "task.sleep=0.5", "task.epochs=4", *SLURM, "launcher.max_parallel=2")
+    runner = project.popen(*command)
+    wait_for(lambda: running_on_node(project), 60)
+    (job,) = list({j["array_job_id"] for j in leased_jobs(project).values()})[:1]
+    subprocess.run(["scancel", job], check=True)
+    out, _ = runner.communicate(timeout=120)
+    states = [r["state"] for r in rows(project).values()]
+    assert "INTERRUPTED" in states, out
+    proc = project.run(*command, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    final = sorted(rows(project).values(), key=lambda r: r["values"]["trial"])
+    assert [r["values"]["trial"] for r in final] == list(range(5))
+    assert {r["state"] for r in final} == {"COMPLETED"}
+    pruned = project.run(*command, "sweep.pruner=asha", "sweep.resource=epoch",
+                         "sweep.reduction_factor=2", "sweep.n_trials=6", "runner.name=asha",
+                         "task.sleep=0.0", timeout=180)
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    assert "pruned" in pruned.stderr

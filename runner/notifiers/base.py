@@ -34,6 +34,7 @@ class SweepStarted(Event):
     total: int
     to_run: int
     counts: dict[str, int]
+    to_propose: int = 0  # a study's trials not proposed yet (each when a slot frees)
 
 
 @dataclass

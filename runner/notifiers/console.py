@@ -29,8 +29,10 @@ class ConsoleNotifier(Notifier):
     def handle(self, event: Event) -> None:
         c = self.console
         if isinstance(event, SweepStarted):
+            more = (f", and {event.to_propose} trial(s) to propose as slots free"
+                    if event.to_propose else "")
             c.print(f"[bold]sweep[/] {event.sweep_name}: {event.to_run} of {event.total} runs to "
-                    f"launch ({_counts(event.counts)}) in {event.sweep_dir}")
+                    f"launch ({_counts(event.counts)}){more} in {event.sweep_dir}")
         elif isinstance(event, RunEnded):
             style = {"COMPLETED": "green", "CRASHED": "red"}.get(event.state, "yellow")
             c.print(f"[{style}]{event.state}[/] {event.run_id} {format_values(event.values)}"

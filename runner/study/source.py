@@ -104,6 +104,10 @@ class StudySource:
         self._optuna = study
         return study
 
+    def remaining(self) -> int:
+        """Trials not proposed yet."""
+        return max(0, self.study.conf.n_trials - len(self.store.manifest["runs"]))
+
     def propose(self) -> RunRef | None:
         """Freeze the next trial (None once the study has ``n_trials``)."""
         from runner.sweep import RunSpec
