@@ -28,7 +28,7 @@ from runner.atomic import fsync_dir, write_json_atomic, write_text_atomic
 from runner.config_schema import without_one_shot
 from runner.configfile import dump_yaml
 from runner.errors import CorruptStateError, EnvironmentFault, StateError, describe_os_error
-from runner.paths import RunPaths, SweepPaths, check_component
+from runner.paths import FLAG_NAMES, FLAG_UNHATCHED, RunPaths, SweepPaths, check_component
 from runner.secrets import redact
 from runner.state import create_unhatched, process_create_time
 from runner.sweep import Plan, RunSpec
@@ -143,6 +143,7 @@ class SweepStore:
             listed = {r["id"] for r in manifest["runs"]}
             new = [r for r in dict((r.id, r) for r in runs).values() if r.id not in listed]
             if new:
+                self._drop_unlisted({r["dir"] for r in manifest["runs"]})
                 try:
                     self._freeze_runs(new)
                 except OSError as exc:
@@ -162,6 +163,19 @@ class SweepStore:
             os.close(fd)
         by_id = {r.id: r for r in self.runs()}
         return [by_id[r.id] for r in runs]
+
+    def _drop_unlisted(self, listed: set[str]) -> None:
+        """Run directories a killed ``add_runs`` renamed into place but never listed: never
+        launched (only listed runs are), so they hold only what freezing wrote; removed."""
+        launched = {*FLAG_NAMES, "attempts", "stdout.log", "stderr.log", "metrics.jsonl"} - {
+            FLAG_UNHATCHED}
+        for name in os.listdir(self.paths.runs):
+            path = self.paths.runs / name
+            if name.startswith(".") or name in listed or not path.is_dir():
+                continue
+            names = set(os.listdir(path))
+            if FLAG_UNHATCHED in names and not names & launched:
+                shutil.rmtree(path, ignore_errors=True)
 
     def _freeze_runs(self, runs: list[RunSpec]) -> None:
         tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"

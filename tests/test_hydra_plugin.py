@@ -360,3 +360,22 @@ def test_a_job_composed_from_a_template_is_the_job_hydra_composes(
     assert OmegaConf.is_struct(mine) and OmegaConf.to_yaml(mine) == OmegaConf.to_yaml(hydras)
     with pytest.raises(Exception, match="boo"):  # an unknown key: Hydra's own error
         fast.load_sweep_config(master, ["boo=1"])
+
+
+def test_the_bot_reads_a_hydra_sweep(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("discord")
+    from runner.integrations.discord_bot.config import BotConf
+    from runner.integrations.discord_bot.logic import BotLogic
+
+    app.ok("db=mysql,postgresql", "lr=0.1,0.01")
+    monkeypatch.chdir(app.root)
+    logic = BotLogic(BotConf(allowed_users=[1], channels=[2], outputs=["multirun"],
+                             workdir=str(app.root)))
+    listed = logic.sweeps().text
+    assert app.sweep().name in listed and "hydra" in listed
+    runs = logic.runs(app.sweep().name).text
+    assert runs.count("COMPLETED") == 4 and "postgresql" in runs
+    (run_dir,) = [p for p in app.sweep().glob("runs/*") if "postgresql" in p.name
+                  and "lr=0.1-" in p.name]
+    summary = logic.summary(run_dir.name, sweep=app.sweep().name).text
+    assert "val/loss" in summary

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,89 @@ def test_the_kept_study_is_the_study_rebuilt_from_the_store(study: Project) -> N
                 finish(ref.paths, lease.token, state, {"summary": {"val/acc": 0.1 * i}})
     assert source.propose() is None  # n_trials reached
     assert [r.values["trial"] for r in store.runs()] == list(range(12))
+
+
+KILL_HOOKS = '''
+import os, signal
+from pathlib import Path
+
+POINT = os.environ.get("KILL_POINT")
+ONCE = Path(os.environ.get("KILL_ONCE", "/nonexistent"))
+
+
+def _first_time():
+    try:
+        fd = os.open(ONCE, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+if POINT in ("asked", "frozen"):
+    from runner.store import SweepStore
+    calls = {"n": 0}
+    after = int(os.environ.get("KILL_AFTER", "3"))
+
+    def _maybe_die():
+        calls["n"] += 1
+        if calls["n"] >= after and _first_time():
+            os.killpg(os.getpgrp(), signal.SIGKILL)  # the runner and every run it started
+
+    if POINT == "asked":  # a trial asked of the sampler, not frozen yet
+        _add = SweepStore.add_runs
+        def add_runs(self, runs):
+            _maybe_die()
+            return _add(self, runs)
+        SweepStore.add_runs = add_runs
+    else:  # the trial's run directory in place, the manifest not yet listing it
+        _freeze = SweepStore._freeze_runs
+        def _freeze_runs(self, runs):
+            _freeze(self, runs)
+            _maybe_die()
+        SweepStore._freeze_runs = _freeze_runs
+elif POINT == "rung":  # a worker killed half-way through appending a pruning decision
+    import runner.study.pruning as pruning
+    _append = pruning._append
+    def torn(path, record):
+        if not _first_time():
+            return _append(path, record)
+        with open(path, "a") as fh:
+            fh.write('{"step": ' + str(record["step"]))
+            fh.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    pruning._append = torn
+'''
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("point", ["asked", "frozen", "rung"])
+def test_kill_matrix_no_trial_lost_or_repeated(study: Project, point: str, seed: int) -> None:
+    hooks = study.root / "killhooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(KILL_HOOKS)
+    command = args("sweep.n_trials=7", "launcher.max_parallel=2", "sweep.sampler=random",
+                   f"sweep.seed={seed}", "sweep.pruner=asha", "sweep.resource=epoch",
+                   "sweep.reduction_factor=2", "sweep.startup_trials=2", "task.sleep=0.02")
+    env = {**study.env(), "KILL_POINT": point, "KILL_ONCE": str(study.root / "killed"),
+           "KILL_AFTER": str(3 + seed)}
+    env["PYTHONPATH"] = f"{hooks}{os.pathsep}{env['PYTHONPATH']}"
+    first = subprocess.run(study.args(*command), cwd=study.root, env=env, text=True,
+                           capture_output=True, timeout=300, start_new_session=True)
+    assert (study.root / "killed").exists(), first.stdout + first.stderr  # the kill happened
+    again = study.run(*command, "runner.retry_crashed=true", timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows = trials(study)
+    assert [r["values"]["trial"] for r in rows] == list(range(7))  # none lost, contiguous
+    assert len({r["id"] for r in rows}) == 7  # none proposed twice
+    assert {r["state"] for r in rows} <= {"COMPLETED", "PRUNED"}
+    sweep = study.sweep_dir()
+    listed = {p.name for p in (sweep / "runs").iterdir() if not p.name.startswith(".")}
+    assert len(listed) == 7  # no unlisted leftover of a killed freeze
+    for row in rows:  # every PRUNED trial has its decision on record, whole
+        run = sweep / "runs" / next(n for n in listed if n.endswith(row["id"]))
+        from runner.study.history import read_decisions
+
+        decisions = read_decisions(run)
+        if row["state"] == "PRUNED":
+            assert decisions and decisions[-1]["prune"] is True

@@ -1,0 +1,249 @@
+"""Adaptive search on LCBench (YAHPO Gym's surrogate of real learning curves), on a simulated
+clock: random search (full curves), random + ASHA, TPE, TPE + ASHA, and the batch mode of
+Hydra's Optuna sweeper (TPE, ``n_jobs`` trials asked together, the next batch only when the
+slowest has finished, no pruning), in one run:
+
+    pip install yahpo-gym onnxruntime
+    python benchmarks/bench_lcbench.py [--seeds 10] [--tasks 3945,7593,34539,126025,126026]
+
+Each method gets P=4 slots and a budget of 200 full-length trials' worth of epochs. runner's
+methods ask and judge exactly as a study does (``runner.study.config``'s sampler and pruner,
+the sampler seeded by the trial number, running trials pending for TPE, a trial's report judged
+when its epoch ends) but in memory, each epoch taking LCBench's simulated seconds on its slot,
+so the comparison of quality and compute runs in minutes; the cost of runner's proposals and
+of real processes is measured by ``bench_study.py`` and the tests.
+
+Printed per method, with 95% t intervals over tasks x seeds: the compute (epochs, simulated
+hours) it needed to reach random search's final best (as a share of random search's own), how
+often it got there, the best val_accuracy at the common budget, and slot utilisation. A figure
+(``--out``, default ``benchmarks/lcbench.png``): best-so-far against epochs, mean per method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE)]
+
+from lcbench import EPOCHS, SPACE, TASKS, curve  # noqa: E402
+
+P = 4
+BUDGET_TRIALS = 200
+METHODS = ("random", "random+asha", "tpe", "tpe+asha", "hydra-optuna batch (tpe)")
+
+
+@dataclass
+class Trace:
+    """Best final val_accuracy so far against compute."""
+
+    epochs: list[int] = field(default_factory=list)
+    hours: list[float] = field(default_factory=list)
+    best: list[float] = field(default_factory=list)
+    busy: float = 0.0  # slot-seconds spent training
+    makespan: float = 0.0
+    trials: int = 0
+
+    def add(self, epochs: int, seconds: float, best: float) -> None:
+        self.epochs.append(epochs)
+        self.hours.append(seconds / 3600)
+        self.best.append(best)
+
+    def reach(self, target: float) -> tuple[float, float] | None:
+        for e, h, b in zip(self.epochs, self.hours, self.best, strict=True):
+            if b >= target - 1e-9:
+                return e, h
+        return None
+
+    def at(self, epochs: int) -> float:
+        best = [b for e, b in zip(self.epochs, self.best, strict=True) if e <= epochs]
+        return best[-1] if best else float("nan")
+
+
+def distributions() -> dict[str, Any]:
+    from runner.compose import parse_overrides
+    from runner.study.space import distribution
+    from runner.sweep import _axis_from_override
+
+    out = {}
+    for key, text in SPACE.items():
+        (o,) = parse_overrides([f"{key}={text}"])
+        out[key] = distribution(_axis_from_override(o, False))
+    return out
+
+
+def conf_of(method: str, seed: int) -> Any:
+    from runner.study.config import StudyConf
+
+    return StudyConf(sampler="random" if method.startswith("random") else "tpe",
+                     pruner="asha" if method.endswith("asha") else "none", min_resource=1,
+                     reduction_factor=3, startup_trials=10, seed=seed, n_trials=10**9)
+
+
+def asynchronous(task: str, method: str, seed: int, dists: dict[str, Any]) -> Trace:
+    """P slots; a trial proposed the moment one frees; each epoch's end a report."""
+    import optuna
+
+    from runner.study.config import make_pruner, make_sampler
+
+    conf = conf_of(method, seed)
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(conf, seed),
+                                pruner=make_pruner(conf))
+    budget = BUDGET_TRIALS * EPOCHS
+    trace, used, best = Trace(), 0, -math.inf
+    events: list[tuple[float, int, int]] = []  # (time the epoch ends, trial number, epoch)
+    live: dict[int, tuple[Any, list[float], list[float], float]] = {}
+
+    def start(now: float) -> None:
+        study.sampler = make_sampler(conf, seed + len(study.trials))  # as a study proposes
+        trial = study.ask(dists)
+        acc, secs = curve(task, trial.params)
+        live[trial.number] = (trial, acc, secs, now)
+        heapq.heappush(events, (now + secs[0], trial.number, 1))
+        trace.trials += 1
+
+    for _ in range(P):
+        start(0.0)
+    now = 0.0
+    while events and used < budget:
+        now, number, epoch = heapq.heappop(events)
+        trial, acc, secs, began = live[number]
+        used += 1
+        trial.report(acc[epoch - 1], epoch)
+        ended = epoch == EPOCHS
+        if ended:
+            study.tell(trial, acc[-1])
+            best = max(best, acc[-1])
+        elif conf.pruner != "none" and trial.should_prune():
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            ended = True
+        if best > -math.inf:
+            trace.add(used, now, best)
+        if ended:
+            trace.busy += now - began
+            del live[number]
+            if used < budget:
+                start(now)
+        else:
+            heapq.heappush(events, (began + secs[epoch], number, epoch + 1))
+    trace.busy += sum(now - began for _, _, _, began in live.values())
+    trace.makespan = now
+    return trace
+
+
+def batched(task: str, seed: int, dists: dict[str, Any]) -> Trace:
+    """Hydra's Optuna sweeper: ask n_jobs=P trials, run them to the end, tell them all."""
+    import optuna
+
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=10)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    trace, used, best, now = Trace(), 0, -math.inf, 0.0
+    while used < BUDGET_TRIALS * EPOCHS:
+        batch = [study.ask(dists) for _ in range(P)]
+        curves = [curve(task, t.params) for t in batch]
+        ends = sorted((secs[-1], i) for i, (_, secs) in enumerate(curves))
+        for end, i in ends:  # results appear as they end; the next batch waits for all
+            used += EPOCHS
+            best = max(best, curves[i][0][-1])
+            trace.add(used, now + end, best)
+            trace.busy += end
+        for trial, (acc, _) in zip(batch, curves, strict=True):
+            study.tell(trial, acc[-1])
+        now += ends[-1][0]
+        trace.trials += P
+    trace.makespan = now
+    return trace
+
+
+def interval(values: list[float]) -> str:
+    from runner.results import t_interval
+
+    v = [x for x in values if not math.isnan(x)]
+    if not v:
+        return "n/a"
+    mean = float(np.mean(v))
+    if len(v) < 2:
+        return f"{mean:.3g}"
+    lo, hi = t_interval(np.array(v))
+    return f"{mean:.3g} [{lo:.3g}, {hi:.3g}]"
+
+
+def main() -> None:
+    import optuna
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--out", type=Path, default=HERE / "lcbench.png")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    dists = distributions()
+    tasks = args.tasks.split(",")
+    traces: dict[str, list[Trace]] = {m: [] for m in METHODS}
+    started = time.time()
+    for task in tasks:
+        for seed in range(args.seeds):
+            for method in METHODS:
+                traces[method].append(batched(task, seed, dists) if method.startswith("hydra")
+                                      else asynchronous(task, method, seed, dists))
+            print(f"task {task} seed {seed}: done ({time.time() - started:.0f} s)",
+                  file=sys.stderr, flush=True)
+    targets = [t.best[-1] for t in traces["random"]]
+    base = [t.reach(goal) for t, goal in zip(traces["random"], targets, strict=True)]
+    budget = BUDGET_TRIALS * EPOCHS
+    print(f"\nLCBench tasks {', '.join(tasks)} x {args.seeds} seeds, P={P} slots, budget "
+          f"{BUDGET_TRIALS} x {EPOCHS} epochs; mean [95% t interval]")
+    print(f"{'method':26s} {'reached':>8s} {'epochs to random best':>26s} "
+          f"{'time to random best':>26s} {'best acc at budget':>26s} {'utilisation':>12s} "
+          f"{'trials':>7s}")
+    for method in METHODS:
+        runs = traces[method]
+        hits = [t.reach(goal) for t, goal in zip(runs, targets, strict=True)]
+        e_share = [h[0] / b[0] if h and b else math.nan for h, b in zip(hits, base, strict=True)]
+        t_share = [h[1] / b[1] if h and b else math.nan for h, b in zip(hits, base, strict=True)]
+        util = [t.busy / (P * t.makespan) for t in runs if t.makespan]
+        print(f"{method:26s} {sum(1 for h in hits if h):4d}/{len(hits):<3d} "
+              f"{interval(e_share):>26s} {interval(t_share):>26s} "
+              f"{interval([t.at(budget) for t in runs]):>26s} {interval(util):>12s} "
+              f"{np.mean([t.trials for t in runs]):7.0f}")
+    print("(epochs/time to random best: a share of what random search needed for its own "
+          "final best)")
+    figure(traces, args.out, budget)
+    print(f"figure: {args.out}")
+
+
+def figure(traces: dict[str, list[Trace]], path: Path, budget: int) -> None:
+    from runner.plots import _pyplot, colours
+
+    plt = _pyplot()
+    grid = np.linspace(EPOCHS, budget, 200)
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=100)
+    for colour, (method, runs) in zip(colours(len(traces)), traces.items(), strict=True):
+        # each run's best-so-far relative to random search's final best on the same task/seed
+        rel = []
+        for t, r in zip(runs, traces["random"], strict=True):
+            rel.append([t.at(int(e)) - r.best[-1] for e in grid])
+        mean = np.nanmean(np.array(rel, dtype=float), axis=0)
+        ax.plot(grid / EPOCHS, mean, color=colour, label=method, linewidth=1.6)
+    ax.axhline(0, color="0.5", linewidth=0.8, linestyle="--")
+    ax.set_xlabel("compute (full-length trials' worth of epochs)")
+    ax.set_ylabel("best val_accuracy so far - random's final best")
+    ax.set_title("LCBench: best so far against compute (mean over tasks and seeds)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=200)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

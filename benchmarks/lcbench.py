@@ -1,0 +1,71 @@
+"""LCBench (YAHPO Gym's surrogate of real learning curves) from ``../shared/data/yahpo``:
+``curve(task, config)`` plays one configuration's 52 epochs (val_accuracy and the simulated
+seconds of training so far). Needs ``pip install yahpo-gym onnxruntime``.
+
+Also a runner task, ``task.fn: lcbench:train``: it plays one configuration epoch by epoch
+through ``runner.log`` and sleeps ``task.time_scale`` real seconds per simulated second, so a
+pruned trial saves real time.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "yahpo"
+TASKS = ("3945", "7593", "34539", "126025", "126026")
+EPOCHS = 52
+SPACE = {  # LCBench's 7 hyperparameters, in runner's grammar
+    "batch_size": "tag(log,int(interval(16,512)))",
+    "learning_rate": "tag(log,interval(0.0001,0.1))",
+    "momentum": "interval(0.1,0.99)",
+    "weight_decay": "interval(0.00001,0.1)",
+    "num_layers": "int(interval(1,5))",
+    "max_units": "tag(log,int(interval(64,1024)))",
+    "max_dropout": "interval(0.0,1.0)",
+}
+
+
+@lru_cache(maxsize=1)
+def _bench() -> Any:
+    import warnings
+
+    os.environ.setdefault("YAHPO_LOCAL_CONFIG", str(Path(tempfile.gettempdir())
+                                                     / "runner-yahpo-config"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from yahpo_gym import benchmark_set, local_config
+
+        local_config.init_config()
+        local_config.set_data_path(str(DATA))
+        return benchmark_set.BenchmarkSet("lcbench")
+
+
+def curve(task: str, config: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """(val_accuracy per epoch, cumulative simulated seconds per epoch), epochs 1..52."""
+    bench = _bench()
+    bench.set_instance(task)
+    point = {k: config[k] for k in SPACE}
+    for key in ("batch_size", "num_layers", "max_units"):
+        point[key] = int(round(point[key]))
+    rows = bench.objective_function([{**point, "OpenML_task_id": task, "epoch": e}
+                                     for e in range(1, EPOCHS + 1)])
+    return [float(r["val_accuracy"]) for r in rows], [float(r["time"]) for r in rows]
+
+
+def train(cfg: Any) -> dict[str, float]:
+    """A runner task: one LCBench configuration, epoch by epoch."""
+    import runner
+
+    t = cfg.task
+    acc, seconds = curve(str(t.lcbench_task), dict(t.hp))
+    previous = 0.0
+    for epoch in range(1, int(t.epochs) + 1):
+        time.sleep(max(0.0, (seconds[epoch - 1] - previous) * float(t.time_scale)))
+        previous = seconds[epoch - 1]
+        runner.log({"epoch": epoch, "val_accuracy": acc[epoch - 1]})
+    return {"val_accuracy": acc[int(t.epochs) - 1]}
