@@ -35,9 +35,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
-from lcbench import EPOCHS, SPACE, TASKS, curve  # noqa: E402
+from lcbench import EPOCHS, SPACE, TASKS, LazyCurve, curve  # noqa: E402
 
 P = 4
+RUNGS = (1, 3, 9, 27)  # ASHA's rungs here (min_resource 1, reduction factor 3): query pieces
 BUDGET_TRIALS = 200
 METHODS = ("random", "random+asha", "tpe", "tpe+asha", "hydra-optuna batch (tpe)")
 
@@ -106,9 +107,9 @@ def asynchronous(task: str, method: str, seed: int, dists: dict[str, Any]) -> Tr
     def start(now: float) -> None:
         study.sampler = make_sampler(conf, seed + len(study.trials))  # as a study proposes
         trial = study.ask(dists)
-        acc, secs = curve(task, trial.params)
-        live[trial.number] = (trial, acc, secs, now)
-        heapq.heappush(events, (now + secs[0], trial.number, 1))
+        lazy = LazyCurve(task, trial.params, RUNGS if conf.pruner != "none" else ())
+        live[trial.number] = (trial, lazy, now)
+        heapq.heappush(events, (now + lazy.seconds(1), trial.number, 1))
         trace.trials += 1
 
     for _ in range(P):
@@ -116,13 +117,13 @@ def asynchronous(task: str, method: str, seed: int, dists: dict[str, Any]) -> Tr
     now = 0.0
     while events and used < budget:
         now, number, epoch = heapq.heappop(events)
-        trial, acc, secs, began = live[number]
+        trial, lazy, began = live[number]
         used += 1
-        trial.report(acc[epoch - 1], epoch)
+        trial.report(lazy.accuracy(epoch), epoch)
         ended = epoch == EPOCHS
         if ended:
-            study.tell(trial, acc[-1])
-            best = max(best, acc[-1])
+            study.tell(trial, lazy.accuracy(EPOCHS))
+            best = max(best, lazy.accuracy(EPOCHS))
         elif conf.pruner != "none" and trial.should_prune():
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             ended = True
@@ -134,8 +135,8 @@ def asynchronous(task: str, method: str, seed: int, dists: dict[str, Any]) -> Tr
             if used < budget:
                 start(now)
         else:
-            heapq.heappush(events, (began + secs[epoch], number, epoch + 1))
-    trace.busy += sum(now - began for _, _, _, began in live.values())
+            heapq.heappush(events, (began + lazy.seconds(epoch + 1), number, epoch + 1))
+    trace.busy += sum(now - began for _, _, began in live.values())
     trace.makespan = now
     return trace
 

@@ -45,16 +45,43 @@ def _bench() -> Any:
         return benchmark_set.BenchmarkSet("lcbench")
 
 
-def curve(task: str, config: dict[str, Any]) -> tuple[list[float], list[float]]:
-    """(val_accuracy per epoch, cumulative simulated seconds per epoch), epochs 1..52."""
+def curve(task: str, config: dict[str, Any], first: int = 1, last: int = EPOCHS
+          ) -> tuple[list[float], list[float]]:
+    """(val_accuracy per epoch, cumulative simulated seconds per epoch), epochs first..last
+    (one batched query: 52 epochs cost about as much as 3 single ones)."""
     bench = _bench()
     bench.set_instance(task)
     point = {k: config[k] for k in SPACE}
     for key in ("batch_size", "num_layers", "max_units"):
         point[key] = int(round(point[key]))
     rows = bench.objective_function([{**point, "OpenML_task_id": task, "epoch": e}
-                                     for e in range(1, EPOCHS + 1)])
+                                     for e in range(first, last + 1)])
     return [float(r["val_accuracy"]) for r in rows], [float(r["time"]) for r in rows]
+
+
+class LazyCurve:
+    """A curve queried in pieces as a trial gets that far (pruned trials stop early)."""
+
+    def __init__(self, task: str, config: dict[str, Any], pieces: tuple[int, ...]) -> None:
+        self.task, self.config = task, config
+        self.ends = sorted({*(p for p in pieces if p < EPOCHS), EPOCHS})
+        self.acc: list[float] = []
+        self.secs: list[float] = []
+
+    def _upto(self, epoch: int) -> None:
+        while len(self.acc) < epoch:
+            end = next(e for e in self.ends if e >= epoch)
+            acc, secs = curve(self.task, self.config, len(self.acc) + 1, end)
+            self.acc += acc
+            self.secs += secs
+
+    def accuracy(self, epoch: int) -> float:
+        self._upto(epoch)
+        return self.acc[epoch - 1]
+
+    def seconds(self, epoch: int) -> float:
+        self._upto(epoch)
+        return self.secs[epoch - 1]
 
 
 def train(cfg: Any) -> dict[str, float]:
