@@ -15,8 +15,8 @@ class TrialPruned(BaseException):  # noqa: N818 (optuna's name, which users know
     early. Not an error: catch it (or use ``try/finally``) to save, then let it propagate; the
     run ends PRUNED. A BaseException, so ``except Exception`` in the task does not swallow it."""
 
-    def __init__(self, metric: str, value: float, at: int) -> None:
-        super().__init__(f"pruned at {at} ({metric}={value:.4g})")
+    def __init__(self, metric: str, value: float, at: int, resource: str = "step") -> None:
+        super().__init__(f"pruned at {resource} {at} ({metric}={value:.4g})")
         self.metric, self.value, self.at = metric, value, at
 
 

@@ -29,6 +29,15 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(plt: Any, fig: Any, path: Path) -> Path:
+    """Lay out, write (``DPI``) and close a figure; its folder is created."""
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
 def colours(n: int) -> list[Any]:
     """n distinct colours; group i always gets colour i (figures agree with each other)."""
     plt = _pyplot()
@@ -82,11 +91,7 @@ def curves(groups: Sequence[Group], metric: str, path: Path, title: str = "",
     ax.grid(alpha=0.3)
     if groups:
         ax.legend(fontsize=9, loc="best", framealpha=0.9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def finals(groups: Sequence[Group], metric: str, path: Path, title: str = "",
@@ -115,11 +120,7 @@ def finals(groups: Sequence[Group], metric: str, path: Path, title: str = "",
     ax.set_title(title or f"{metric} per setting: runs, mean, 95% t interval",
                  fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def params(results: Sequence[Any], keys: Sequence[str], log_keys: set[str], metric: str,
@@ -148,11 +149,7 @@ def params(results: Sequence[Any], keys: Sequence[str], log_keys: set[str], metr
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
     fig.suptitle(title or f"{metric} against each swept hyperparameter", fontsize=11)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def metric_panels(panels: Sequence[tuple[str, Sequence[Group]]], title: str = "",
@@ -244,8 +241,4 @@ def study(results: Sequence[Any], metric: str, mode: str, path: Path, title: str
     for ax in (history, compute, curves_ax):
         ax.grid(alpha=0.3)
     fig.suptitle(title or f"{metric}: optimisation history", fontsize=11)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

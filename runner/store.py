@@ -31,7 +31,7 @@ from runner.errors import CorruptStateError, EnvironmentFault, StateError, descr
 from runner.paths import FLAG_NAMES, FLAG_UNHATCHED, RunPaths, SweepPaths, check_component
 from runner.secrets import redact
 from runner.state import create_unhatched, process_create_time
-from runner.sweep import Plan, RunSpec
+from runner.sweep import Plan, RunSpec, axes_of
 
 MANIFEST_VERSION = 1
 def _syncfs(path: Path) -> None:
@@ -150,13 +150,8 @@ class SweepStore:
                     raise EnvironmentFault(describe_os_error(exc, self.root, "adding runs to"),
                                            exc.errno) from exc
                 manifest["runs"] = [*manifest["runs"], *(_entry(r) for r in new)]
-                distinct: dict[str, set[str]] = {}
-                for entry in manifest["runs"]:
-                    for key, value in entry["values"].items():
-                        distinct.setdefault(key, set()).add(json.dumps(value, sort_keys=True,
-                                                                       default=str))
-                manifest["axes"] = list(distinct)
-                manifest["varying"] = [k for k, vals in distinct.items() if len(vals) > 1]
+                manifest["axes"], manifest["varying"] = axes_of(
+                    entry["values"] for entry in manifest["runs"])
                 write_json_atomic(self.paths.manifest, manifest)
             self._manifest = manifest
         finally:

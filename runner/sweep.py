@@ -434,6 +434,16 @@ class _ConfigBuilder:
                               ) from None
 
 
+def axes_of(values: Iterable[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """(every key the runs' values have, those with more than one value), in first-seen
+    order: a sweep's ``axes`` and ``varying``."""
+    distinct: dict[str, set[str]] = {}
+    for run_values in values:
+        for key, value in run_values.items():
+            distinct.setdefault(key, set()).add(canonical_values({"v": value}))
+    return list(distinct), [k for k, vals in distinct.items() if len(vals) > 1]
+
+
 def fingerprint_overrides(overrides: Sequence[str], config_name: str) -> str:
     keep = sorted(o for o in overrides
                   if o.lstrip("+~").split("=")[0].split(".")[0] not in _NOT_FINGERPRINTED)
@@ -498,15 +508,10 @@ def expand(composer: Composer, args: Sequence[str], config_name: str = "config",
     runs = _select(runs, spec, notes, limits)
     _check_unique(runs)
 
-    distinct: dict[str, set[str]] = {}
-    for run in runs:
-        for key, value in run.values.items():
-            distinct.setdefault(key, set()).add(canonical_values({"v": value}))
+    keys, varying = axes_of(r.values for r in runs)
     name = _sweep_name(base, kind, args, config_name)
     return Plan(
-        name=str(name), kind=kind, runs=runs,
-        axes=list(distinct),
-        varying=[k for k, vals in distinct.items() if len(vals) > 1],
+        name=str(name), kind=kind, runs=runs, axes=keys, varying=varying,
         execution=execution, overrides=list(args),
         fingerprint=plan_fingerprint(runs), notes=notes, sources=sources,
     )

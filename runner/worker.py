@@ -168,8 +168,7 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
         _finish_trackers(trackers, "PRUNED", {})
         beat.stop.set()
         finish(paths, token, State.PRUNED,
-               {"reason": f"pruned at {_resource_name(paths)} {exc.at} ({exc.metric}="
-                          f"{exc.value:.4g})", "pruned_at": exc.at,
+               {"reason": str(exc), "pruned_at": exc.at,
                 "summary": redact_obj({exc.metric: exc.value}),
                 "duration_s": time.time() - started})
         return EXIT_COMPLETED
@@ -216,17 +215,6 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
         sys.stderr.flush()
     _finish_trackers(trackers, "COMPLETED", summary)
     return EXIT_COMPLETED
-
-
-def _resource_name(paths: RunPaths) -> str:
-    """What a study counts its reports in (its ``resource`` key, else 'step')."""
-    import json
-
-    try:
-        data = json.loads((paths.root.parent.parent / "study.json").read_text())
-        return str((data.get("settings") or {}).get("resource") or "step")
-    except (OSError, ValueError):
-        return "step"
 
 
 def _complete(paths: RunPaths, token: str, summary: dict[str, Any], started: float,

@@ -36,7 +36,7 @@ from runner import secrets
 from runner.hydra_plugin import job
 from runner.hydra_plugin.config import BACKENDS, RUNNER_KEYS
 from runner.run_id import run_dirname, run_id
-from runner.sweep import Plan, RunSpec, plain
+from runner.sweep import Plan, RunSpec, axes_of, plain
 
 log = logging.getLogger(__name__)
 
@@ -106,17 +106,11 @@ def _numbers(runs: list[tuple[str, DictConfig]], known: dict[str, int | None],
     this batch unless another job has that number, then the next free one."""
     taken = {n for n in known.values() if n is not None}
     nums = []
-    free = max(taken, default=-1) + 1
     for i, (rid, _) in enumerate(runs):
         num = known.get(rid)
         if num is None:
-            num = first + i
-            if num in taken:
-                num = max(free, first + i)
-                while num in taken:
-                    num += 1
+            num = first + i if first + i not in taken else max(taken) + 1
             taken.add(num)
-            free = max(free, num + 1)
         nums.append(num)
     return nums
 
@@ -139,10 +133,9 @@ def launch(settings: dict[str, Any], config: DictConfig, hydra_context: HydraCon
                              f"cannot find the task {reference['qualname']}: make it a function "
                              "at the top level of its module")
     log.info(f"runner: {len(job_overrides)} job(s) in {sweep_dir}")
-    composed = []
-    for overrides in job_overrides:
-        cfg = _compose(config, hydra_context, overrides, str(sweep_dir))
-        composed.append((run_id(values_of(overrides)), cfg))
+    values = [values_of(overrides) for overrides in job_overrides]
+    composed = [(run_id(v), _compose(config, hydra_context, overrides, str(sweep_dir)))
+                for v, overrides in zip(values, job_overrides, strict=True)]
     from runner.store import SweepStore
 
     store = SweepStore(sweep_dir)
@@ -150,17 +143,17 @@ def launch(settings: dict[str, Any], config: DictConfig, hydra_context: HydraCon
                                     if store.exists() else {})
     nums = _numbers(composed, known, initial_job_idx)
     specs = []
-    for (rid, cfg), overrides, num in zip(composed, job_overrides, nums, strict=True):
+    for (rid, cfg), overrides, job_values, num in zip(composed, job_overrides, values, nums,
+                                                      strict=True):
         with open_dict(cfg):
             cfg.hydra.job.id = num
             cfg.hydra.job.num = num
         log.info(f"\t#{num} : {' '.join(filter_overrides(overrides))}")
-        values = values_of(overrides)
         container = OmegaConf.to_container(cfg, resolve=False)
         assert isinstance(container, dict)
         task_cfg = {str(k): v for k, v in container.items()}
         hydra_node = task_cfg.pop("hydra")
-        specs.append(RunSpec(rid, run_dirname(values), values, task_cfg, index=num,
+        specs.append(RunSpec(rid, run_dirname(job_values), job_values, task_cfg, index=num,
                              files={job.HYDRA_FILE: json.dumps({"hydra": hydra_node},
                                                                default=str)}))
     store, new = _freeze(store, specs, config, execution, reference)
@@ -178,10 +171,10 @@ def _freeze(store: Any, specs: list[RunSpec], config: DictConfig, execution: dic
 
     if not store.exists():
         overrides = [str(o) for o in config.hydra.overrides.task]
+        axes, varying = axes_of(s.values for s in specs)
         plan = Plan(
-            name=store.root.name, kind="hydra", runs=specs,
-            axes=list(dict.fromkeys(k for s in specs for k in s.values)),
-            varying=_varying(specs), execution=execution, overrides=overrides, fingerprint="",
+            name=store.root.name, kind="hydra", runs=specs, axes=axes, varying=varying,
+            execution=execution, overrides=overrides, fingerprint="",
             entry=ENTRY,
             origin={"by": "hydra", "command": [sys.executable, *sys.argv],
                     "cwd": os.getcwd(), "task": reference,
@@ -193,14 +186,6 @@ def _freeze(store: Any, specs: list[RunSpec], config: DictConfig, execution: dic
     listed = {r["id"] for r in store.manifest["runs"]}
     store.add_runs(specs)
     return store, {s.id for s in specs} - listed
-
-
-def _varying(specs: list[RunSpec]) -> list[str]:
-    seen: dict[str, set[str]] = {}
-    for spec in specs:
-        for key, value in spec.values.items():
-            seen.setdefault(key, set()).add(repr(value))
-    return [k for k, v in seen.items() if len(v) > 1]
 
 
 def _check_frozen(store: Any, specs: list[RunSpec], execution: dict[str, Any]) -> set[str]:

@@ -51,25 +51,15 @@ def read_decisions(run_dir: str | Path) -> list[dict[str, Any]]:
 
 def objective(row: Any, metric: str) -> float | None:
     """A finished run's value of the objective: its summary's, else its last logged one."""
-    from runner.metrics import last_metrics
+    from runner.metrics import flatten, last_metrics
 
     value = row.summary.get(metric)
     if not isinstance(value, int | float):
         last = last_metrics(Path(row.ref.dir) / "metrics.jsonl") or {}
-        value = _flat(last).get(metric)
+        value = flatten(last).get(metric)
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         return None
     return float(value)
-
-
-def _flat(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in record.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}/"))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 FINAL = ("COMPLETED", "PRUNED", "CRASHED", "CORRUPT")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import TrialPruned
-from runner.study.history import DECISIONS, TRIAL_KEY, Trial, load, read_decisions, study_of
+from runner.study.history import DECISIONS, TRIAL_KEY, load, read_decisions, study_of
 
 
 class Judge:
@@ -38,14 +38,12 @@ class Judge:
 
     def report(self, record: dict[str, Any]) -> None:
         """A metrics sink: ``record`` is the flattened line runner.log wrote (with its step)."""
-        flat = record
-        step = record.get("step")
         metric = self.study.metric
-        value = flat.get(metric)
+        value = record.get(metric)
         if isinstance(value, bool) or not isinstance(value, int | float):
             return
         resource_key = self.study.conf.resource
-        resource = flat.get(resource_key) if resource_key else step
+        resource = record.get(resource_key) if resource_key else record.get("step")
         if isinstance(resource, bool) or not isinstance(resource, int | float):
             return
         at = int(resource)
@@ -53,7 +51,7 @@ class Judge:
         if decision is None:
             decision = self._judge(at, float(value))
         if decision["prune"]:
-            raise TrialPruned(metric, float(decision["value"]), at)
+            raise TrialPruned(metric, float(decision["value"]), at, resource_key or "step")
 
     def _judge(self, at: int, value: float) -> dict[str, Any]:
         trials = load(self.store, self.study.metric)
@@ -95,5 +93,3 @@ def install(ctx: Any) -> None:
     if judge.active:
         ctx.writer.sinks.append(judge.report)
 
-
-__all__ = ["install", "Judge", "Trial"]
