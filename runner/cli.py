@@ -129,8 +129,7 @@ def cmd_run(argv: list[str]) -> int:
 
     args = _run_parser().parse_args(argv)
     console = _console()
-    app = _hydra_app_here()
-    refuse_hydra_overrides(args.overrides, app)
+    refuse_hydra_overrides(args.overrides, Path.cwd())
     with composer(args.config_dir) as comp:
         plan = expand(comp, args.overrides, args.config_name)
         config_dirs = [str(d) for d in comp.dirs]
@@ -140,7 +139,7 @@ def cmd_run(argv: list[str]) -> int:
     if not (isinstance(launcher, dict) and launcher.get("_target_")) and primary:
         from runner.hydra_plugin.hints import explain_foreign_config
 
-        raise explain_foreign_config(Path(primary).parent, app)
+        raise explain_foreign_config(Path(primary).parent, Path.cwd())
     if args.cfg:
         _print_cfg(plan, args.cfg)
         return 0
@@ -161,12 +160,6 @@ def cmd_run(argv: list[str]) -> int:
             console.print("dry run: nothing was written or launched")
         return 0
     return launching.launch_plan(plan, config_dirs, args.config_name, console)
-
-
-def _hydra_app_here() -> str | None:
-    from runner.hydra_plugin.hints import hydra_app_here
-
-    return hydra_app_here(Path.cwd())
 
 
 def _print_cfg(plan: Any, which: str) -> None:

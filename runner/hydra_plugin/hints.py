@@ -24,12 +24,14 @@ INSTEAD = {
 }
 
 
-def refuse_hydra_overrides(overrides: list[str], app: str | None) -> None:
-    """A ``hydra.*`` override on runner's own command line names what to write instead."""
+def refuse_hydra_overrides(overrides: list[str], folder: Path) -> None:
+    """A ``hydra.*`` override on runner's own command line names what to write instead (and
+    the Hydra app in ``folder``, if there is one)."""
     for text in overrides:
         key = text.lstrip("+~").split("=", 1)[0]
         if not (key == "hydra" or key.startswith(("hydra.", "hydra/"))):
             continue
+        app = hydra_app_here(folder)  # (read only for the error: not on every launch)
         hint = next((v for k, v in INSTEAD.items() if key == k or key.startswith(k + ".")),
                     None)
         plugin = (f"; to run the Hydra app {app} itself with runner, keep Hydra's settings and "
@@ -51,8 +53,10 @@ def hydra_app_here(folder: Path) -> str | None:
     return None
 
 
-def explain_foreign_config(config_dir: Path, app: str | None) -> ConfigError:
-    """The primary config composed is not runner's (no launcher, no task): say whose it is."""
+def explain_foreign_config(config_dir: Path, folder: Path) -> ConfigError:
+    """The primary config composed is not runner's (no launcher, no task): say whose it is
+    (a Hydra app's in ``folder``, if there is one)."""
+    app = hydra_app_here(folder)
     primary = config_dir / "config.yaml"
     whose = f"the Hydra app {app}'s" if app else "another program's"
     return ConfigError(

@@ -113,19 +113,19 @@ def load_task(sweep_dir: Path) -> Any:
 def _keep(run_dir: Path, ret: JobReturn, attempt: int) -> None:
     """The job's outcome, for the JobReturn of this and every later invocation."""
     value = ret._return_value
-    try:
-        data = pickle.dumps(value)
-        if find_secret(repr(value)):
-            raise ValueError("holds a secret")
-    except Exception:  # unpicklable, or it would write a secret: its text, redacted
-        value = (RuntimeError(redact(f"{type(value).__name__}: {value}"))
-                 if isinstance(value, BaseException) else redact(repr(value)))
     output_dir = OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir") \
         if ret.hydra_cfg is not None else None
     record = {"attempt": attempt, "status": ret.status.name, "value": value,
               "working_dir": ret.working_dir, "task_name": ret.task_name,
               "output_dir": output_dir}
-    data = pickle.dumps(record)
+    try:
+        if find_secret(repr(value)):
+            raise ValueError("holds a secret")
+        data = pickle.dumps(record)
+    except Exception:  # unpicklable, or it would write a secret: its text, redacted
+        record["value"] = (RuntimeError(redact(f"{type(value).__name__}: {value}"))
+                           if isinstance(value, BaseException) else redact(repr(value)))
+        data = pickle.dumps(record)
     # not fsynced: the COMPLETED FLAG written next is; a power cut that loses this file leaves
     # the job its summary (job_return falls back to it)
     write_bytes_atomic(run_dir / RETURN_FILE, data, durable=False)
