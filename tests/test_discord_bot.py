@@ -4,40 +4,31 @@ API and gateway (tests/fakes/discord_api.py), on real sweep directories."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
-import subprocess
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import discord
-import discord.gateway
-import discord.http
 import pytest
-import yarl
 
 from conftest import Project, colours_in, png_size, wait_for
+from discord_harness import (
+    ALLOWED_USER,
+    CHANNEL,
+    OTHER_CHANNEL,
+    OTHER_USER,
+    ROLE,
+    TOKEN,
+    FakeClock,
+    answer,
+    conf_for,
+    immediate,
+    reap,
+    run,
+    running,
+)
 from fakes.discord_api import APP_ID, FakeDiscordAPI, Request
-from runner.integrations.discord_bot.app import RunnerBot
-from runner.integrations.discord_bot.config import BotConf
 from runner.integrations.discord_bot.logic import BotLogic
-
-TOKEN = "MTAwMDAwMDAwMDAwMDAwMDAx.fake-bot-token.abcdefghijklmnopqrstuvwxyz0123"
-ALLOWED_USER, OTHER_USER = 1300000000000000001, 1300000000000000999
-CHANNEL, OTHER_CHANNEL = 1200000000000000001, 1200000000000000777
-ROLE = 1500000000000000001
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(scope="module")
@@ -50,66 +41,6 @@ def sweeps(tmp_path_factory: pytest.TempPathFactory) -> Project:
                        "runner.name=beta")
     assert proc.returncode == 1, proc.stderr
     return project
-
-
-def conf_for(project: Project, **changes: Any) -> BotConf:
-    base = {"allowed_users": [ALLOWED_USER], "allowed_roles": [ROLE], "channels": [CHANNEL],
-            "workdir": str(project.root), "tick_s": 0.05, "tasks": ["toy"]}
-    return BotConf(**{**base, **changes})
-
-
-@contextlib.asynccontextmanager
-async def running(logic: BotLogic, monkeypatch: pytest.MonkeyPatch
-                  ) -> AsyncIterator[tuple[FakeDiscordAPI, RunnerBot]]:
-    fake = await FakeDiscordAPI().start()
-    monkeypatch.setattr(discord.http.Route, "BASE", f"{fake.base}/api/v10")
-    monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY",
-                        yarl.URL(f"ws://127.0.0.1:{fake.port}/gateway"))
-    assert discord.http.Route.BASE.startswith("http://127.0.0.1:")  # never discord.com
-    bot = RunnerBot(logic, guild_ready_timeout=0.05)
-    try:
-        await bot.login(TOKEN)  # also syncs the command tree
-        task = asyncio.create_task(bot.connect(reconnect=False))
-        await asyncio.wait_for(bot.wait_until_ready(), 10)
-        yield fake, bot
-    finally:
-        await bot.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 10)
-        await fake.stop()
-    assert bot.errors == []
-    assert not any(TOKEN in json.dumps(r.payload) or TOKEN.split(".")[-1] in json.dumps(r.payload)
-                   for r in fake.requests), "the token was sent in a message"
-
-
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
-
-
-def reap(logic: BotLogic) -> list[int]:
-    """Wait for the sweeps the bot started (killed if they hang); their exit statuses."""
-    codes = []
-    for item in logic.launches.items:
-        try:
-            codes.append(item.proc.wait(60))
-        except subprocess.TimeoutExpired:
-            os.killpg(item.proc.pid, signal.SIGKILL)
-            codes.append(item.proc.wait())
-    return codes
-
-
-async def answer(fake: FakeDiscordAPI, token: str) -> Request:
-    """The follow-up that carries a deferred command's answer (after its 'thinking' ack)."""
-    (ack,) = await fake.wait_for(lambda r: r.path.endswith(f"/{token}/callback"))
-    assert ack.payload["type"] == 5, ack.payload  # deferred within Discord's 3 s
-    hits = await fake.wait_for(lambda r: r.path == f"/webhooks/{APP_ID}/{token}")
-    return hits[-1]
-
-
-async def immediate(fake: FakeDiscordAPI, token: str) -> dict[str, Any]:
-    (reply,) = await fake.wait_for(lambda r: r.path.endswith(f"/{token}/callback"))
-    assert reply.payload["type"] == 4
-    return reply.payload["data"]
 
 
 def run_ids(project: Project, sweep: str) -> list[str]:
@@ -125,7 +56,7 @@ def test_slash_commands_are_synced_with_autocompleted_options(
         async with running(BotLogic(conf_for(sweeps)), monkeypatch) as (fake, _):
             names = {c["name"] for c in fake.commands}
             assert names == {"sweeps", "runs", "summary", "plot", "subscribe", "unsubscribe",
-                             "launch", "resume", "cancel"}
+                             "watch", "unwatch", "launch", "resume", "cancel"}
             runs = next(c for c in fake.commands if c["name"] == "runs")
             sweep_option = next(o for o in runs["options"] if o["name"] == "sweep")
             assert sweep_option["autocomplete"] is True and sweep_option["required"] is True
@@ -434,41 +365,6 @@ def test_a_long_reply_is_attached_as_a_file(project: Project,
             assert text.count("COMPLETED") == 119 and len(text) > 6000
 
     run(scenario())
-
-
-def test_runs_of_a_wandb_project(sweeps: Project, monkeypatch: pytest.MonkeyPatch,
-                                 tmp_path: Path) -> None:
-    from fakes.wandb_graphql import FakeWandb, run_node
-
-    key = "k" * 40
-    for var, sub in (("WANDB_DIR", "w"), ("WANDB_CONFIG_DIR", "c"), ("WANDB_CACHE_DIR", "cc"),
-                     ("WANDB_DATA_DIR", "d")):
-        monkeypatch.setenv(var, str(tmp_path / sub))
-    monkeypatch.setenv("WANDB_API_KEY", key)
-    monkeypatch.setenv("WANDB_SERVICE", "")  # wandb.Api() sets it: restored (unset) afterwards
-    monkeypatch.delenv("WANDB_SERVICE")
-    runs = [run_node("lr=0.1", "finished", {"loss": 0.25, "_step": 9}, {"lr": 0.1}),
-            run_node("lr=0.2", "crashed", {"loss": 0.5}, {"lr": 0.2})]
-
-    async def scenario(fake_wandb: FakeWandb) -> None:
-        async with running(BotLogic(conf_for(sweeps)), monkeypatch) as (fake, _):
-            _, token = await fake.slash("runs", sweep="lab/mnist", source="wandb")
-            text = (await answer(fake, token)).payload["content"]
-            assert "**WandB lab/mnist**: 2 run(s)" in text
-            assert "lr=0.1  finished  loss=0.25" in text and "lr=0.2  crashed   loss=0.5" in text
-            assert key not in text
-
-    import wandb
-
-    with FakeWandb(runs) as fake_wandb:
-        monkeypatch.setenv("WANDB_BASE_URL", fake_wandb.url)
-        try:
-            run(scenario(fake_wandb))
-        finally:
-            wandb.teardown()  # the service wandb.Api() started in this process
-    (runs_query,) = [q for q in fake_wandb.queries if "query Runs" in q["query"].get("query", "")]
-    assert runs_query["query"]["variables"]["entity"] == "lab"
-    assert runs_query["query"]["variables"]["project"] == "mnist"
 
 
 def test_wandb_source_needs_a_key_on_the_host(sweeps: Project,

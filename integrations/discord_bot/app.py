@@ -26,7 +26,9 @@ from runner.secrets import redact
 
 log = logging.getLogger("runner.discord_bot")
 MAX_429_RETRIES = 4
-STATES = ["COMPLETED", "RUNNING", "CRASHED", "INTERRUPTED", "PRUNED", "UNHATCHED", "CORRUPT"]
+MAX_POST_TRIES = 5  # a watch's post Discord refuses this often is dropped
+STATES = ["COMPLETED", "RUNNING", "CRASHED", "INTERRUPTED", "PRUNED", "UNHATCHED", "CORRUPT",
+          "failed", "killed"]  # the last two: WandB's (source:wandb)
 
 
 def _retry_after(exc: discord.HTTPException) -> float:
@@ -84,6 +86,7 @@ class RunnerBot(discord.Client):
         self.tree = app_commands.CommandTree(self)
         self.errors: list[BaseException] = []  # what app commands raised (also logged)
         self._reports: asyncio.Task[None] | None = None
+        self._watches: asyncio.Task[None] | None = None
         _register(self)
 
         @self.tree.error
@@ -101,11 +104,41 @@ class RunnerBot(discord.Client):
         else:
             await self.tree.sync()
         self._reports = asyncio.create_task(self._post_reports())
+        self._watches = asyncio.create_task(self._post_watches())
 
     async def close(self) -> None:
-        if self._reports is not None:
-            self._reports.cancel()
+        for task in (self._reports, self._watches):
+            if task is not None:
+                task.cancel()
         await super().close()
+
+    async def _post_watches(self) -> None:
+        """Each due watch polls WandB in a worker thread; its outbox is then posted, each post
+        taken out once Discord has it. A post Discord keeps refusing is dropped after a few
+        tries (logged); nothing a watch does can stop the bot."""
+        await self.wait_until_ready()
+        watcher = self.logic.watcher
+        while not self.is_closed():
+            try:
+                for watch in watcher.due():
+                    await asyncio.to_thread(watcher.poll, watch)
+                    for post in list(watch.outbox):
+                        reply = await asyncio.to_thread(watcher.render, watch, post)
+                        channel = self.get_partial_messageable(watch.channel_id)
+                        try:
+                            await deliver(channel.send, reply, allow_ephemeral=False)
+                        except discord.HTTPException as exc:
+                            post["tries"] = post.get("tries", 0) + 1
+                            log.error("watch %s: post failed (%s)", watch.id, redact(str(exc)))
+                            if post["tries"] < MAX_POST_TRIES:
+                                break  # the rest after it, in order, next time
+                        await asyncio.to_thread(watcher.sent, watch, post["id"])
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                log.error("watch failed: %s", redact(repr(exc)))
+                self.errors.append(exc)
+            await asyncio.sleep(self.logic.conf.tick_s)
 
     async def _post_reports(self) -> None:
         await self.wait_until_ready()
@@ -172,65 +205,103 @@ def _register(bot: RunnerBot) -> None:
             log.error("autocomplete failed: %s", redact(repr(exc)))
             return []
 
+    def source_of(interaction: discord.Interaction) -> str:
+        return str(getattr(interaction.namespace, "source", None) or "runner")
+
+    def wandb_allowed(interaction: discord.Interaction) -> bool:
+        """WandB is read with the host's key: suggestions only for those who may read it."""
+        return (logic.conf.wandb_public
+                or logic.refusal_reason(_caller(interaction)) is None)
+
     async def sweep_names(interaction: discord.Interaction,
                           current: str) -> list[app_commands.Choice[str]]:
-        names = await complete(interaction, logic.complete_sweeps, current)
+        source = source_of(interaction)
+        if source == "wandb" and not wandb_allowed(interaction):
+            return []
+        names = await complete(interaction, logic.complete_sweeps, current, source)
         return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names]
 
     async def run_ids(interaction: discord.Interaction,
                       current: str) -> list[app_commands.Choice[str]]:
         sweep = getattr(interaction.namespace, "sweep", None) or ""
-        ids = await complete(interaction, logic.complete_runs, sweep, current) if sweep else []
-        return [app_commands.Choice(name=i, value=i) for i in ids]
+        source = source_of(interaction)
+        if source == "wandb" and not wandb_allowed(interaction):
+            return []
+        if source == "wandb":
+            sweep = sweep or logic.conf.wandb_project or ""
+        ids = await complete(interaction, logic.complete_runs, sweep, current, source) \
+            if sweep else []
+        return [app_commands.Choice(name=i[:100], value=i[:100]) for i in ids]
 
     async def metric_names(interaction: discord.Interaction,
                            current: str) -> list[app_commands.Choice[str]]:
         sweep = getattr(interaction.namespace, "sweep", None) or ""
-        names = await complete(interaction, logic.complete_metrics, sweep, current) \
+        source = source_of(interaction)
+        if source == "wandb" and not wandb_allowed(interaction):
+            return []
+        if source == "wandb":
+            sweep = sweep or logic.conf.wandb_project or ""
+        names = await complete(interaction, logic.complete_metrics, sweep, current, source) \
             if sweep else []
         return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names]
+
+    async def read_from(interaction: discord.Interaction, command: str, source: str,
+                        work: Callable[[], Reply]) -> None:
+        """A read-only command; reading WandB uses the host's key, so unless
+        ``bot.wandb_public`` it is allowed like a steering command."""
+        if source == "wandb" and not logic.conf.wandb_public:
+            await bot.steer(interaction, f"{command} source:wandb", lambda c: work())
+        else:
+            await bot.read(interaction, command, work)
+
+    sources = [app_commands.Choice(name=s, value=s) for s in ("runner", "wandb")]
+    filters_help = ('WandB run filters as JSON (source:wandb), e.g. {"state": "finished", '
+                    '"config.lr.value": {"$gt": 0.01}}')
 
     @tree.command(name="sweeps", description="Recent sweeps with counts per state")
     async def sweeps(interaction: discord.Interaction) -> None:
         await bot.read(interaction, "sweeps", logic.sweeps)
 
-    @tree.command(name="runs", description="Runs of a sweep, optionally by state, best first")
+    @tree.command(name="runs", description="Runs of a sweep or a WandB project, best first")
     @app_commands.describe(sweep="sweep name (or entity/project with source:wandb)",
                            state="only runs in this state", top="only the first k",
                            sort="best first by this metric", mode="min or max is better (default: "
                            "from the metric's name: loss -> min, acc -> max)",
-                           source="runner (default) or wandb")
+                           source="runner (default) or wandb", filters=filters_help)
     @app_commands.choices(state=[app_commands.Choice(name=s.lower(), value=s) for s in STATES],
                           mode=[app_commands.Choice(name=m, value=m) for m in ("min", "max")],
-                          source=[app_commands.Choice(name=s, value=s)
-                                  for s in ("runner", "wandb")])
+                          source=sources)
     @app_commands.autocomplete(sweep=sweep_names, sort=metric_names)
     async def runs(interaction: discord.Interaction, sweep: str, state: str | None = None,
                    top: int | None = None, sort: str | None = None, mode: str | None = None,
-                   source: str = "runner") -> None:
-        if source == "wandb" and not logic.conf.wandb_public:  # the host's key: like steering
-            await bot.steer(interaction, "runs source:wandb",
-                            lambda c: logic.wandb_runs(sweep, top))
-        elif source == "wandb":
-            await bot.read(interaction, "runs", lambda: logic.wandb_runs(sweep, top))
-        else:
-            await bot.read(interaction, "runs", lambda: logic.runs(sweep, state, top, sort, mode))
+                   source: str = "runner", filters: str | None = None) -> None:
+        await read_from(interaction, "runs", source,
+                        lambda: logic.runs(sweep, state, top, sort, mode, source, filters))
 
     @tree.command(name="summary", description="A run's config, state, duration, last metrics")
-    @app_commands.describe(run="run id (or sweep/run)", keys="keys or key prefixes, e.g. "
-                           "train,val/loss", sweep="the run's sweep (if the id is not unique)")
+    @app_commands.describe(run="run id (or sweep/run; entity/project/run_id with source:wandb)",
+                           keys="keys or key prefixes, e.g. train,val/loss",
+                           sweep="the run's sweep (if the id is not unique) or WandB project",
+                           source="runner (default) or wandb")
+    @app_commands.choices(source=sources)
     @app_commands.autocomplete(run=run_ids, sweep=sweep_names)
     async def summary(interaction: discord.Interaction, run: str, keys: str = "",
-                      sweep: str | None = None) -> None:
-        await bot.read(interaction, "summary", lambda: logic.summary(run, keys, sweep))
+                      sweep: str | None = None, source: str = "runner") -> None:
+        await read_from(interaction, "summary", source,
+                        lambda: logic.summary(run, keys, sweep, source))
 
     @tree.command(name="plot", description="Metrics over steps as a PNG")
-    @app_commands.describe(sweep="sweep name", runs="run ids, comma-separated (default: all)",
-                           keys="metrics, comma-separated", spread="mean and 95% band over seeds")
+    @app_commands.describe(sweep="sweep name (or entity/project with source:wandb)",
+                           runs="run ids, comma-separated (default: all; WandB: the latest 20)",
+                           keys="metrics, comma-separated", spread="mean and 95% band over seeds",
+                           source="runner (default) or wandb", filters=filters_help)
+    @app_commands.choices(source=sources)
     @app_commands.autocomplete(sweep=sweep_names, keys=metric_names)
     async def plot(interaction: discord.Interaction, sweep: str, runs: str = "",
-                   keys: str = "loss", spread: bool = False) -> None:
-        await bot.read(interaction, "plot", lambda: logic.plot(sweep, runs, keys, spread))
+                   keys: str = "loss", spread: bool = False, source: str = "runner",
+                   filters: str | None = None) -> None:
+        await read_from(interaction, "plot", source,
+                        lambda: logic.plot(sweep, runs, keys, spread, source, filters))
 
     @tree.command(name="subscribe", description="Post read-only commands here periodically")
     @app_commands.describe(every="minutes between reports",
@@ -242,6 +313,18 @@ def _register(bot: RunnerBot) -> None:
     @app_commands.describe(id="the subscription's id (default: all of this channel)")
     async def unsubscribe(interaction: discord.Interaction, id: str = "") -> None:
         await bot.steer(interaction, "unsubscribe", lambda c: logic.unsubscribe(c, id))
+
+    @tree.command(name="watch", description="Post a WandB project's run changes here")
+    @app_commands.describe(project="entity/project", metric="the metric to show and plot, "
+                           "e.g. val/acc")
+    async def watch(interaction: discord.Interaction, project: str,
+                    metric: str | None = None) -> None:
+        await bot.steer(interaction, "watch", lambda c: logic.watch(c, project, metric))
+
+    @tree.command(name="unwatch", description="Stop posting a WandB project's changes here")
+    @app_commands.describe(project="entity/project or the watch's id (default: every watch here)")
+    async def unwatch(interaction: discord.Interaction, project: str = "") -> None:
+        await bot.steer(interaction, "unwatch", lambda c: logic.unwatch(c, project))
 
     @tree.command(name="launch", description="Start a sweep: Hydra overrides, checked first")
     @app_commands.describe(overrides="e.g. +sweep=grid task.lr=0.1,0.01 seed=1,2")

@@ -24,6 +24,12 @@ class BotConf:
     wandb_project: str | None = None  # entity/project for source:wandb
     wandb_key_env: str = "WANDB_API_KEY"
     wandb_public: bool = False  # false: source:wandb needs a user allowed to steer
+    wandb_timeout_s: float = field(default=20.0, metadata={"min": 1.0})  # per WandB query
+    wandb_cache_s: float = field(default=30.0, metadata={"min": 0.0})  # answers reused this long
+    watch_file: str = "outputs/.discord-bot/watches.json"  # /watch: projects, cursors, outbox
+    watch_s: float = field(default=60.0, metadata={"min": 1.0})  # how often a watch polls WandB
+    watch_digest: int = field(default=5, metadata={"min": 1})  # more changes at once: one digest
+    max_watches: int = field(default=10, metadata={"min": 1})  # per channel
     read_channels: list[int] | None = None  # read-only commands here (null: bot.channels)
     chat_keys: list[str] = field(default_factory=lambda: list(DEFAULT_CHAT_KEYS))
     tasks: list[str] = field(default_factory=list)  # task configs /launch may choose

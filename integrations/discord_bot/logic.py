@@ -16,8 +16,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,18 @@ from runner.errors import RunnerError, StateError
 from runner.integrations.discord_bot.chat_policy import ChatPolicy, parse_chat_overrides
 from runner.integrations.discord_bot.config import BotConf
 from runner.integrations.discord_bot.launches import Launches
+from runner.integrations.discord_bot.messages import Reply, code_table, duration_text, fmt
 from runner.integrations.discord_bot.subscriptions import Subscription, SubscriptionStore
-from runner.secrets import redact, register
+from runner.integrations.discord_bot.wandb_commands import WandbCommands
+from runner.integrations.discord_bot.wandb_source import WandbSource
+from runner.integrations.discord_bot.watcher import Watcher, WatchStore
+from runner.secrets import redact
 from runner.store import SweepStore
 
 READ_ONLY = ("sweeps", "runs", "summary", "plot")
+OPTIONS = {"sweeps": (), "runs": ("sweep", "state", "top", "sort", "mode", "source", "filters"),
+           "summary": ("run", "keys", "sweep", "source"),
+           "plot": ("sweep", "runs", "keys", "spread", "source", "filters")}
 MAX_PLOT_RUNS = 20
 MAX_PLOT_KEYS = 8  # panels in one /plot
 MAX_SUBSCRIPTIONS = 10  # per channel
@@ -46,33 +53,10 @@ class Caller:
     in_guild: bool = True  # False: a direct message
 
 
-@dataclass
-class Reply:
-    text: str
-    files: list[tuple[str, bytes]] = field(default_factory=list)
-    ephemeral: bool = False
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "" if value is None else str(value)
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in header]] + [[_fmt(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in cells]
-    return "```\n" + "\n".join(lines) + "\n```"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(seconds)
-    return (f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600
-            else f"{seconds // 60}m{seconds % 60:02d}s")
+def _source(source: str | None) -> str:
+    if (source or "runner") not in ("runner", "wandb"):
+        raise StateError(f"source:{source} is not one of: runner, wandb")
+    return source or "runner"
 
 
 class BotLogic:
@@ -87,6 +71,10 @@ class BotLogic:
                                  ChatPolicy(list(conf.chat_keys), list(conf.tasks)),
                                  conf.max_runs, hidden_env=(conf.token_env,))
         self._audit_lock = threading.Lock()
+        self.wandb = WandbCommands(WandbSource(conf.wandb_key_env, conf.wandb_timeout_s,
+                                               conf.wandb_cache_s), conf.wandb_project)
+        self.watcher = Watcher(WatchStore(self.workdir / conf.watch_file), self.wandb.source,
+                               conf.watch_s, conf.watch_digest, clock)
 
     # ------------------------------------------------------------------ safety
 
@@ -110,20 +98,23 @@ class BotLogic:
             return None
         return self._refused(caller, command, why, log)
 
-    def refusal(self, caller: Caller, command: str) -> Reply | None:
-        """None if ``caller`` may run a steering ``command`` here; else the refusal (logged)."""
+    def refusal_reason(self, caller: Caller, command: str = "this") -> str | None:
+        """None if ``caller`` may run a steering command here; else why not."""
         user_ok = (caller.user_id in self.conf.allowed_users
                    or bool(set(caller.role_ids) & set(self.conf.allowed_roles)))
         if not caller.in_guild:
-            why = "this bot does not answer direct messages"
-        elif not user_ok:
-            why = (f"you are not allowed to use /{command} (ask an admin to add you to "
-                   "bot.allowed_users or one of your roles to bot.allowed_roles)")
-        elif caller.channel_id not in self.conf.channels:
-            why = f"/{command} is not allowed in this channel (bot.channels)"
-        else:
-            return None
-        return self._refused(caller, command, why)
+            return "this bot does not answer direct messages"
+        if not user_ok:
+            return (f"you are not allowed to use /{command} (ask an admin to add you to "
+                    "bot.allowed_users or one of your roles to bot.allowed_roles)")
+        if caller.channel_id not in self.conf.channels:
+            return f"/{command} is not allowed in this channel (bot.channels)"
+        return None
+
+    def refusal(self, caller: Caller, command: str) -> Reply | None:
+        """None if ``caller`` may run a steering ``command`` here; else the refusal (logged)."""
+        why = self.refusal_reason(caller, command)
+        return None if why is None else self._refused(caller, command, why)
 
     def _refused(self, caller: Caller, command: str, why: str, log: bool = True) -> Reply:
         """The refusal only the caller sees, written to the audit log."""
@@ -143,12 +134,17 @@ class BotLogic:
                  time.strftime("%m-%d %H:%M", time.localtime(s.modified))] for s in found]
         header = ["sweep", "kind", "runs", "done", "running", "crashed", "interrupted", "pruned",
                   "left", "changed"]
-        return Reply(f"**{len(found)} recent sweep(s)**\n" + _table(header, rows))
+        return Reply(f"**{len(found)} recent sweep(s)**\n" + code_table(header, rows))
 
     def runs(self, sweep: str, state: str | None = None, top: int | None = None,
-             sort: str | None = None, mode: str | None = None) -> Reply:
+             sort: str | None = None, mode: str | None = None, source: str = "runner",
+             filters: str | None = None) -> Reply:
         from runner.results import mode_for
 
+        if _source(source) == "wandb":
+            return self.wandb.runs(sweep, state, top, sort, mode, filters)
+        if filters:
+            raise StateError("filters: are WandB's run filters; give source:wandb as well")
         store = queries.find_sweep(self.outputs, sweep)
         mode = mode_for(sort, mode) if sort else "min"
         rows = queries.select_runs(store, state, sort, mode, top)
@@ -159,15 +155,15 @@ class BotLogic:
             info = row.reason if row.state in ("CRASHED", "INTERRUPTED", "PRUNED",
                                                "CORRUPT") else ""
             if sort:
-                info = f"{sort}={_fmt(queries.metric_of(row, sort))}" + (f" {info}" if info else "")
+                info = f"{sort}={fmt(queries.metric_of(row, sort))}" + (f" {info}" if info else "")
             elif not info:
-                info = ", ".join(f"{k}={_fmt(v)}" for k, v in list(row.summary.items())[:3])
+                info = ", ".join(f"{k}={fmt(v)}" for k, v in list(row.summary.items())[:3])
             table.append([row.ref.id, *(row.ref.values.get(k) for k in varying), row.state,
-                          _duration(row.duration(now)), info[:60]])
+                          duration_text(row.duration(now)), info[:60]])
         title = (f"**{store.root.name}**: {len(rows)} run(s)" + (f" {state.upper()}" if state
                                                                   else "")
                  + (f", best first by {sort} ({mode})" if sort else ""))
-        return Reply(title + "\n" + _table(["id", *varying, "state", "time", "info"], table))
+        return Reply(title + "\n" + code_table(["id", *varying, "state", "time", "info"], table))
 
     def _store_and_run(self, run: str, sweep: str | None) -> tuple[SweepStore, str]:
         if "/" in run and not sweep:
@@ -187,27 +183,36 @@ class BotLogic:
                              if hits else f"no run '{run}' in any sweep")
         return hits[0], run
 
-    def summary(self, run: str, keys: str = "", sweep: str | None = None) -> Reply:
+    def summary(self, run: str, keys: str = "", sweep: str | None = None,
+                source: str = "runner") -> Reply:
+        if _source(source) == "wandb":
+            return self.wandb.summary(run, keys, sweep)
         store, run_id = self._store_and_run(run, sweep)
         wanted = [k.strip() for k in keys.split(",") if k.strip()]
         info = queries.run_summary(store, run_id, wanted)
         lines = [f"**{info['sweep']} / {info['id']}**: {info['state']}"
                  + (f" ({info['reason']})" if info["reason"] else "")
-                 + f", attempt {info['attempt']}, {_duration(info['duration_s'])}"]
-        lines.append("values: " + ", ".join(f"{k}={_fmt(v)}" for k, v in info["values"].items()))
+                 + f", attempt {info['attempt']}, {duration_text(info['duration_s'])}"]
+        lines.append("values: " + ", ".join(f"{k}={fmt(v)}" for k, v in info["values"].items()))
         if info["metrics"]:
-            lines.append("metrics:\n" + _table(["key", "value"], sorted(info["metrics"].items())))
+            lines.append("metrics:\n"
+                         + code_table(["key", "value"], sorted(info["metrics"].items())))
         else:
             lines.append("metrics: none" + (f" matching {keys}" if wanted else " logged yet"))
         if wanted:
             config = sorted(info["config"].items())
-            lines.append("config:\n" + _table(["key", "value"], config) if config
+            lines.append("config:\n" + code_table(["key", "value"], config) if config
                          else f"config: no key matching {keys}")
         return Reply("\n".join(lines))
 
-    def plot(self, sweep: str, runs: str = "", keys: str = "loss", spread: bool = False) -> Reply:
+    def plot(self, sweep: str, runs: str = "", keys: str = "loss", spread: bool = False,
+             source: str = "runner", filters: str | None = None) -> Reply:
         from runner import plots, results
 
+        if _source(source) == "wandb":
+            return self.wandb.plot(sweep, runs, keys, spread, filters)
+        if filters:
+            raise StateError("filters: are WandB's run filters; give source:wandb as well")
         store = queries.find_sweep(self.outputs, sweep)
         wanted = [r.strip() for r in runs.split(",") if r.strip()]
         metrics = [k.strip() for k in keys.split(",") if k.strip()]
@@ -234,30 +239,6 @@ class BotLogic:
         return Reply(f"**{store.root.name}**: {', '.join(metrics)} over steps ({what})",
                      [(f"{store.root.name[:40]}-{'-'.join(metrics)[:40]}.png"
                        .replace("/", "_"), png)])
-
-    def wandb_runs(self, project: str | None, top: int | None = None) -> Reply:
-        """Runs of a WandB project (``source:wandb``), when this host has a WandB key."""
-        import os
-
-        project = project or self.conf.wandb_project
-        if not project:
-            raise StateError("give the WandB project as sweep:<entity/project> "
-                             "(or set bot.wandb_project)")
-        key = os.environ.get(self.conf.wandb_key_env)
-        if not key:
-            raise StateError(f"no WandB key on this host (${self.conf.wandb_key_env} is not set); "
-                             "keys are never taken from chat")
-        register(key)  # never echoed, even in an error from the API
-        import wandb
-
-        api = wandb.Api(timeout=20)
-        table = []
-        for run in list(api.runs(project, per_page=50))[: top or 25]:
-            summary = {k: v for k, v in dict(run.summary).items() if not k.startswith("_")}
-            table.append([run.name, run.state,
-                          ", ".join(f"{k}={_fmt(v)}" for k, v in list(summary.items())[:3])])
-        return Reply(f"**WandB {project}**: {len(table)} run(s)\n"
-                     + _table(["run", "state", "summary"], table))
 
     # ------------------------------------------------------------------ steering commands
 
@@ -332,6 +313,33 @@ class BotLogic:
                          + (f" (id {sub_id})" if sub_id else ""), ephemeral=True)
         return Reply(f"unsubscribed: {', '.join(s.id + ' (' + s.what + ')' for s in gone)}")
 
+    def watch(self, caller: Caller, project: str, metric: str | None = None) -> Reply:
+        refused = self.refusal(caller, "watch")
+        if refused:
+            return refused
+        project = self.wandb.project(project)
+        watch, total, running = self.watcher.add(caller.channel_id, project, metric,
+                                                 caller.user_id, self.conf.max_watches)
+        self.audit(f"WATCH by user {caller.user_id}: channel {caller.channel_id}: {project}"
+                   + (f" metric {metric}" if metric else ""))
+        return Reply(f"watching WandB **{project}** (id {watch.id}): {total} run(s) there now, "
+                     f"{running} running; from now on this channel gets a post when a run "
+                     "starts, finishes, crashes or fails"
+                     + (f" (with {metric} and, on finish, its plot)" if metric else "")
+                     + f". `/unwatch project:{project}` stops it.")
+
+    def unwatch(self, caller: Caller, project: str = "") -> Reply:
+        refused = self.refusal(caller, "unwatch")
+        if refused:
+            return refused
+        gone = self.watcher.remove(caller.channel_id, project.strip() or None)
+        if not gone:
+            return Reply("no such watch in this channel" + (f" ({project})" if project else ""),
+                         ephemeral=True)
+        self.audit(f"UNWATCH by user {caller.user_id}: channel {caller.channel_id}: "
+                   + ", ".join(w.project for w in gone))
+        return Reply("stopped watching " + ", ".join(f"**{w.project}**" for w in gone))
+
     # ------------------------------------------------------------------ periodic reports
 
     @staticmethod
@@ -350,22 +358,31 @@ class BotLogic:
             key, sep, value = word.partition(":")
             if not sep:
                 raise StateError(f"'{word}' in '{text}' is not key:value")
+            if key not in OPTIONS[name]:
+                raise StateError(f"/{name} has no option '{key}'; its options: "
+                                 f"{', '.join(OPTIONS[name]) or 'none'}")
             options[key] = value
+        _source(options.get("source", "runner"))
         return name, options
 
     def run_command(self, text: str) -> Reply:
         """A read-only command written as in chat: ``runs sweep:x state:crashed top:5``."""
         name, o = self._parse_command(text)
+        source = o.get("source", "runner")
         if name == "sweeps":
             return self.sweeps()
         if name == "runs":
-            return self.runs(o.get("sweep", ""), o.get("state"),
-                             int(o["top"]) if o.get("top") else None, o.get("sort"),
-                             o.get("mode"))
+            try:
+                top = int(o["top"]) if o.get("top") else None
+            except ValueError:
+                raise StateError(f"top:{o['top']} in '{text}' is not a number") from None
+            return self.runs(o.get("sweep", ""), o.get("state"), top, o.get("sort"),
+                             o.get("mode"), source, o.get("filters"))
         if name == "summary":
-            return self.summary(o.get("run", ""), o.get("keys", ""), o.get("sweep"))
+            return self.summary(o.get("run", ""), o.get("keys", ""), o.get("sweep"), source)
         return self.plot(o.get("sweep", ""), o.get("runs", ""), o.get("keys", "loss"),
-                         o.get("spread", "false").lower() in ("1", "true", "yes"))
+                         o.get("spread", "false").lower() in ("1", "true", "yes"), source,
+                         o.get("filters"))
 
     def report(self, sub: Subscription) -> Reply:
         replies = []
@@ -383,13 +400,18 @@ class BotLogic:
 
     # ------------------------------------------------------------------ autocompletion
 
-    def complete_sweeps(self, typed: str) -> list[str]:
+    def complete_sweeps(self, typed: str, source: str = "runner") -> list[str]:
+        if source == "wandb":
+            names = [self.conf.wandb_project] if self.conf.wandb_project else []
+            return [n for n in names if typed.lower() in n.lower()]
         names = [d.name for d in queries.sweep_dirs(self.outputs)]
         return [n for n in names if typed.lower() in n.lower()][:25]
 
-    def complete_metrics(self, sweep: str, typed: str) -> list[str]:
+    def complete_metrics(self, sweep: str, typed: str, source: str = "runner") -> list[str]:
         """Metric names for ``sort:`` or ``keys:``; in a comma list the last item is
         completed (``loss,va`` -> ``loss,val/acc``)."""
+        if source == "wandb":
+            return self.wandb.complete_keys(sweep, typed)
         try:
             store = queries.find_sweep(self.outputs, sweep)
         except RunnerError:
@@ -399,7 +421,9 @@ class BotLogic:
         return [head + name for name in queries.metric_names(store)
                 if last.strip() in name][:25]
 
-    def complete_runs(self, sweep: str, typed: str) -> list[str]:
+    def complete_runs(self, sweep: str, typed: str, source: str = "runner") -> list[str]:
+        if source == "wandb":
+            return self.wandb.complete_runs(sweep, typed)
         try:
             store = queries.find_sweep(self.outputs, sweep)
         except RunnerError:

@@ -6,9 +6,42 @@ beyond that it goes as a text file, so nothing is ever cut off.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
 MAX_CHARS = 2000
 MAX_MESSAGES = 3  # more than this and the text becomes an attachment
 MAX_FILES = 10
+
+
+@dataclass
+class Reply:
+    text: str
+    files: list[tuple[str, bytes]] = field(default_factory=list)
+    ephemeral: bool = False
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def code_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in header]] + [[fmt(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in cells]
+    return "```\n" + "\n".join(lines) + "\n```"
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    return (f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600
+            else f"{seconds // 60}m{seconds % 60:02d}s")
 
 
 def split_text(text: str, limit: int = MAX_CHARS) -> list[str]:
