@@ -10,6 +10,7 @@
     python -m runner report SWEEP_DIR --metric M [--mode max|min]   table, plots, CSV, Markdown
     python -m runner compare DIR DIR ... --metric M          several sweeps side by side
     python -m runner retrain-best SWEEP_DIR --metric M --seeds K     best setting, K new seeds
+    python -m runner wandb-sync SWEEP_DIR [--dry-run]        upload its offline WandB runs
 
 Overrides use Hydra's grammar (``task.lr=0.1,0.01``, ``+sweep=grid``, ``'seed=range(5)'``).
 Re-running the same command resumes the same sweep: its directory name is derived from the
@@ -39,7 +40,7 @@ from runner.config_schema import (
 from runner.errors import RunnerError
 
 SUBCOMMANDS = ("status", "show", "rerun", "resume", "cancel", "report", "compare",
-               "retrain-best")
+               "retrain-best", "wandb-sync")
 
 
 def _console() -> Console:
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                         "resume": cmd_resume,
                         "cancel": cmd_cancel,
                         "report": cmd_report,
-                        "compare": cmd_compare, "retrain-best": cmd_retrain_best}
+                        "compare": cmd_compare, "retrain-best": cmd_retrain_best,
+                        "wandb-sync": cmd_wandb_sync}
             return commands[argv[0]](argv[1:])
         _refuse_unknown_command(argv)
         return cmd_run(argv)
@@ -402,6 +404,34 @@ def cmd_resume(argv: list[str]) -> int:
 
     check_execution(execution)
     return launching.execute(store, execution, _console())
+
+
+def cmd_wandb_sync(argv: list[str]) -> int:
+    """Upload a sweep's offline WandB runs from a machine with internet (WandB's own sync)."""
+    from runner.integrations.wandb_sync import sync_sweep
+
+    parser = argparse.ArgumentParser(prog="python -m runner wandb-sync",
+                                     description=cmd_wandb_sync.__doc__)
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("--project", help="upload into this WandB project instead")
+    parser.add_argument("--entity", help="... of this entity")
+    parser.add_argument("--dry-run", action="store_true", help="say what would be synced")
+    args = parser.parse_args(argv)
+    result = sync_sweep(args.sweep_dir, args.project, args.entity, args.dry_run,
+                        progress=sys.stderr.isatty())
+    out = _stdout_console()
+    if args.dry_run:
+        out.print(f"would sync {len(result.synced)} offline WandB run(s) of "
+                  f"{len({r.run_id for r in result.synced})} run(s); "
+                  f"{len(result.already)} already synced, {len(result.running)} still RUNNING")
+        for item in result.synced:
+            out.print(f"  {item.run_id}  {escape(str(item.file.parent))}")
+        return 0
+    for item, why in result.failed:
+        out.print(f"[red]failed[/] {item.run_id} ({escape(str(item.file.parent.name))}): "
+                  f"{escape(why)}")
+    out.print(result.summary())
+    return 1 if result.failed else 0
 
 
 def cmd_cancel(argv: list[str]) -> int:

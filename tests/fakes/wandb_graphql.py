@@ -151,6 +151,12 @@ class FakeWandb:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # a client that hung up (wandb-core closing its connections)
+
             def _reply(self, status: int, payload: Any) -> None:
                 body = json.dumps(payload).encode()
                 self.send_response(status)
