@@ -1,5 +1,6 @@
-"""Tracker cost per run: N trivial runs with tracker=wandb (offline), the fork server importing
-wandb once per sweep (the default) against every run importing it itself
+"""Tracker cost per run: N trivial runs with tracker=wandb (offline), the default (the fork
+server imports wandb and what its first ``wandb.init`` needs once per sweep, and the sweep's runs
+share one WandB service) against every run importing wandb and starting its own service
 (``runner.preload_trackers=false``), and against the same runs with no tracker (baseline).
 
     python benchmarks/bench_trackers.py [--runs 16]

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import netrc
 import os
+import select
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +36,9 @@ class WandbTrackerConf:
     mode: str | None = None  # online | offline | disabled; default: $WANDB_MODE, else online
     tags: list[str] = field(default_factory=list)
     init_timeout_s: float = field(default=30.0, metadata={"min": 0.0})
+    # WandB's requirements.txt for every run (about 60 ms a run); runner already records every
+    # installed package once per launch (the sweep's provenance)
+    save_requirements: bool = False
 
 
 def _mode(conf: Any) -> str:
@@ -51,7 +57,8 @@ def _has_key() -> bool:
 
 class WandbTracker(Tracker):
     config_class = WandbTrackerConf
-    imports = ("wandb",)
+    # wandb, and what its first wandb.init imports (about 0.2 s a run when each run does it)
+    imports = ("wandb", "wandb.apis.public", "wandb.sdk.launch", "wandb.sdk.lib.gitlib", "yaml")
 
     @classmethod
     def check(cls, conf: Any) -> None:
@@ -62,6 +69,14 @@ class WandbTracker(Tracker):
         if mode in ("online", "run") and not _has_key():
             raise ConfigError("tracker.wandb: online mode needs a WandB API key (run `wandb "
                               "login` or set WANDB_API_KEY); or use WANDB_MODE=offline")
+
+    @classmethod
+    def shared_service(cls, conf: Any) -> WandbService | None:
+        """One WandB service (wandb-core) for every run of the sweep on this machine, instead
+        of one started by each run's ``wandb.init``."""
+        if _mode(conf) == "disabled":
+            return None
+        return WandbService.start()
 
     def start(self, ctx: Any) -> None:
         import wandb
@@ -78,7 +93,8 @@ class WandbTracker(Tracker):
             id=run_id, resume="allow", config=config, tags=list(self.conf.tags),
             dir=str(ctx.run_dir), reinit="finish_previous",
             settings=wandb.Settings(init_timeout=self.conf.init_timeout_s,
-                                    x_disable_stats=True, console="off"))
+                                    x_disable_stats=True, console="off",
+                                    x_save_requirements=bool(self.conf.save_requirements)))
 
     def log(self, record: dict[str, Any]) -> None:
         metrics = {k: v for k, v in record.items() if k not in ("step", "time", "attempt")}
@@ -89,6 +105,50 @@ class WandbTracker(Tracker):
             for key, value in summary.items():
                 self.run.summary[key] = value
         self.run.finish(exit_code={"COMPLETED": 0, "CRASHED": 1}.get(state, 143))
+
+
+# the helper: starts WandB's service, tells its address, holds it until its stdin closes
+_HOLDER = """
+import os, sys
+import wandb
+wandb.setup(wandb.Settings(x_disable_stats=True))
+print(os.environ["WANDB_SERVICE"], flush=True)
+sys.stdin.read()
+wandb.teardown()
+"""
+
+
+class WandbService:
+    """WandB's service in a small helper process of the launcher; runs connect to it through
+    ``WANDB_SERVICE`` (WandB's own way of sharing a service between processes). It ends when
+    the launcher closes it or dies (its stdin closes; wandb-core also watches its parent)."""
+
+    def __init__(self, proc: subprocess.Popen[str], token: str) -> None:
+        self.proc = proc
+        self.env = {"WANDB_SERVICE": token}
+
+    @classmethod
+    def start(cls, timeout_s: float = 30.0) -> WandbService:
+        env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+        proc = subprocess.Popen([sys.executable, "-c", _HOLDER], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                env=env, start_new_session=True)
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
+        token = proc.stdout.readline().strip() if ready else ""
+        if not token.startswith("3-"):  # WandB's token format, version 3
+            proc.kill()
+            proc.communicate()
+            raise RuntimeError("WandB's service did not start" if ready else
+                               f"WandB's service did not start within {timeout_s:g} s")
+        return cls(proc, token)
+
+    def close(self) -> None:
+        try:
+            self.proc.communicate(timeout=30)  # closes its stdin: it tears the service down
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.communicate()
 
 
 def _plain(config: Any) -> dict[str, Any]:

@@ -168,8 +168,13 @@ class _SweepLoop:
                        if store.manifest.get("source") and only is None else None)
         self.proposed = 0
         self.only = only  # launch these runs only (e.g. one batch of a Hydra sweeper)
+        self.services: list[trackers.SharedService] = []
         if self.runner_conf.preload_trackers:
             self.launcher.preload = trackers.preload_modules(execution.get("tracker"))
+            if self.launcher.runs_here:  # e.g. one WandB service for every run of the sweep
+                self.services = trackers.shared_services(execution.get("tracker"))
+                for service in self.services:
+                    self.launcher.extra_env.update(service.env)
         self.allowed = launchable(self.runner_conf.retry_crashed)
         self.allowed_names = {s.value for s in self.allowed}
         self.name = str(store.manifest.get("name"))
@@ -347,6 +352,8 @@ def run_sweep(store: SweepStore, execution: dict[str, Any], console: Console | N
         raise
     finally:
         loop.launcher.close()
+        for service in loop.services:
+            service.close()
     return loop.finish(interrupted, elsewhere, detached)
 
 

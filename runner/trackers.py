@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import json
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runner.config_schema import load_target
 
@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from runner.context import RunContext
 
 ENV = "RUNNER_TRACKERS"  # how the launcher hands the tracker section to a run's process
+
+
+class SharedService(Protocol):
+    env: dict[str, str]  # what each run's environment gets to find the service
+
+    def close(self) -> None: ...
 
 
 class Tracker(abc.ABC):
@@ -30,6 +36,12 @@ class Tracker(abc.ABC):
     @classmethod  # noqa: B027 (optional hook)
     def check(cls, conf: Any) -> None:
         """Refuse, before anything is written, settings that cannot work (e.g. no API key)."""
+
+    @classmethod
+    def shared_service(cls, conf: Any) -> SharedService | None:
+        """A helper process the sweep's runs on this machine share, started once per sweep by
+        the launcher (e.g. WandB's service), or None. Runs find it through ``env``."""
+        return None
 
     @abc.abstractmethod
     def start(self, ctx: RunContext) -> None:
@@ -61,6 +73,25 @@ def preload_modules(section: dict[str, Any] | None) -> list[str]:
         cls, _ = load_target(cfg, f"tracker.{name}", Tracker)
         modules += [cls.__module__, *cls.imports]
     return list(dict.fromkeys(modules))
+
+
+def shared_services(section: dict[str, Any] | None) -> list[SharedService]:
+    """The configured trackers' shared services, started now. One that cannot start is left
+    out (its runs start their own, as without it)."""
+    import sys
+
+    services: list[SharedService] = []
+    for name, cfg in (section or {}).items():
+        cls, conf = load_target(cfg, f"tracker.{name}", Tracker)
+        try:
+            service = cls.shared_service(conf)
+        except Exception as exc:
+            print(f"runner: tracker.{name}: no shared service ({exc}); each run starts its own",
+                  file=sys.stderr, flush=True)
+            continue
+        if service is not None:
+            services.append(service)
+    return services
 
 
 def env_value(section: dict[str, Any] | None) -> str:

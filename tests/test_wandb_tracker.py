@@ -105,12 +105,15 @@ def test_the_fork_server_imports_the_trackers_once_per_sweep(tmp_path, wandb_env
 
     from rich.console import Console
 
+    from runner.integrations.wandb_tracker import WandbTracker
     from runner.scheduler import _SweepLoop
     from runner.store import MANIFEST_VERSION, SweepStore
     from runner.trackers import preload_modules
 
     tracker = {"wandb": {"_target_": "runner.integrations.wandb_tracker.WandbTracker"}}
-    assert preload_modules(tracker) == ["runner.integrations.wandb_tracker", "wandb"]
+    wanted = ["runner.integrations.wandb_tracker", *WandbTracker.imports]
+    assert wanted[:2] == ["runner.integrations.wandb_tracker", "wandb"]
+    assert preload_modules(tracker) == wanted
     (tmp_path / "sweep.json").write_text(_json.dumps(
         {"version": MANIFEST_VERSION, "name": "s", "runs": [], "execution": {}}))
     execution = {"runner": {"preload": ["json"]}, "tracker": tracker,
@@ -118,11 +121,46 @@ def test_the_fork_server_imports_the_trackers_once_per_sweep(tmp_path, wandb_env
     loop = _SweepLoop(SweepStore(tmp_path), execution, Console(file=open(os.devnull, "w")))
     try:
         preload = _json.loads(loop.launcher.server.proc.args[-1])
+        (service,) = loop.services  # one WandB service for the sweep's runs
+        assert loop.launcher.extra_env["WANDB_SERVICE"] == service.env["WANDB_SERVICE"]
     finally:
         loop.launcher.close()
+        for service in loop.services:
+            service.close()
         loop.console.file.close()
-    assert preload == ["json", "runner.integrations.wandb_tracker", "wandb"]
+    assert preload == ["json", *wanted]
+    assert service.proc.poll() is not None  # closed with the sweep
     execution["runner"]["preload_trackers"] = False
     loop = _SweepLoop(SweepStore(tmp_path), execution, Console(file=open(os.devnull, "w")))
     loop.console.file.close()
-    assert loop.launcher.preload == []
+    assert loop.launcher.preload == [] and loop.services == []
+    assert "WANDB_SERVICE" not in loop.launcher.extra_env
+
+
+def test_a_sweeps_runs_share_one_wandb_service_that_ends_with_the_sweep(project, wandb_env):
+    import psutil
+
+    def wandb_helpers() -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            line = " ".join(proc.info["cmdline"] or [])
+            if "wandb-core" in (proc.info["name"] or "") or "wandb.setup(" in line:
+                found.append(proc)
+        return found
+
+    before = {p.pid for p in wandb_helpers()}
+    proc = project.run("tracker=wandb", "task.lr=0.1,0.2,0.3", "launcher.max_parallel=3")
+    assert proc.returncode == 0, proc.stderr
+    for row in project.status()["runs"]:
+        (log,) = Path(row["dir"]).glob("wandb/offline-run-*/logs/debug.log")
+        assert "Connected to an existing wandb-core service via WANDB_SERVICE" in \
+            log.read_text()
+        (path,) = wandb_files(row["dir"])
+        assert load_run(path)[0]["exit_code"] == 0  # and every run's data is complete
+    wait_for(lambda: not [p for p in wandb_helpers() if p.pid not in before], timeout=30)
+    # without preloading (runner.preload_trackers=false) each run starts its own, as before
+    proc = project.run("tracker=wandb", "task.lr=0.5", "runner.preload_trackers=false",
+                       "runner.name=own")
+    assert proc.returncode == 0, proc.stderr
+    (log,) = (project.root / "outputs" / "own").glob("runs/*/wandb/offline-run-*/logs/debug.log")
+    assert "existing wandb-core service" not in log.read_text()

@@ -46,6 +46,7 @@ class Launcher(abc.ABC):
     detach_on_interrupt = False
     claim_phase = "launching"  # the lease's phase until the worker takes it over
     requires = ""  # what ``is_available`` looks for, for the error when it is missing
+    runs_here = True  # runs start on this machine (a helper process here can serve them)
 
     def __init__(self, store: SweepStore, conf: Any, runner_conf: Any) -> None:
         self.store = store

@@ -64,6 +64,7 @@ class _Batch:
 
 class SlurmLauncher(Launcher):
     """Submits runs to SLURM as job arrays and watches them with batched squeue calls."""
+    runs_here = False  # on the cluster's nodes
 
     config_class = SlurmLauncherConf
     detach_on_interrupt = True  # Ctrl-C leaves the jobs to SLURM; `resume` re-attaches
