@@ -460,3 +460,33 @@ def test_watch_needs_a_steering_user_and_a_reachable_project(
 
     run(scenario())
     assert not (local.root / "w3.json").exists()  # nothing saved for a refused watch
+
+
+def test_a_launch_goes_to_the_admins_launch_function_through_discord(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A team whose work starts elsewhere (a cluster queue): /launch, checked as always, hands
+    the overrides to bot.launch_fn; nothing runs locally."""
+    calls = project.root / "calls.jsonl"
+    (project.root / "team_queue.py").write_text(
+        "import json\n\ndef submit(overrides, **info):\n"
+        f"    with open({str(calls)!r}, 'a') as f:\n"
+        "        f.write(json.dumps({'overrides': overrides, **info}) + '\\n')\n"
+        "    return 'queued as job 42'\n")
+    logic = BotLogic(conf_for(project, launch_fn="team_queue:submit"))
+
+    async def scenario() -> None:
+        async with running(logic, monkeypatch) as (fake, _):
+            _, token = await fake.slash("launch", overrides="task=toy +sweep=grid "
+                                                            "task.lr=0.1,0.2 seed=1")
+            text = (await answer(fake, token)).payload["content"]
+            assert text.startswith("handed **toy-grid-") and text.endswith(
+                "to `team_queue:submit`: queued as job 42")
+            _, token = await fake.slash("launch", overrides="task=toy task.fn=os:system")
+            text = (await answer(fake, token)).payload["content"]
+            assert "'task.fn' cannot be set from chat" in text
+
+    run(scenario())
+    (call,) = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert call["overrides"] == ["task=toy", "+sweep=grid", "task.lr=0.1,0.2", "seed=1"]
+    assert call["runs"] == 2 and logic.launches.items == []
+    assert [p.name for p in (project.root / "outputs").iterdir()] == [".discord-bot"]
