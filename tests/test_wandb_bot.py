@@ -26,6 +26,7 @@ from discord_harness import (
 )
 from fakes.discord_api import FakeDiscordAPI, Request
 from fakes.wandb_graphql import ENTITY, FakeRun, FakeWandb
+from runner.errors import StateError
 from runner.integrations.discord_bot.logic import BotLogic, Caller
 
 KEY = "k" * 40
@@ -490,3 +491,19 @@ def test_a_launch_goes_to_the_admins_launch_function_through_discord(
     assert call["overrides"] == ["task=toy", "+sweep=grid", "task.lr=0.1,0.2", "seed=1"]
     assert call["runs"] == 2 and logic.launches.items == []
     assert [p.name for p in (project.root / "outputs").iterdir()] == [".discord-bot"]
+
+
+def test_only_the_configured_wandb_projects_are_read(local: Project,
+                                                     wandb_env: FakeWandb) -> None:
+    logic = BotLogic(conf_for(local, wandb_projects=["lab/b*"], watch_file="w4.json"))
+    assert "**WandB lab/big**" in logic.runs("lab/big", source="wandb", top=2).text
+    refused = "WandB project lab/mnist is not one this bot reads (bot.wandb_projects)"
+    for attempt in (lambda: logic.runs("lab/mnist", source="wandb"),
+                    lambda: logic.summary("lab/mnist/ida", source="wandb"),
+                    lambda: logic.summary("ida", sweep="lab/mnist", source="wandb"),
+                    lambda: logic.plot("lab/big", runs="lab/mnist/ida", source="wandb"),
+                    lambda: logic.watch(Caller(logic.conf.allowed_users[0], CHANNEL),
+                                        "lab/mnist")):
+        with pytest.raises(StateError, match=refused.replace("(", r"\(").replace(")", r"\)")):
+            attempt()
+    assert not wandb_env.operations("Run") and len(wandb_env.operations("Runs")) == 1

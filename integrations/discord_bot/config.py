@@ -23,6 +23,8 @@ class BotConf:
     max_launches: int = 4  # sweeps started from chat and still running, at most
     wandb_project: str | None = None  # entity/project for source:wandb
     wandb_key_env: str = "WANDB_API_KEY"
+    # the WandB projects source:wandb and /watch may read (fnmatch patterns of entity/project)
+    wandb_projects: list[str] = field(default_factory=lambda: ["*"])
     wandb_public: bool = False  # false: source:wandb needs a user allowed to steer
     wandb_timeout_s: float = field(default=20.0, metadata={"min": 1.0})  # per WandB query
     wandb_cache_s: float = field(default=30.0, metadata={"min": 0.0})  # answers reused this long

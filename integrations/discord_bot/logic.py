@@ -72,7 +72,8 @@ class BotLogic:
                                  conf.max_runs, hidden_env=(conf.token_env,))
         self._audit_lock = threading.Lock()
         self.wandb = WandbCommands(WandbSource(conf.wandb_key_env, conf.wandb_timeout_s,
-                                               conf.wandb_cache_s), conf.wandb_project)
+                                               conf.wandb_cache_s), conf.wandb_project,
+                                   conf.wandb_projects)
         self.watcher = Watcher(WatchStore(self.workdir / conf.watch_file), self.wandb.source,
                                conf.watch_s, conf.watch_digest, clock)
 

@@ -10,6 +10,8 @@ from the cached listing.
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -54,16 +56,29 @@ def _and(*filters: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 class WandbCommands:
-    def __init__(self, source: WandbSource, default_project: str | None = None) -> None:
+    def __init__(self, source: WandbSource, default_project: str | None = None,
+                 allowed: Sequence[str] = ("*",)) -> None:
         self.source = source
         self.default_project = default_project
+        self.allowed = list(allowed)  # bot.wandb_projects: fnmatch patterns of entity/project
 
     def project(self, name: str | None) -> str:
         project = (name or "").strip() or self.default_project
         if not project:
             raise StateError("give the WandB project as sweep:<entity/project> "
                              "(or set bot.wandb_project)")
-        return check_project(project)
+        check_project(project)
+        if not any(fnmatch.fnmatchcase(project, pattern) for pattern in self.allowed):
+            raise StateError(f"WandB project {project} is not one this bot reads "
+                             "(bot.wandb_projects)")
+        return project
+
+    def run_ref(self, ref: str, project: str | None) -> WRun:
+        """A run by entity/project/id, or by id or name in ``project`` (either one allowed)."""
+        parts = ref.strip().split("/")
+        if len(parts) == 3:
+            return self.source.run(parts[2], self.project("/".join(parts[:2])))
+        return self.source.run(ref, self.project(project))
 
     # ------------------------------------------------------------------ commands
 
@@ -97,7 +112,7 @@ class WandbCommands:
         return Reply(title + "\n" + code_table(["run", "id", "state", "time", "summary"], rows))
 
     def summary(self, ref: str, keys: str = "", project: str | None = None) -> Reply:
-        run = self.source.run(ref, (project or "").strip() or self.default_project)
+        run = self.run_ref(ref, project)
         wanted = [k.strip() for k in keys.split(",") if k.strip()]
         metrics = {k: v for k, v in run.metrics().items() if _matches(k, wanted)}
         lines = [f"**WandB {run.path}** ({run.name}): {run.state}, "
@@ -133,7 +148,7 @@ class WandbCommands:
         if len(wanted) > limit:
             raise StateError(f"{len(wanted)} runs asked for; one plot draws at most {limit}")
         if wanted:
-            chosen = [self.source.run(r, project) for r in wanted]
+            chosen = [self.run_ref(r, project) for r in wanted]
         else:
             chosen = self.source.runs(project, parse_filters(filters), "-created_at", limit)
         if not chosen:
