@@ -105,7 +105,7 @@ def asynchronous(task: str, method: str, seed: int, dists: dict[str, Any]) -> Tr
     live: dict[int, tuple[Any, list[float], list[float], float]] = {}
 
     def start(now: float) -> None:
-        study.sampler = make_sampler(conf, seed + len(study.trials))  # as a study proposes
+        study.sampler = make_sampler(conf, seed + trace.trials)  # as a study proposes
         trial = study.ask(dists)
         lazy = LazyCurve(task, trial.params, RUNGS if conf.pruner != "none" else ())
         live[trial.number] = (trial, lazy, now)

@@ -215,6 +215,8 @@ class _SweepLoop:
         if self.source is None:
             return False
         ref = self.source.propose()
+        if ref is False:  # not yet: it waits for runs still running
+            return False
         if ref is None:
             self.source = None  # exhausted: not asked again in this invocation
             return False

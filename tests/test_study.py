@@ -18,7 +18,7 @@ from conftest import Project, png_size, wait_for
 pytest.importorskip("optuna")
 
 STUDY_TASK = '''
-import math, os, time
+import math, os, random, time
 from pathlib import Path
 import runner
 
@@ -35,7 +35,7 @@ def main(cfg):
         for epoch in range(1, t.epochs + 1):
             acc = ceiling * (1 - 0.5 ** epoch)
             runner.log({"epoch": epoch, "val/acc": acc})
-            time.sleep(t.sleep)
+            time.sleep(t.sleep + random.random() * t.jitter)  # jitter: any finish order
     except runner.TrialPruned:
         (marks / f"pruned-{ctx.run_id}-{os.getpid()}").touch()  # finally-style cleanup ran
         raise
@@ -50,6 +50,7 @@ lr: 0.01
 width: 16
 epochs: 6
 sleep: 0.0
+jitter: 0.0
 marker_dir: {marker_dir}
 '''
 
@@ -113,6 +114,33 @@ def test_asha_prunes_inside_the_task_and_pruned_is_its_own_state(study: Project)
                               "launcher.max_parallel=1", "sweep.sampler=random"), timeout=300)
     assert resumed.returncode == 0
     assert [r["state"] for r in trials(study)] == states  # PRUNED is final: never run again
+
+
+def test_a_deterministic_study_asks_and_prunes_the_same_whatever_ends_first(
+        study: Project) -> None:
+    """sweep.deterministic: trial n is asked from trials 0..n-ahead-1 once they have ended (the
+    `ahead` before it pending) and judged against those only, so two studies whose trials end
+    in different orders (random sleeps) propose, prune and complete the same trials (without
+    it, the same two studies differ: checked by hand)."""
+    common = ("sweep.n_trials=10", "launcher.max_parallel=3", "sweep.deterministic=true",
+              "sweep.pruner=asha", "sweep.resource=epoch", "sweep.reduction_factor=2",
+              "sweep.startup_trials=3", "task.jitter=0.03")
+    outcomes = []
+    for name in ("a", "b"):
+        if name == "b":  # ... and b is SIGKILLed half-way and resumed
+            proc = study.popen(*args(*common, f"runner.name={name}"))
+            wait_for(lambda: len(list((study.root / "outputs").glob("b/runs/*"))) >= 5)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=30)
+        proc = study.run(*args(*common, f"runner.name={name}"), timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        sweep = study.root / "outputs" / name
+        assert json.loads((sweep / "study.json").read_text())["settings"]["ahead"] == 3
+        rows = sorted(study.status(sweep)["runs"], key=lambda r: r["values"]["trial"])
+        assert [r["values"]["trial"] for r in rows] == list(range(10))
+        outcomes.append([(r["values"], r["state"]) for r in rows])
+    assert outcomes[0] == outcomes[1]
+    assert {state for _, state in outcomes[0]} == {"COMPLETED", "PRUNED"}
 
 
 def test_asha_decisions_match_hand_computed_rungs() -> None:
@@ -349,3 +377,17 @@ def test_kill_matrix_no_trial_lost_or_repeated(study: Project, point: str, seed:
         decisions = read_decisions(run)
         if row["state"] == "PRUNED":
             assert decisions and decisions[-1]["prune"] is True
+
+
+def test_what_a_deterministic_trial_sees() -> None:
+    from runner.study.history import Trial, as_of
+
+    done = [Trial(0, {"x": 0}, "COMPLETED", 0.5), Trial(1, {"x": 1}, "PRUNED"),
+            Trial(2, {"x": 2}, "COMPLETED", 0.9), Trial(3, {"x": 3}, "RUNNING")]
+    seen = as_of(done, 4, ahead=2)  # trials 0 and 1 as they ended, 2 and 3 pending
+    assert seen is not None
+    assert [(t.number, t.state, t.value) for t in seen] == [
+        (0, "COMPLETED", 0.5), (1, "PRUNED", None), (2, "RUNNING", None), (3, "RUNNING", None)]
+    assert as_of(done, 5, ahead=1) is None  # trial 3 has not ended: trial 5 waits
+    assert as_of(done, 4, ahead=0) is None
+    assert [t.number for t in as_of(done[:3], 3, ahead=0) or []] == [0, 1, 2]

@@ -29,6 +29,11 @@ class StudyConf:
     warmup_steps: int = field(default=0, metadata={"min": 0})  # median: never before
     seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)
+    # proposals that do not depend on finish order: trial n is asked from the results of
+    # trials 0 .. n-ahead-1 (waiting for them to end) with the `ahead` trials before it pending,
+    # and judged against those same trials only
+    deterministic: bool = False
+    ahead: int | None = field(default=None, metadata={"min": 0})  # default: max_parallel
 
 
 def _optuna() -> Any:

@@ -91,6 +91,23 @@ def load(store: Any, metric: str, known: dict[int, str] | None = None) -> list[T
     return sorted(trials, key=lambda t: t.number)
 
 
+def as_of(trials: list[Trial], number: int, ahead: int) -> list[Trial] | None:
+    """What trial ``number`` may see in a deterministic study: trials before
+    ``number - ahead`` as they ended, the ``ahead`` trials before it as pending (their results,
+    whenever they come, never count); None while one of the earlier ones has not ended."""
+    seen = []
+    for trial in trials:
+        if trial.number >= number:
+            continue
+        if trial.number < number - ahead:
+            if trial.state not in FINAL:
+                return None
+            seen.append(trial)
+        else:
+            seen.append(Trial(trial.number, trial.params, "RUNNING"))
+    return seen
+
+
 def study_of(trials: list[Trial], conf: StudyConf, dists: dict[str, Any], direction: str,
              name: str, sampler_seed: int | None = None) -> Any:
     """An in-memory optuna study holding ``trials`` (numbers 0, 1, ... in order)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from typing import Any
 
 from omegaconf import DictConfig
@@ -71,7 +72,11 @@ def plan_study(composer: Any, base: DictConfig, args: list[str], plain: list[str
     task_fn = (template.get("task") or {}).get("fn")
     if task_fn:
         check_task(task_fn)
-    study = {"settings": {**json.loads(json.dumps(execution["sweep"], default=str))},
+    settings = json.loads(json.dumps(execution["sweep"], default=str))
+    if conf.deterministic and conf.ahead is None:  # frozen with the study: resumes keep it
+        launcher = execution.get("launcher") or {}
+        settings["ahead"] = int(launcher.get("max_parallel") or os.cpu_count() or 1)
+    study = {"settings": settings,
              "space": to_json(dists), "metric": str(metric), "direction": direction,
              "template": template, "interpolated": bool(interpolated)}
     text = json.dumps(study, indent=1, sort_keys=True, default=str)
@@ -80,6 +85,8 @@ def plan_study(composer: Any, base: DictConfig, args: list[str], plain: list[str
         axes=["trial", *dists], varying=["trial", *dists], execution=execution,
         overrides=list(args), fingerprint=hashlib.sha1(text.encode()).hexdigest(),
         notes=[f"a study of {conf.n_trials} trial(s): {conf.sampler} sampler, "
-               f"{conf.pruner} pruner, {direction} {metric}"], sources=sources,
+               f"{conf.pruner} pruner, {direction} {metric}"
+               + (f", deterministic ({settings.get('ahead')} ahead)" if conf.deterministic
+                  else "")], sources=sources,
         files={STUDY_FILE: text}, source="runner.study.source:StudySource",
         run_hooks=["runner.study.pruning:install"])

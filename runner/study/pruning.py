@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import TrialPruned
-from runner.study.history import DECISIONS, TRIAL_KEY, load, read_decisions, study_of
+from runner.study.history import (
+    DECISIONS,
+    TRIAL_KEY,
+    Trial,
+    load,
+    read_decisions,
+    study_of,
+)
 
 
 class Judge:
@@ -63,6 +70,11 @@ class Judge:
         mine.intermediate[at] = value
         for record in self.recorded.values():
             mine.attrs.update(record.get("attrs") or {})
+        if self.study.conf.deterministic:  # judged against the trials it was asked from
+            cutoff = mine.number - int(self.study.conf.ahead or 0)  # (all ended by then)
+            trials = [t if t.number < cutoff or t is mine else Trial(t.number, t.params,
+                                                                     "RUNNING")
+                      for t in trials]
         study = study_of(trials, self.study.conf, self.study.dists, self.study.direction,
                          self.study.name)
         frozen = study.get_trials(deepcopy=False)[mine.number]

@@ -23,7 +23,7 @@ from runner.config_schema import validate
 from runner.run_id import run_dirname, run_id
 from runner.store import RunRef, SweepStore
 from runner.study.config import STUDY_FILE, StudyConf, make_sampler
-from runner.study.history import FINAL, TRIAL_KEY, add, load, study_of, update
+from runner.study.history import FINAL, TRIAL_KEY, add, as_of, load, study_of, update
 from runner.study.space import from_json
 
 
@@ -108,8 +108,19 @@ class StudySource:
         """Trials not proposed yet."""
         return max(0, self.study.conf.n_trials - len(self.store.manifest["runs"]))
 
-    def propose(self) -> RunRef | None:
-        """Freeze the next trial (None once the study has ``n_trials``)."""
+    def _as_of(self, number: int) -> Any:
+        """Deterministic mode: a study of what trial ``number`` may see, or None (wait)."""
+        definition = self.study
+        seen = as_of(load(self.store, definition.metric), number, int(definition.conf.ahead
+                                                                        or 0))
+        if seen is None:
+            return None
+        return study_of(seen, definition.conf, definition.dists, definition.direction,
+                        definition.name, sampler_seed=definition.conf.seed + number)
+
+    def propose(self) -> RunRef | None | bool:
+        """Freeze the next trial (None once the study has ``n_trials``; False: not yet, in
+        deterministic mode, while an earlier trial it must see has not ended)."""
         from runner.sweep import RunSpec
 
         definition = self.study
@@ -118,7 +129,12 @@ class StudySource:
             number = len(self.store.manifest["runs"])
             if number >= definition.conf.n_trials:
                 return None
-            study = self._synced(number)
+            if definition.conf.deterministic:
+                study = self._as_of(number)
+                if study is None:
+                    return False
+            else:
+                study = self._synced(number)
             trial = study.ask(definition.dists)
             assert trial.number == number, (trial.number, number)
             values = {TRIAL_KEY: number, **trial.params}
@@ -129,5 +145,6 @@ class StudySource:
             except BaseException:
                 self._optuna, self._held = None, {}  # (the asked trial was never frozen)
                 raise
-            self._held[number] = "UNHATCHED"  # the asked trial is that run from now on
+            if not definition.conf.deterministic:
+                self._held[number] = "UNHATCHED"  # the asked trial is that run from now on
             return ref
