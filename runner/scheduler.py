@@ -240,7 +240,8 @@ class _SweepLoop:
         its launch, so two runners never launch the same run."""
         launcher = self.launcher
         while len(self.active) < launcher.max_parallel:
-            if not self.pending and not self._propose():
+            if not self.pending and (len(self.active) >= launcher.proposal_slots
+                                     or not self._propose()):
                 break
             ref = self.pending.pop(0)
             self.tried.add(ref.id)
@@ -340,6 +341,11 @@ def run_sweep(store: SweepStore, execution: dict[str, Any], console: Console | N
                     detached = True
                     console.print(f"handed {len(loop.active)} run(s) over (launcher.wait="
                                   f"false); `python -m runner status {store.root}` follows them")
+                    if loop.source is not None and loop.source.remaining():
+                        said = loop.launcher.continue_elsewhere()
+                        console.print(said or f"{loop.source.remaining()} run(s) are still to "
+                                      f"be proposed: `python -m runner resume {store.root}` "
+                                      "proposes them")
                     break
                 loop.show_progress(display)
                 if loop.active:

@@ -474,6 +474,51 @@ def test_a_hydra_app_on_the_cluster_runs_and_resumes(cluster: Any, tmp_path: Pat
     assert "ValueError: negative lr -1" in crash.read_text()
 
 
+def test_a_study_with_wait_false_is_carried_on_by_its_sweep_loop_job(
+        cluster: Any, project: Project) -> None:
+    """launcher.wait=false on a study: the command submits the first trials and the sweep loop
+    itself as a one-CPU job, which asks each next trial as a slot frees (TPE sees the results
+    so far) and submits it; the study ends complete with nobody watching, and `cancel` would
+    stop that job with the rest."""
+    pytest.importorskip("optuna")
+    from test_study import STUDY_CONF, STUDY_TASK
+
+    (project.root / "study_task.py").write_text(STUDY_TASK)
+    (project.root / "conf" / "task" / "study.yaml").write_text(
+        STUDY_CONF.format(marker_dir=project.markers))
+    command = ("task=study", "+sweep=optuna", "sweep.metric=val/acc", "sweep.n_trials=6",
+               "task.lr=tag(log,interval(0.0001,1.0))", "sweep.startup_trials=2",
+               "task.sleep=0.3", "task.epochs=3", *SLURM, "launcher.max_parallel=2",
+               "launcher.wait=false")
+    proc = project.run(*command, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    said = proc.stdout + proc.stderr
+    assert "submitted the sweep loop as job" in said, said
+    assert len(rows(project)) == 2  # the first two trials; the rest are asked by the job
+    again = project.run(*command, timeout=120)  # while it lives, no second loop job
+    assert "is still queued or running" in again.stdout + again.stderr or \
+        len(rows(project)) == 6, again.stdout + again.stderr
+
+    def complete() -> bool:
+        found = rows_so_far(project).values()
+        return len(found) == 6 and all(r["state"] == "COMPLETED" for r in found)
+
+    wait_for(complete, 240)
+    final = sorted(rows(project).values(), key=lambda r: r["values"]["trial"])
+    assert [r["values"]["trial"] for r in final] == list(range(6))
+    loop = project.sweep_dir() / "slurm" / "loop"
+    log = (loop / "logs" / "driver.out").read_text()
+    assert "=== runner: sweep loop job" in log
+    record = json.loads((loop / "submission.json").read_text())
+
+    def loop_ended() -> bool:
+        out = subprocess.run(["squeue", "-h", "-j", record["job_id"]], capture_output=True,
+                             text=True).stdout
+        return not out.strip()
+
+    wait_for(loop_ended, 60)
+
+
 def test_a_study_on_the_cluster_prunes_and_survives_a_scancelled_trial(
         cluster: Any, project: Project) -> None:
     """+sweep=optuna with launcher=slurm: each trial is submitted when a slot frees (its
@@ -490,6 +535,7 @@ def test_a_study_on_the_cluster_prunes_and_survives_a_scancelled_trial(
                "task.sleep=0.5", "task.epochs=4", *SLURM, "launcher.max_parallel=2")
     runner = project.popen(*command)
     wait_for(lambda: running_on_node(project), 60)
+    assert len(rows(project)) <= 2  # asked as slots free: never more trials out than slots
     (job,) = list({j["array_job_id"] for j in leased_jobs(project).values()})[:1]
     subprocess.run(["scancel", job], check=True)
     out, _ = runner.communicate(timeout=120)

@@ -468,12 +468,12 @@ def test_a_launch_goes_to_the_admins_launch_function_through_discord(
     """A team whose work starts elsewhere (a cluster queue): /launch, checked as always, hands
     the overrides to bot.launch_fn; nothing runs locally."""
     calls = project.root / "calls.jsonl"
-    (project.root / "team_queue.py").write_text(
+    (project.root / "cluster_queue.py").write_text(  # (a name no other test imports)
         "import json\n\ndef submit(overrides, **info):\n"
         f"    with open({str(calls)!r}, 'a') as f:\n"
         "        f.write(json.dumps({'overrides': overrides, **info}) + '\\n')\n"
         "    return 'queued as job 42'\n")
-    logic = BotLogic(conf_for(project, launch_fn="team_queue:submit"))
+    logic = BotLogic(conf_for(project, launch_fn="cluster_queue:submit"))
 
     async def scenario() -> None:
         async with running(logic, monkeypatch) as (fake, _):
@@ -481,7 +481,7 @@ def test_a_launch_goes_to_the_admins_launch_function_through_discord(
                                                             "task.lr=0.1,0.2 seed=1")
             text = (await answer(fake, token)).payload["content"]
             assert text.startswith("handed **toy-grid-") and text.endswith(
-                "to `team_queue:submit`: queued as job 42")
+                "to `cluster_queue:submit`: queued as job 42")
             _, token = await fake.slash("launch", overrides="task=toy task.fn=os:system")
             text = (await answer(fake, token)).payload["content"]
             assert "'task.fn' cannot be set from chat" in text

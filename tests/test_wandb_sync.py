@@ -112,12 +112,12 @@ def test_a_resumed_run_is_synced_as_one_wandb_run_and_a_running_one_waits(
         assert resumed.returncode == 0, resumed.stderr
         said = project.cli("wandb-sync", str(sweep), timeout=300)
         assert said.returncode == 0, said.stdout + said.stderr
-        # the killed attempt: empty (killed before WandB wrote a record) or torn (uploaded up
-        # to the tear); the finished attempt: synced
+        # the killed attempt: empty (killed before WandB wrote a record), torn (uploaded up to
+        # the tear) or whole (the sweep's WandB service outlived the kill and closed its log);
+        # the finished attempt: synced
         assert ("synced 1 offline WandB run(s), 0 already synced (skipped), 1 empty" in
-                said.stdout or "synced 2 offline WandB run(s) (1 of killed attempts" in
-                said.stdout), said.stdout
-        assert "0 failed" in said.stdout
+                said.stdout or "synced 2 offline WandB run(s)" in said.stdout), said.stdout
+        assert said.stdout.rstrip().endswith("0 failed"), said.stdout
         (run,) = fake.of_project(ENTITY, "nodes")  # one WandB run, continued
         assert run.state == "finished"
         assert max(row["_step"] for row in run.history) == 11

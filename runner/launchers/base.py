@@ -75,6 +75,17 @@ class Launcher(abc.ABC):
         value = getattr(self.conf, "max_parallel", None)
         return int(value) if value else (os.cpu_count() or 1)
 
+    @property
+    def proposal_slots(self) -> int:
+        """How many runs a sweep's source (a study proposing trials) may have out at once: a
+        trial is asked when one of them ends, not before."""
+        return self.max_parallel
+
+    def continue_elsewhere(self) -> str | None:
+        """``wait=false`` while the sweep's source still has runs to propose: hand the sweep
+        loop to the backend (SLURM: a job that runs it); what was done, or None."""
+        return None
+
     def launcher_info(self, run: RunRef) -> dict[str, Any]:
         """Reserve what ``run`` will need; the facts are recorded in its lease (slot, job id)."""
         return {}

@@ -33,6 +33,9 @@ from runner.state import Lease, State, finish, read_state, unclaim, update_lease
 if TYPE_CHECKING:
     from runner.store import RunRef, SweepStore
 
+STUDY_SLOTS = 8  # trials out at once when a study's launcher.max_parallel is not set
+DRIVER = "loop"  # the submission directory of the sweep loop's own job (wait=false)
+
 
 class SlurmRunHandle(RunHandle):
     def __init__(self, run: RunRef, lease: Lease, index: int) -> None:
@@ -98,6 +101,37 @@ class SlurmLauncher(Launcher):
     @property
     def waits(self) -> bool:
         return bool(self.conf.wait)
+
+    @property
+    def proposal_slots(self) -> int:
+        return int(self.conf.max_parallel or STUDY_SLOTS)
+
+    def continue_elsewhere(self) -> str | None:
+        """Submit the sweep loop itself as a small job (one CPU): it proposes the study's
+        next trials as slots free and submits them, so ``wait=false`` finishes the study. At
+        most one such job is live per sweep; ``cancel`` stops it with the rest."""
+        from runner.slurm.script import render_driver_script
+
+        paths = submissions.paths_of(self.store.root, DRIVER)
+        previous = submissions.read(paths)
+        if previous is not None and previous.job_id:
+            jobs = commands.query([previous.job_name])
+            if any(not j.ended for j in jobs.values()):
+                return (f"the sweep loop job {previous.job_id} is still queued or running: it "
+                        "goes on proposing and submitting trials")
+        sub = submissions.Submission(DRIVER, job_name(self.conf.job_name or str(
+            self.store.manifest.get("name")), f"loop{submissions.Submission.new_id()[:6]}"),
+            time.time(), 0)
+        paths.logs.mkdir(parents=True, exist_ok=True)
+        cwd = self.run_cwd()
+        write_text_atomic(paths.script, render_driver_script(
+            self.conf, job_name=sub.job_name, paths=paths, sweep_root=str(self.store.root),
+            cwd=cwd, python=self.conf.python or sys.executable, env=self.extra_env))
+        submissions.write(paths, sub)
+        sub.job_id = commands.sbatch(paths.script, cwd)
+        submissions.write(paths, sub)
+        return (f"submitted the sweep loop as job {sub.job_id}: it goes on proposing and "
+                f"submitting trials (log: {paths.logs / 'driver.out'})")
 
     @property
     def array_limit(self) -> int:

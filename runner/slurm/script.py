@@ -85,6 +85,35 @@ def render_script(conf: SlurmLauncherConf, *, job_name: str, array: ArraySpec,
     return "\n".join(lines) + "\n"
 
 
+def render_driver_script(conf: SlurmLauncherConf, *, job_name: str, paths: SubmissionPaths,
+                         sweep_root: str, cwd: str, python: str,
+                         env: Mapping[str, str]) -> str:
+    """The job that carries on a sweep whose runner left (``launcher.wait=false``) while runs
+    are still to come from its source (a study's next trials): runner's own sweep loop, with
+    the same launcher (it submits the trials), on one CPU of the cluster."""
+    q = shlex.quote
+    options = [f"--job-name={job_name}", "--array=0-0", "--output=/dev/null",
+               "--cpus-per-task=1", "--requeue"]
+    for key in ("partition", "account", "qos"):
+        value = getattr(conf, key)
+        if value:
+            options.append(f"--{key}={value}")
+    lines = ["#!/bin/bash",
+             f"# runner: the sweep loop of {_comment(sweep_root)} (launcher.wait=false with "
+             "trials still to propose); it submits them as slots free.",
+             *[f"#SBATCH {option}" for option in options], "",
+             f"mkdir -p {q(str(paths.logs))}",
+             f"exec >>{q(str(paths.logs))}/driver.out 2>&1",
+             'echo "=== runner: sweep loop job ${SLURM_ARRAY_JOB_ID} on $(hostname) restart '
+             '${SLURM_RESTART_COUNT:-0} at $(date -Is) ==="',
+             f"cd {q(cwd)}"]
+    lines += [f"export {key}={q(value)}" for key, value in sorted(env.items())]
+    lines += list(conf.setup)
+    lines.append(" ".join(["exec", q(python), "-m", "runner", "resume", q(sweep_root),
+                           "launcher.wait=true", "runner.progress=false"]))
+    return "\n".join(lines) + "\n"
+
+
 def job_name(base: str, submission_id: str) -> str:
     """A job name unique to one submission; it goes to squeue filters (``--name=a,b``), so
     commas, blanks and quotes become ``_``."""
