@@ -81,12 +81,18 @@ hydra:
 """
 
 
-def utilisation(times_dir: Path) -> tuple[float, int, float]:
+def utilisation(times_dir: Path) -> tuple[float, float, int, float]:
+    """(utilisation while trials were left to start, over the whole study, trials, makespan).
+    The first is the scheduler's: from the first trial's start to the last one's, every slot
+    could have been training; after that the study is only waiting for its last trials."""
     spans = [json.loads(f.read_text()) for f in times_dir.iterdir()]
     start = min(s["start"] for s in spans)
+    last_start = max(s["start"] for s in spans)
     end = max(s["end"] for s in spans)
     busy = sum(s["end"] - s["start"] for s in spans)
-    return busy / (P * (end - start)), len(spans), end - start
+    window = sum(max(0.0, min(s["end"], last_start) - s["start"]) for s in spans)
+    return (window / (P * (last_start - start)), busy / (P * (end - start)), len(spans),
+            end - start)
 
 
 def hydra_params() -> str:
@@ -105,13 +111,15 @@ def run_runner(work: Path, task: str, seed: int, trials: int, scale: float) -> P
     env = {**os.environ, "PYTHONPATH": f"{REPO}:{HERE}", "LCBENCH_TIMES": str(times),
            "LCBENCH_PRELOAD": "1"}
     space = [f"task.hp.{k}={v}" for k, v in SPACE.items()]
-    subprocess.run([sys.executable, "-m", "runner", "task=lcbench", "+sweep=optuna",
+    proc = subprocess.run([sys.executable, "-m", "runner", "task=lcbench", "+sweep=optuna",
                     f"sweep.n_trials={trials}", "sweep.metric=val_accuracy", "sweep.mode=max",
                     "sweep.startup_trials=10", f"sweep.seed={seed}",
                     f"launcher.max_parallel={P}", "runner.preload=[lcbench]",
                     f"runner.name=util-{seed}", "runner.progress=false",
-                    "notifier.console.events=[]", *space], cwd=work, env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    "notifier.console.events=[]", *space], cwd=work, env=env, capture_output=True,
+                   text=True)
+    if proc.returncode:
+        raise SystemExit(f"runner's sweep failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return times
 
 
@@ -126,8 +134,10 @@ def run_hydra(work: Path, python: str, task: str, seed: int, trials: int, scale:
                                                        params=hydra_params()))
     env = {**os.environ, "LCBENCH_TIMES": str(times)}
     env.pop("PYTHONPATH", None)
-    subprocess.run([python, "app.py", "-m"], cwd=app, env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.run([python, "app.py", "-m"], cwd=app, env=env, capture_output=True,
+                          text=True)
+    if proc.returncode:
+        raise SystemExit(f"Hydra's sweep failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return times
 
 
@@ -138,11 +148,11 @@ def main() -> None:
     parser.add_argument("--task", default="7593")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=24)
-    parser.add_argument("--scale", type=float, default=0.004,
+    parser.add_argument("--scale", type=float, default=0.002,
                         help="real seconds per simulated second of training")
     args = parser.parse_args()
-    results: dict[str, list[tuple[float, int, float]]] = {"runner (async TPE)": [],
-                                                           "hydra-optuna-sweeper (batch)": []}
+    results: dict[str, list[tuple[float, float, int, float]]] = {
+        "runner (async TPE)": [], "hydra-optuna-sweeper (batch)": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for seed in range(args.seeds):
@@ -155,15 +165,18 @@ def main() -> None:
             shutil.rmtree(work / "outputs", ignore_errors=True)
     print(f"LCBench task {args.task}, {args.trials} TPE trials, P={P} slots, "
           f"{args.scale:g} real s per simulated s, {args.seeds} seeds")
-    print(f"{'method':32s} {'utilisation':>12s} {'trials':>7s} {'makespan s':>11s}   per seed")
-    base = None
+    print(f"{'method':32s} {'utilisation':>12s} {'whole study':>12s} {'trials':>7s} "
+          f"{'makespan s':>11s}   per seed (utilisation)")
+    means = []
     for method, rows in results.items():
         util = sum(r[0] for r in rows) / len(rows)
-        base = util if base is None else base
-        print(f"{method:32s} {util:11.1%} {rows[0][1]:7d} "
-              f"{sum(r[2] for r in rows) / len(rows):11.1f}   "
+        means.append(util)
+        print(f"{method:32s} {util:11.1%} {sum(r[1] for r in rows) / len(rows):11.1%} "
+              f"{rows[0][2]:7d} {sum(r[3] for r in rows) / len(rows):11.1f}   "
               + ", ".join(f"{r[0]:.1%}" for r in rows))
-    print(f"(ratio runner / Hydra: {base / util:.2f}x)")
+    print("(utilisation: training seconds over P x the time from the first trial's start to the "
+          "last one's, while trials were left; whole study: to the last end, the tail of the "
+          f"last trials included)\nratio runner / Hydra: {means[0] / means[1]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -34,8 +34,10 @@ SPACE = {  # LCBench's 7 hyperparameters, in runner's grammar
 def _bench() -> Any:
     import warnings
 
-    os.environ.setdefault("YAHPO_LOCAL_CONFIG", str(Path(tempfile.gettempdir())
-                                                     / "runner-yahpo-config"))
+    # one config file per process: YAHPO writes it at init, and processes loading at once
+    # (Hydra's joblib workers) would read each other's half-written file
+    os.environ["YAHPO_LOCAL_CONFIG"] = str(Path(tempfile.gettempdir())
+                                           / f"runner-yahpo-config-{os.getpid()}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from yahpo_gym import benchmark_set, local_config

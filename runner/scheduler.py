@@ -169,8 +169,11 @@ class _SweepLoop:
         self.proposed = 0
         self.only = only  # launch these runs only (e.g. one batch of a Hydra sweeper)
         self.services: list[trackers.SharedService] = []
+        # the run hooks' modules (a study's judge, and optuna with it) imported once too
+        hooks = [str(h).partition(":")[0] for h in store.manifest.get("run_hooks") or []]
+        self.launcher.preload = hooks
         if self.runner_conf.preload_trackers:
-            self.launcher.preload = trackers.preload_modules(execution.get("tracker"))
+            self.launcher.preload = [*hooks, *trackers.preload_modules(execution.get("tracker"))]
             if self.launcher.runs_here:  # e.g. one WandB service for every run of the sweep
                 self.services = trackers.shared_services(execution.get("tracker"))
                 for service in self.services:

@@ -98,10 +98,14 @@ async def full_answer(fake: FakeDiscordAPI, token: str) -> str:
 
 
 async def posts(fake: FakeDiscordAPI, count: int, settle: float = 0.4) -> list[Request]:
-    """The channel's posts once there are ``count`` (and no more after ``settle`` s)."""
-    await fake.wait_for(lambda r: len([x for x in fake.requests if x.path == POSTS]) >= count)
+    """The channel's posts (those Discord took) once there are ``count`` (and no more after
+    ``settle`` s)."""
+    def taken() -> list[Request]:
+        return [r for r in fake.requests if r.path == POSTS and not r.limited]
+
+    await fake.wait_for(lambda r: len(taken()) >= count)
     await asyncio.sleep(settle)
-    return [r for r in fake.requests if r.path == POSTS]
+    return taken()
 
 
 # ---------------------------------------------------------------------- read-only commands
@@ -363,8 +367,11 @@ def test_watch_posts_each_change_once_across_a_restart_and_a_wandb_outage(
 
     async def after_restart() -> None:
         async with running(BotLogic(conf, clock), monkeypatch) as (fake, _):
+            fake.rate_limit_via = False  # Discord's rate limit on the first post: waited out
+            fake.rate_limit_next[POSTS] = 1
             clock.now += 60
             found = await posts(fake, 2)
+            assert [r.limited for r in fake.requests if r.path == POSTS] == [True, False, False]
             assert texts(found) == [
                 "❌ **y** (lab/live/idy) crashed after 1m05s: val/acc=0.1",
                 "✅ **z** (lab/live/idz) finished after 1m05s: val/acc=0.95"], texts(found)

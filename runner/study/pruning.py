@@ -16,7 +16,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+try:  # imported once by the fork server that preloads this hook, not by every trial
+    import optuna  # noqa: F401
+except ImportError:  # (refused with a clear message when a study is planned)
+    pass
+
 from runner.errors import TrialPruned
+from runner.study.config import STUDY_FILE
 from runner.study.history import (
     DECISIONS,
     TRIAL_KEY,
@@ -101,6 +107,9 @@ def _append(path: Path, record: dict[str, Any]) -> None:
 
 def install(ctx: Any) -> None:
     """The run hook: judge this run's reports if it is a trial of a study with a pruner."""
+    settings = json.loads((Path(ctx.sweep_dir) / STUDY_FILE).read_text()).get("settings", {})
+    if settings.get("pruner", "none") == "none":
+        return  # nothing to judge: no study to rebuild in this run
     judge = Judge(ctx)
     if judge.active:
         ctx.writer.sinks.append(judge.report)

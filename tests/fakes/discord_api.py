@@ -32,6 +32,7 @@ class Request:
     payload: Any
     files: list[dict[str, Any]]
     headers: dict[str, str]
+    limited: bool = False  # answered 429 (not taken)
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -118,6 +119,7 @@ class FakeDiscordAPI:
         for prefix, left in self.rate_limit_next.items():
             if left and path.startswith(prefix):
                 self.rate_limit_next[prefix] -= 1
+                self.requests[-1].limited = True
                 headers = {"Retry-After": str(self.retry_after), "X-RateLimit-Scope": "user",
                            "X-RateLimit-Bucket": "b1", "X-RateLimit-Limit": "1",
                            "X-RateLimit-Remaining": "0",
