@@ -94,7 +94,7 @@ def asynchronous(task: str, method: str, seed: int, dists: dict[str, Any]) -> Tr
     """P slots; a trial proposed the moment one frees; each epoch's end a report."""
     import optuna
 
-    from runner.study.config import make_pruner, make_sampler
+    from runner.study.config import make_pruner, make_sampler, trial_seed
 
     conf = conf_of(method, seed)
     study = optuna.create_study(direction="maximize", sampler=make_sampler(conf, seed),
@@ -105,7 +105,7 @@ def asynchronous(task: str, method: str, seed: int, dists: dict[str, Any]) -> Tr
     live: dict[int, tuple[Any, list[float], list[float], float]] = {}
 
     def start(now: float) -> None:
-        study.sampler = make_sampler(conf, seed + trace.trials)  # as a study proposes
+        study.sampler = make_sampler(conf, trial_seed(seed, trace.trials))  # as a study does
         trial = study.ask(dists)
         lazy = LazyCurve(task, trial.params, RUNGS if conf.pruner != "none" else ())
         live[trial.number] = (trial, lazy, now)

@@ -45,6 +45,15 @@ def _optuna() -> Any:
     return optuna
 
 
+def trial_seed(seed: int, number: int) -> int:
+    """The sampler's seed for trial ``number`` of a study seeded ``seed``: a mix of both, so
+    studies with seeds 0 and 1 do not share their trials shifted by one (seed + number would)."""
+    import hashlib
+
+    digest = hashlib.blake2b(f"{seed}:{number}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little")
+
+
 def make_sampler(conf: StudyConf, seed: int) -> Any:
     optuna = _optuna()
     samplers = optuna.samplers

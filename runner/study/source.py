@@ -22,7 +22,7 @@ from typing import Any
 from runner.config_schema import validate
 from runner.run_id import run_dirname, run_id
 from runner.store import RunRef, SweepStore
-from runner.study.config import STUDY_FILE, StudyConf, make_sampler
+from runner.study.config import STUDY_FILE, StudyConf, make_sampler, trial_seed
 from runner.study.history import FINAL, TRIAL_KEY, add, as_of, load, study_of, update
 from runner.study.space import from_json
 
@@ -100,7 +100,7 @@ class StudySource:
             self._held[trial.number] = trial.state
         # a sampler seeded by the trial number: a proposal does not depend on which process
         # (or how many earlier proposals in it) asks
-        study.sampler = make_sampler(definition.conf, definition.conf.seed + number)
+        study.sampler = make_sampler(definition.conf, trial_seed(definition.conf.seed, number))
         self._optuna = study
         return study
 
@@ -116,7 +116,8 @@ class StudySource:
         if seen is None:
             return None
         return study_of(seen, definition.conf, definition.dists, definition.direction,
-                        definition.name, sampler_seed=definition.conf.seed + number)
+                        definition.name, sampler_seed=trial_seed(definition.conf.seed,
+                                                                      number))
 
     def propose(self) -> RunRef | None | bool:
         """Freeze the next trial (None once the study has ``n_trials``; False: not yet, in
