@@ -6,7 +6,8 @@ slowest has finished, no pruning), in one run:
     pip install yahpo-gym onnxruntime
     python benchmarks/bench_lcbench.py [--seeds 10] [--tasks 3945,7593,34539,126025,126026]
 
-Each method gets P=4 slots and a budget of 200 full-length trials' worth of epochs. runner's
+Each method gets P=4 slots and a budget of 200 full-length trials' worth of epochs; ASHA's
+first rung is ``--min-resource`` epochs (default 3; reduction factor 3). runner's
 methods ask and judge exactly as a study does (``runner.study.config``'s sampler and pruner,
 the sampler seeded by the trial number, running trials pending for TPE, a trial's report judged
 when its epoch ends) but in memory, each epoch taking LCBench's simulated seconds on its slot,
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,7 +40,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 from lcbench import EPOCHS, SPACE, TASKS, LazyCurve, curve  # noqa: E402
 
 P = 4
-RUNGS = (1, 3, 9, 27)  # ASHA's rungs here (min_resource 1, reduction factor 3): query pieces
+MIN_RESOURCE = 3  # ASHA's first rung (--min-resource); rungs at r, 3r, 9r, ... epochs
 BUDGET_TRIALS = 200
 METHODS = ("random", "random+asha", "tpe", "tpe+asha", "hydra-optuna batch (tpe)")
 
@@ -86,7 +88,8 @@ def conf_of(method: str, seed: int) -> Any:
     from runner.study.config import StudyConf
 
     return StudyConf(sampler="random" if method.startswith("random") else "tpe",
-                     pruner="asha" if method.endswith("asha") else "none", min_resource=1,
+                     pruner="asha" if method.endswith("asha") else "none",
+                     min_resource=MIN_RESOURCE,
                      reduction_factor=3, startup_trials=10, seed=seed, n_trials=10**9)
 
 
@@ -107,7 +110,8 @@ def asynchronous(task: str, method: str, seed: int, dists: dict[str, Any]) -> Tr
     def start(now: float) -> None:
         study.sampler = make_sampler(conf, trial_seed(seed, trace.trials))  # as a study does
         trial = study.ask(dists)
-        lazy = LazyCurve(task, trial.params, RUNGS if conf.pruner != "none" else ())
+        rungs = tuple(MIN_RESOURCE * 3 ** i for i in range(5) if MIN_RESOURCE * 3 ** i < EPOCHS)
+        lazy = LazyCurve(task, trial.params, rungs if conf.pruner != "none" else ())
         live[trial.number] = (trial, lazy, now)
         heapq.heappush(events, (now + lazy.seconds(1), trial.number, 1))
         trace.trials += 1
@@ -165,6 +169,18 @@ def batched(task: str, seed: int, dists: dict[str, Any]) -> Trace:
     return trace
 
 
+def one_case(job: tuple[str, int, list[str], int]) -> dict[str, Trace]:
+    """Every method on one task and seed (in a worker process)."""
+    import optuna
+
+    global MIN_RESOURCE
+    task, seed, methods, MIN_RESOURCE = job
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    dists = distributions()
+    return {m: batched(task, seed, dists) if m.startswith("hydra")
+            else asynchronous(task, m, seed, dists) for m in methods}
+
+
 def interval(values: list[float]) -> str:
     from runner.results import t_interval
 
@@ -179,23 +195,34 @@ def interval(values: list[float]) -> str:
 
 
 def main() -> None:
+    global MIN_RESOURCE
     import optuna
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--out", type=Path, default=HERE / "lcbench.png")
+    parser.add_argument("--min-resource", type=int, default=3,
+                        help="ASHA's first rung in epochs (its grace period)")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="task x seed cases simulated at once (processes)")
     args = parser.parse_args()
+    MIN_RESOURCE = args.min_resource
+    methods = [m for m in METHODS if m in args.methods.split(",")]
+    if "random" not in methods:
+        methods.insert(0, "random")  # the reference every share is of
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    dists = distributions()
     tasks = args.tasks.split(",")
-    traces: dict[str, list[Trace]] = {m: [] for m in METHODS}
+    traces: dict[str, list[Trace]] = {m: [] for m in methods}
     started = time.time()
-    for task in tasks:
-        for seed in range(args.seeds):
-            for method in METHODS:
-                traces[method].append(batched(task, seed, dists) if method.startswith("hydra")
-                                      else asynchronous(task, method, seed, dists))
+    jobs = [(task, seed, methods, MIN_RESOURCE) for task in tasks for seed in range(args.seeds)]
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        for (task, seed, _, _), found in zip(jobs, pool.imap(one_case, jobs), strict=True):
+            for method in methods:
+                traces[method].append(found[method])
             print(f"task {task} seed {seed}: done ({time.time() - started:.0f} s)",
                   file=sys.stderr, flush=True)
     targets = [t.best[-1] for t in traces["random"]]
@@ -206,7 +233,7 @@ def main() -> None:
     print(f"{'method':26s} {'reached':>8s} {'epochs to random best':>26s} "
           f"{'time to random best':>26s} {'best acc at budget':>26s} {'utilisation':>12s} "
           f"{'trials':>7s}")
-    for method in METHODS:
+    for method in methods:
         runs = traces[method]
         hits = [t.reach(goal) for t, goal in zip(runs, targets, strict=True)]
         e_share = [h[0] / b[0] if h and b else math.nan for h, b in zip(hits, base, strict=True)]
