@@ -176,7 +176,8 @@ def find_run(store: SweepStore, run: str) -> RunRef:
         raise StateError(f"no single run '{run}' in sweep {store.root.name}") from None
 
 
-def _matches(key: str, wanted: Sequence[str]) -> bool:
+def key_matches(key: str, wanted: Sequence[str]) -> bool:
+    """``key`` is one of ``wanted`` or under one (``train`` -> ``train/loss``; none wanted: all)."""
     return not wanted or any(key == w or key.startswith(w.rstrip(".") + ".") or
                              key.startswith(w.rstrip("/") + "/") for w in wanted)
 
@@ -196,6 +197,6 @@ def run_summary(store: SweepStore, run: str, keys: Sequence[str] = ()) -> dict[s
         "reason": row.reason, "duration_s": row.duration(time.time()),
         "attempt": row.record.attempt if row.record else 0,
         "values": ref.values,
-        "config": {k: v for k, v in config.items() if _matches(k, keys)},
-        "metrics": {k: v for k, v in flatten(metrics).items() if _matches(k, keys)},
+        "config": {k: v for k, v in config.items() if key_matches(k, keys)},
+        "metrics": {k: v for k, v in flatten(metrics).items() if key_matches(k, keys)},
     }

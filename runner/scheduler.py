@@ -168,16 +168,18 @@ class _SweepLoop:
                        if store.manifest.get("source") and only is None else None)
         self.proposed = 0
         self.only = only  # launch these runs only (e.g. one batch of a Hydra sweeper)
-        self.services: list[trackers.SharedService] = []
-        # the run hooks' modules (a study's judge, and optuna with it) imported once too
-        hooks = [str(h).partition(":")[0] for h in store.manifest.get("run_hooks") or []]
-        self.launcher.preload = hooks
-        if self.runner_conf.preload_trackers:
-            self.launcher.preload = [*hooks, *trackers.preload_modules(execution.get("tracker"))]
-            if self.launcher.runs_here:  # e.g. one WandB service for every run of the sweep
-                self.services = trackers.shared_services(execution.get("tracker"))
-                for service in self.services:
-                    self.launcher.extra_env.update(service.env)
+        # imported once by the fork server: the run hooks' modules (a study's judge, and
+        # optuna with it) and, unless turned off, what the trackers import
+        preload_trackers = self.runner_conf.preload_trackers
+        self.launcher.preload = [
+            *(str(h).partition(":")[0] for h in store.manifest.get("run_hooks") or []),
+            *(trackers.preload_modules(execution.get("tracker")) if preload_trackers else [])]
+        # e.g. one WandB service for every run of the sweep on this machine
+        self.services: list[trackers.SharedService] = (
+            trackers.shared_services(execution.get("tracker"))
+            if preload_trackers and self.launcher.runs_here else [])
+        for service in self.services:
+            self.launcher.extra_env.update(service.env)
         self.allowed = launchable(self.runner_conf.retry_crashed)
         self.allowed_names = {s.value for s in self.allowed}
         self.name = str(store.manifest.get("name"))

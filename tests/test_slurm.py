@@ -481,11 +481,9 @@ def test_a_study_with_wait_false_is_carried_on_by_its_sweep_loop_job(
     so far) and submits it; the study ends complete with nobody watching, and `cancel` would
     stop that job with the rest."""
     pytest.importorskip("optuna")
-    from test_study import STUDY_CONF, STUDY_TASK
+    from test_study import with_study_task
 
-    (project.root / "study_task.py").write_text(STUDY_TASK)
-    (project.root / "conf" / "task" / "study.yaml").write_text(
-        STUDY_CONF.format(marker_dir=project.markers))
+    with_study_task(project)
     command = ("task=study", "+sweep=optuna", "sweep.metric=val/acc", "sweep.n_trials=6",
                "task.lr=tag(log,interval(0.0001,1.0))", "sweep.startup_trials=2",
                "task.sleep=0.3", "task.epochs=3", *SLURM, "launcher.max_parallel=2",
@@ -525,11 +523,9 @@ def test_a_study_on_the_cluster_prunes_and_survives_a_scancelled_trial(
     parameters frozen first), its reports judged on the node; a trial whose job is scancelled
     mid-run is INTERRUPTED and the same command finishes the study, trial numbers contiguous."""
     pytest.importorskip("optuna")
-    from test_study import STUDY_CONF, STUDY_TASK
+    from test_study import with_study_task
 
-    (project.root / "study_task.py").write_text(STUDY_TASK)
-    (project.root / "conf" / "task" / "study.yaml").write_text(
-        STUDY_CONF.format(marker_dir=project.markers))
+    with_study_task(project)
     command = ("task=study", "+sweep=optuna", "sweep.metric=val/acc", "sweep.n_trials=5",
                "task.lr=tag(log,interval(0.0001,1.0))", "sweep.sampler=random",
                "task.sleep=0.5", "task.epochs=4", *SLURM, "launcher.max_parallel=2")

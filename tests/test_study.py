@@ -57,12 +57,17 @@ marker_dir: {marker_dir}
 SPACE = ("'task.lr=tag(log,interval(0.0001,1.0))'", "task.width=16,64,256")
 
 
-@pytest.fixture
-def study(project: Project) -> Project:
+def with_study_task(project: Project) -> Project:
+    """``task=study`` in ``project``: the task above and its config."""
     (project.root / "study_task.py").write_text(STUDY_TASK)
     (project.root / "conf" / "task" / "study.yaml").write_text(
         STUDY_CONF.format(marker_dir=project.markers))
     return project
+
+
+@pytest.fixture
+def study(project: Project) -> Project:
+    return with_study_task(project)
 
 
 def args(*more: str) -> list[str]:

@@ -221,29 +221,25 @@ def _register(bot: RunnerBot) -> None:
         names = await complete(interaction, logic.complete_sweeps, current, source)
         return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names]
 
-    async def run_ids(interaction: discord.Interaction,
-                      current: str) -> list[app_commands.Choice[str]]:
+    async def in_sweep(interaction: discord.Interaction, fn: Callable[..., list[str]],
+                       current: str) -> list[app_commands.Choice[str]]:
+        """Suggestions within the chosen sweep (or WandB project, default bot.wandb_project)."""
         sweep = getattr(interaction.namespace, "sweep", None) or ""
         source = source_of(interaction)
-        if source == "wandb" and not wandb_allowed(interaction):
-            return []
         if source == "wandb":
+            if not wandb_allowed(interaction):
+                return []
             sweep = sweep or logic.conf.wandb_project or ""
-        ids = await complete(interaction, logic.complete_runs, sweep, current, source) \
-            if sweep else []
-        return [app_commands.Choice(name=i[:100], value=i[:100]) for i in ids]
+        names = await complete(interaction, fn, sweep, current, source) if sweep else []
+        return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names]
+
+    async def run_ids(interaction: discord.Interaction,
+                      current: str) -> list[app_commands.Choice[str]]:
+        return await in_sweep(interaction, logic.complete_runs, current)
 
     async def metric_names(interaction: discord.Interaction,
                            current: str) -> list[app_commands.Choice[str]]:
-        sweep = getattr(interaction.namespace, "sweep", None) or ""
-        source = source_of(interaction)
-        if source == "wandb" and not wandb_allowed(interaction):
-            return []
-        if source == "wandb":
-            sweep = sweep or logic.conf.wandb_project or ""
-        names = await complete(interaction, logic.complete_metrics, sweep, current, source) \
-            if sweep else []
-        return [app_commands.Choice(name=n[:100], value=n[:100]) for n in names]
+        return await in_sweep(interaction, logic.complete_metrics, current)
 
     async def read_from(interaction: discord.Interaction, command: str, source: str,
                         work: Callable[[], Reply]) -> None:

@@ -26,7 +26,15 @@ from runner.errors import RunnerError, StateError
 from runner.integrations.discord_bot.chat_policy import ChatPolicy, parse_chat_overrides
 from runner.integrations.discord_bot.config import BotConf
 from runner.integrations.discord_bot.launches import Launches
-from runner.integrations.discord_bot.messages import Reply, code_table, duration_text, fmt
+from runner.integrations.discord_bot.messages import (
+    MAX_PLOT_RUNS,
+    Reply,
+    code_table,
+    comma_list,
+    duration_text,
+    fmt,
+    plot_keys,
+)
 from runner.integrations.discord_bot.subscriptions import Subscription, SubscriptionStore
 from runner.integrations.discord_bot.wandb_commands import WandbCommands
 from runner.integrations.discord_bot.wandb_source import WandbSource
@@ -38,8 +46,6 @@ READ_ONLY = ("sweeps", "runs", "summary", "plot")
 OPTIONS = {"sweeps": (), "runs": ("sweep", "state", "top", "sort", "mode", "source", "filters"),
            "summary": ("run", "keys", "sweep", "source"),
            "plot": ("sweep", "runs", "keys", "spread", "source", "filters")}
-MAX_PLOT_RUNS = 20
-MAX_PLOT_KEYS = 8  # panels in one /plot
 MAX_SUBSCRIPTIONS = 10  # per channel
 MAX_WHAT = 500  # characters of one subscription's commands
 
@@ -189,7 +195,7 @@ class BotLogic:
         if _source(source) == "wandb":
             return self.wandb.summary(run, keys, sweep)
         store, run_id = self._store_and_run(run, sweep)
-        wanted = [k.strip() for k in keys.split(",") if k.strip()]
+        wanted = comma_list(keys)
         info = queries.run_summary(store, run_id, wanted)
         lines = [f"**{info['sweep']} / {info['id']}**: {info['state']}"
                  + (f" ({info['reason']})" if info["reason"] else "")
@@ -215,13 +221,8 @@ class BotLogic:
         if filters:
             raise StateError("filters: are WandB's run filters; give source:wandb as well")
         store = queries.find_sweep(self.outputs, sweep)
-        wanted = [r.strip() for r in runs.split(",") if r.strip()]
-        metrics = [k.strip() for k in keys.split(",") if k.strip()]
-        if not metrics:
-            raise StateError("give keys:<metric,...>, e.g. keys:loss,val/acc")
-        if len(metrics) > MAX_PLOT_KEYS:
-            raise StateError(f"{len(metrics)} keys asked for; one plot has at most "
-                             f"{MAX_PLOT_KEYS} panels")
+        wanted = comma_list(runs)
+        metrics = plot_keys(keys)
         panels = []
         for metric in metrics:
             found = results.collect(store, metric, mode="min")
@@ -412,15 +413,15 @@ class BotLogic:
         """Metric names for ``sort:`` or ``keys:``; in a comma list the last item is
         completed (``loss,va`` -> ``loss,val/acc``)."""
         if source == "wandb":
-            return self.wandb.complete_keys(sweep, typed)
-        try:
-            store = queries.find_sweep(self.outputs, sweep)
-        except RunnerError:
-            return []
+            names = self.wandb.key_names(sweep)
+        else:
+            try:
+                names = queries.metric_names(queries.find_sweep(self.outputs, sweep))
+            except RunnerError:
+                return []
         done, _, last = typed.rpartition(",")
         head = f"{done}," if done else ""
-        return [head + name for name in queries.metric_names(store)
-                if last.strip() in name][:25]
+        return [head + name for name in names if last.strip() in name][:25]
 
     def complete_runs(self, sweep: str, typed: str, source: str = "runner") -> list[str]:
         if source == "wandb":

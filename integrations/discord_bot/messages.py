@@ -10,9 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from runner.errors import StateError
+
 MAX_CHARS = 2000
 MAX_MESSAGES = 3  # more than this and the text becomes an attachment
 MAX_FILES = 10
+MAX_PLOT_RUNS = 20  # lines in one /plot (five times as many runs with spread:true)
+MAX_PLOT_KEYS = 8  # panels in one /plot
 
 
 @dataclass
@@ -42,6 +46,22 @@ def duration_text(seconds: float | None) -> str:
     seconds = int(seconds)
     return (f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600
             else f"{seconds // 60}m{seconds % 60:02d}s")
+
+
+def comma_list(text: str) -> list[str]:
+    """``"loss, val/acc,"`` -> ``["loss", "val/acc"]``."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def plot_keys(keys: str) -> list[str]:
+    """The metrics of a ``/plot``: at least one, at most ``MAX_PLOT_KEYS``."""
+    metrics = comma_list(keys)
+    if not metrics:
+        raise StateError("give keys:<metric,...>, e.g. keys:loss,val/acc")
+    if len(metrics) > MAX_PLOT_KEYS:
+        raise StateError(f"{len(metrics)} keys asked for; one plot has at most "
+                         f"{MAX_PLOT_KEYS} panels")
+    return metrics
 
 
 def split_text(text: str, limit: int = MAX_CHARS) -> list[str]:

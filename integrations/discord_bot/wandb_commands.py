@@ -17,7 +17,15 @@ from typing import Any
 import numpy as np
 
 from runner.errors import StateError
-from runner.integrations.discord_bot.messages import Reply, code_table, duration_text, fmt
+from runner.integrations.discord_bot.messages import (
+    MAX_PLOT_RUNS,
+    Reply,
+    code_table,
+    comma_list,
+    duration_text,
+    fmt,
+    plot_keys,
+)
 from runner.integrations.discord_bot.wandb_source import (
     STATE_NAMES,
     WANDB_STATES,
@@ -26,16 +34,10 @@ from runner.integrations.discord_bot.wandb_source import (
     check_project,
     parse_filters,
 )
+from runner.queries import key_matches
 
 MAX_TOP = 100  # runs one /runs lists (one WandB query)
-MAX_PLOT_RUNS = 20
-MAX_PLOT_KEYS = 8
 SEED_KEYS = ("seed",)
-
-
-def _matches(key: str, wanted: list[str]) -> bool:
-    return not wanted or any(key == w or key.startswith(w.rstrip("./") + "/")
-                             or key.startswith(w.rstrip("./") + ".") for w in wanted)
 
 
 def state_filter(state: str | None) -> dict[str, Any] | None:
@@ -113,8 +115,8 @@ class WandbCommands:
 
     def summary(self, ref: str, keys: str = "", project: str | None = None) -> Reply:
         run = self.run_ref(ref, project)
-        wanted = [k.strip() for k in keys.split(",") if k.strip()]
-        metrics = {k: v for k, v in run.metrics().items() if _matches(k, wanted)}
+        wanted = comma_list(keys)
+        metrics = {k: v for k, v in run.metrics().items() if key_matches(k, wanted)}
         lines = [f"**WandB {run.path}** ({run.name}): {run.state}, "
                  f"{duration_text(run.runtime_s) or 'runtime unknown'}"
                  + (f", group {run.group}" if run.group else "")
@@ -125,7 +127,7 @@ class WandbCommands:
             lines.append("summary:\n" + code_table(["key", "value"], sorted(metrics.items())))
         else:
             lines.append("summary: none" + (f" matching {keys}" if wanted else " logged yet"))
-        config = sorted((k, v) for k, v in run.config.items() if _matches(k, wanted))
+        config = sorted((k, v) for k, v in run.config.items() if key_matches(k, wanted))
         if config:
             lines.append("config:\n" + code_table(["key", "value"], config[:60]))
         elif wanted:
@@ -137,14 +139,9 @@ class WandbCommands:
         from runner import plots
 
         project = self.project(project)
-        metrics = [k.strip() for k in keys.split(",") if k.strip()]
-        if not metrics:
-            raise StateError("give keys:<metric,...>, e.g. keys:loss,val/acc")
-        if len(metrics) > MAX_PLOT_KEYS:
-            raise StateError(f"{len(metrics)} keys asked for; one plot has at most "
-                             f"{MAX_PLOT_KEYS} panels")
+        metrics = plot_keys(keys)
         limit = MAX_PLOT_RUNS * (5 if spread else 1)
-        wanted = [r.strip() for r in runs.split(",") if r.strip()]
+        wanted = comma_list(runs)
         if len(wanted) > limit:
             raise StateError(f"{len(wanted)} runs asked for; one plot draws at most {limit}")
         if wanted:
@@ -189,15 +186,15 @@ class WandbCommands:
 
     # ------------------------------------------------------------------ autocompletion
 
-    def complete_runs(self, project: str, typed: str) -> list[str]:
-        found = self.source.runs(self.project(project), None, "-created_at", MAX_TOP,
-                                 timeout_s=2.0)
-        return [r.id for r in found if typed.lower() in (r.id + " " + r.name).lower()][:25]
+    def _listing(self, project: str) -> list[WRun]:
+        """The project's newest runs, as autocompletion sees them (cached, 2 s at most)."""
+        return self.source.runs(self.project(project), None, "-created_at", MAX_TOP,
+                                timeout_s=2.0)
 
-    def complete_keys(self, project: str, typed: str) -> list[str]:
-        found = self.source.runs(self.project(project), None, "-created_at", MAX_TOP,
-                                 timeout_s=2.0)
-        names = sorted({k for r in found for k in r.metrics()})
-        done, _, last = typed.rpartition(",")
-        head = f"{done}," if done else ""
-        return [head + n for n in names if last.strip() in n][:25]
+    def complete_runs(self, project: str, typed: str) -> list[str]:
+        return [r.id for r in self._listing(project)
+                if typed.lower() in (r.id + " " + r.name).lower()][:25]
+
+    def key_names(self, project: str) -> list[str]:
+        """The summary keys of the project's newest runs, sorted."""
+        return sorted({k for r in self._listing(project) for k in r.metrics()})

@@ -69,16 +69,8 @@ def render_script(conf: SlurmLauncherConf, *, job_name: str, array: ArraySpec,
              "tasks.json.",
              "# Submit again by hand with: sbatch job.sbatch (COMPLETED runs are skipped)"]
     lines += [f"#SBATCH {option}" for option in sbatch_options(conf, job_name, array)]
-    lines += [
-        "",
-        f"mkdir -p {q(str(paths.logs))}",
-        f'exec >>{q(str(paths.logs))}/"$SLURM_ARRAY_TASK_ID".out 2>&1',
-        'echo "=== runner: job ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname)'
-        ' restart ${SLURM_RESTART_COUNT:-0} at $(date -Is) ==="',
-        f"cd {q(cwd)}",
-    ]
-    lines += [f"export {key}={q(value)}" for key, value in sorted(env.items())]
-    lines += list(conf.setup)
+    lines += _prologue(conf, paths, '"$SLURM_ARRAY_TASK_ID".out',
+                       "job ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}", cwd, env)
     lines.append(" ".join([
         "exec", q(python), "-m", "runner.slurm.array_task", q(str(paths.tasks)),
         "--max-requeue", str(conf.max_requeue), "--heartbeat-s", f"{heartbeat_s:g}"]))
@@ -101,17 +93,24 @@ def render_driver_script(conf: SlurmLauncherConf, *, job_name: str, paths: Submi
     lines = ["#!/bin/bash",
              f"# runner: the sweep loop of {_comment(sweep_root)} (launcher.wait=false with "
              "trials still to propose); it submits them as slots free.",
-             *[f"#SBATCH {option}" for option in options], "",
-             f"mkdir -p {q(str(paths.logs))}",
-             f"exec >>{q(str(paths.logs))}/driver.out 2>&1",
-             'echo "=== runner: sweep loop job ${SLURM_ARRAY_JOB_ID} on $(hostname) restart '
-             '${SLURM_RESTART_COUNT:-0} at $(date -Is) ==="',
-             f"cd {q(cwd)}"]
-    lines += [f"export {key}={q(value)}" for key, value in sorted(env.items())]
-    lines += list(conf.setup)
+             *[f"#SBATCH {option}" for option in options]]
+    lines += _prologue(conf, paths, "driver.out", "sweep loop job ${SLURM_ARRAY_JOB_ID}", cwd,
+                       env)
     lines.append(" ".join(["exec", q(python), "-m", "runner", "resume", q(sweep_root),
                            "launcher.wait=true", "runner.progress=false"]))
     return "\n".join(lines) + "\n"
+
+
+def _prologue(conf: SlurmLauncherConf, paths: SubmissionPaths, log: str, job: str, cwd: str,
+              env: Mapping[str, str]) -> list[str]:
+    """A job's first lines: its output to ``logs/<log>`` (shell-quoted: never in #SBATCH
+    lines), a banner, its directory, its environment, the launcher's setup lines."""
+    q = shlex.quote
+    return ["", f"mkdir -p {q(str(paths.logs))}", f"exec >>{q(str(paths.logs))}/{log} 2>&1",
+            f'echo "=== runner: {job} on $(hostname) restart ${{SLURM_RESTART_COUNT:-0}} at '
+            '$(date -Is) ==="', f"cd {q(cwd)}",
+            *[f"export {key}={q(value)}" for key, value in sorted(env.items())],
+            *conf.setup]
 
 
 def job_name(base: str, submission_id: str) -> str:
