@@ -42,7 +42,9 @@ from lcbench import EPOCHS, SPACE, TASKS, LazyCurve, curve  # noqa: E402
 P = 4
 MIN_RESOURCE = 3  # ASHA's first rung (--min-resource); rungs at r, 3r, 9r, ... epochs
 BUDGET_TRIALS = 200
-METHODS = ("random", "random+asha", "tpe", "tpe+asha", "hydra-optuna batch (tpe)")
+STARTUP_TRIALS = 10  # TPE's random trials before it models (Hydra's sweeper: the same)
+METHODS = ("random", "random+asha", "tpe", "tpe+asha", "tpe+asha (optuna's view)",
+           "hydra-optuna batch (tpe)")
 
 
 @dataclass
@@ -88,32 +90,44 @@ def conf_of(method: str, seed: int) -> Any:
     from runner.study.config import StudyConf
 
     return StudyConf(sampler="random" if method.startswith("random") else "tpe",
-                     pruner="asha" if method.endswith("asha") else "none",
-                     min_resource=MIN_RESOURCE,
-                     reduction_factor=3, startup_trials=10, seed=seed, n_trials=10**9)
+                     pruner="asha" if "asha" in method else "none",
+                     learn_from="all" if "optuna's view" in method else "rung",
+                     min_resource=MIN_RESOURCE, reduction_factor=3,
+                     startup_trials=STARTUP_TRIALS, seed=seed, n_trials=10**9)
 
 
 def asynchronous(task: str, method: str, seed: int, dists: dict[str, Any]) -> Trace:
     """P slots; a trial proposed the moment one frees; each epoch's end a report."""
     import optuna
 
-    from runner.study.config import make_pruner, make_sampler, trial_seed
+    from runner.study.config import make_pruner
+    from runner.study.history import Trial
+    from runner.study.sampler_study import SamplerStudy
 
     conf = conf_of(method, seed)
-    study = optuna.create_study(direction="maximize", sampler=make_sampler(conf, seed),
-                                pruner=make_pruner(conf))
+    # proposals as a study's (runner.study.sampler_study: the sampler's view of the trials,
+    # its seed per trial); judged by the pruner against every trial's reports, as the judge does
+    sampling = SamplerStudy(conf, dists, "max", "bench")
+    judged = optuna.create_study(direction="maximize", pruner=make_pruner(conf),
+                                 sampler=optuna.samplers.RandomSampler(seed=seed))
+    trials: dict[int, Trial] = {}
     budget = BUDGET_TRIALS * EPOCHS
     trace, used, best = Trace(), 0, -math.inf
     events: list[tuple[float, int, int]] = []  # (time the epoch ends, trial number, epoch)
-    live: dict[int, tuple[Any, list[float], list[float], float]] = {}
+    live: dict[int, tuple[Any, Any, float]] = {}
 
     def start(now: float) -> None:
-        study.sampler = make_sampler(conf, trial_seed(seed, trace.trials))  # as a study does
-        trial = study.ask(dists)
+        number = len(trials)
+        asked = sampling.sync(lambda known: list(trials.values()), number).ask(dists)
+        sampling.asked(number)
+        judged.enqueue_trial(asked.params)
+        trial = judged.ask(dists)
+        assert asked.number == trial.number == number
+        trials[number] = Trial(number, dict(trial.params), "RUNNING")
         rungs = tuple(MIN_RESOURCE * 3 ** i for i in range(5) if MIN_RESOURCE * 3 ** i < EPOCHS)
         lazy = LazyCurve(task, trial.params, rungs if conf.pruner != "none" else ())
-        live[trial.number] = (trial, lazy, now)
-        heapq.heappush(events, (now + lazy.seconds(1), trial.number, 1))
+        live[number] = (trial, lazy, now)
+        heapq.heappush(events, (now + lazy.seconds(1), number, 1))
         trace.trials += 1
 
     for _ in range(P):
@@ -123,13 +137,17 @@ def asynchronous(task: str, method: str, seed: int, dists: dict[str, Any]) -> Tr
         now, number, epoch = heapq.heappop(events)
         trial, lazy, began = live[number]
         used += 1
-        trial.report(lazy.accuracy(epoch), epoch)
+        acc = lazy.accuracy(epoch)
+        trial.report(acc, epoch)
+        trials[number].intermediate[epoch] = acc
         ended = epoch == EPOCHS
         if ended:
-            study.tell(trial, lazy.accuracy(EPOCHS))
-            best = max(best, lazy.accuracy(EPOCHS))
+            judged.tell(trial, acc)
+            trials[number].state, trials[number].value = "COMPLETED", acc
+            best = max(best, acc)
         elif conf.pruner != "none" and trial.should_prune():
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            judged.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            trials[number].state = "PRUNED"
             ended = True
         if best > -math.inf:
             trace.add(used, now, best)
@@ -149,7 +167,7 @@ def batched(task: str, seed: int, dists: dict[str, Any]) -> Trace:
     """Hydra's Optuna sweeper: ask n_jobs=P trials, run them to the end, tell them all."""
     import optuna
 
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=10)
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP_TRIALS)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     trace, used, best, now = Trace(), 0, -math.inf, 0.0
     while used < BUDGET_TRIALS * EPOCHS:

@@ -205,6 +205,9 @@ def validate(node: Any, schema: type[T], where: str) -> T:
             bound = f"> {low:g}" if isinstance(low, float) else f">= {low}"
             raise ConfigError(f"{where}.{f.name}={value} must be {bound}"
                               + (" (or null for the default)" if f.default is None else ""))
+        high = f.metadata.get("max")
+        if high is not None and value is not None and value > high:
+            raise ConfigError(f"{where}.{f.name}={value} must be <= {high:g}")
         choices = f.metadata.get("choices")
         if choices and getattr(obj, f.name) not in choices:
             raise ConfigError(f"{where}.{f.name}='{getattr(obj, f.name)}' is not one of: "

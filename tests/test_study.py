@@ -268,6 +268,7 @@ def test_the_kept_study_is_the_study_rebuilt_from_the_store(study: Project) -> N
     from runner.compose import composer
     from runner.state import State, claim, finish
     from runner.store import SweepStore
+    from runner.study.fidelity import view
     from runner.study.history import load, study_of
     from runner.study.source import StudySource
     from runner.sweep import expand
@@ -278,9 +279,9 @@ def test_the_kept_study_is_the_study_rebuilt_from_the_store(study: Project) -> N
     source = StudySource(store)
 
     def same() -> None:
-        fresh = study_of(load(store, "val/acc"), source.study.conf, source.study.dists,
-                         "max", "fresh")
-        kept = source._optuna
+        seen, _ = view(load(store, "val/acc"), source.study.conf, len(source.study.dists))
+        fresh = study_of(seen, source.study.conf, source.study.dists, "max", "fresh")
+        kept = source.sampling.optuna
         assert [(t.number, t.state, t.value, t.params) for t in kept.trials] == [
             (t.number, t.state, t.value, t.params) for t in fresh.trials]
 

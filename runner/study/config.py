@@ -27,6 +27,14 @@ class StudyConf:
     reduction_factor: int = field(default=3, metadata={"min": 2})
     startup_trials: int = field(default=5, metadata={"min": 0})  # median, tpe: before judging
     warmup_steps: int = field(default=0, metadata={"min": 0})  # median: never before
+    # what tpe/gp learn from under asha/hyperband: "rung" (BOHB's rule: the highest rung that
+    # `rung_min_trials` ended trials reached, each trial by its value there) or "all" (optuna's
+    # own view: completed trials first, pruned ones by how far they got)
+    learn_from: str = field(default="rung", metadata={"choices": ("rung", "all")})
+    rung_min_trials: int | None = field(default=None, metadata={"min": 1})  # default: params + 3
+    # the share of trials proposed at random whatever the sampler (default: 1/3 when learning
+    # from rungs, BOHB's; else 0)
+    random_fraction: float | None = field(default=None, metadata={"min": 0, "max": 1})
     seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)
     # proposals that do not depend on finish order: trial n is asked from the results of

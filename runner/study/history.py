@@ -63,6 +63,7 @@ def objective(row: Any, metric: str) -> float | None:
 
 
 FINAL = ("COMPLETED", "PRUNED", "CRASHED", "CORRUPT")
+NOT_SEEN = "NOT_SEEN"  # a sampler's view of a trial it must not learn from (runner.study.fidelity)
 
 
 def load(store: Any, metric: str, known: dict[int, str] | None = None) -> list[Trial]:
@@ -109,13 +110,13 @@ def as_of(trials: list[Trial], number: int, ahead: int) -> list[Trial] | None:
 
 
 def study_of(trials: list[Trial], conf: StudyConf, dists: dict[str, Any], direction: str,
-             name: str, sampler_seed: int | None = None) -> Any:
+             name: str) -> Any:
     """An in-memory optuna study holding ``trials`` (numbers 0, 1, ... in order)."""
     import optuna
 
     study = optuna.create_study(
         study_name=name, direction="maximize" if direction == "max" else "minimize",
-        sampler=make_sampler(conf, conf.seed if sampler_seed is None else sampler_seed),
+        sampler=make_sampler(conf, conf.seed),
         pruner=make_pruner(conf))
     for trial in trials:
         add(study, trial, dists)
@@ -129,7 +130,7 @@ def optuna_state(trial: Trial) -> tuple[Any, float | None]:
         return TrialState.COMPLETE, trial.value
     if trial.state == "PRUNED":
         return TrialState.PRUNED, None
-    if trial.state in FINAL:  # crashed, corrupt, or completed without the objective
+    if trial.state in FINAL or trial.state == NOT_SEEN:  # crashed, corrupt, no objective
         return TrialState.FAIL, None
     return TrialState.RUNNING, None  # RUNNING, UNHATCHED, INTERRUPTED: pending
 

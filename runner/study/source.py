@@ -22,8 +22,10 @@ from typing import Any
 from runner.config_schema import validate
 from runner.run_id import run_dirname, run_id
 from runner.store import RunRef, SweepStore
-from runner.study.config import STUDY_FILE, StudyConf, make_sampler, trial_seed
-from runner.study.history import FINAL, TRIAL_KEY, add, as_of, load, study_of, update
+from runner.study.config import STUDY_FILE, StudyConf
+from runner.study.fidelity import view
+from runner.study.history import TRIAL_KEY, as_of, load, study_of
+from runner.study.sampler_study import SamplerStudy, sampler_for
 from runner.study.space import from_json
 
 
@@ -72,37 +74,14 @@ class StudyDefinition:
 class StudySource:
     def __init__(self, store: SweepStore) -> None:
         self.store = store
-        self.study = StudyDefinition(store)
-        # the optuna study of the last proposal, brought up to date from the store at the
-        # next one (a trial that ended since is updated, new ones added) instead of rebuilt
-        self._optuna: Any = None
-        self._held: dict[int, str] = {}  # trial number -> the runner state it is held in
+        self.study = StudyDefinition(self.store)
+        definition = self.study
+        self.sampling = SamplerStudy(definition.conf, definition.dists, definition.direction,
+                                     definition.name)
 
     def _synced(self, number: int) -> Any:
-        definition = self.study
-        trials = load(self.store, definition.metric, self._held)
-        study = self._optuna
-        if study is not None and (len(trials) < len(self._held) or any(
-                self._held.get(t.number) in FINAL and self._held[t.number] != t.state
-                for t in trials)):
-            study = None  # a finished trial runs again (retry, rerun): start afresh
-        if study is None:
-            self._held = {}
-            study = study_of([], definition.conf, definition.dists, definition.direction,
-                             definition.name)
-        for trial in trials:
-            held = self._held.get(trial.number)
-            if held is None:
-                add(study, trial, definition.dists)
-            elif held not in FINAL and not update(study, trial):
-                self._optuna, self._held = None, {}
-                return self._synced(number)
-            self._held[trial.number] = trial.state
-        # a sampler seeded by the trial number: a proposal does not depend on which process
-        # (or how many earlier proposals in it) asks
-        study.sampler = make_sampler(definition.conf, trial_seed(definition.conf.seed, number))
-        self._optuna = study
-        return study
+        return self.sampling.sync(lambda known: load(self.store, self.study.metric, known),
+                                  number)
 
     def remaining(self) -> int:
         """Trials not proposed yet."""
@@ -115,9 +94,11 @@ class StudySource:
                                                                         or 0))
         if seen is None:
             return None
-        return study_of(seen, definition.conf, definition.dists, definition.direction,
-                        definition.name, sampler_seed=trial_seed(definition.conf.seed,
-                                                                      number))
+        seen, rung = view(seen, definition.conf, len(definition.dists))
+        study = study_of(seen, definition.conf, definition.dists, definition.direction,
+                         definition.name)
+        study.sampler = sampler_for(definition.conf, number, rung)
+        return study
 
     def propose(self) -> RunRef | None | bool:
         """Freeze the next trial (None once the study has ``n_trials``; False: not yet, in
@@ -144,8 +125,8 @@ class StudySource:
             try:
                 (ref,) = self.store.add_runs([spec])
             except BaseException:
-                self._optuna, self._held = None, {}  # (the asked trial was never frozen)
+                self.sampling.forget()  # (the asked trial was never frozen)
                 raise
             if not definition.conf.deterministic:
-                self._held[number] = "UNHATCHED"  # the asked trial is that run from now on
+                self.sampling.asked(number)  # the asked trial is that run from now on
             return ref

@@ -1,0 +1,75 @@
+"""The optuna study a sampler asks from, kept up to date instead of rebuilt per proposal.
+
+``sync(load)`` brings it to what ``load(known)`` lists (``known``: trial number -> the final
+state a trial was read in, so an ended trial is read once): a new trial is added, a pending one
+updated with its reports and its end; a finished trial that runs again (a retry, a rerun) or a
+change of the rung the sampler models (``runner.study.fidelity``) rebuilds it. The sweep loop's
+proposals (``runner.study.source``) and the LCBench benchmark ask through this one class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from runner.study.config import StudyConf, make_sampler, trial_seed
+from runner.study.fidelity import applies, random_fraction, view
+from runner.study.history import FINAL, NOT_SEEN, Trial, add, study_of, update
+
+SEEN_FINAL = (*FINAL, NOT_SEEN)
+
+
+def sampler_for(conf: StudyConf, number: int, rung: float | None) -> Any:
+    """The sampler that proposes trial ``number`` (``rung``: the one the sampler models),
+    seeded by the trial number: a proposal does not depend on which process (or how many
+    earlier proposals in it) asks. A random one for ``random_fraction`` of the trials (drawn
+    from the same seed), and while a sampler that learns from rungs has none modelled yet."""
+    import random
+
+    seed = trial_seed(conf.seed, number)
+    if (applies(conf) and rung is None) or random.Random(seed).random() < random_fraction(conf):
+        return make_sampler(StudyConf(sampler="random"), seed)
+    return make_sampler(conf, seed)
+
+
+class SamplerStudy:
+    def __init__(self, conf: StudyConf, dists: dict[str, Any], direction: str,
+                 name: str) -> None:
+        self.conf, self.dists, self.direction, self.name = conf, dists, direction, name
+        self.forget()
+
+    def forget(self) -> None:
+        self.optuna: Any = None
+        self._held: dict[int, str] = {}  # trial number -> the state the sampler sees it in
+        self._ended: dict[int, str] = {}  # trial number -> the final state it was read in
+        self._reached: dict[int, dict[float, float]] = {}  # ended trials' rung values
+        self._rung: float | None = None  # the rung the sampler models
+
+    def sync(self, load: Callable[[dict[int, str]], list[Trial]], number: int) -> Any:
+        """The study, up to date, with a sampler seeded for trial ``number``."""
+        trials = load(self._ended)
+        if len(trials) < len(self._held) or any(
+                t.number in self._ended and self._ended[t.number] != t.state for t in trials):
+            self.forget()  # a finished trial runs again (retry, rerun): start afresh
+            trials = load({})
+        self._ended.update((t.number, t.state) for t in trials if t.state in FINAL)
+        seen, rung = view(trials, self.conf, len(self.dists), self._reached)
+        study = self.optuna
+        if study is None or rung != self._rung:  # (the sampler models another rung now)
+            self._held, self._rung = {}, rung
+            study = study_of([], self.conf, self.dists, self.direction, self.name)
+        for trial in seen:
+            held = self._held.get(trial.number)
+            if held is None:
+                add(study, trial, self.dists)
+            elif held not in SEEN_FINAL and not update(study, trial):
+                self.forget()
+                return self.sync(load, number)
+            self._held[trial.number] = trial.state
+        study.sampler = sampler_for(self.conf, number, rung)
+        self.optuna = study
+        return study
+
+    def asked(self, number: int) -> None:
+        """The trial just asked is pending from now on (it is in the study already)."""
+        self._held[number] = "UNHATCHED"

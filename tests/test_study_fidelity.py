@@ -1,0 +1,128 @@
+"""What TPE learns from under ASHA (runner.study.fidelity, runner.study.sampler_study)."""
+
+from __future__ import annotations
+
+from runner.study.config import StudyConf
+from runner.study.fidelity import FINAL_RUNG, modelled_rung, rung_values, view
+from runner.study.history import NOT_SEEN, Trial
+from runner.study.sampler_study import SamplerStudy
+from runner.study.space import distribution
+from runner.sweep import Axis
+
+ASHA = StudyConf(sampler="tpe", pruner="asha", min_resource=3, reduction_factor=3)
+
+
+def curve(x: float, last: int) -> dict[int, float]:
+    return {e: round(x * e / 100, 4) for e in range(1, last + 1)}
+
+
+def test_rung_values_are_the_reports_the_pruner_judged() -> None:
+    dense = Trial(0, {}, "PRUNED", intermediate=curve(1.0, 10))
+    assert rung_values(dense, ASHA) == {3: 0.03, 9: 0.09}
+    sparse = Trial(1, {}, "PRUNED", intermediate={2: 0.2, 4: 0.4, 8: 0.8, 10: 1.0})
+    assert rung_values(sparse, ASHA) == {3: 0.4, 9: 1.0}  # the first report at or past a rung
+    done = Trial(2, {}, "COMPLETED", value=0.7, intermediate=curve(1.0, 30))
+    assert rung_values(done, ASHA) == {3: 0.03, 9: 0.09, 27: 0.27, FINAL_RUNG: 0.7}
+    capped = StudyConf(sampler="tpe", pruner="hyperband", min_resource=3, max_resource=9)
+    assert rung_values(done, capped) == {3: 0.03, FINAL_RUNG: 0.7}  # 9 is the full length
+    assert modelled_rung([{3: 1.0}, {3: 1.0, 9: 1.0}, {3: 1.0, 9: 1.0}], 2) == 9
+    assert modelled_rung([{3: 1.0}, {3: 1.0, 9: 1.0}], 3) is None
+
+
+def trials() -> list[Trial]:
+    """Ten trials stopped at epoch 3, four of them went on to 9, two of those completed at 30
+    (value 0.5, 0.6); one is still running."""
+    out = []
+    for i in range(10):
+        last = 30 if i < 2 else 9 if i < 4 else 3
+        state = "COMPLETED" if last == 30 else "PRUNED"
+        out.append(Trial(i, {"x": i}, state, value=0.5 + i / 10 if last == 30 else None,
+                         intermediate=curve(10 - i, last)))
+    out.append(Trial(10, {"x": 10}, "RUNNING", intermediate=curve(1.0, 5)))
+    return out
+
+
+def test_the_sampler_models_the_highest_rung_enough_trials_reached() -> None:
+    seen, rung = view(trials(), ASHA, n_params=1)  # needs 1 + 3 trials: rung 9 has 4
+    assert rung == 9
+    assert [(t.state, t.value) for t in seen] == [
+        ("COMPLETED", 0.9), ("COMPLETED", 0.81), ("COMPLETED", 0.72), ("COMPLETED", 0.63),
+        *[(NOT_SEEN, None)] * 6, ("RUNNING", None)]
+    assert all(not t.intermediate for t in seen)  # so TPE cannot rank them as pruned trials
+    needs_5 = StudyConf(**{**ASHA.__dict__, "rung_min_trials": 5})
+    seen, rung = view(trials(), needs_5, n_params=1)
+    assert rung == 3 and [t.value for t in seen[:3]] == [0.3, 0.27, 0.24]
+    needs_2 = StudyConf(**{**ASHA.__dict__, "rung_min_trials": 2})
+    seen, rung = view(trials(), needs_2, n_params=1)
+    assert rung == FINAL_RUNG and [t.value for t in seen[:2]] == [0.5, 0.6]
+    assert seen[2].state == NOT_SEEN  # pruned at 9: not a final value
+    for own in (StudyConf(**{**ASHA.__dict__, "learn_from": "all"}),
+                StudyConf(**{**ASHA.__dict__, "sampler": "random"}),
+                StudyConf(sampler="tpe", pruner="median")):
+        seen, rung = view(trials(), own, n_params=1)
+        assert rung is None and seen == trials()  # optuna's own view
+    assert view(trials()[:3], ASHA, n_params=1) == (trials()[:3], None)  # nothing has 4
+
+
+def test_the_sampler_study_follows_the_trials_and_rebuilds_when_the_rung_moves() -> None:
+    from optuna.trial import TrialState
+
+    dists = {"x": distribution(Axis("x", "", list(range(40))))}
+    store = trials()
+    needs_3 = StudyConf(**{**ASHA.__dict__, "rung_min_trials": 3})
+    sampling = SamplerStudy(needs_3, dists, "max", "t")
+    reads: list[dict[int, str]] = []
+
+    def load(known: dict[int, str]) -> list[Trial]:
+        reads.append(dict(known))
+        return [Trial(t.number, t.params, t.state) if known.get(t.number) == t.state else t
+                for t in store]  # an ended trial already read comes without its reports
+
+    def states() -> list[tuple[TrialState, float | None]]:
+        return [(t.state, t.value) for t in sampling.sync(load, len(store)).get_trials()]
+
+    first = states()
+    assert first[:4] == [(TrialState.COMPLETE, v) for v in (0.9, 0.81, 0.72, 0.63)]
+    assert first[4:] == [(TrialState.FAIL, None)] * 6 + [(TrialState.RUNNING, None)]
+    study = sampling.optuna
+    asked = study.ask(dists)
+    sampling.asked(asked.number)
+    store.append(Trial(11, asked.params, "UNHATCHED"))
+    store[10] = Trial(10, {"x": 10}, "PRUNED", intermediate=curve(1.0, 9))  # reached 9 too
+    assert states()[10] == (TrialState.COMPLETE, 0.09)
+    assert sampling.optuna is study  # updated, not rebuilt
+    assert reads[-1] == {i: t.state for i, t in enumerate(trials()[:10])}  # read once
+    # the asked trial ran to the end: three final values now, so the sampler models them
+    store[11] = Trial(11, asked.params, "COMPLETED", value=0.99, intermediate=curve(8, 30))
+    now = states()
+    assert sampling.optuna is not study  # rebuilt: every value is another rung's
+    assert now[:2] == [(TrialState.COMPLETE, 0.5), (TrialState.COMPLETE, 0.6)]
+    assert now[2:11] == [(TrialState.FAIL, None)] * 9 and now[11] == (TrialState.COMPLETE, 0.99)
+    rerun = sampling.optuna
+    store[2] = Trial(2, {"x": 2}, "RUNNING")  # rerun: a finished trial runs again
+    assert states()[2] == (TrialState.RUNNING, None) and sampling.optuna is not rerun
+
+
+def test_a_third_of_the_trials_are_random_and_all_while_no_rung_is_modelled() -> None:
+    from optuna.samplers import RandomSampler, TPESampler
+
+    from runner.config_schema import validate
+    from runner.errors import ConfigError
+    from runner.study.sampler_study import sampler_for
+
+    def randoms(conf: StudyConf, rung: float | None) -> int:
+        return sum(isinstance(sampler_for(conf, n, rung), RandomSampler) for n in range(600))
+
+    assert 170 <= randoms(ASHA, 9) <= 230  # BOHB's third
+    assert randoms(ASHA, None) == 600  # nothing modelled yet: random, as BOHB
+    assert [isinstance(sampler_for(ASHA, n, 9), TPESampler) for n in range(50)] == [
+        isinstance(sampler_for(ASHA, n, 9), TPESampler) for n in range(50)]  # by the seed
+    own = StudyConf(sampler="tpe", pruner="asha", learn_from="all")
+    assert randoms(own, None) == 0 and randoms(StudyConf(sampler="tpe"), None) == 0
+    assert randoms(StudyConf(sampler="tpe", random_fraction=0.5), None) in range(260, 341)
+    try:
+        validate({"random_fraction": 1.5}, StudyConf, "sweep")
+    except ConfigError as exc:
+        assert str(exc) == "sweep.random_fraction=1.5 must be <= 1"
+    else:
+        raise AssertionError("accepted")
