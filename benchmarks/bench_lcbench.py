@@ -1,29 +1,34 @@
 """Adaptive search on LCBench (YAHPO Gym's surrogate of real learning curves), on a simulated
-clock: random search (full curves), random + ASHA, TPE, TPE + ASHA, and the batch mode of
-Hydra's Optuna sweeper (TPE, ``n_jobs`` trials asked together, the next batch only when the
-slowest has finished, no pruning), in one run:
+clock: random search (full curves), random + ASHA, TPE, TPE + ASHA (TPE learning from rungs,
+BOHB's rule, runner's default), TPE + ASHA with optuna's own view of pruned trials
+(``sweep.learn_from=all``), and the batch mode of Hydra's Optuna sweeper (TPE, ``n_jobs`` trials
+asked together, the next batch only when the slowest has finished, no pruning), in one run:
 
     pip install yahpo-gym onnxruntime
     python benchmarks/bench_lcbench.py [--seeds 10] [--tasks 3945,7593,34539,126025,126026]
 
 Each method gets P=4 slots and a budget of 200 full-length trials' worth of epochs; ASHA's
 first rung is ``--min-resource`` epochs (default 3; reduction factor 3). runner's
-methods ask and judge exactly as a study does (``runner.study.config``'s sampler and pruner,
-the sampler seeded by the trial number, running trials pending for TPE, a trial's report judged
-when its epoch ends) but in memory, each epoch taking LCBench's simulated seconds on its slot,
-so the comparison of quality and compute runs in minutes; the cost of runner's proposals and
-of real processes is measured by ``bench_study.py`` and the tests.
+methods ask and judge exactly as a study does (through ``runner.study.sampler_study``: the
+sampler's view of the trials, seeded by the trial number, running trials pending; a trial's
+report judged by the pruner when its epoch ends) but in memory, each epoch taking LCBench's
+simulated seconds on its slot, so the comparison of quality and compute runs in minutes; the
+cost of runner's proposals and of real processes is measured by ``bench_study.py`` and
+``bench_utilisation.py``.
 
 Printed per method, with 95% t intervals over tasks x seeds: the compute (epochs, simulated
-hours) it needed to reach random search's final best (as a share of random search's own), how
-often it got there, the best val_accuracy at the common budget, and slot utilisation. A figure
-(``--out``, default ``benchmarks/lcbench.png``): best-so-far against epochs, mean per method.
+hours) it needed to reach random search's final best (as a share of random search's own: the
+mean over the cases that got there, and the geometric mean over all cases with a case that
+never got there counted at the whole budget), how often it got there, the best val_accuracy
+at the common budget, and slot utilisation. A figure (``--out``, default
+``benchmarks/lcbench.png``): best-so-far against epochs, mean per method.
 """
 
 from __future__ import annotations
 
 import argparse
 import heapq
+import json
 import math
 import os
 import sys
@@ -199,17 +204,19 @@ def one_case(job: tuple[str, int, list[str], int]) -> dict[str, Trace]:
             else asynchronous(task, m, seed, dists) for m in methods}
 
 
-def interval(values: list[float]) -> str:
+def interval(values: list[float], back: Any = None) -> str:
+    """Mean [95% t interval] (``back``: applied to all three, e.g. exp of a mean log)."""
     from runner.results import t_interval
 
     v = [x for x in values if not math.isnan(x)]
     if not v:
         return "n/a"
+    back = back or (lambda x: x)
     mean = float(np.mean(v))
     if len(v) < 2:
-        return f"{mean:.3g}"
+        return f"{back(mean):.3g}"
     lo, hi = t_interval(np.array(v))
-    return f"{mean:.3g} [{lo:.3g}, {hi:.3g}]"
+    return f"{back(mean):.3g} [{back(lo):.3g}, {back(hi):.3g}]"
 
 
 def main() -> None:
@@ -223,6 +230,7 @@ def main() -> None:
     parser.add_argument("--min-resource", type=int, default=3,
                         help="ASHA's first rung in epochs (its grace period)")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--save", type=Path, help="every trace as JSON, to compute more from")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="task x seed cases simulated at once (processes)")
     args = parser.parse_args()
@@ -249,20 +257,28 @@ def main() -> None:
     print(f"\nLCBench tasks {', '.join(tasks)} x {args.seeds} seeds, P={P} slots, budget "
           f"{BUDGET_TRIALS} x {EPOCHS} epochs; mean [95% t interval]")
     print(f"{'method':26s} {'reached':>8s} {'epochs to random best':>26s} "
-          f"{'time to random best':>26s} {'best acc at budget':>26s} {'utilisation':>12s} "
-          f"{'trials':>7s}")
+          f"{'geometric, all cases':>26s} {'time to random best':>26s} "
+          f"{'best acc at budget':>26s} {'utilisation':>12s} {'trials':>7s}")
     for method in methods:
         runs = traces[method]
         hits = [t.reach(goal) for t, goal in zip(runs, targets, strict=True)]
         e_share = [h[0] / b[0] if h and b else math.nan for h, b in zip(hits, base, strict=True)]
         t_share = [h[1] / b[1] if h and b else math.nan for h, b in zip(hits, base, strict=True)]
+        # every case, one that never got there counted as needing the whole budget
+        censored = [math.log((h[0] if h else budget) / b[0]) for h, b in zip(hits, base,
+                                                                             strict=True)]
         util = [t.busy / (P * t.makespan) for t in runs if t.makespan]
         print(f"{method:26s} {sum(1 for h in hits if h):4d}/{len(hits):<3d} "
-              f"{interval(e_share):>26s} {interval(t_share):>26s} "
+              f"{interval(e_share):>26s} {interval(censored, math.exp):>26s} "
+              f"{interval(t_share):>26s} "
               f"{interval([t.at(budget) for t in runs]):>26s} {interval(util):>12s} "
               f"{np.mean([t.trials for t in runs]):7.0f}")
     print("(epochs/time to random best: a share of what random search needed for its own "
-          "final best)")
+          "final best, mean over the cases that got there; geometric: the geometric mean "
+          "over all cases, a case that never got there counted at the whole budget)")
+    if args.save:
+        args.save.write_text(json.dumps({m: [t.__dict__ for t in runs]
+                                         for m, runs in traces.items()}))
     figure(traces, args.out, budget)
     print(f"figure: {args.out}")
 

@@ -11,6 +11,7 @@
     python -m runner compare DIR DIR ... --metric M          several sweeps side by side
     python -m runner retrain-best SWEEP_DIR --metric M --seeds K     best setting, K new seeds
     python -m runner wandb-sync SWEEP_DIR [--dry-run]        upload its offline WandB runs
+    python -m runner export-study SWEEP_DIR [--out FILE]     a study as an optuna database
 
 Overrides use Hydra's grammar (``task.lr=0.1,0.01``, ``+sweep=grid``, ``'seed=range(5)'``).
 Re-running the same command resumes the same sweep: its directory name is derived from the
@@ -40,7 +41,7 @@ from runner.config_schema import (
 from runner.errors import RunnerError
 
 SUBCOMMANDS = ("status", "show", "rerun", "resume", "cancel", "report", "compare",
-               "retrain-best", "wandb-sync")
+               "retrain-best", "wandb-sync", "export-study")
 
 
 def _console() -> Console:
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                         "cancel": cmd_cancel,
                         "report": cmd_report,
                         "compare": cmd_compare, "retrain-best": cmd_retrain_best,
-                        "wandb-sync": cmd_wandb_sync}
+                        "wandb-sync": cmd_wandb_sync, "export-study": cmd_export_study}
             return commands[argv[0]](argv[1:])
         _refuse_unknown_command(argv)
         return cmd_run(argv)
@@ -432,6 +433,22 @@ def cmd_wandb_sync(argv: list[str]) -> int:
                   f"{escape(why)}")
     out.print(result.summary())
     return 1 if result.failed else 0
+
+
+def cmd_export_study(argv: list[str]) -> int:
+    """Write a study as an optuna database (for optuna-dashboard); runner never reads it."""
+    from runner.study.export import export_study
+
+    parser = argparse.ArgumentParser(prog="python -m runner export-study",
+                                     description=cmd_export_study.__doc__)
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("--out", type=Path, help="the database file (default: "
+                        "SWEEP_DIR/optuna.db)")
+    args = parser.parse_args(argv)
+    path, n = export_study(args.sweep_dir, args.out)
+    _stdout_console().print(f"{n} trial(s) written to {escape(str(path))}\n"
+                            f"optuna-dashboard sqlite:///{escape(str(path))}")
+    return 0
 
 
 def cmd_cancel(argv: list[str]) -> int:

@@ -397,3 +397,50 @@ def test_what_a_deterministic_trial_sees() -> None:
     assert as_of(done, 5, ahead=1) is None  # trial 3 has not ended: trial 5 waits
     assert as_of(done, 4, ahead=0) is None
     assert [t.number for t in as_of(done[:3], 3, ahead=0) or []] == [0, 1, 2]
+
+
+def test_export_study_writes_the_run_store_as_an_optuna_database(
+        study: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    """For optuna-dashboard: every trial as its FLAG file says, replaced whole each time."""
+    import optuna
+
+    from runner.cli import main
+    from runner.compose import composer
+    from runner.state import State, claim, finish
+    from runner.store import SweepStore
+    from runner.study.source import StudySource
+    from runner.sweep import expand
+
+    with composer() as comp:
+        plan = expand(comp, args("sweep.n_trials=4"))
+    store, _ = SweepStore.create(plan, study.root / "outputs", "config", [])
+    source = StudySource(store)
+    refs = [source.propose() for _ in range(3)]
+    for ref, state in ((refs[0], State.COMPLETED), (refs[1], State.CRASHED)):
+        lease = claim(ref.paths, frozenset({State.UNHATCHED}))
+        assert lease is not None
+        finish(ref.paths, lease.token, state, {"summary": {"val/acc": 0.7}})
+    (Path(refs[0].dir) / "pruning.jsonl").write_text(
+        '{"step": 1, "value": 0.5, "prune": false, "attrs": {"completed_rung_0": 0.5}}\n')
+    assert main(["export-study", str(store.root)]) == 0
+    db = store.root / "optuna.db"
+    assert f"3 trial(s) written to {db}" in capsys.readouterr().out
+
+    def exported() -> list[tuple[Any, ...]]:
+        (name,) = optuna.get_all_study_names(f"sqlite:///{db}")
+        loaded = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
+        assert loaded.direction == optuna.study.StudyDirection.MAXIMIZE
+        return [(t.number, t.state.name, t.value, t.intermediate_values, t.params)
+                for t in loaded.trials]
+
+    params = [{k: v for k, v in r.values.items() if k != "trial"} for r in refs]
+    assert exported() == [(0, "COMPLETE", 0.7, {1: 0.5}, params[0]),
+                          (1, "FAIL", None, {}, params[1]), (2, "RUNNING", None, {}, params[2])]
+    refs.append(source.propose())
+    assert main(["export-study", str(store.root)]) == 0  # replaced, not appended to
+    assert [row[:2] for row in exported()] == [(0, "COMPLETE"), (1, "FAIL"), (2, "RUNNING"),
+                                               (3, "RUNNING")]
+    assert sorted(p.name for p in store.root.iterdir() if "optuna" in p.name) == ["optuna.db"]
+    capsys.readouterr()
+    assert main(["export-study", str(study.root / "outputs")]) == 2
+    assert "outputs is not a study (no study.json" in capsys.readouterr().err

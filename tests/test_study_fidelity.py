@@ -98,6 +98,10 @@ def test_the_sampler_study_follows_the_trials_and_rebuilds_when_the_rung_moves()
     assert sampling.optuna is not study  # rebuilt: every value is another rung's
     assert now[:2] == [(TrialState.COMPLETE, 0.5), (TrialState.COMPLETE, 0.6)]
     assert now[2:11] == [(TrialState.FAIL, None)] * 9 and now[11] == (TrialState.COMPLETE, 0.99)
+    hyperband = SamplerStudy(StudyConf(**{**needs_3.__dict__, "pruner": "hyperband",
+                                          "max_resource": 81}), dists, "max", "t")
+    assert len(hyperband.sync(load, len(store)).get_trials()) == 12
+    assert type(hyperband.optuna.pruner).__name__ == "NopPruner"  # no bracket filter: BOHB's
     rerun = sampling.optuna
     store[2] = Trial(2, {"x": 2}, "RUNNING")  # rerun: a finished trial runs again
     assert states()[2] == (TrialState.RUNNING, None) and sampling.optuna is not rerun

@@ -24,8 +24,8 @@ from runner.run_id import run_dirname, run_id
 from runner.store import RunRef, SweepStore
 from runner.study.config import STUDY_FILE, StudyConf
 from runner.study.fidelity import view
-from runner.study.history import TRIAL_KEY, as_of, load, study_of
-from runner.study.sampler_study import SamplerStudy, sampler_for
+from runner.study.history import TRIAL_KEY, as_of, load
+from runner.study.sampler_study import SamplerStudy, sampler_for, study_for
 from runner.study.space import from_json
 
 
@@ -95,8 +95,8 @@ class StudySource:
         if seen is None:
             return None
         seen, rung = view(seen, definition.conf, len(definition.dists))
-        study = study_of(seen, definition.conf, definition.dists, definition.direction,
-                         definition.name)
+        study = study_for(seen, definition.conf, definition.dists, definition.direction,
+                          definition.name, rung)
         study.sampler = sampler_for(definition.conf, number, rung)
         return study
 
