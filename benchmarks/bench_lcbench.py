@@ -33,6 +33,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -231,6 +232,7 @@ def main() -> None:
                         help="ASHA's first rung in epochs (its grace period)")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--save", type=Path, help="every trace as JSON, to compute more from")
+    parser.add_argument("--load", type=Path, help="print and draw the traces --save wrote")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="task x seed cases simulated at once (processes)")
     args = parser.parse_args()
@@ -240,24 +242,24 @@ def main() -> None:
         methods.insert(0, "random")  # the reference every share is of
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     tasks = args.tasks.split(",")
-    traces: dict[str, list[Trace]] = {m: [] for m in methods}
-    started = time.time()
-    jobs = [(task, seed, methods, MIN_RESOURCE) for task in tasks for seed in range(args.seeds)]
-    import multiprocessing
-
-    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-        for (task, seed, _, _), found in zip(jobs, pool.imap(one_case, jobs), strict=True):
-            for method in methods:
-                traces[method].append(found[method])
-            print(f"task {task} seed {seed}: done ({time.time() - started:.0f} s)",
-                  file=sys.stderr, flush=True)
+    if args.load:  # the traces of an earlier run: its table and figure again
+        saved = json.loads(args.load.read_text())
+        tasks, args.seeds = saved["tasks"], saved["seeds"]
+        traces = {m: [Trace(**t) for t in runs] for m, runs in saved["traces"].items()}
+        methods = list(traces)
+    else:
+        traces = simulate(tasks, args.seeds, methods, args.jobs)
+    if args.save:
+        args.save.write_text(json.dumps({"tasks": tasks, "seeds": args.seeds, "traces": {
+            m: [t.__dict__ for t in runs] for m, runs in traces.items()}}))
     targets = [t.best[-1] for t in traces["random"]]
     base = [t.reach(goal) for t, goal in zip(traces["random"], targets, strict=True)]
     budget = BUDGET_TRIALS * EPOCHS
     print(f"\nLCBench tasks {', '.join(tasks)} x {args.seeds} seeds, P={P} slots, budget "
           f"{BUDGET_TRIALS} x {EPOCHS} epochs; mean [95% t interval]")
     print(f"{'method':26s} {'reached':>8s} {'epochs to random best':>26s} "
-          f"{'geometric, all cases':>26s} {'time to random best':>26s} "
+          f"{'geometric, all cases':>26s} {'share of the budget':>26s} "
+          f"{'time to random best':>26s} "
           f"{'best acc at budget':>26s} {'utilisation':>12s} {'trials':>7s}")
     for method in methods:
         runs = traces[method]
@@ -270,17 +272,33 @@ def main() -> None:
         util = [t.busy / (P * t.makespan) for t in runs if t.makespan]
         print(f"{method:26s} {sum(1 for h in hits if h):4d}/{len(hits):<3d} "
               f"{interval(e_share):>26s} {interval(censored, math.exp):>26s} "
+              f"{interval([(h[0] if h else budget) / budget for h in hits]):>26s} "
               f"{interval(t_share):>26s} "
               f"{interval([t.at(budget) for t in runs]):>26s} {interval(util):>12s} "
               f"{np.mean([t.trials for t in runs]):7.0f}")
     print("(epochs/time to random best: a share of what random search needed for its own "
           "final best, mean over the cases that got there; geometric: the geometric mean "
-          "over all cases, a case that never got there counted at the whole budget)")
-    if args.save:
-        args.save.write_text(json.dumps({m: [t.__dict__ for t in runs]
-                                         for m, runs in traces.items()}))
+          "over all cases, a case that never got there counted at the whole budget; share of "
+          "the budget: the epochs it needed over random search's whole budget, all cases so)")
     figure(traces, args.out, budget)
     print(f"figure: {args.out}")
+
+
+def simulate(tasks: list[str], seeds: int, methods: list[str], jobs: int
+             ) -> dict[str, list[Trace]]:
+    """Every method on every task x seed, ``jobs`` cases at once."""
+    import multiprocessing
+
+    traces: dict[str, list[Trace]] = {m: [] for m in methods}
+    started = time.time()
+    cases = [(task, seed, methods, MIN_RESOURCE) for task in tasks for seed in range(seeds)]
+    with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+        for (task, seed, _, _), found in zip(cases, pool.imap(one_case, cases), strict=True):
+            for method in methods:
+                traces[method].append(found[method])
+            print(f"task {task} seed {seed}: done ({time.time() - started:.0f} s)",
+                  file=sys.stderr, flush=True)
+    return traces
 
 
 def figure(traces: dict[str, list[Trace]], path: Path, budget: int) -> None:
@@ -294,12 +312,16 @@ def figure(traces: dict[str, list[Trace]], path: Path, budget: int) -> None:
         rel = []
         for t, r in zip(runs, traces["random"], strict=True):
             rel.append([t.at(int(e)) - r.best[-1] for e in grid])
-        mean = np.nanmean(np.array(rel, dtype=float), axis=0)
+        with warnings.catch_warnings():  # (no trial has ended yet at the first points)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(np.array(rel, dtype=float), axis=0)
         ax.plot(grid / EPOCHS, mean, color=colour, label=method, linewidth=1.6)
     ax.axhline(0, color="0.5", linewidth=0.8, linestyle="--")
+    ax.set_ylim(bottom=-8)  # (the first few trials' worth fall far below: cut off)
     ax.set_xlabel("compute (full-length trials' worth of epochs)")
     ax.set_ylabel("best val_accuracy so far - random's final best")
-    ax.set_title("LCBench: best so far against compute (mean over tasks and seeds)", fontsize=10)
+    ax.set_title(f"LCBench: best so far against compute (mean over {len(traces['random'])} "
+                 "task x seed cases)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
