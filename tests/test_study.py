@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -114,6 +115,31 @@ def test_asha_prunes_inside_the_task_and_pruned_is_its_own_state(study: Project)
         assert decisions[-1]["prune"] is True and not any(d["prune"] for d in decisions[:-1])
     table = study.cli("status", str(sweep))
     assert "PRUNED" in table.stdout
+    # what TPE would learn from in this study: the highest rung (epochs 1, 2, 4, final) that
+    # 2 + 3 trials reached, each trial by the report the judge recorded there
+    import dataclasses
+
+    from runner.store import SweepStore
+    from runner.study.history import load
+    from runner.study.sampler_study import SamplerStudy
+    from runner.study.source import StudySource
+
+    store = SweepStore(sweep)
+    source = StudySource(store)
+    tpe = dataclasses.replace(source.study.conf, sampler="tpe")
+    sampling = SamplerStudy(tpe, source.study.dists, "max", "t")
+    seen = sampling.sync(lambda known: load(store, "val/acc", known), 12).get_trials()
+    rung = sampling._rung
+    assert rung is not None and math.isfinite(rung)  # (6 epochs: few trials ran them all)
+    for row, trial in zip(rows, seen, strict=True):
+        run = next(p for p in (sweep / "runs").iterdir() if p.name.endswith(row["id"]))
+        recorded = {d["step"]: d["value"] for d in map(
+            json.loads, (run / "pruning.jsonl").read_text().splitlines())}
+        if max(recorded) >= rung:
+            assert (trial.state.name, trial.value) == ("COMPLETE", recorded[int(rung)])
+        else:
+            assert trial.state.name == "FAIL"  # stopped below the rung: not seen
+    assert sum(t.state.name == "COMPLETE" for t in seen) >= 5
     resumed = study.run(*args("sweep.n_trials=12", "sweep.pruner=asha", "sweep.resource=epoch",
                               "sweep.reduction_factor=2", "sweep.startup_trials=2",
                               "launcher.max_parallel=1", "sweep.sampler=random"), timeout=300)
