@@ -21,6 +21,8 @@ def test_rung_values_are_the_reports_the_pruner_judged() -> None:
     assert rung_values(dense, ASHA) == {3: 0.03, 9: 0.09}
     sparse = Trial(1, {}, "PRUNED", intermediate={2: 0.2, 4: 0.4, 8: 0.8, 10: 1.0})
     assert rung_values(sparse, ASHA) == {3: 0.4, 9: 1.0}  # the first report at or past a rung
+    diverged = Trial(3, {}, "PRUNED", intermediate={**curve(1.0, 10), 9: float("nan")})
+    assert rung_values(diverged, ASHA) == {3: 0.03}  # (optuna refuses a NaN value)
     done = Trial(2, {}, "COMPLETED", value=0.7, intermediate=curve(1.0, 30))
     assert rung_values(done, ASHA) == {3: 0.03, 9: 0.09, 27: 0.27, FINAL_RUNG: 0.7}
     capped = StudyConf(sampler="tpe", pruner="hyperband", min_resource=3, max_resource=9)

@@ -46,8 +46,8 @@ def random_fraction(conf: Any) -> float:
 
 def rung_values(trial: Trial, conf: Any) -> dict[float, float]:
     """The trial's value at each rung it reached: at rung r (min_resource x factor^k), its
-    report at the first resource >= r (the one the pruner judged it at); its objective at
-    FINAL_RUNG if it completed."""
+    report at the first resource >= r (the one the pruner judged it at), none from a NaN on;
+    its objective at FINAL_RUNG if it completed."""
     out: dict[float, float] = {}
     steps = sorted(trial.intermediate)
     if steps:
@@ -56,7 +56,10 @@ def rung_values(trial: Trial, conf: Any) -> dict[float, float]:
         while rung < top and rung <= steps[-1]:
             while steps[i] < rung:
                 i += 1
-            out[rung] = trial.intermediate[steps[i]]
+            value = trial.intermediate[steps[i]]
+            if math.isnan(value):  # (a diverged trial: the pruner stopped it there)
+                break
+            out[rung] = value
             rung *= conf.reduction_factor
     if trial.state == "COMPLETED" and trial.value is not None:
         out[FINAL_RUNG] = trial.value
