@@ -384,9 +384,12 @@ def test_kill_matrix_no_trial_lost_or_repeated(study: Project, point: str, seed:
     hooks = study.root / "killhooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(KILL_HOOKS)
-    command = args("sweep.n_trials=7", "launcher.max_parallel=2", "sweep.sampler=random",
-                   f"sweep.seed={seed}", "sweep.pruner=asha", "sweep.resource=epoch",
-                   "sweep.reduction_factor=2", "sweep.startup_trials=2", "task.sleep=0.02")
+    # seed 1 with TPE learning from ASHA's rungs (the later proposals model a rung)
+    sampler = "random" if seed == 0 else "tpe"
+    command = args("sweep.n_trials=7", "launcher.max_parallel=2", f"sweep.sampler={sampler}",
+                   "sweep.rung_min_trials=3", f"sweep.seed={seed}", "sweep.pruner=asha",
+                   "sweep.resource=epoch", "sweep.reduction_factor=2", "sweep.startup_trials=2",
+                   "task.sleep=0.02")
     env = {**study.env(), "KILL_POINT": point, "KILL_ONCE": str(study.root / "killed"),
            "KILL_AFTER": str(3 + seed)}
     env["PYTHONPATH"] = f"{hooks}{os.pathsep}{env['PYTHONPATH']}"
