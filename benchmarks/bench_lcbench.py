@@ -51,6 +51,7 @@ BUDGET_TRIALS = 200
 STARTUP_TRIALS = 10  # TPE's random trials before it models (Hydra's sweeper: the same)
 METHODS = ("random", "random+asha", "tpe", "tpe+asha", "tpe+asha (optuna's view)",
            "hydra-optuna batch (tpe)")
+MORE = ("random+hyperband", "tpe+hyperband")  # with --methods only
 
 
 @dataclass
@@ -96,7 +97,8 @@ def conf_of(method: str, seed: int) -> Any:
     from runner.study.config import StudyConf
 
     return StudyConf(sampler="random" if method.startswith("random") else "tpe",
-                     pruner="asha" if "asha" in method else "none",
+                     pruner="asha" if "asha" in method else "hyperband" if "hyperband" in method
+                     else "none", max_resource=EPOCHS,
                      learn_from="all" if "optuna's view" in method else "rung",
                      min_resource=MIN_RESOURCE, reduction_factor=3,
                      startup_trials=STARTUP_TRIALS, seed=seed, n_trials=10**9)
@@ -230,14 +232,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "lcbench.png")
     parser.add_argument("--min-resource", type=int, default=3,
                         help="ASHA's first rung in epochs (its grace period)")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"comma-separated, of: {', '.join((*METHODS, *MORE))}")
     parser.add_argument("--save", type=Path, help="every trace as JSON, to compute more from")
     parser.add_argument("--load", type=Path, help="print and draw the traces --save wrote")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="task x seed cases simulated at once (processes)")
     args = parser.parse_args()
     MIN_RESOURCE = args.min_resource
-    methods = [m for m in METHODS if m in args.methods.split(",")]
+    methods = [m for m in (*METHODS, *MORE) if m in args.methods.split(",")]
     if "random" not in methods:
         methods.insert(0, "random")  # the reference every share is of
     optuna.logging.set_verbosity(optuna.logging.ERROR)
