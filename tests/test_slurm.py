@@ -479,14 +479,15 @@ def test_a_study_with_wait_false_is_carried_on_by_its_sweep_loop_job(
     """launcher.wait=false on a study: the command submits the first trials and the sweep loop
     itself as a one-CPU job, which asks each next trial as a slot frees (TPE sees the results
     so far) and submits it; the study ends complete with nobody watching, and `cancel` would
-    stop that job with the rest."""
+    stop that job with the rest. Warned of its time limit (SLURM's --signal, sent here with
+    scancel), the loop job requeues itself, leaving the trials running, and carries on."""
     pytest.importorskip("optuna")
     from test_study import with_study_task
 
     with_study_task(project)
     command = ("task=study", "+sweep=optuna", "sweep.metric=val/acc", "sweep.n_trials=6",
                "task.lr=tag(log,interval(0.0001,1.0))", "sweep.startup_trials=2",
-               "task.sleep=0.3", "task.epochs=3", *SLURM, "launcher.max_parallel=2",
+               "task.sleep=0.8", "task.epochs=3", *SLURM, "launcher.max_parallel=2",
                "launcher.wait=false")
     proc = project.run(*command, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -497,6 +498,13 @@ def test_a_study_with_wait_false_is_carried_on_by_its_sweep_loop_job(
     assert "is still queued or running" in again.stdout + again.stderr or \
         len(rows(project)) == 6, again.stdout + again.stderr
 
+    loop = project.sweep_dir() / "slurm" / "loop"
+    record = json.loads((loop / "submission.json").read_text())
+    driver = loop / "logs" / "driver.out"
+    wait_for(lambda: driver.exists() and "restart 0" in driver.read_text(), 60)
+    time.sleep(1.0)  # the loop at work
+    subprocess.run(["scancel", "--signal=USR1", "--batch", record["job_id"]], check=True)
+
     def complete() -> bool:
         found = rows_so_far(project).values()
         return len(found) == 6 and all(r["state"] == "COMPLETED" for r in found)
@@ -504,10 +512,11 @@ def test_a_study_with_wait_false_is_carried_on_by_its_sweep_loop_job(
     wait_for(complete, 240)
     final = sorted(rows(project).values(), key=lambda r: r["values"]["trial"])
     assert [r["values"]["trial"] for r in final] == list(range(6))
-    loop = project.sweep_dir() / "slurm" / "loop"
-    log = (loop / "logs" / "driver.out").read_text()
+    assert [r["attempt"] for r in final] == [1] * 6  # the requeue left the trials running
+    log = driver.read_text()
     assert "=== runner: sweep loop job" in log
-    record = json.loads((loop / "submission.json").read_text())
+    assert "the time limit is near: the sweep loop requeues itself" in log, log
+    assert "restart 1" in log, log  # the same job, requeued, went on proposing
 
     def loop_ended() -> bool:
         out = subprocess.run(["squeue", "-h", "-j", record["job_id"]], capture_output=True,

@@ -82,10 +82,13 @@ def render_driver_script(conf: SlurmLauncherConf, *, job_name: str, paths: Submi
                          env: Mapping[str, str]) -> str:
     """The job that carries on a sweep whose runner left (``launcher.wait=false``) while runs
     are still to come from its source (a study's next trials): runner's own sweep loop, with
-    the same launcher (it submits the trials), on one CPU of the cluster."""
+    the same launcher (it submits the trials), on one CPU of the cluster. Warned that its time
+    limit (the partition's) is near, it requeues itself: the loop, stopped by the requeue,
+    leaves the trials running (SLURM's launcher detaches on an interrupt) and, restarted,
+    re-attaches to them and goes on proposing."""
     q = shlex.quote
     options = [f"--job-name={job_name}", "--array=0-0", "--output=/dev/null",
-               "--cpus-per-task=1", "--requeue"]
+               "--cpus-per-task=1", "--requeue", f"--signal=B:USR1@{conf.signal_delay_s}"]
     for key in ("partition", "account", "qos"):
         value = getattr(conf, key)
         if value:
@@ -96,8 +99,15 @@ def render_driver_script(conf: SlurmLauncherConf, *, job_name: str, paths: Submi
              *[f"#SBATCH {option}" for option in options]]
     lines += _prologue(conf, paths, "driver.out", "sweep loop job ${SLURM_ARRAY_JOB_ID}", cwd,
                        env)
-    lines.append(" ".join(["exec", q(python), "-m", "runner", "resume", q(sweep_root),
-                           "launcher.wait=true", "runner.progress=false"]))
+    trap = ("trap 'echo \"=== runner: the time limit is near: the sweep loop requeues "
+            "itself ===\"; scontrol requeue \"$SLURM_JOB_ID\"' USR1")
+    lines += [trap,
+              " ".join([q(python), "-m", "runner", "resume", q(sweep_root),
+                        "launcher.wait=true", "runner.progress=false", "&"]),
+              "loop=$!",
+              'wait "$loop"; code=$?',
+              'while kill -0 "$loop" 2>/dev/null; do wait "$loop"; code=$?; done  # (a trap ran)',
+              'exit "$code"']
     return "\n".join(lines) + "\n"
 
 
