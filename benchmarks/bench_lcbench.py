@@ -123,6 +123,9 @@ def asynchronous(task: str, method: str, seed: int, dists: dict[str, Any]) -> Tr
     trace, used, best = Trace(), 0, -math.inf
     events: list[tuple[float, int, int]] = []  # (time the epoch ends, trial number, epoch)
     live: dict[int, tuple[Any, Any, float]] = {}
+    # a curve is queried up to each rung at a time (a pruned trial stops at one)
+    pieces = (tuple(MIN_RESOURCE * 3 ** i for i in range(5) if MIN_RESOURCE * 3 ** i < EPOCHS)
+              if conf.pruner != "none" else ())
 
     def start(now: float) -> None:
         number = len(trials)
@@ -132,8 +135,7 @@ def asynchronous(task: str, method: str, seed: int, dists: dict[str, Any]) -> Tr
         trial = judged.ask(dists)
         assert asked.number == trial.number == number
         trials[number] = Trial(number, dict(trial.params), "RUNNING")
-        rungs = tuple(MIN_RESOURCE * 3 ** i for i in range(5) if MIN_RESOURCE * 3 ** i < EPOCHS)
-        lazy = LazyCurve(task, trial.params, rungs if conf.pruner != "none" else ())
+        lazy = LazyCurve(task, trial.params, pieces)
         live[number] = (trial, lazy, now)
         heapq.heappush(events, (now + lazy.seconds(1), number, 1))
         trace.trials += 1

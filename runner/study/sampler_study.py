@@ -33,15 +33,15 @@ def sampler_for(conf: StudyConf, number: int, rung: float | None) -> Any:
     return make_sampler(conf, seed)
 
 
-def study_for(trials: list[Trial], conf: StudyConf, dists: dict[str, Any], direction: str,
-              name: str, rung: float | None) -> Any:
-    """An optuna study of ``trials`` as the sampler sees them. Learning from a rung, it has no
-    pruner: with optuna's Hyperband the sampler would see only the trials of the new trial's
-    bracket, while a value at a rung is one at that budget whatever the bracket (BOHB models
-    them together)."""
+def study_for(conf: StudyConf, dists: dict[str, Any], direction: str, name: str,
+              rung: float | None) -> Any:
+    """An empty optuna study for the trials as the sampler sees them. Learning from a rung, it
+    has no pruner: with optuna's Hyperband the sampler would see only the trials of the new
+    trial's bracket, while a value at a rung is one at that budget whatever the bracket (BOHB
+    models them together)."""
     if rung is not None:
         conf = dataclasses.replace(conf, pruner="none")
-    return study_of(trials, conf, dists, direction, name)
+    return study_of([], conf, dists, direction, name)
 
 
 class SamplerStudy:
@@ -69,7 +69,7 @@ class SamplerStudy:
         study = self.optuna
         if study is None or rung != self._rung:  # (the sampler models another rung now)
             self._held, self._rung = {}, rung
-            study = study_for([], self.conf, self.dists, self.direction, self.name, rung)
+            study = study_for(self.conf, self.dists, self.direction, self.name, rung)
         for trial in seen:
             held = self._held.get(trial.number)
             if held is None:

@@ -23,9 +23,8 @@ from runner.config_schema import validate
 from runner.run_id import run_dirname, run_id
 from runner.store import RunRef, SweepStore
 from runner.study.config import STUDY_FILE, StudyConf
-from runner.study.fidelity import view
 from runner.study.history import TRIAL_KEY, as_of, load
-from runner.study.sampler_study import SamplerStudy, sampler_for, study_for
+from runner.study.sampler_study import SamplerStudy
 from runner.study.space import from_json
 
 
@@ -74,8 +73,7 @@ class StudyDefinition:
 class StudySource:
     def __init__(self, store: SweepStore) -> None:
         self.store = store
-        self.study = StudyDefinition(self.store)
-        definition = self.study
+        self.study = definition = StudyDefinition(self.store)
         self.sampling = SamplerStudy(definition.conf, definition.dists, definition.direction,
                                      definition.name)
 
@@ -94,11 +92,9 @@ class StudySource:
                                                                         or 0))
         if seen is None:
             return None
-        seen, rung = view(seen, definition.conf, len(definition.dists))
-        study = study_for(seen, definition.conf, definition.dists, definition.direction,
-                          definition.name, rung)
-        study.sampler = sampler_for(definition.conf, number, rung)
-        return study
+        fresh = SamplerStudy(definition.conf, definition.dists, definition.direction,
+                             definition.name)  # (what it holds is not what later trials see)
+        return fresh.sync(lambda known: seen, number)
 
     def propose(self) -> RunRef | None | bool:
         """Freeze the next trial (None once the study has ``n_trials``; False: not yet, in
