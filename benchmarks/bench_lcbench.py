@@ -117,7 +117,8 @@ def asynchronous(task: str, method: str, seed: int, dists: dict[str, Any]) -> Tr
     # its seed per trial); judged by the pruner against every trial's reports, as the judge does
     sampling = SamplerStudy(conf, dists, "max", "bench")
     judged = optuna.create_study(direction="maximize", pruner=make_pruner(conf),
-                                 sampler=optuna.samplers.RandomSampler(seed=seed))
+                                 sampler=optuna.samplers.RandomSampler(seed=seed),
+                                 study_name="bench")  # (Hyperband's brackets hash the name)
     trials: dict[int, Trial] = {}
     budget = BUDGET_TRIALS * EPOCHS
     trace, used, best = Trace(), 0, -math.inf
