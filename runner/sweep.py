@@ -38,6 +38,11 @@ from runner.paths import check_component
 from runner.run_id import canonical_values, run_dirname, run_id
 from runner.secrets import add_env_names, find_secret
 
+# Sweep kinds planned outside this module (one door each: 'module:function', called with the
+# composer, the composed base config, the arguments, the plain overrides, the command line's
+# axes, the config name and the config sources; it returns a Plan)
+PLANNERS: dict[str, str] = {"optuna": "runner.study.plan:plan_study"}
+
 # Sections that configure runner itself: sweep-wide, never part of a run's frozen config.
 # (``axes``: a task's default axes, pulled in by its defaults list from conf/axes/<task>.yaml.)
 EXEC_SECTIONS = ("runner", "launcher", "notifier", "tracker", "sweep", "hydra", "axes")
@@ -138,6 +143,17 @@ class Plan:
     # 'module:Class' the sweep loop asks for more runs while it runs (a study's next trial)
     source: str | None = None
     run_hooks: list[str] = field(default_factory=list)  # 'module:fn' called in each run
+    # A sweep whose runs come later (a study) says what they can be: the config every later run
+    # is built from, the keys a later run may set, and how many runs there can be at most. The
+    # run limit and chat's policy judge these, whatever the kind: a plan with neither runs nor a
+    # template cannot be judged and is refused where a judge is asked (the bot).
+    template: dict[str, Any] | None = None
+    searched: list[str] = field(default_factory=list)
+    max_runs: int | None = None  # default: the runs listed
+
+    def run_budget(self) -> int:
+        """How many runs this sweep can make: the runs listed, or what a later source may add."""
+        return len(self.runs) if self.max_runs is None else max(self.max_runs, len(self.runs))
 
 
 def plain(value: Any) -> Any:
@@ -458,6 +474,11 @@ def plan_fingerprint(runs: Sequence[RunSpec]) -> str:
     return h.hexdigest()
 
 
+def all_kinds() -> tuple[str, ...]:
+    """Every sweep kind a ``sweep.kind`` may name."""
+    return (*SWEEP_KINDS, *PLANNERS)
+
+
 def expand(composer: Composer, args: Sequence[str], config_name: str = "config",
            limits: Limits = NO_LIMITS) -> Plan:
     """Expand command-line overrides into a Plan (nothing is written).
@@ -472,15 +493,21 @@ def expand(composer: Composer, args: Sequence[str], config_name: str = "config",
     base = composer.compose(plain, config_name)
     sources = {group: str(path) for group in composer.choices
                if (path := composer.source(group)) is not None}
-    if "sweep" in base and base.sweep.get("kind") == "optuna":  # an adaptive study
-        from runner.study.plan import plan_study
+    planner = PLANNERS.get(str(base.sweep.get("kind"))) if "sweep" in base else None
+    if planner is not None:  # a kind whose runs come later (an adaptive study)
+        import importlib
 
-        return plan_study(composer, base, list(args), plain, cli_axes, config_name, sources)
+        module, _, fn = planner.partition(":")
+        plan: Plan = getattr(importlib.import_module(module), fn)(
+            composer, base, list(args), plain, cli_axes, config_name, sources)
+        limits.check(plan.run_budget(), f"the {plan.kind} sweep")
+        return plan
     notes: list[str] = []
     if "sweep" in base:
         spec = validate(base.sweep, SweepConf, "sweep")
         if spec.kind not in SWEEP_KINDS:
-            raise SweepError(f"sweep.kind='{spec.kind}' is not one of {', '.join(SWEEP_KINDS)}")
+            raise SweepError(f"sweep.kind='{spec.kind}' is not one of "
+                             f"{', '.join(all_kinds())}")
         defaults = _task_axes(base, spec.kind)
         if spec.kind == "list":
             spec.runs = spec.runs or list(defaults or [])

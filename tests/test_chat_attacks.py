@@ -35,6 +35,8 @@ lr: 0.1
 """
 
 LONG = "task.lr=0.1 " * 200
+STUDY = ("task=toy +sweep=optuna sweep.metric=score sweep.mode=max sweep.n_trials=1"
+         " 'task.lr=interval(0.01,0.1)'")
 
 
 def flt(expr: str) -> str:
@@ -117,6 +119,18 @@ ATTACKS: list[tuple[str, str]] = [
     (LONG, "at most 2000"),
     ("+task.x=" + "[" * 900 + "]" * 900, "nested too deeply"),
     ("launcher.max_parallel=-3", "launcher.max_parallel"),
+    # a study: trials come later, yet what it can vary is judged (its template, its space)
+    (f"{STUDY} '+task={{fn: \"logging.config:dictConfig\"}}' +version=1 "
+     "'+handlers={h: {class: subprocess.Popen, args: [touch, pwned]}}'", "task"),
+    (f"{STUDY} +version=1", "'version' cannot be changed from chat"),
+    (f"{STUDY} 'runner={{output_dir: /elsewhere}}'", "cannot be changed from chat"),
+    (f"{STUDY} '+runner={{preload: [some_module]}}'", "cannot be changed from chat"),
+    (f"{STUDY} sweep.n_trials=100000", "at most 500 are allowed here (bot.max_runs)"),
+    (f"{STUDY} 'task.name=choice(a,b)'", "'task.name' cannot be changed from chat"),
+    (f"{STUDY} '+sweep.params={{task.fn: \"choice(os:system,os:popen)\"}}'",
+     "'task.fn' cannot be changed from chat"),
+    (f"{STUDY} '+extra=choice(1,2)'", "'extra' cannot be changed from chat"),
+    (f"{STUDY} '+task.model._target_=choice(os.system,os.popen)'", "cannot be changed from chat"),
     # not overrides at all
     ("--config-dir=/etc", "options are not taken from chat"),
     ("-m task.lr=1", "options are not taken from chat"),
@@ -175,3 +189,75 @@ def test_what_chat_may_change_still_launches(attack_bot: BotLogic, project: Proj
          "sweep.filter='task.lr < 0.15'", "launcher.max_parallel=2", "runner.name=ok-1"])
     assert plan.name == "ok-1" and len(plan.runs) == 2  # type: ignore[attr-defined]
     assert not (project.root / "outputs").exists()
+
+
+# one chat command per sweep kind: a kind added to the registry without a line here fails
+KIND_COMMANDS = {
+    "single": "task=toy",
+    "grid": "task=toy +sweep=grid seed=1,2",
+    "random": "task=toy +sweep=random sweep.num_samples=2 'task.lr=interval(0.01,0.1)'",
+    "list": "task=toy +sweep=list 'sweep.runs=[{task.lr: 0.1}, {task.lr: 0.2}]'",
+    "optuna": STUDY,
+}
+FORBIDDEN_EFFECTS = [
+    ("'+task={fn: \"os:system\"}'", "task"),
+    ("'runner={output_dir: /elsewhere}'", "cannot be changed from chat"),
+    ("'+runner={preload: [some_module]}'", "cannot be changed from chat"),
+    ("+extra=1", "'extra' cannot be changed from chat"),
+]
+
+
+def test_every_sweep_kind_has_a_chat_case() -> None:
+    from runner.sweep import all_kinds
+
+    assert set(KIND_COMMANDS) == {"single", *all_kinds()}
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_COMMANDS))
+@pytest.mark.parametrize("extra, message", FORBIDDEN_EFFECTS,
+                         ids=[str(i) for i in range(len(FORBIDDEN_EFFECTS))])
+def test_every_sweep_kind_is_judged_by_its_effect(attack_bot: BotLogic, project: Project,
+                                                  kind: str, extra: str, message: str) -> None:
+    """The same forbidden change through every kind is refused; the kind's own command alone
+    is accepted (so the refusal is the change's, not the kind's)."""
+    plan = attack_bot.launches.plan(shlex.split(KIND_COMMANDS[kind]))
+    assert plan.kind == kind  # type: ignore[attr-defined]
+    with pytest.raises(RunnerError) as info:
+        attack_bot.launch(Caller(USER, CHANNEL), f"{KIND_COMMANDS[kind]} {extra}")
+    assert message in str(info.value), str(info.value)
+    assert attack_bot.launches.items == [] and not (project.root / "outputs").exists()
+
+
+def test_a_plan_with_nothing_to_judge_is_refused(attack_bot: BotLogic) -> None:
+    from runner.integrations.discord_bot.chat_policy import ChatPolicy
+    from runner.sweep import Plan
+
+    empty = Plan(name="x", kind="new", runs=[], axes=[], varying=[], execution={},
+                 overrides=[], fingerprint="")
+    with pytest.raises(RunnerError, match="no runs and no template"):
+        ChatPolicy().check(None, [], empty)
+
+
+def test_a_study_counts_its_trials_against_max_runs(attack_bot: BotLogic) -> None:
+    plan = attack_bot.launches.plan(shlex.split(STUDY.replace("n_trials=1", "n_trials=500")))
+    assert plan.run_budget() == 500  # type: ignore[attr-defined]
+    with pytest.raises(RunnerError, match="501 runs; at most 500"):
+        attack_bot.launches.plan(shlex.split(STUDY.replace("n_trials=1", "n_trials=501")))
+
+
+def test_a_proposal_outside_the_space_is_refused(project: Project) -> None:
+    """Trials are built only from the searched keys, inside their distributions."""
+    import json
+
+    from runner.study.source import StudyDefinition
+
+    project.run("+sweep=optuna", "sweep.metric=score", "sweep.mode=max", "sweep.n_trials=1",
+                "task.lr=interval(0.01,0.1)", "runner.name=s", check=True)
+    store = type("S", (), {"root": project.root / "outputs" / "s"})()
+    definition = StudyDefinition(store)  # type: ignore[arg-type]
+    assert definition.config({"task.lr": 0.05})["task"]["lr"] == 0.05
+    for bad in ({"task.lr": 0.05, "task.fn": "os:system"}, {"task.fn": "os:system"},
+                {"task.lr": 5.0}, {"task.lr": "x"}):
+        with pytest.raises(RunnerError, match="refused"):
+            definition.config(bad)
+    assert json.loads((store.root / "study.json").read_text())["space"]

@@ -111,22 +111,34 @@ class ChatPolicy:
               config_name: str = "config") -> None:
         """Refuse ``plan`` if it changes anything chat may not change (ConfigError).
 
-        Each run is compared with the admin's config composed without chat's overrides (with
-        the run's task config when that is one of ``bot.tasks``): every leaf that differs must
-        be allowed.
+        Judged on everything that can vary, whatever the sweep kind: the sweep's own settings,
+        every listed run's config, the template every later run is built from (a study's
+        trials) and every key a later run may set, each compared with the admin's config
+        composed without chat's overrides (with the run's task config when that is one of
+        ``bot.tasks``). A plan with no run and no template cannot be judged: refused.
         """
+        if not plan.runs and plan.template is None:
+            raise ConfigError(f"a {plan.kind} sweep lists no runs and no template to judge: it "
+                              "cannot be started from chat")
         plain = self._plain_task(args)
         cache: dict[str | None, tuple[dict[str, Any], dict[str, Any]]] = {}
-        execution = {k: v for k, v in plan.execution.items() if v is not None}
-        for i, run in enumerate(plan.runs):
-            choice = str(run.values["task"]) if "task" in run.values else plain
+
+        def baseline(choice: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
             if choice not in cache:
                 overrides = [f"task={choice}"] if choice in self.tasks else []
                 cache[choice] = self._baseline(composer, overrides, config_name)
-            config, base_exec = cache[choice]
-            if i == 0:
-                self._refuse(config_changes(base_exec, execution), choice)
-            self._refuse(config_changes(config, run.config), choice)
+            return cache[choice]
+
+        execution = {k: v for k, v in plan.execution.items() if v is not None}
+        config, base_exec = baseline(plain)
+        self._refuse(config_changes(base_exec, execution), plain)
+        if plan.template is not None:
+            self._refuse(config_changes(config, plan.template), plain)
+        for key in plan.searched:  # set later by a proposal: allowed whatever value it takes
+            self._refuse([(key, None, None)], plain)
+        for run in plan.runs:
+            choice = str(run.values["task"]) if "task" in run.values else plain
+            self._refuse(config_changes(baseline(choice)[0], run.config), choice)
 
     def _baseline(self, composer: Any, overrides: list[str], config_name: str
                   ) -> tuple[dict[str, Any], dict[str, Any]]:

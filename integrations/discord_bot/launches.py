@@ -64,7 +64,10 @@ class Launches:
             plan = expand(comp, args, limits=limits)
             self.policy.check(comp, args, plan)
         check_execution(plan.execution, plan.sources)
-        for fn in sorted({str(r.config.get("task", {}).get("fn")) for r in plan.runs}):
+        configs = [r.config for r in plan.runs]
+        if plan.template is not None:
+            configs.append(plan.template)
+        for fn in sorted({str(c.get("task", {}).get("fn")) for c in configs}):
             check_task(fn)
         return plan
 

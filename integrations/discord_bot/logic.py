@@ -252,16 +252,16 @@ class BotLogic:
         plan: Any = self.launches.plan(args)
         if self.conf.launch_fn:  # the admin's own way of starting work (checked the same way)
             said = self.launches.hand_over(self.conf.launch_fn, args, plan.name,
-                                           len(plan.runs), caller.user_id)
+                                           plan.run_budget(), caller.user_id)
             self.audit(f"LAUNCH by user {caller.user_id} ({caller.name}): {shlex.join(args)} "
                        f"-> {plan.name}, handed to {self.conf.launch_fn}: {said}")
-            return Reply(f"handed **{plan.name}** ({len(plan.runs)} run(s), {plan.kind}) to "
+            return Reply(f"handed **{plan.name}** ({plan.run_budget()} run(s), {plan.kind}) to "
                          f"`{self.conf.launch_fn}`" + (f": {said}" if said else ""))
         argv = [*args, "runner.progress=false"]
-        item = self.launches.start(argv, plan.name, len(plan.runs), caller.user_id)
+        item = self.launches.start(argv, plan.name, plan.run_budget(), caller.user_id)
         self.audit(f"LAUNCH by user {caller.user_id} ({caller.name}): python -m runner "
                    f"{shlex.join(argv)} -> {plan.name}, pid {item.proc.pid}")
-        return Reply(f"started **{plan.name}**: {len(plan.runs)} run(s) ({plan.kind}), pid "
+        return Reply(f"started **{plan.name}**: {plan.run_budget()} run(s) ({plan.kind}), pid "
                      f"{item.proc.pid}. Follow it with `/runs sweep:{plan.name}`.")
 
     def resume(self, caller: Caller, sweep: str) -> Reply:

@@ -89,4 +89,5 @@ def plan_study(composer: Any, base: DictConfig, args: list[str], plain: list[str
                + (f", deterministic ({settings.get('ahead')} ahead)" if conf.deterministic
                   else "")], sources=sources,
         files={STUDY_FILE: text}, source="runner.study.source:StudySource",
-        run_hooks=["runner.study.pruning:install"])
+        run_hooks=["runner.study.pruning:install"], template=template,
+        searched=list(dists), max_runs=int(conf.n_trials))

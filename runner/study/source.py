@@ -51,9 +51,30 @@ class StudyDefinition:
         self.interpolated: bool = bool(data.get("interpolated"))
         self.name = f"runner-{store.root.name}"
 
+    def check(self, params: dict[str, Any]) -> None:
+        """A proposal sets exactly the searched keys, each inside its distribution: anything
+        else (a sampler's fault, a study file changed by hand) is refused, not run."""
+        from runner.errors import SweepError
+
+        if set(params) != set(self.dists):
+            odd = sorted(set(params) ^ set(self.dists))
+            raise SweepError(f"a proposal sets {', '.join(odd)} outside the study's space "
+                             f"({', '.join(self.dists)}): refused")
+        for key, value in params.items():
+            dist = self.dists[key]
+            try:
+                inside = dist._contains(dist.to_internal_repr(value))
+            except (TypeError, ValueError):
+                inside = False
+            if not inside:
+                raise SweepError(f"a proposal's {key} is outside its distribution {dist}: "
+                                 "refused")
+
     def config(self, params: dict[str, Any]) -> dict[str, Any]:
-        """A trial's config: the template with its parameters set."""
+        """A trial's config: the template with its parameters set (checked first)."""
         from runner.sweep import set_dotted
+
+        self.check(params)
 
         if not self.interpolated:
             out = copy.deepcopy(self.template)
