@@ -2,10 +2,15 @@
 
 An expression such as ``task.lr < 0.01 and seed in (0, 1)`` is parsed with ``ast`` and evaluated
 by a small interpreter here, never by ``eval``: only comparisons, boolean logic, arithmetic,
-literals, key access and a few pure functions exist, and every operation's cost is bounded (no
-integer above ``MAX_INT_BITS`` bits, no string or sequence above ``MAX_ITEMS`` items, no ``%``
-formatting, at most ``MAX_NODES`` nodes, and a time budget for the whole sweep). So a filter, which
-may come from a chat command, can neither run code nor keep the process busy.
+literals, key access and a few pure functions exist, and every operation's cost is bounded
+*before it runs*: each operand's weight (every element reachable through nesting, each
+occurrence counted, so ``[[0]*10000]*10000`` weighs 10^8) is at most ``MAX_WEIGHT``, a result's
+weight, length and bits are predicted from its operands and refused above ``MAX_WEIGHT``,
+``MAX_ITEMS`` and ``MAX_INT_BITS``, ``str()`` predicts the length of its text first, ``%``
+formatting of strings is refused, a filter has at most ``MAX_NODES`` nodes, and the time budget
+of the whole sweep is checked at every node, not between runs. So one operation costs at most a
+few milliseconds of C-level work (the GIL is never held for longer), and a filter, which may come
+from a chat command, can neither run code nor keep the process busy.
 
 Error messages name the filter and the run's id, never a config value (a value may be a
 host's secret read through an interpolation).
@@ -31,6 +36,7 @@ MAX_TEXT = 2000  # characters of one filter
 MAX_NODES = 500  # syntax nodes of one filter
 MAX_INT_BITS = 4096  # no integer result above this many bits
 MAX_ITEMS = 10_000  # no string, list or tuple result above this length
+MAX_WEIGHT = 100_000  # no operand or result reaching more elements than this (nesting counted)
 BUDGET_S = 10.0  # evaluation time over the whole sweep
 
 _FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -56,6 +62,10 @@ class _Refused(Exception):
     """An operation outside the cost bounds (its message says which)."""
 
 
+class _OverBudget(Exception):
+    """The sweep's time budget for the filter is spent."""
+
+
 class _Missing(Exception):
     def __init__(self, key: str) -> None:
         super().__init__(key)
@@ -70,6 +80,61 @@ def _size(value: Any) -> int:
     return len(value) if isinstance(value, str | list | tuple) else 0
 
 
+def _weight(value: Any, cap: int = MAX_WEIGHT) -> int:
+    """Elements reachable from ``value`` (characters of strings, 64-bit words of integers,
+    each occurrence of a shared item counted again), walked until ``cap`` is passed: what an
+    operation over the whole value (a comparison, ``in``, ``min``) may cost."""
+    total, stack = 0, [value]
+    while stack and total <= cap:
+        item = stack.pop()
+        total += 1
+        if isinstance(item, str | bytes):
+            total += len(item)
+        elif isinstance(item, int):
+            total += item.bit_length() // 64
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            if len(item) > cap:
+                return cap + 1
+            stack.extend(item)
+    return total
+
+
+def _text_bound(value: Any, cap: int = MAX_ITEMS) -> int:
+    """An upper bound on ``len(str(value))``, found by walking ``value`` until ``cap`` is
+    passed (a container's items are shown as their repr: up to 10 characters a character)."""
+    total, stack = 0, [(value, True)]
+    while stack and total <= cap:
+        item, top = stack.pop()
+        if isinstance(item, str):
+            total += len(item) if top else 10 * len(item) + 2
+        elif isinstance(item, bool) or item is None:
+            total += 5
+        elif isinstance(item, int):
+            total += item.bit_length() * 31 // 100 + 2
+        elif isinstance(item, float):
+            total += 25
+        elif isinstance(item, dict):
+            total += 2 + 4 * len(item)
+            stack.extend((x, False) for pair in item.items() for x in pair)
+        elif isinstance(item, list | tuple):
+            if len(item) > cap:
+                return cap + 1
+            total += 2 + 2 * len(item)
+            stack.extend((x, False) for x in item)
+        else:
+            total += cap + 1
+    return total
+
+
+def _operand(value: Any) -> Any:
+    if _weight(value) > MAX_WEIGHT:
+        raise _Refused(f"it would use a value of more than {MAX_WEIGHT} elements (too costly)")
+    return value
+
+
 def _check_result(value: Any) -> Any:
     if _bits(value) > MAX_INT_BITS:
         raise _Refused(f"it would compute an integer above {MAX_INT_BITS} bits (too costly)")
@@ -79,6 +144,8 @@ def _check_result(value: Any) -> Any:
 
 
 def _binary(op: ast.operator, a: Any, b: Any) -> Any:
+    _operand(a)
+    _operand(b)
     if isinstance(op, ast.Pow):  # (a float power overflows at once instead)
         if _bits(a) > 1 and _bits(b) and b > 0 and _bits(a) * b > MAX_INT_BITS:
             raise _Refused(f"it would compute an integer above {MAX_INT_BITS} bits (too costly)")
@@ -88,16 +155,26 @@ def _binary(op: ast.operator, a: Any, b: Any) -> Any:
             if isinstance(count, int) and max(_size(a), _size(b)) * count > MAX_ITEMS:
                 raise _Refused(f"it would build a sequence of more than {MAX_ITEMS} items "
                                "(too costly)")
+            if isinstance(count, int) and _weight(a if _size(a) else b) * count > MAX_WEIGHT:
+                raise _Refused(f"it would build a value of more than {MAX_WEIGHT} elements "
+                               "(too costly)")
         elif _bits(a) + _bits(b) > MAX_INT_BITS:
             raise _Refused(f"it would compute an integer above {MAX_INT_BITS} bits (too costly)")
     elif isinstance(op, ast.Mod) and isinstance(a, str | bytes):
         raise _Refused("'%' formatting of strings is not allowed")
     elif isinstance(op, ast.Add) and _size(a) + _size(b) > MAX_ITEMS:
         raise _Refused(f"it would build a sequence of more than {MAX_ITEMS} items (too costly)")
+    elif isinstance(op, ast.Add) and _weight(a) + _weight(b) > MAX_WEIGHT:
+        raise _Refused(f"it would build a value of more than {MAX_WEIGHT} elements (too costly)")
     return _check_result(_BINARY[type(op)](a, b))
 
 
 def _call(name: str, args: list[Any]) -> Any:
+    for arg in args:
+        _operand(arg)
+    if name == "str" and args and _text_bound(args[0]) > MAX_ITEMS:
+        raise _Refused(f"str() would build a text of more than {MAX_ITEMS} characters "
+                       "(too costly)")
     if name == "round" and len(args) > 1 and isinstance(args[1], int) and abs(args[1]) > 1000:
         raise _Refused("round() to more than 1000 digits is not allowed")
     return _check_result(_FUNCTIONS[name](*args))
@@ -113,10 +190,13 @@ def _attribute(value: Any, name: str) -> Any:
 
 
 class _Interpreter:
-    def __init__(self, names: Mapping[str, Any]) -> None:
+    def __init__(self, names: Mapping[str, Any], deadline: float = float("inf")) -> None:
         self.names = names
+        self.deadline = deadline
 
     def eval(self, node: ast.AST) -> Any:
+        if time.monotonic() > self.deadline:
+            raise _OverBudget()
         if isinstance(node, ast.Expression):
             return self.eval(node.body)
         if isinstance(node, ast.Constant):
@@ -128,7 +208,7 @@ class _Interpreter:
         if isinstance(node, ast.Attribute):
             return _attribute(self.eval(node.value), node.attr)
         if isinstance(node, ast.Subscript):
-            value, index = self.eval(node.value), self.eval(node.slice)
+            value, index = self.eval(node.value), _operand(self.eval(node.slice))
             return value[index]
         if isinstance(node, ast.Slice):
             return slice(*(self.eval(p) if p is not None else None
@@ -143,13 +223,13 @@ class _Interpreter:
                     return result
             return result
         if isinstance(node, ast.UnaryOp):
-            return _UNARY[type(node.op)](self.eval(node.operand))
+            return _UNARY[type(node.op)](_operand(self.eval(node.operand)))
         if isinstance(node, ast.BinOp):
             return _binary(node.op, self.eval(node.left), self.eval(node.right))
         if isinstance(node, ast.Compare):
-            left = self.eval(node.left)
+            left = _operand(self.eval(node.left))
             for op, right_node in zip(node.ops, node.comparators, strict=True):
-                right = self.eval(right_node)
+                right = _operand(self.eval(right_node))
                 if not _COMPARE[type(op)](left, right):
                     return False
                 left = right
@@ -158,6 +238,9 @@ class _Interpreter:
             return self.eval(node.body) if self.eval(node.test) else self.eval(node.orelse)
         if isinstance(node, ast.Tuple | ast.List):
             items = [self.eval(e) for e in node.elts]
+            if sum(_weight(i) for i in items) > MAX_WEIGHT:
+                raise _Refused(f"it would build a value of more than {MAX_WEIGHT} elements "
+                               "(too costly)")
             return tuple(items) if isinstance(node, ast.Tuple) else items
         if isinstance(node, ast.Call):
             assert isinstance(node.func, ast.Name)
@@ -216,12 +299,15 @@ def compile_filter(text: str, *, predicates: bool = True) -> RunFilter:
         names: dict[str, Any] = {**_FUNCTIONS, **config}
         for key, value in values.items():  # swept group choices are not config keys
             names.setdefault(key, value)
+        over = SweepError(f"sweep.filter '{text}' took more than {BUDGET_S:g}s over the "
+                          "sweep; simplify it")
         if spent[0] > BUDGET_S:
-            raise SweepError(f"sweep.filter '{text}' took more than {BUDGET_S:g}s over the "
-                             "sweep; simplify it")
+            raise over
         start = time.monotonic()
         try:
-            return bool(_Interpreter(names).eval(tree))
+            return bool(_Interpreter(names, start + BUDGET_S - spent[0]).eval(tree))
+        except _OverBudget:
+            raise over from None
         except _Missing as exc:
             raise SweepError(f"sweep.filter '{text}' refers to unknown key '{exc.key}'") from None
         except _Refused as exc:

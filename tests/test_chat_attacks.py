@@ -261,3 +261,64 @@ def test_a_proposal_outside_the_space_is_refused(project: Project) -> None:
         with pytest.raises(RunnerError, match="refused"):
             definition.config(bad)
     assert json.loads((store.root / "study.json").read_text())["space"]
+
+
+HOSTILE_FILTERS = [
+    "[[[[0]*10000]*10000]*10000]*10000 == [[[[0]*10000]*10000]*10000]*10000",
+    "len(str([[0]*10000]*10000)) > 0",
+    "[[0]*10000]*10000 in []",
+    "((([0]*100)*10,)*10)*10 == 1",
+    "min([[0]*9999]*100) == 0",
+    "str([[0]*2000]*5) == ''",
+    "[[0]*1000]*99 == [[0]*1000]*99 and [[0]*1000]*99 == [[0]*1000]*99 and seed == 99",
+]
+
+
+def test_hostile_filters_never_stop_the_bots_event_loop(attack_bot: BotLogic) -> None:
+    """Each operation's cost is bounded before it runs: a heartbeat on the bot's event loop
+    keeps ticking while hostile filters are planned in a worker thread (as the bot does), and
+    each is answered within seconds."""
+    import asyncio
+    import time
+
+    async def main() -> tuple[list[float], list[float]]:
+        gaps: list[float] = []
+        took: list[float] = []
+        done = asyncio.Event()
+
+        async def heartbeat() -> None:
+            last = time.monotonic()
+            while not done.is_set():
+                await asyncio.sleep(0.01)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        beat = asyncio.create_task(heartbeat())
+        for expr in HOSTILE_FILTERS:
+            start = time.monotonic()
+            try:
+                await asyncio.to_thread(attack_bot.launch, Caller(USER, CHANNEL), flt(expr))
+            except RunnerError as exc:
+                assert "too costly" in str(exc) or "keeps none" in str(exc), str(exc)
+            took.append(time.monotonic() - start)
+        done.set()
+        await beat
+        return gaps, took
+
+    gaps, took = asyncio.run(main())
+    assert max(took) < 10, took
+    assert len(gaps) > 20 and max(gaps) < 0.3, max(gaps)
+    assert attack_bot.launches.items == []
+
+
+@pytest.mark.parametrize("expr", HOSTILE_FILTERS[:3])
+def test_hostile_filters_end_the_command_line_at_once(project: Project, expr: str) -> None:
+    import time
+
+    start = time.monotonic()
+    proc = project.run("+sweep=grid", "seed=1,2", f'sweep.filter="{expr}"', timeout=60)
+    assert proc.returncode != 0 and "too costly" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) <= 2, proc.stderr
+    assert time.monotonic() - start < 30
+    assert not (project.root / "outputs").exists()
