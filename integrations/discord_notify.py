@@ -28,6 +28,7 @@ from typing import Any
 
 from runner.config_schema import NotifierConf
 from runner.errors import ConfigError
+from runner.integrations.mentions import NO_MENTIONS, no_pings
 from runner.notifiers.base import (
     Event,
     Notifier,
@@ -109,7 +110,11 @@ def build_message(username: str, title: str, description: str, colour: int,
     for name in files:
         if name.endswith(".png"):
             embed["image"] = {"url": f"attachment://{name}"}
-    return Message({"username": username, "embeds": [embed]}, files)
+    embed["title"], embed["description"] = no_pings(embed["title"]), no_pings(description)
+    for item in embed["fields"]:
+        item["name"], item["value"] = no_pings(item["name"]), no_pings(item["value"])
+    return Message({"username": no_pings(username), "embeds": [embed],
+                    "allowed_mentions": dict(NO_MENTIONS)}, files)
 
 
 def _embed_size(embed: dict[str, Any]) -> int:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 from collections.abc import AsyncIterator
@@ -64,8 +65,32 @@ async def running(logic: BotLogic, monkeypatch: pytest.MonkeyPatch
             await asyncio.wait_for(task, 10)
         await fake.stop()
     assert bot.errors == []
+    assert_no_pings(fake.requests)
     assert not any(TOKEN in json.dumps(r.payload) or TOKEN.split(".")[-1] in json.dumps(r.payload)
                    for r in fake.requests), "the token was sent in a message"
+
+
+_MENTION = re.compile(r"@(everyone|here)|<@[!&]?\d+>")
+
+
+def posted(requests: list[Request]) -> list[dict[str, Any]]:
+    """Every message the bot sent or edited (its payload), interaction replies included."""
+    out = []
+    for r in requests:
+        p = r.payload if isinstance(r.payload, dict) else {}
+        if r.path.endswith("/callback"):
+            p = p.get("data") or {}
+        if r.method in ("POST", "PATCH") and ("content" in p or "embeds" in p):
+            out.append(p)
+    return out
+
+
+def assert_no_pings(requests: list[Request]) -> None:
+    """Nothing the bot sent can ping: each message mentions nobody, and no text holds a raw
+    @everyone, @here or <@id>."""
+    for p in posted(requests):
+        assert p.get("allowed_mentions", {}).get("parse") == [], p
+        assert not _MENTION.search(json.dumps(p)), p
 
 
 def run(coro: Any) -> Any:

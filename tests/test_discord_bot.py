@@ -485,3 +485,32 @@ def test_no_exception_stops_the_bot(sweeps: Project, monkeypatch: pytest.MonkeyP
             assert "COMPLETED" in (await answer(fake, token)).payload["content"]
 
     run(scenario())
+
+
+def test_nothing_the_bot_sends_can_ping(project: Project, monkeypatch: pytest.MonkeyPatch
+                                        ) -> None:
+    """Chat-set names and values, and errors that echo a stranger's input, are shown without
+    a mention, and every message says it mentions nobody (checked by ``running`` for every
+    end-to-end test)."""
+    logic = BotLogic(conf_for(project))
+    role = f"<@&{ROLE}>"
+
+    async def scenario() -> list[str]:
+        texts = []
+        async with running(logic, monkeypatch) as (fake, _):
+            _, token = await fake.slash(
+                "launch", overrides=f"task=toy runner.name=@everyone '+task.note=\"{role}\"'")
+            texts.append((await answer(fake, token)).payload["content"])
+            await asyncio.to_thread(reap, logic)
+            for name, options in [("runs", {"sweep": "@everyone"}),
+                                  ("summary", {"run": "@everyone/", "keys": "task"}),
+                                  ("runs", {"sweep": f"@everyone {role} @here"})]:
+                _, token = await fake.slash(name, user_id=OTHER_USER, **options)
+                texts.append((await answer(fake, token)).payload["content"])
+        return texts
+
+    texts = run(scenario())
+    assert "started **@\u200beveryone**" in texts[0], texts[0]
+    assert texts[1].startswith("**@\u200beveryone**"), texts[1]
+    assert f"<@\u200b&{ROLE}>" in texts[2], texts[2]
+    assert "@\u200beveryone" in texts[3] and "@\u200bhere" in texts[3], texts[3]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -94,6 +95,8 @@ def test_a_real_sweep_reports_start_crash_and_finish(project, monkeypatch):
                            "notifier.discord.mode=min", "task.mode=ok,raise,sigkill",
                            "seed=0,1", "launcher.max_parallel=1")
     assert proc.returncode == 1, proc.stderr
+    assert all(r.payload["allowed_mentions"] == {"parse": [], "replied_user": False}
+               for r in fake.requests)  # no post can ping anyone
     titles = [r.payload["embeds"][0]["title"] for r in fake.requests]
     assert titles[0].startswith("Sweep toy-grid-") and titles[0].endswith(" started")
     assert sum(t.endswith(" crashed") for t in titles) == 4
@@ -173,3 +176,15 @@ def test_secrets_quoted_by_a_crashing_task_are_redacted(monkeypatch):
     (request,) = fake.requests
     text = str(request.payload) + "".join(v.decode() for v in request.files.values())
     assert fake.token not in text and "ValueError: could not post to ***" in text
+
+
+def test_no_webhook_post_can_ping():
+    """Names, values and errors from a run are shown without a mention; the payload says it
+    mentions nobody."""
+    msg = build_message("runner @here", "Sweep @everyone started", "<@&123456789012345678> hi",
+                        0, [("values", "task.note=<@!123456789012345678>")])
+    text = json.dumps(msg.payload, ensure_ascii=False)
+    assert msg.payload["allowed_mentions"] == {"parse": [], "replied_user": False}
+    for mention in ("@everyone", "@here", "<@&", "<@!"):
+        assert mention not in text, mention
+    assert "Sweep @\u200beveryone started" in text

@@ -22,6 +22,7 @@ from discord import app_commands
 from runner.errors import RunnerError
 from runner.integrations.discord_bot.logic import BotLogic, Caller, Reply
 from runner.integrations.discord_bot.messages import plan_messages
+from runner.integrations.mentions import no_pings
 from runner.secrets import redact
 
 log = logging.getLogger("runner.discord_bot")
@@ -47,7 +48,8 @@ async def _send(send: Callable[..., Awaitable[Any]], text: str,
                 files: list[tuple[str, bytes]], ephemeral: bool) -> None:
     """One message; a 429 (Discord's rate limit) is waited out and the message sent again."""
     for attempt in range(MAX_429_RETRIES + 1):
-        kwargs: dict[str, Any] = {"content": redact(text) or None}
+        kwargs: dict[str, Any] = {"content": no_pings(redact(text)) or None,
+                                  "allowed_mentions": discord.AllowedMentions.none()}
         if files:
             kwargs["files"] = [discord.File(io.BytesIO(data), name) for name, data in files]
         if ephemeral:
@@ -71,6 +73,12 @@ async def deliver(send: Callable[..., Awaitable[Any]], reply: Reply,
         await _send(send, text, files if last else [], reply.ephemeral and allow_ephemeral)
 
 
+async def _refuse(interaction: discord.Interaction, text: str) -> None:
+    """A refusal only the caller sees (it may echo what they typed: never a mention)."""
+    await interaction.response.send_message(no_pings(redact(text)), ephemeral=True,
+                                            allowed_mentions=discord.AllowedMentions.none())
+
+
 def _caller(interaction: discord.Interaction) -> Caller:
     user = interaction.user
     roles = tuple(int(r) for r in getattr(user, "_roles", ()))  # ids, cached guild or not
@@ -81,7 +89,8 @@ def _caller(interaction: discord.Interaction) -> Caller:
 class RunnerBot(discord.Client):
     def __init__(self, logic: BotLogic, *, guild_ready_timeout: float = 2.0) -> None:
         super().__init__(intents=discord.Intents.default(),
-                         guild_ready_timeout=guild_ready_timeout)
+                         guild_ready_timeout=guild_ready_timeout,
+                         allowed_mentions=discord.AllowedMentions.none())
         self.logic = logic
         self.tree = app_commands.CommandTree(self)
         self.errors: list[BaseException] = []  # what app commands raised (also logged)
@@ -174,7 +183,7 @@ class RunnerBot(discord.Client):
         """A read-only command: answered in the allowed channels only, never in DMs."""
         refused = self.logic.read_refusal(_caller(interaction), command)
         if refused is not None:
-            await interaction.response.send_message(refused.text, ephemeral=True)
+            await _refuse(interaction, refused.text)
             return
         await self.answer(interaction, work)
 
@@ -183,7 +192,7 @@ class RunnerBot(discord.Client):
         caller = _caller(interaction)
         refused = self.logic.refusal(caller, command)
         if refused is not None:  # answered at once, only to the caller
-            await interaction.response.send_message(refused.text, ephemeral=True)
+            await _refuse(interaction, refused.text)
             return
         await self.answer(interaction, lambda: work(caller))
 
