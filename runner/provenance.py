@@ -1,7 +1,14 @@
 """Where a sweep's code came from, at its freeze and at every launch: the user's git commit, the
 uncommitted diff (untracked source files included, size-capped), every installed distribution and
 its version, Python, CUDA and the driver when present, host. ``code_id`` names a code version (the
-commit plus the diff), so each attempt can say which code it ran."""
+commit plus the diff), so each attempt can say which code it ran.
+
+Provenance never copies a secret: an untracked file is taken only when it is source the user's
+code can import or compose (Python, native sources, YAML configs), never when its name looks like
+a credential (``.env``, ``*secret*``, ``*token*``, ``*.pem``, ...; ``runner.secrets``) or its
+content holds a known secret or a value of a well-known secret format; the tracked diff has such
+values masked. What was left out, and why, is listed in ``git.untracked_skipped``.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from runner.secrets import credential_name, redact_formats, secret_in
 
 PACKAGES = ("runner", "hydra-core", "omegaconf", "psutil", "rich", "numpy", "torch", "wandb")
 
@@ -37,46 +46,69 @@ def git_state(cwd: Path) -> tuple[dict[str, Any], str]:
     status = _git(cwd, "status", "--porcelain") or ""
     diff = _git(cwd, "diff", "HEAD", "--no-ext-diff", "--binary") or ""
     top = Path((_git(cwd, "rev-parse", "--show-toplevel") or str(cwd)).strip())
-    diff += untracked_sources(top, [line[3:] for line in status.splitlines()
-                                    if line.startswith("??")])
+    diff = redact_formats(diff)
+    more, skipped = untracked_sources(top, [line[3:] for line in status.splitlines()
+                                            if line.startswith("??")])
+    diff += more
     info = {
         "repository": (_git(cwd, "rev-parse", "--show-toplevel") or "").strip(),
         "commit": commit.strip(),
         "branch": (_git(cwd, "rev-parse", "--abbrev-ref", "HEAD") or "").strip(),
         "dirty": bool(status.strip()),
         "untracked": [line[3:] for line in status.splitlines() if line.startswith("??")][:200],
+        "untracked_skipped": skipped[:200],
     }
     return info, diff
 
 
-SOURCE_SUFFIXES = (".py", ".pyx", ".yaml", ".yml", ".json", ".toml", ".cfg", ".ini", ".sh", ".txt",
-                   ".md", ".c", ".cc", ".cpp", ".h", ".cu", ".rs", ".jl", ".r", ".ipynb")
+# untracked files that are source the user's code imports or composes
+SOURCE_SUFFIXES = (".py", ".pyi", ".pyx", ".pxd", ".yaml", ".yml", ".c", ".cc", ".cpp", ".h",
+                   ".hpp", ".cu", ".cuh", ".rs", ".jl")
 MAX_UNTRACKED_FILE = 256 * 1024  # bytes of one untracked source file kept in the diff
 MAX_UNTRACKED_TOTAL = 2 * 1024 * 1024
 
 
-def untracked_sources(repo: Path, names: list[str]) -> str:
-    """Untracked source files as a patch (``git apply`` recreates them), size-capped; what is
-    left out is said in the patch."""
+def untracked_sources(repo: Path, names: list[str]) -> tuple[str, list[dict[str, str]]]:
+    """Untracked source files as a patch (``git apply`` recreates them), size-capped, and
+    what was left out (each file and why: a digest stands in for a skipped source file, so
+    its edits still change the code id)."""
     parts: list[str] = []
+    skipped: list[dict[str, str]] = []
     total = 0
     for name in names:
         path = repo / name
-        if not name.endswith(SOURCE_SUFFIXES) or not path.is_file():
+        if path.is_symlink() or not path.is_file():
             continue
-        size = path.stat().st_size
-        if size > MAX_UNTRACKED_FILE or total + size > MAX_UNTRACKED_TOTAL:
-            parts.append(f"# runner: untracked {name} ({size} bytes) left out: over the cap\n")
+        if credential_name(name):
+            why = "its name looks like a credential file"
+        elif not name.endswith(SOURCE_SUFFIXES):
+            skipped.append({"file": name, "why": "not source code can import"})
             continue
+        elif (size := path.stat().st_size) > MAX_UNTRACKED_FILE or \
+                total + size > MAX_UNTRACKED_TOTAL:
+            why = f"over the size cap ({size} bytes)"
+        else:
+            try:
+                text = path.read_text()
+            except (OSError, UnicodeDecodeError):
+                skipped.append({"file": name, "why": "not readable as text"})
+                continue
+            found = secret_in(text)
+            if found is None:
+                total += size
+                lines = text.splitlines()
+                parts.append(f"diff --git a/{name} b/{name}\nnew file mode 100644\n--- /dev/null\n"
+                             f"+++ b/{name}\n@@ -0,0 +1,{len(lines)} @@\n"
+                             + "".join(f"+{line}\n" for line in lines))
+                continue
+            why = f"it holds {found}"
         try:
-            lines = path.read_text().splitlines()
-        except (OSError, UnicodeDecodeError):
-            continue
-        total += size
-        parts.append(f"diff --git a/{name} b/{name}\nnew file mode 100644\n--- /dev/null\n"
-                     f"+++ b/{name}\n@@ -0,0 +1,{len(lines)} @@\n"
-                     + "".join(f"+{line}\n" for line in lines))
-    return "".join(parts)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        except OSError:
+            digest = "unreadable"
+        skipped.append({"file": name, "why": why, "digest": digest})
+        parts.append(f"# runner: untracked {name} left out: {why} (sha256 {digest})\n")
+    return "".join(parts), skipped
 
 
 def environment() -> dict[str, str]:

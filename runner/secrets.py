@@ -190,6 +190,61 @@ def find_secret(*objs: Any) -> tuple[str, str] | None:
     return next((hit for obj in objs if (hit := walk(obj, ""))), None)
 
 
+# Values of well-known secret formats: recognised wherever they come from, even a secret this
+# process was never told (a launched sweep does not get the bot's token, yet a file holding it
+# must not land in its provenance)
+TOKEN_FORMATS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (name, re.compile(pattern)) for name, pattern in (
+        ("a Discord bot token", r"\b[MNO][A-Za-z\d_-]{23,27}\.[\w-]{6}\.[\w-]{27,40}\b"),
+        ("a Discord webhook URL",
+         r"https://(?:[\w-]+\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w-]+"),
+        ("a WandB API key", r"(?i)(?:wandb|api[_-]?key)\W{0,40}\b[0-9a-f]{40}\b"),
+        ("a WandB API key", r"\b(?:local|wandb_v1)-[0-9a-zA-Z_-]{40,}\b"),
+        ("an AWS access key", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+        ("an AWS secret key", r"(?i)aws_secret_access_key\W{0,10}[A-Za-z0-9/+]{40}"),
+        ("a Hugging Face token", r"\bhf_[A-Za-z0-9]{30,}\b"),
+        ("a GitHub token", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,})\b"),
+        ("an OpenAI-style key", r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{32,}\b"),
+        ("a Slack token", r"\bxox[abprs]-[A-Za-z0-9-]{10,}\b"),
+        ("a Google API key", r"\bAIza[0-9A-Za-z_-]{35}\b"),
+        ("a private key", r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    ))
+# file names that hold credentials by custom (any component of the path)
+CREDENTIAL_NAMES = (".env", ".env.*", "*.env", "*secret*", "*credential*", "*token*", "*.pem",
+                    "*.key", "*.p12", "*.pfx", "id_*", ".netrc", "_netrc", ".pypirc", ".npmrc",
+                    "*passw*", "*api_key*", "*apikey*", ".git-credentials", "*.keystore",
+                    "*.jks", ".htpasswd", "*.ovpn", "kubeconfig", ".dockercfg")
+
+
+def credential_name(path: str) -> bool:
+    """Whether a file's name (or a folder it is in) says it holds credentials."""
+    import fnmatch
+
+    parts = [p.lower() for p in re.split(r"[/\\]", path) if p]
+    return any(fnmatch.fnmatchcase(part, pattern) for part in parts
+               for pattern in CREDENTIAL_NAMES)
+
+
+def secret_in(text: str) -> str | None:
+    """What kind of secret ``text`` holds (a known one, or a value of a well-known format),
+    or None."""
+    for secret, source in known().items():
+        if any(form in text for form in _forms(secret)):
+            return f"the secret {source}"
+    for name, pattern in TOKEN_FORMATS:
+        if pattern.search(text):
+            return name
+    return None
+
+
+def redact_formats(text: str) -> str:
+    """``text`` with known secrets and every value of a well-known secret format masked."""
+    text = redact(text)
+    for _, pattern in TOKEN_FORMATS:
+        text = pattern.sub(MASK, text)
+    return text
+
+
 class RedactingFilter(logging.Filter):
     """A logging filter that redacts every record's message (and its arguments) in place."""
 

@@ -63,3 +63,50 @@ def test_an_unchanged_resume_warns_of_nothing(project: Project) -> None:
     launches = json.loads((project.sweep_dir() / "sweep.json").read_text())["launches"]
     assert len(launches) == 2 and launches[0]["code"]["id"] == launches[1]["code"]["id"]
     assert Path(project.sweep_dir() / "code").is_dir()
+
+
+def test_provenance_never_copies_a_secret(project: Project, monkeypatch) -> None:
+    """Untracked credential files, files holding a secret of a well-known format (one this
+    process was never told) or a known one, and secrets in the tracked diff: none lands in a
+    sweep; what was skipped is listed."""
+    bot_token = "MTAwMDAwMDAwMDAwMDAwMDAx.GaBcDe.abcdefghijklmnopqrstuvwxyz0123"
+    hf = "hf_" + "a1B2c3D4e5" * 4
+    known_value = "known-secret-value-0123456789"
+    monkeypatch.setenv("MY_SECRET", known_value)
+    monkeypatch.setenv("RUNNER_SECRET_ENV", "MY_SECRET")
+    (project.root / ".gitignore").write_text("outputs/\nmarkers/\n__pycache__/\n")
+    (project.root / "settings.py").write_text("A = 1\n")
+    _git(project, "init", "-q")
+    _git(project, "add", ".")
+    _git(project, "commit", "-qm", "first")
+    files = {
+        "start-bot.sh": f"export DISCORD_BOT_TOKEN={bot_token}\n",
+        "credentials.json": '{"k": "v"}\n',
+        "secrets.yaml": "key: value\n",
+        "env.sh": "export X=1\n",
+        ".env": "A=1\n",
+        "deploy.pem": "-----BEGIN RSA PRIVATE KEY-----\n",
+        "hub.py": f"TOKEN = '{hf}'\n",
+        "notes.py": f"# {known_value}\n",
+        "conf/task/mine.yaml": f"webhook: https://discord.com/api/webhooks/1/{'x' * 30}\n",
+        "helper.py": "HELP = 1\n",
+    }
+    for name, text in files.items():
+        (project.root / name).parent.mkdir(parents=True, exist_ok=True)
+        (project.root / name).write_text(text)
+    (project.root / "settings.py").write_text(f"A = 1\nKEY = '{hf}'\n")  # tracked, edited
+    assert project.run(check=True).returncode == 0
+    sweep = project.sweep_dir()
+    everything = b"".join(p.read_bytes() for p in sweep.rglob("*") if p.is_file())
+    for secret in (bot_token, hf, known_value, "x" * 30, "BEGIN RSA", "key: value", "A=1"):
+        assert secret.encode() not in everything, secret
+    diff = (sweep / "git.diff").read_text()
+    assert "+++ b/helper.py" in diff and "+KEY = '***'" in diff
+    skipped = {s["file"]: s["why"] for s in json.loads(
+        (sweep / "sweep.json").read_text())["provenance"]["git"]["untracked_skipped"]}
+    assert "credential" in skipped["credentials.json"] and "credential" in skipped["secrets.yaml"]
+    assert skipped["start-bot.sh"] == skipped["env.sh"] == "not source code can import"
+    assert skipped["hub.py"] == "it holds a Hugging Face token"
+    assert skipped["notes.py"] == "it holds the secret $MY_SECRET"
+    assert skipped["conf/task/mine.yaml"] == "it holds a Discord webhook URL"
+    assert "credential" in skipped[".env"] and "credential" in skipped["deploy.pem"]
