@@ -18,6 +18,12 @@ from runner.errors import EnvironmentFault, describe_os_error
 from runner.secrets import redact
 
 
+def no_follow(path: str | os.PathLike[str], flags: int) -> int:
+    """``os.open`` that never follows a symlink at ``path`` (an opener for ``open()``): a file
+    runner writes is never one a link planted in a shared folder points to."""
+    return os.open(path, flags | os.O_NOFOLLOW, 0o644)
+
+
 def fsync_dir(path: Path | str) -> None:
     """Make a rename or unlink inside ``path`` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -31,20 +37,24 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
-def write_bytes_atomic(path: Path | str, data: bytes, *, durable: bool = True) -> None:
-    """Replace ``path`` with ``data`` atomically (and durably unless ``durable=False``)."""
+def write_bytes_atomic(path: Path | str, data: bytes, *, durable: bool = True,
+                       private: bool = False) -> None:
+    """Replace ``path`` with ``data`` atomically (and durably unless ``durable=False``);
+    ``private``: readable by this user only (0600), for files that can hold user data beyond
+    results (diffs, environments, job return values). A symlink at ``path`` is replaced, never
+    written through."""
     path = Path(path)
     try:
-        _write(path, data, durable)
+        _write(path, data, durable, 0o600 if private else 0o644)
     except EnvironmentFault:
         raise
     except OSError as exc:  # disk full, permission denied, ...: said plainly, nothing torn
         raise EnvironmentFault(describe_os_error(exc, path), exc.errno) from exc
 
 
-def _write(path: Path, data: bytes, durable: bool) -> None:
+def _write(path: Path, data: bytes, durable: bool, mode: int) -> None:
     tmp = _tmp_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         view = memoryview(data)
         while view:
@@ -65,10 +75,12 @@ def _write(path: Path, data: bytes, durable: bool) -> None:
         fsync_dir(path.parent)
 
 
-def write_text_atomic(path: Path | str, text: str, *, durable: bool = True) -> None:
-    write_bytes_atomic(path, redact(text).encode("utf-8"), durable=durable)
+def write_text_atomic(path: Path | str, text: str, *, durable: bool = True,
+                      private: bool = False) -> None:
+    write_bytes_atomic(path, redact(text).encode("utf-8"), durable=durable, private=private)
 
 
-def write_json_atomic(path: Path | str, obj: Any, *, durable: bool = True) -> None:
+def write_json_atomic(path: Path | str, obj: Any, *, durable: bool = True,
+                      private: bool = False) -> None:
     write_text_atomic(path, json.dumps(obj, indent=1, default=str) + "\n",
-                      durable=durable)
+                      durable=durable, private=private)

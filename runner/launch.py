@@ -151,7 +151,9 @@ def changed_keys(store: Any, plan: Any, kept: set[str], shown: int = 5) -> str:
 def execute(store: Any, execution: dict[str, Any], console: Console) -> int:
     from runner.errors import EnvironmentFault, LaunchError
     from runner.scheduler import debug_run, run_sweep
+    from runner.trust import check_trusted
 
+    check_trusted(store.root)  # its files name the code that runs next
     store.update_execution(execution, launch_code(store, execution, console))
     debug = execution["runner"].get("debug")
     if debug not in (None, False, "false"):

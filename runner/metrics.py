@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from runner.atomic import write_text_atomic
+from runner.atomic import no_follow, write_text_atomic
 from runner.paths import RunPaths
 from runner.secrets import redact_obj
 
@@ -106,8 +106,9 @@ class MetricsWriter:
         self.sinks: list[Sink] = []
         self._step = -1
         self._columns = self._existing_columns()
-        self._jsonl = open(paths.metrics, "a", encoding="utf-8")  # noqa: SIM115
-        self._csv = open(paths.progress, "a", encoding="utf-8", newline="")  # noqa: SIM115
+        self._jsonl = open(paths.metrics, "a", encoding="utf-8", opener=no_follow)  # noqa: SIM115
+        self._csv = open(paths.progress, "a", encoding="utf-8", newline="",
+                         opener=no_follow)  # noqa: SIM115
         if not self._columns:
             self._columns = list(FIXED_COLUMNS)
             self._write_row(self._columns)
@@ -152,7 +153,8 @@ class MetricsWriter:
             writer.writerow([_csv_value(record.get(c)) for c in self._columns])
         self._csv.close()
         write_text_atomic(self.paths.progress, buf.getvalue(), durable=False)
-        self._csv = open(self.paths.progress, "a", encoding="utf-8", newline="")  # noqa: SIM115
+        self._csv = open(self.paths.progress, "a", encoding="utf-8", newline="",
+                         opener=no_follow)  # noqa: SIM115
 
     def close(self) -> None:
         self._jsonl.close()

@@ -42,6 +42,31 @@ def _inside(path: str | Path, root: Path) -> bool:
     return real == root or root in real.parents
 
 
+def check_contained(sweep: Path) -> None:
+    """Refuse (StateError) a sweep whose tree holds a symbolic link, so that every path read
+    inside it for someone else (a chat user) stays inside it. A sweep this user owns and nobody
+    else can write (``runner.trust``) is checked down to its run folders (one listing); any
+    other is walked whole."""
+    from runner.trust import why_untrusted
+
+    runs = sweep / "runs"
+    for path in (sweep, sweep / "sweep.json", runs):
+        if os.path.islink(path):
+            raise StateError(f"sweep {sweep.name}: {path.name} is a symbolic link; sweeps "
+                             "holding links are not shown here")
+    trusted = all(why_untrusted(p) is None for p in (sweep, sweep / "sweep.json", runs))
+    if trusted:
+        with os.scandir(sweep) as top, os.scandir(runs) as entries:
+            links = [e.name for e in [*top, *entries] if e.is_symlink()]
+    else:
+        links = [name for dirpath, dirnames, filenames in os.walk(sweep)
+                 for name in (*dirnames, *filenames)
+                 if os.path.islink(os.path.join(dirpath, name))]
+    if links:
+        raise StateError(f"sweep {sweep.name} holds a symbolic link ({links[0]}); sweeps "
+                         "holding links are not shown here")
+
+
 def sweep_dirs(roots: Iterable[Path | str]) -> list[Path]:
     """Sweep directories under the output folders (or given directly), most recently changed
     first. Lists folders only: no run is read. An entry that is a symlink leading outside its
@@ -59,15 +84,20 @@ def sweep_dirs(roots: Iterable[Path | str]) -> list[Path]:
             continue
         found += [Path(e.path) for e in entries
                   if not e.name.startswith(".") and os.path.isfile(f"{e.path}/sweep.json")
-                  and _inside(e.path, real_root)]
+                  and _inside(e.path, real_root) and _inside(f"{e.path}/sweep.json", real_root)
+                  and _inside(f"{e.path}/runs", real_root)]
     return sorted(found, key=_mtime, reverse=True)
 
 
-def list_sweeps(roots: Iterable[Path | str], limit: int | None = None) -> list[SweepInfo]:
-    """Sweeps under the output folders, most recently changed first, with counts per state."""
+def list_sweeps(roots: Iterable[Path | str], limit: int | None = None,
+                contained: bool = False) -> list[SweepInfo]:
+    """Sweeps under the output folders, most recently changed first, with counts per state
+    (``contained``: without those holding a symbolic link)."""
     out = []
     for d in sweep_dirs(roots)[:limit]:
         try:
+            if contained:
+                check_contained(d)
             store = SweepStore(d)
             rows = scan(store, details=False)
             out.append(SweepInfo(str(store.manifest.get("name", d.name)), store.root,
@@ -84,10 +114,17 @@ def _mtime(d: Path) -> float:
         return 0.0
 
 
-def find_sweep(roots: Iterable[Path | str], name: str) -> SweepStore:
+def find_sweep(roots: Iterable[Path | str], name: str, contained: bool = False) -> SweepStore:
     """A sweep by name, unique name prefix, or path; only sweeps under ``roots`` are found
-    (a path elsewhere, or a symlink leading elsewhere, is not)."""
-    roots = list(roots)
+    (a path elsewhere, or a symlink leading elsewhere, is not). ``contained``: also refuse a
+    sweep holding a symbolic link (``check_contained``: what chat reads)."""
+    store = _find_sweep(list(roots), name)
+    if contained:
+        check_contained(store.root)
+    return store
+
+
+def _find_sweep(roots: list[Path | str], name: str) -> SweepStore:
     dirs = sweep_dirs(roots)
     if name and ("/" in name or name in (".", "..")):
         real = Path(os.path.realpath(name))

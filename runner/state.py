@@ -175,7 +175,7 @@ def read_state(paths: RunPaths) -> FlagRecord:
 @contextlib.contextmanager
 def run_lock(paths: RunPaths) -> Iterator[None]:
     """Exclusive lock over the run's state; released by the kernel if the holder dies."""
-    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

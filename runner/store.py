@@ -32,6 +32,7 @@ from runner.paths import FLAG_NAMES, FLAG_UNHATCHED, RunPaths, SweepPaths, check
 from runner.secrets import redact
 from runner.state import create_unhatched, process_create_time
 from runner.sweep import Plan, RunSpec, axes_of
+from runner.trust import no_group_write
 
 MANIFEST_VERSION = 1
 def _syncfs(path: Path) -> None:
@@ -111,7 +112,7 @@ class SweepStore:
         Read, changed and rewritten under an exclusive lock, so that runners launching the
         same sweep at once each add their entry to ``launches`` (none is lost).
         """
-        fd = os.open(self.paths.manifest_lock, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.paths.manifest_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._manifest = None  # what is on disk now, not what we read before the lock
@@ -135,7 +136,7 @@ class SweepStore:
         (two processes adding at once both land). A kill before that rewrite leaves unlisted
         directories, which are never launched and are rebuilt by the next ``add_runs``.
         """
-        fd = os.open(self.paths.manifest_lock, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.paths.manifest_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._manifest = None
@@ -202,13 +203,13 @@ class SweepStore:
         """Keep this launch's code and environment (once per distinct version) under
         ``code/``; returns the short record a launch entry holds."""
         code = str(prov.get("code"))
-        self.paths.code.mkdir(exist_ok=True)
+        self.paths.code.mkdir(mode=0o700, exist_ok=True)
         if diff and not self.paths.code_diff(code).exists():
-            write_text_atomic(self.paths.code_diff(code), diff)
+            write_text_atomic(self.paths.code_diff(code), diff, private=True)
         env = prov.get("environment") or {}
         env_id = hashlib.sha1(json.dumps(env, sort_keys=True).encode()).hexdigest()[:10]
         if env and not self.paths.environment(env_id).exists():
-            write_json_atomic(self.paths.environment(env_id), env)
+            write_json_atomic(self.paths.environment(env_id), env, private=True)
         git = prov.get("git") or {}
         return {"id": code, "commit": git.get("commit"), "dirty": git.get("dirty"),
                 "environment": env_id, "python": prov.get("python"),
@@ -218,7 +219,10 @@ class SweepStore:
     def create(cls, plan: Plan, output_dir: Path, config_name: str,
                config_dirs: list[str]) -> tuple[SweepStore, bool]:
         """Freeze ``plan`` into ``output_dir/plan.name``; (store, False) if it already existed."""
-        final = (output_dir / check_component(plan.name, "runner.name")).resolve()
+        final = output_dir.resolve() / check_component(plan.name, "runner.name")
+        if final.is_symlink():  # (planted in a shared folder: never written through)
+            raise StateError(f"{final} is a symbolic link: runner never writes a sweep through "
+                             "one; remove it or choose another runner.name")
         store = cls(final)
         if store.exists():
             return store, False
@@ -258,7 +262,9 @@ def create_here(plan: Plan, root: Path, config_name: str) -> tuple[SweepStore, b
     if store.exists():
         return store, False
     store.root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(store.paths.manifest_lock, os.O_RDWR | os.O_CREAT, 0o644)
+    if os.stat(store.root).st_uid == os.geteuid():
+        no_group_write(store.root)
+    fd = os.open(store.paths.manifest_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         if store.exists():
@@ -315,10 +321,11 @@ def _write_sweep(root: Path, plan: Plan, config_name: str,
     """Write the sweep into ``root``; returns the provenance it recorded (and its diff)."""
     paths = SweepPaths(root)
     paths.runs.mkdir(parents=True)
+    no_group_write(root, paths.runs)  # (the manifest names code: nobody else may write it)
     cwd = Path.cwd()
     prov, diff = provenance.collect(cwd, (plan.origin or {}).get("code_files"))
-    if diff:
-        paths.git_diff.write_text(redact(diff))
+    if diff:  # private: uncommitted code is the user's
+        write_text_atomic(paths.git_diff, diff, durable=False, private=True)
     for run in plan.runs:
         _write_run(paths.run(run.dirname), run)
     for name, text in plan.files.items():

@@ -246,7 +246,7 @@ def reconcile(paths: RunPaths, lease: Lease, exit_code: int | None) -> None:
 
 def _redirect_output(paths: RunPaths) -> None:
     for fd, path in ((1, paths.stdout), (2, paths.stderr)):
-        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
         os.dup2(target, fd)
         os.close(target)
     for stream in (sys.stdout, sys.stderr):

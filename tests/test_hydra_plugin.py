@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -210,8 +209,9 @@ def test_a_job_that_raises_is_a_crash_with_its_traceback_and_the_sweep_goes_on(
     (crash,) = app.sweep().glob("runs/*/CRASH.txt")
     text = crash.read_text()
     assert "ValueError: negative lr -1" in text and "Traceback" in text
-    record = pickle.loads((crash.parent / "hydra_return.pkl").read_bytes())
-    assert record["status"] == "FAILED" and isinstance(record["value"], ValueError)
+    record = json.loads((crash.parent / "hydra_return.json").read_text())  # never a pickle
+    assert record["status"] == "FAILED" and record["value"]["type"] == "ValueError"
+    assert (crash.parent / "hydra_return.json").stat().st_mode & 0o777 == 0o600
 
     again = app.run("lr=0.1,-1,0.01")  # resumed: the crash is the result (not run again)
     assert again.returncode == 1 and "ValueError: negative lr -1" in again.stderr
@@ -379,3 +379,52 @@ def test_the_bot_reads_a_hydra_sweep(app: App, monkeypatch: pytest.MonkeyPatch) 
                   and "lr=0.1-" in p.name]
     summary = logic.summary(run_dir.name, sweep=app.sweep().name).text
     assert "val/loss" in summary
+
+
+def test_a_run_folder_never_makes_a_resume_run_code(app: App) -> None:
+    """A job's return value is JSON: a pickle planted in a run folder (the old file name) or a
+    crafted JSON record is read as data, never run."""
+    import pickle
+
+    app.ok("lr=0.1,0.01")
+    pwned = app.root / "pwned"
+
+    class Boom:
+        def __reduce__(self) -> tuple[Any, ...]:
+            return (open, (str(pwned), "w"))
+
+    runs = sorted(app.sweep().glob("runs/*/"))
+    (runs[0] / "hydra_return.pkl").write_bytes(pickle.dumps(Boom()))
+    record = json.loads((runs[1] / "hydra_return.json").read_text())
+    record["value"] = {"$runner": "text", "type": "os.system", "text": "touch pwned"}
+    (runs[1] / "hydra_return.json").write_text(json.dumps(record))
+    app.ok("lr=0.1,0.01")  # resumed: both jobs' results read back
+    assert not pwned.exists()
+
+
+def test_job_return_values_round_trip_as_data() -> None:
+    import math
+
+    from omegaconf import OmegaConf
+
+    from runner.hydra_plugin import returns
+
+    values = [None, True, 3, 2.5, "s", [1, [2]], {"a": {"b": 1}}, (1, 2), {1: "x", (2, 3): 4},
+              {"$runner": "user's own key"}, OmegaConf.create({"a": [1, 2]}), ValueError("bad")]
+    for value in values:
+        back = returns.decode(json.loads(json.dumps(returns.encode(value))))
+        if isinstance(value, BaseException):
+            assert type(back) is ValueError and str(back) == "bad"
+        else:
+            assert back == value and type(back) is type(value), (value, back)
+    assert math.isnan(returns.decode(returns.encode(float("nan"))))
+
+    class Custom:
+        def __repr__(self) -> str:
+            return "Custom()"
+
+    back = returns.decode(json.loads(json.dumps(returns.encode(Custom()))))
+    assert back == "Custom()" and back.type_name.endswith("Custom")
+    assert type(returns.decode(returns.encode(KeyError("k")))) is KeyError
+    crafted = {"$runner": "exception", "type": "SystemExit", "message": "x"}
+    assert type(returns.decode(crafted)) is RuntimeError  # not a BaseException it would raise

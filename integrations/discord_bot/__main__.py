@@ -8,6 +8,7 @@ Hydra overrides on the command line; the token comes from ``$DISCORD_BOT_TOKEN``
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from runner.compose import composer, to_container
@@ -37,10 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     from runner.integrations.discord_bot.app import RunnerBot
+    from runner.integrations.discord_bot.launches import open_log
     from runner.integrations.discord_bot.logic import BotLogic
 
     logic = BotLogic(conf)
-    logic.log_dir.mkdir(parents=True, exist_ok=True)
+    os.close(open_log(logic.log_dir / "bot.log", conf.private_files))  # (0600 unless not private)
     handler = logging.FileHandler(logic.log_dir / "bot.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     handler.addFilter(RedactingFilter())  # discord.py's own log lines too

@@ -39,3 +39,6 @@ class BotConf:
     # an admin's function that starts a checked /launch its own way (a cluster queue, ...):
     # "pkg.mod:fn", called as fn(overrides, name=..., runs=..., user_id=..., workdir=...)
     launch_fn: str | None = None
+    # the bot's state, bot.log and the launch logs readable by the bot's user only (0600, their
+    # folders 0700); false: as the umask says
+    private_files: bool = True

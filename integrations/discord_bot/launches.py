@@ -34,16 +34,28 @@ class Launched:
     by: int
 
 
+def open_log(path: Path, private: bool = True) -> int:
+    """A log file opened for appending (a descriptor), never through a symlink; ``private``:
+    created 0600 in a folder created 0700 (an older, wider file is narrowed)."""
+    path.parent.mkdir(mode=0o700 if private else 0o777, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW,
+                 0o600 if private else 0o666)
+    if private:
+        os.fchmod(fd, 0o600)
+    return fd
+
+
 class Launches:
     """Sweeps this bot started, each ``python -m runner ...`` in its own process group."""
 
     def __init__(self, workdir: Path, log_dir: Path, max_running: int,
                  policy: ChatPolicy | None = None, max_runs: int = 500,
-                 hidden_env: tuple[str, ...] = ()) -> None:
+                 hidden_env: tuple[str, ...] = (), private: bool = True) -> None:
         self.workdir, self.log_dir, self.max_running = workdir, log_dir, max_running
         self.policy = policy or ChatPolicy()
         self.max_runs = max_runs
         self.hidden_env = hidden_env  # e.g. the bot's token: launched sweeps never see it
+        self.private = private
         self.items: list[Launched] = []
 
     def running(self) -> list[Launched]:
@@ -63,6 +75,11 @@ class Launches:
                 conf_dir if conf_dir.is_dir() else None) as comp:
             plan = expand(comp, args, limits=limits)
             self.policy.check(comp, args, plan)
+        target = self.workdir / str(plan.execution["runner"].get("output_dir") or "outputs") \
+            / plan.name
+        if target.is_symlink():  # a link planted in a shared outputs folder: never followed
+            raise ConfigError(f"runner.name={plan.name}: {target} is a symbolic link; runner "
+                              "never writes a sweep through one")
         check_execution(plan.execution, plan.sources)
         configs = [r.config for r in plan.runs]
         if plan.template is not None:
@@ -89,12 +106,11 @@ class Launches:
         if len(self.running()) >= self.max_running:
             raise ConfigError(f"{self.max_running} sweeps started from chat are still running "
                               "(bot.max_launches); wait for one to finish")
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{name[:60]}.log"
         # a wandb service the bot started (source:wandb) is the bot's own: runs start theirs
         hidden = {"WANDB_SERVICE", *self.hidden_env}
         env = {k: v for k, v in os.environ.items() if k not in hidden}
-        with open(log, "ab") as out:
+        with open(open_log(log, self.private), "ab") as out:
             proc = subprocess.Popen([sys.executable, "-m", "runner", *argv], cwd=self.workdir,
                                     env=env, stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)

@@ -25,7 +25,7 @@ from runner import queries
 from runner.errors import RunnerError, StateError
 from runner.integrations.discord_bot.chat_policy import ChatPolicy, parse_chat_overrides
 from runner.integrations.discord_bot.config import BotConf
-from runner.integrations.discord_bot.launches import Launches
+from runner.integrations.discord_bot.launches import Launches, open_log
 from runner.integrations.discord_bot.messages import (
     MAX_PLOT_RUNS,
     Reply,
@@ -72,25 +72,29 @@ class BotLogic:
         self.outputs = [(self.workdir / o).resolve() for o in conf.outputs]
         self.log_dir = (self.workdir / conf.log_dir).resolve()
         self.clock = clock
-        self.subscriptions = SubscriptionStore(self.workdir / conf.state_file, clock)
+        self.subscriptions = SubscriptionStore(self.workdir / conf.state_file, clock,
+                                               private=conf.private_files)
         self.launches = Launches(self.workdir, self.log_dir / "launches", conf.max_launches,
                                  ChatPolicy(list(conf.chat_keys), list(conf.tasks)),
-                                 conf.max_runs, hidden_env=(conf.token_env,))
+                                 conf.max_runs, hidden_env=(conf.token_env,),
+                                 private=conf.private_files)
         self._audit_lock = threading.Lock()
         self.wandb = WandbCommands(WandbSource(conf.wandb_key_env, conf.wandb_timeout_s,
                                                conf.wandb_cache_s), conf.wandb_project,
                                    conf.wandb_projects)
-        self.watcher = Watcher(WatchStore(self.workdir / conf.watch_file), self.wandb.source,
+        self.watcher = Watcher(WatchStore(self.workdir / conf.watch_file, conf.private_files),
+                               self.wandb.source,
                                conf.watch_s, conf.watch_digest, clock)
 
     # ------------------------------------------------------------------ safety
 
     def audit(self, line: str) -> None:
         """One line in bot.log (refusals, launches): who did what, when."""
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with self._audit_lock, open(self.log_dir / "bot.log", "a", encoding="utf-8") as f:
-            f.write(f"{stamp} {redact(line)}\n")
+        with self._audit_lock:
+            fd = open_log(self.log_dir / "bot.log", self.conf.private_files)
+            with open(fd, "a", encoding="utf-8") as f:
+                f.write(f"{stamp} {redact(line)}\n")
 
     def read_refusal(self, caller: Caller, command: str, log: bool = True) -> Reply | None:
         """None if ``caller`` may use a read-only ``command`` here; else the refusal (logged
@@ -133,7 +137,7 @@ class BotLogic:
     # ------------------------------------------------------------------ read-only commands
 
     def sweeps(self, limit: int = 15) -> Reply:
-        found = queries.list_sweeps(self.outputs, limit)
+        found = queries.list_sweeps(self.outputs, limit, contained=True)
         if not found:
             return Reply(f"no sweeps under {', '.join(map(str, self.outputs))}")
         states = ["COMPLETED", "RUNNING", "CRASHED", "INTERRUPTED", "PRUNED", "UNHATCHED"]
@@ -152,7 +156,7 @@ class BotLogic:
             return self.wandb.runs(sweep, state, top, sort, mode, filters)
         if filters:
             raise StateError("filters: are WandB's run filters; give source:wandb as well")
-        store = queries.find_sweep(self.outputs, sweep)
+        store = queries.find_sweep(self.outputs, sweep, contained=True)
         mode = mode_for(sort, mode) if sort else "min"
         rows = queries.select_runs(store, state, sort, mode, top)
         varying = list(store.manifest.get("varying", []))
@@ -176,11 +180,12 @@ class BotLogic:
         if "/" in run and not sweep:
             sweep, run = run.rsplit("/", 1)
         if sweep:
-            return queries.find_sweep(self.outputs, sweep), run
+            return queries.find_sweep(self.outputs, sweep, contained=True), run
         hits = []
         for path in queries.sweep_dirs(self.outputs):
             store = SweepStore(path)
             try:
+                queries.check_contained(path)
                 if any(r.id.startswith(run) for r in store.runs()):
                     hits.append(store)
             except StateError:
@@ -220,7 +225,7 @@ class BotLogic:
             return self.wandb.plot(sweep, runs, keys, spread, filters)
         if filters:
             raise StateError("filters: are WandB's run filters; give source:wandb as well")
-        store = queries.find_sweep(self.outputs, sweep)
+        store = queries.find_sweep(self.outputs, sweep, contained=True)
         wanted = comma_list(runs)
         metrics = plot_keys(keys)
         panels = []
@@ -268,7 +273,7 @@ class BotLogic:
         refused = self.refusal(caller, "resume")
         if refused:
             return refused
-        store = queries.find_sweep(self.outputs, sweep)
+        store = queries.find_sweep(self.outputs, sweep, contained=True)
         item = self.launches.start(["resume", str(store.root)], store.root.name,
                                    len(store.manifest["runs"]), caller.user_id)
         self.audit(f"RESUME by user {caller.user_id} ({caller.name}): {store.root}, "
@@ -279,7 +284,7 @@ class BotLogic:
         refused = self.refusal(caller, "cancel")
         if refused:
             return refused
-        store = queries.find_sweep(self.outputs, sweep)
+        store = queries.find_sweep(self.outputs, sweep, contained=True)
         self.audit(f"CANCEL by user {caller.user_id} ({caller.name}): {store.root}")
         proc = subprocess.run([sys.executable, "-m", "runner", "cancel", str(store.root)],
                               cwd=self.workdir, capture_output=True, text=True, timeout=180)
@@ -416,7 +421,8 @@ class BotLogic:
             names = self.wandb.key_names(sweep)
         else:
             try:
-                names = queries.metric_names(queries.find_sweep(self.outputs, sweep))
+                names = queries.metric_names(
+                    queries.find_sweep(self.outputs, sweep, contained=True))
             except RunnerError:
                 return []
         done, _, last = typed.rpartition(",")
@@ -427,7 +433,7 @@ class BotLogic:
         if source == "wandb":
             return self.wandb.complete_runs(sweep, typed)
         try:
-            store = queries.find_sweep(self.outputs, sweep)
+            store = queries.find_sweep(self.outputs, sweep, contained=True)
         except RunnerError:
             return []
         return [r.id for r in store.runs() if r.id.startswith(typed)][:25]

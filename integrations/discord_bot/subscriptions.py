@@ -27,9 +27,11 @@ class Subscription:
 
 
 class SubscriptionStore:
-    def __init__(self, path: Path | str, clock: Callable[[], float]) -> None:
+    def __init__(self, path: Path | str, clock: Callable[[], float],
+                 private: bool = True) -> None:
         self.path = Path(path)
         self.clock = clock
+        self.private = private  # 0600: who subscribed to what is the bot's business
         self._lock = threading.Lock()
         self.items: list[Subscription] = self._load()
 
@@ -43,8 +45,10 @@ class SubscriptionStore:
         return [Subscription(**item) for item in data.get("subscriptions", [])]
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.path, {"subscriptions": [asdict(s) for s in self.items]})
+        self.path.parent.mkdir(mode=0o700 if self.private else 0o777, parents=True,
+                               exist_ok=True)
+        write_json_atomic(self.path, {"subscriptions": [asdict(s) for s in self.items]},
+                          private=self.private)
 
     def add(self, channel_id: int, every_min: float, what: str, user_id: int) -> Subscription:
         with self._lock:

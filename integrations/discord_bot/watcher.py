@@ -70,8 +70,9 @@ def _iso_minus(stamp: str, seconds: int) -> str:
 class WatchStore:
     """The watches of every channel, in one JSON file replaced atomically."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, private: bool = True) -> None:
         self.path = Path(path)
+        self.private = private  # 0600
         self.lock = threading.RLock()
         self.items: list[Watch] = self._load()
 
@@ -86,8 +87,10 @@ class WatchStore:
 
     def save(self) -> None:
         with self.lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(self.path, {"watches": [asdict(w) for w in self.items]})
+            self.path.parent.mkdir(mode=0o700 if self.private else 0o777, parents=True,
+                                   exist_ok=True)
+            write_json_atomic(self.path, {"watches": [asdict(w) for w in self.items]},
+                              private=self.private)
 
     def of_channel(self, channel_id: int) -> list[Watch]:
         return [w for w in self.items if w.channel_id == channel_id]

@@ -8,9 +8,10 @@ config from the run's ``config.yaml`` and ``hydra.json``, the task function from
 the sweep recorded (a script is loaded as ``__mp_main__``, as multiprocessing does, so its
 ``if __name__ == "__main__":`` block does not run again).
 
-The job's outcome is kept in the run directory (``hydra_return.pkl``: status, return value or
+The job's outcome is kept in the run directory (``hydra_return.json``: status, return value or
 exception, working directory), written before the run is recorded COMPLETED, so every later
-invocation can hand Hydra the same ``JobReturn`` without running the job again.
+invocation can hand Hydra the same ``JobReturn`` without running the job again. It is JSON,
+never a pickle (``returns``): whoever can write a run folder cannot make a resume run code.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import importlib
 import importlib.util
 import json
 import os
-import pickle
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,12 +29,12 @@ from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, flag_override, open_dict
 
 import runner
-from runner.atomic import write_bytes_atomic
+from runner.atomic import write_json_atomic
 from runner.configfile import load_run_config
-from runner.secrets import find_secret, redact
+from runner.hydra_plugin import returns
 
 HYDRA_FILE = "hydra.json"  # the job's Hydra node (JSON: a tenth of YAML's cost to write)
-RETURN_FILE = "hydra_return.pkl"
+RETURN_FILE = "hydra_return.json"
 
 # what a run forked from the app's process inherits (set by launch() before the runs fork)
 STATE: dict[str, Any] = {"task": None, "context": None, "configs": {}}
@@ -115,20 +115,12 @@ def _keep(run_dir: Path, ret: JobReturn, attempt: int) -> None:
     value = ret._return_value
     output_dir = OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir") \
         if ret.hydra_cfg is not None else None
-    record = {"attempt": attempt, "status": ret.status.name, "value": value,
+    record = {"attempt": attempt, "status": ret.status.name, "value": returns.encode(value),
               "working_dir": ret.working_dir, "task_name": ret.task_name,
               "output_dir": output_dir}
-    try:
-        if find_secret(repr(value)):
-            raise ValueError("holds a secret")
-        data = pickle.dumps(record)
-    except Exception:  # unpicklable, or it would write a secret: its text, redacted
-        record["value"] = (RuntimeError(redact(f"{type(value).__name__}: {value}"))
-                           if isinstance(value, BaseException) else redact(repr(value)))
-        data = pickle.dumps(record)
     # not fsynced: the COMPLETED FLAG written next is; a power cut that loses this file leaves
-    # the job its summary (job_return falls back to it)
-    write_bytes_atomic(run_dir / RETURN_FILE, data, durable=False)
+    # the job its summary (job_return falls back to it). Private: a return value is user data.
+    write_json_atomic(run_dir / RETURN_FILE, record, durable=False, private=True)
 
 
 def job_return(ref: Any, cfg: DictConfig, detached: bool) -> JobReturn:
@@ -147,8 +139,9 @@ def job_return(ref: Any, cfg: DictConfig, detached: bool) -> JobReturn:
     record = None
     if path.is_file():
         try:
-            record = pickle.loads(path.read_bytes())
-        except Exception:
+            record = json.loads(path.read_text())
+            record["value"] = returns.decode(record["value"])
+        except Exception:  # (torn by hand, or not ours: the summary stands in)
             record = None
     ended = row.record.attempt if row.record is not None else None
     if record is not None and record.get("attempt") == ended and row.state in (

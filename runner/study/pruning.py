@@ -95,7 +95,7 @@ class Judge:
 
 def _append(path: Path, record: dict[str, Any]) -> None:
     """One line, flushed to disk before the decision takes effect."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
     try:
         size = os.fstat(fd).st_size
         torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"  # a kill mid-line before us

@@ -30,7 +30,7 @@ from runner.study.space import from_json
 
 @contextmanager
 def study_lock(store: SweepStore) -> Iterator[None]:
-    fd = os.open(store.root / ".study.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(store.root / ".study.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
