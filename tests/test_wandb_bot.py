@@ -514,3 +514,113 @@ def test_only_the_configured_wandb_projects_are_read(local: Project,
         with pytest.raises(StateError, match=refused.replace("(", r"\(").replace(")", r"\)")):
             attempt()
     assert not wandb_env.operations("Run") and len(wandb_env.operations("Runs")) == 1
+
+
+# ---------------------------------------------------------------------- bounded WandB work
+
+
+def test_wandb_work_past_its_deadline_frees_its_worker_and_is_capped(
+        local: Project, wandb_env: FakeWandb, tmp_path: Path) -> None:
+    """A long history scan that misses its deadline stops at its next page; a user's and a
+    channel's concurrent WandB work is capped; watches poll in a lane of their own, so slow
+    commands never make a watch declare WandB down."""
+    import threading
+
+    from runner.integrations.discord_bot.wandb_source import CALLER
+
+    wandb_env.runs.append(curve_run("long", 0.1, 0, steps=20_000))
+    logic = BotLogic(conf_for(local, wandb_timeout_s=1.0,
+                              watch_file=str(tmp_path / "watches.json")))
+    source = logic.wandb.source
+    long_run = source.run("lab/mnist/idlong")
+    wandb_env.delay_s = 0.3  # every page of the scan: 20 pages, 6 s in all
+
+    def as_user(user: int, channel: int, fn: Any) -> Any:
+        token = CALLER.set((user, channel))
+        try:
+            return fn()
+        finally:
+            CALLER.reset(token)
+
+    started = time.monotonic()
+    with pytest.raises(StateError, match="did not answer .* within 1 s"):
+        as_user(1, 10, lambda: source.history(long_run, "loss"))
+    assert time.monotonic() - started < 1.5
+    deadline = time.monotonic() + 3
+    while source.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert source.running == 0  # the scan stopped at its next page, its worker is free
+
+    # four slow scans (two users, two each) fill the commands lane; a third of one user's
+    # and a fifth in one channel are refused at once
+    results: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def scan(user: int, key: str) -> None:
+        barrier.wait()
+        try:
+            as_user(user, 10, lambda: source.history(long_run, key))
+        except StateError as exc:
+            results.append(str(exc))
+
+    threads = [threading.Thread(target=scan, args=(u, k))
+               for u, k in ((1, "loss"), (1, "val/acc"), (2, "loss"), (2, "val/acc"))]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+    with pytest.raises(StateError, match="bot.wandb_per_user"):
+        as_user(1, 11, lambda: source.history(long_run, "x"))
+    with pytest.raises(StateError, match="bot.wandb_per_channel"):
+        as_user(3, 10, lambda: source.history(long_run, "x"))
+    watch, _, _ = logic.watcher.add(CHANNEL, "lab/mnist", None, 1, 5)
+    watch.next_poll = 0
+    logic.watcher.poll(watch)  # the commands lane is full: the watch's own lane answers
+    assert not watch.down and watch.failures == 0
+    for t in threads:
+        t.join()
+    assert len(results) == 4 and all("did not answer" in r for r in results)
+
+
+def test_rights_are_checked_each_time_a_subscription_or_a_watch_runs(
+        local: Project, wandb_env: FakeWandb, tmp_path: Path) -> None:
+    """A creator taken out of bot.allowed_users, a project out of bot.wandb_projects (the
+    bot restarted with new settings): their subscriptions and watches pause, say so once,
+    read nothing with the host's key, and go on once the rights are back."""
+    from discord_harness import ALLOWED_USER
+
+    clock = FakeClock()
+    files = {"watch_file": str(tmp_path / "w.json"), "state_file": str(tmp_path / "s.json")}
+    conf = conf_for(local, wandb_project="lab/mnist", **files)
+    logic = BotLogic(conf, clock=clock)
+    caller = Caller(ALLOWED_USER, CHANNEL)
+    logic.subscribe(caller, 1, "runs sweep:lab/mnist source:wandb")
+    logic.watch(caller, "lab/mnist")
+
+    def reports() -> list[str]:
+        clock.now += 61
+        return [reply.text for _, reply in logic.due_reports()]
+
+    assert "lab/mnist" in reports()[0]
+    conf.allowed_users.remove(ALLOWED_USER)
+    queries = len(wandb_env.operations("Runs"))
+    (paused,) = reports()
+    assert "paused" in paused and "bot.allowed_users" in paused
+    assert reports() == [] and len(wandb_env.operations("Runs")) == queries
+    conf.allowed_users.append(ALLOWED_USER)
+    assert "lab/mnist" in reports()[0]
+
+    # restarted with lab/mnist no longer readable: the watch pauses, once
+    later = BotLogic(conf_for(local, wandb_projects=["other/*"], **files), clock=clock)
+    (watch,) = later.watcher.store.items
+    queries = len(wandb_env.operations("Runs"))
+    for _ in range(2):
+        clock.now += 120
+        later.watcher.poll(watch)
+    assert [p["kind"] for p in watch.outbox] == ["paused"]
+    assert "bot.wandb_projects" in later.watcher.render(watch, watch.outbox[0]).text
+    assert len(wandb_env.operations("Runs")) == queries
+    again = BotLogic(conf_for(local, **files), clock=clock)
+    (watch,) = again.watcher.store.items
+    clock.now += 120
+    again.watcher.poll(watch)
+    assert [p["kind"] for p in watch.outbox] == ["paused", "resumed"] and not watch.paused

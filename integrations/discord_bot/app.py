@@ -22,6 +22,7 @@ from discord import app_commands
 from runner.errors import RunnerError
 from runner.integrations.discord_bot.logic import BotLogic, Caller, Reply
 from runner.integrations.discord_bot.messages import plan_messages
+from runner.integrations.discord_bot.wandb_source import CALLER
 from runner.integrations.mentions import no_pings
 from runner.secrets import redact
 
@@ -167,6 +168,8 @@ class RunnerBot(discord.Client):
                      work: Callable[[], Reply], ephemeral: bool = False) -> None:
         """Acknowledge now, work in a thread, follow up (errors as clear messages)."""
         await interaction.response.defer(thinking=True, ephemeral=ephemeral)
+        caller = _caller(interaction)
+        who = CALLER.set((caller.user_id, caller.channel_id))  # (copied into the thread)
         try:
             reply = await asyncio.to_thread(work)
         except asyncio.CancelledError:
@@ -176,6 +179,8 @@ class RunnerBot(discord.Client):
         except BaseException as exc:  # SystemExit or KeyboardInterrupt too: the bot goes on
             log.error("command failed: %s", redact("".join(traceback.format_exception(exc))))
             reply = Reply(f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            CALLER.reset(who)
         await deliver(interaction.followup.send, reply)
 
     async def read(self, interaction: discord.Interaction, command: str,

@@ -28,6 +28,9 @@ class BotConf:
     wandb_public: bool = False  # false: source:wandb needs a user allowed to steer
     wandb_timeout_s: float = field(default=20.0, metadata={"min": 1.0})  # per WandB query
     wandb_cache_s: float = field(default=30.0, metadata={"min": 0.0})  # answers reused this long
+    # WandB queries of one user / one channel running at once, at most
+    wandb_per_user: int = field(default=2, metadata={"min": 1})
+    wandb_per_channel: int = field(default=4, metadata={"min": 1})
     watch_file: str = "outputs/.discord-bot/watches.json"  # /watch: projects, cursors, outbox
     watch_s: float = field(default=60.0, metadata={"min": 1.0})  # how often a watch polls WandB
     watch_digest: int = field(default=5, metadata={"min": 1})  # more changes at once: one digest

@@ -80,11 +80,14 @@ class BotLogic:
                                  private=conf.private_files)
         self._audit_lock = threading.Lock()
         self.wandb = WandbCommands(WandbSource(conf.wandb_key_env, conf.wandb_timeout_s,
-                                               conf.wandb_cache_s), conf.wandb_project,
+                                               conf.wandb_cache_s,
+                                               per_user=conf.wandb_per_user,
+                                               per_channel=conf.wandb_per_channel),
+                                   conf.wandb_project,
                                    conf.wandb_projects)
         self.watcher = Watcher(WatchStore(self.workdir / conf.watch_file, conf.private_files),
-                               self.wandb.source,
-                               conf.watch_s, conf.watch_digest, clock)
+                               self.wandb.source, conf.watch_s, conf.watch_digest, clock,
+                               permit=self._watch_permit)
 
     # ------------------------------------------------------------------ safety
 
@@ -121,6 +124,23 @@ class BotLogic:
         if caller.channel_id not in self.conf.channels:
             return f"/{command} is not allowed in this channel (bot.channels)"
         return None
+
+    def rights_now(self, user_id: int, roles: list[int], channel_id: int, command: str
+                   ) -> str | None:
+        """Why the creator of a subscription or a watch may no longer have it run, or None:
+        checked each time it runs, against the settings of now (their roles as they were when
+        they made it: a role taken away in Discord is not seen, one taken out of
+        bot.allowed_roles is)."""
+        return self.refusal_reason(Caller(user_id, channel_id, tuple(roles)), command)
+
+    def _watch_permit(self, watch: Any) -> str | None:
+        why = self.rights_now(watch.created_by, watch.created_roles, watch.channel_id, "watch")
+        if why is None:
+            try:
+                self.wandb.project(watch.project)
+            except RunnerError as exc:
+                return str(exc)
+        return None if why is None else f"its creator (user {watch.created_by}): {why}"
 
     def refusal(self, caller: Caller, command: str) -> Reply | None:
         """None if ``caller`` may run a steering ``command`` here; else the refusal (logged)."""
@@ -304,7 +324,8 @@ class BotLogic:
                              "/unsubscribe one first")
         for part in self._parts(what):  # check the commands now, not at the first report
             self._parse_command(part)
-        sub = self.subscriptions.add(caller.channel_id, every_min, what, caller.user_id)
+        sub = self.subscriptions.add(caller.channel_id, every_min, what, caller.user_id,
+                                     caller.role_ids)
         self.audit(f"SUBSCRIBE by user {caller.user_id}: channel {caller.channel_id} every "
                    f"{every_min:g} min: {what}")
         return Reply(f"subscribed (id {sub.id}): every {every_min:g} min this channel gets "
@@ -326,7 +347,8 @@ class BotLogic:
             return refused
         project = self.wandb.project(project)
         watch, total, running = self.watcher.add(caller.channel_id, project, metric,
-                                                 caller.user_id, self.conf.max_watches)
+                                                 caller.user_id, self.conf.max_watches,
+                                                 caller.role_ids)
         self.audit(f"WATCH by user {caller.user_id}: channel {caller.channel_id}: {project}"
                    + (f" metric {metric}" if metric else ""))
         return Reply(f"watching WandB **{project}** (id {watch.id}): {total} run(s) there now, "
@@ -403,7 +425,23 @@ class BotLogic:
         return Reply(text, [f for r in replies for f in r.files])
 
     def due_reports(self) -> list[tuple[int, Reply]]:
-        return [(sub.channel_id, self.report(sub)) for sub in self.subscriptions.take_due()]
+        """The reports due now. Rights are checked when used: a subscription whose creator
+        may no longer subscribe here pauses (said once) and goes on once they may again."""
+        out = []
+        for sub in self.subscriptions.take_due():
+            why = self.rights_now(sub.created_by, sub.created_roles, sub.channel_id,
+                                  "subscribe")
+            if why is not None:
+                if not sub.paused:
+                    self.subscriptions.set_paused(sub, why)
+                    out.append((sub.channel_id, Reply(
+                        f"⏸ subscription {sub.id} paused: its creator (user {sub.created_by}) "
+                        f"may no longer subscribe here: {why}")))
+                continue
+            if sub.paused:
+                self.subscriptions.set_paused(sub, "")
+            out.append((sub.channel_id, self.report(sub)))
+        return out
 
     # ------------------------------------------------------------------ autocompletion
 

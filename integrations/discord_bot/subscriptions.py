@@ -10,7 +10,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from runner.atomic import write_json_atomic
@@ -24,6 +24,8 @@ class Subscription:
     what: str  # read-only commands, ';'-separated, e.g. "sweeps; runs sweep:mnist top:5"
     created_by: int
     next_due: float
+    created_roles: list[int] = field(default_factory=list)  # the creator's roles back then
+    paused: str = ""  # why it stopped (its creator lost the right to subscribe here)
 
 
 class SubscriptionStore:
@@ -50,10 +52,11 @@ class SubscriptionStore:
         write_json_atomic(self.path, {"subscriptions": [asdict(s) for s in self.items]},
                           private=self.private)
 
-    def add(self, channel_id: int, every_min: float, what: str, user_id: int) -> Subscription:
+    def add(self, channel_id: int, every_min: float, what: str, user_id: int,
+            roles: tuple[int, ...] = ()) -> Subscription:
         with self._lock:
             sub = Subscription(uuid.uuid4().hex[:6], channel_id, every_min, what, user_id,
-                               self.clock() + every_min * 60)
+                               self.clock() + every_min * 60, list(roles))
             self.items.append(sub)
             self._save()
             return sub
@@ -82,3 +85,8 @@ class SubscriptionStore:
 
     def of_channel(self, channel_id: int) -> list[Subscription]:
         return [s for s in self.items if s.channel_id == channel_id]
+
+    def set_paused(self, sub: Subscription, why: str) -> None:
+        with self._lock:
+            sub.paused = why
+            self._save()

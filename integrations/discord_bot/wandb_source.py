@@ -8,17 +8,25 @@ project is one paginated query for up to 100 runs (WandB's full run fragment, so
 configs come in the same answer instead of one query per run). A key's history is read with
 WandB's history scan, one key at a time, so a key logged every N steps is neither thinned out nor
 dropped by the rows of another key.
+
+WandB work is bounded: a query past its deadline stops at its next row or page (it checks the
+deadline as it reads), so it never keeps holding a worker; a command's queries are capped per
+user and per channel while they run (``bot.wandb_per_user``, ``bot.wandb_per_channel``; who asks
+comes from ``CALLER``, which the transport sets around a command's work); and watches query in a
+lane of their own, so a watch's health is judged by its own queries only.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
+import math
 import os
 import re
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -38,6 +46,30 @@ PROJECT = re.compile(r"[\w.-]+/[\w.-]+")
 STATE_NAMES = {"COMPLETED": ["finished"], "RUNNING": ["running"],
                "CRASHED": ["crashed", "failed"], "INTERRUPTED": ["killed", "preempted"]}
 WANDB_STATES = ("running", "finished", "crashed", "failed", "killed", "preempted", "pending")
+
+
+# (user id, channel id) of the command whose work runs in this context; None: the bot's own
+CALLER: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar(
+    "wandb_caller", default=None)
+_DEADLINE: contextvars.ContextVar[float] = contextvars.ContextVar("wandb_deadline",
+                                                                  default=math.inf)
+LANES = {"commands": 4, "watches": 2}  # worker threads of each lane
+
+
+class _Expired(Exception):
+    """The query's deadline passed: it stops where it is."""
+
+
+def check_deadline() -> None:
+    if time.monotonic() > _DEADLINE.get():
+        raise _Expired()
+
+
+def until_deadline(items: Iterable[T]) -> Iterator[T]:
+    """``items`` (a paginated WandB iterator), stopping once the query's deadline passed."""
+    for item in items:
+        check_deadline()
+        yield item
 
 
 @dataclass(frozen=True)
@@ -128,15 +160,21 @@ def parse_filters(text: str | None) -> dict[str, Any] | None:
 
 class WandbSource:
     def __init__(self, key_env: str = "WANDB_API_KEY", timeout_s: float = 20.0,
-                 cache_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 cache_s: float = 30.0, clock: Callable[[], float] = time.monotonic,
+                 per_user: int = 2, per_channel: int = 4) -> None:
         self.key_env = key_env
         self.timeout_s = timeout_s
         self.cache_s = cache_s
         self.clock = clock
+        self.per_user, self.per_channel = per_user, per_channel
         self._api: Any = None
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[Any, ...], tuple[float, Any]] = OrderedDict()
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wandb-query")
+        self._pools = {lane: ThreadPoolExecutor(max_workers=n,
+                                                thread_name_prefix=f"wandb-{lane}")
+                       for lane, n in LANES.items()}
+        self._busy: Counter[tuple[str, int]] = Counter()  # queries still running per user/channel
+        self.running = 0  # queries holding a worker now (tests read it)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -157,15 +195,59 @@ class WandbSource:
                 self._api = wandb.Api(api_key=key, timeout=max(int(self.timeout_s), 1))
             return self._api
 
-    def call(self, what: str, fn: Callable[[Any], T], timeout_s: float | None = None) -> T:
-        """``fn(api)`` in a worker thread; WandB's errors and a missed deadline as one clear
-        line (the key never in it)."""
+    def _take(self, who: tuple[int, int] | None) -> list[tuple[str, int]]:
+        """Count a query against its user and channel; refused past their caps."""
+        if who is None:
+            return []
+        slots = [("user", who[0]), ("channel", who[1])]
+        with self._lock:
+            if self._busy[slots[0]] >= self.per_user:
+                raise StateError(f"you have {self.per_user} WandB queries still running "
+                                 "(bot.wandb_per_user); wait for them to end")
+            if self._busy[slots[1]] >= self.per_channel:
+                raise StateError(f"this channel has {self.per_channel} WandB queries still "
+                                 "running (bot.wandb_per_channel); wait for them to end")
+            self._busy.update(slots)
+        return slots
+
+    def _give(self, slots: list[tuple[str, int]]) -> None:
+        with self._lock:
+            self._busy.subtract(slots)
+            self._busy += Counter()  # (drops zeros)
+
+    def call(self, what: str, fn: Callable[[Any], T], timeout_s: float | None = None,
+             lane: str = "commands") -> T:
+        """``fn(api)`` in a worker thread of ``lane``; WandB's errors and a missed deadline as
+        one clear line (the key never in it). Past its deadline the query stops at its next
+        row or page and frees its worker; its user's and channel's slots are taken until then.
+        """
         self._key()
         deadline = self.timeout_s if timeout_s is None else timeout_s
-        future = self._pool.submit(lambda: fn(self._make_api()))
+        slots = self._take(CALLER.get())
+        end = time.monotonic() + deadline
+
+        def work() -> T:
+            token = _DEADLINE.set(end)
+            with self._lock:
+                self.running += 1
+            try:
+                check_deadline()  # (waited in the queue past its deadline: never starts)
+                return fn(self._make_api())
+            finally:
+                with self._lock:
+                    self.running -= 1
+                _DEADLINE.reset(token)
+
+        try:
+            future = self._pools[lane].submit(work)
+        except BaseException:
+            self._give(slots)
+            raise
+        future.add_done_callback(lambda _: self._give(slots))
         try:
             return future.result(timeout=deadline)
-        except FutureTimeout:
+        except (FutureTimeout, _Expired):
+            future.cancel()
             raise StateError(f"WandB did not answer {what} within {deadline:g} s; "
                              "try again later") from None
         except StateError:
@@ -176,14 +258,14 @@ class WandbSource:
             raise StateError(f"WandB could not answer {what}: {msg}") from None
 
     def cached(self, key: tuple[Any, ...], what: str, fn: Callable[[Any], T],
-               timeout_s: float | None = None) -> T:
+               timeout_s: float | None = None, lane: str = "commands") -> T:
         now = self.clock()
         with self._lock:
             hit = self._cache.get(key)
             if hit and now - hit[0] < self.cache_s:
                 self._cache.move_to_end(key)
                 return hit[1]
-        value = self.call(what, fn, timeout_s)
+        value = self.call(what, fn, timeout_s, lane)
         with self._lock:
             self._cache[key] = (self.clock(), value)
             while len(self._cache) > 64:
@@ -194,7 +276,8 @@ class WandbSource:
 
     def runs(self, project: str, filters: dict[str, Any] | None = None,
              order: str = "-created_at", top: int = 25, fresh: bool = False,
-             timeout_s: float | None = None, what: str = "") -> list[WRun]:
+             timeout_s: float | None = None, what: str = "", lane: str = "commands"
+             ) -> list[WRun]:
         """Runs of ``entity/project`` matching WandB's ``filters``, in WandB's ``order``, at
         most ``top`` (one query per 100)."""
         check_project(project)
@@ -204,7 +287,7 @@ class WandbSource:
             found = api.runs(project, filters=filters or None, order=order,
                              per_page=min(top, PAGE), lazy=False)
             out = []
-            for run in found:
+            for run in until_deadline(found):
                 out.append(_wrun(run))
                 if len(out) >= top:
                     break
@@ -213,8 +296,8 @@ class WandbSource:
         key = ("runs", project, json.dumps(filters, sort_keys=True), order, top)
         what = what or f"for the runs of {project}"
         if fresh:
-            return self.call(what, query, timeout_s)
-        return self.cached(key, what, query, timeout_s)
+            return self.call(what, query, timeout_s, lane)
+        return self.cached(key, what, query, timeout_s, lane)
 
     def run(self, ref: str, project: str | None = None) -> WRun:
         """A run by ``entity/project/run_id``, or by id or display name within ``project``."""
@@ -246,7 +329,7 @@ class WandbSource:
             handle = api.run(run.path)
             # wandb.log({"val": {"acc": x}}) is kept as "val.acc"; listings show it as val/acc
             for name in dict.fromkeys([key, key.replace("/", ".")]):
-                for row in handle.scan_history(keys=[name], page_size=1000):
+                for row in until_deadline(handle.scan_history(keys=[name], page_size=1000)):
                     value = row.get(name)
                     if isinstance(value, bool) or not isinstance(value, int | float):
                         continue
@@ -260,4 +343,5 @@ class WandbSource:
                            f"for the history of {key} in {run.path}", query)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)

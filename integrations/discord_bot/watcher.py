@@ -55,6 +55,8 @@ class Watch:
     failures: int = 0
     down: bool = False  # WandB did not answer; said so once
     next_poll: float = 0.0
+    created_roles: list[int] = field(default_factory=list)  # the creator's roles back then
+    paused: str = ""  # why it stopped polling (its creator or its project lost its rights)
 
 
 def _iso_minus(stamp: str, seconds: int) -> str:
@@ -98,9 +100,11 @@ class WatchStore:
 
 class Watcher:
     def __init__(self, store: WatchStore, source: WandbSource, every_s: float = 60.0,
-                 digest_after: int = 5, clock: Callable[[], float] = time.time) -> None:
+                 digest_after: int = 5, clock: Callable[[], float] = time.time,
+                 permit: Callable[[Watch], str | None] = lambda watch: None) -> None:
         self.store = store
         self.source = source
+        self.permit = permit  # why a watch may not poll now (its creator's rights), or None
         self.every_s = every_s
         self.digest_after = digest_after
         self.clock = clock
@@ -108,7 +112,7 @@ class Watcher:
     # ------------------------------------------------------------------ commands
 
     def add(self, channel_id: int, project: str, metric: str | None, user_id: int,
-            max_watches: int) -> tuple[Watch, int, int]:
+            max_watches: int, roles: tuple[int, ...] = ()) -> tuple[Watch, int, int]:
         """A new watch, after a first look at the project (nothing posted for what is there
         already): (watch, runs seen, of them running)."""
         check_project(project)
@@ -119,7 +123,8 @@ class Watcher:
             if len(mine) >= max_watches:
                 raise StateError(f"this channel has {max_watches} watches already; "
                                  "/unwatch one first")
-        watch = Watch(uuid.uuid4().hex[:6], channel_id, project, metric or None, user_id)
+        watch = Watch(uuid.uuid4().hex[:6], channel_id, project, metric or None, user_id,
+                      created_roles=list(roles))
         runs = self._changed(watch)  # raises if WandB does not answer: nothing is saved
         for run in runs:
             watch.seen[run.id] = [run.state, run.heartbeat_at]
@@ -144,7 +149,8 @@ class Watcher:
         """Runs whose heartbeat moved since the cursor (a little overlap), oldest first."""
         flt = ({"heartbeatAt": {"$gt": _iso_minus(watch.cursor, OVERLAP_S)}}
                if watch.cursor else None)
-        return self.source.runs(watch.project, flt, "+heartbeat_at", MAX_PER_POLL, fresh=True)
+        return self.source.runs(watch.project, flt, "+heartbeat_at", MAX_PER_POLL, fresh=True,
+                                lane="watches")
 
     def due(self) -> list[Watch]:
         now = self.clock()
@@ -155,6 +161,11 @@ class Watcher:
         """One look at WandB: what changed goes into the outbox, saved with the new cursor."""
         now = self.clock()
         if watch.next_poll > now:
+            return
+        if not self._permitted(watch):
+            with self.store.lock:
+                watch.next_poll = now + self.every_s
+                self.store.save()
             return
         try:
             runs = self._changed(watch)
@@ -199,6 +210,25 @@ class Watcher:
             watch.next_poll = now + self.every_s
             self.store.save()
 
+    def _permitted(self, watch: Watch) -> bool:
+        """Rights are checked when used: a watch whose creator or project lost them pauses
+        (said once in its channel) and goes on once they are back."""
+        why = self.permit(watch)
+        with self.store.lock:
+            if why and not watch.paused:
+                watch.paused = why
+                watch.outbox.append({"id": uuid.uuid4().hex[:8], "kind": "paused",
+                                     "text": f"⏸ watch {watch.id} of WandB {watch.project} "
+                                             f"paused: {why}"})
+                self.store.save()
+            elif not why and watch.paused:
+                watch.paused = ""
+                watch.outbox.append({"id": uuid.uuid4().hex[:8], "kind": "resumed",
+                                     "text": f"▶ watch {watch.id} of WandB {watch.project} "
+                                             "resumed"})
+                self.store.save()
+        return why is None
+
     def sent(self, watch: Watch, post_id: str) -> None:
         with self.store.lock:
             watch.outbox = [p for p in watch.outbox if p["id"] != post_id]
@@ -208,7 +238,7 @@ class Watcher:
 
     def render(self, watch: Watch, post: dict[str, Any]) -> Reply:
         """A post's message; a finished run's plot is drawn now (without it if WandB fails)."""
-        if post["kind"] in ("down", "up"):
+        if post["kind"] in ("down", "up", "paused", "resumed"):
             return Reply(post["text"])
         if post["kind"] == "digest":
             rows = [[c["name"], (c["from"] or "new") + " → " + c["state"],
