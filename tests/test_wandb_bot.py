@@ -17,6 +17,7 @@ from conftest import Project, png_size
 from discord_harness import (
     CHANNEL,
     OTHER_USER,
+    ROLE,
     FakeClock,
     answer,
     conf_for,
@@ -624,3 +625,26 @@ def test_rights_are_checked_each_time_a_subscription_or_a_watch_runs(
     clock.now += 120
     again.watcher.poll(watch)
     assert [p["kind"] for p in watch.outbox] == ["paused", "resumed"] and not watch.paused
+
+
+def test_a_watched_run_named_to_ping_pings_nobody(
+        local: Project, wandb_env: FakeWandb, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """Anyone who logs to a watched project names runs and tags; the post shows the name,
+    mentions broken, and says it mentions nobody (``running`` checks every message)."""
+    clock = FakeClock()
+    conf = conf_for(local, watch_file=str(tmp_path / "w.json"), watch_s=60.0)
+
+    async def scenario() -> str:
+        async with running(BotLogic(conf, clock), monkeypatch) as (fake, _):
+            _, token = await fake.slash("watch", project="lab/live")
+            await answer(fake, token)
+            run = live_run(wandb_env, "nitro", "running", 50)
+            run.name = f"@everyone free nitro <@&{ROLE}> @here"
+            clock.now += 60
+            (post,) = await posts(fake, 1)
+            return str(post.payload["content"])
+
+    text = run(scenario())
+    assert "@\u200beveryone free nitro" in text and f"<@\u200b&{ROLE}>" in text, text
+    assert "@\u200bhere" in text
