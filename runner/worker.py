@@ -254,9 +254,12 @@ def _redirect_output(paths: RunPaths) -> None:
     faulthandler.enable()  # a segfault leaves its Python traceback in stderr.log
 
 
-def _die_with_parent() -> None:
-    """Ask the kernel to SIGKILL this run if its parent dies (runner SIGKILLed: no orphans)."""
-    parent = os.getppid()
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL this process when ``parent`` (the process that forked or
+    spawned it, its pid taken *before* the fork) dies, then make sure it has not died already:
+    a parent killed between the fork and the request is never told of, so this process would
+    run on as an orphan. Checking against the pid from before the fork cannot miss it (after
+    the request, the kernel kills us; before it, the parent is no longer ``parent``)."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -283,9 +286,9 @@ def _cap_torch_threads() -> None:
 
 def child_main(run_dir: str, token: str, heartbeat_s: float, cwd: str,
                env: dict[str, str]) -> int:
-    """Entry point of a run process forked by the local launcher's fork server."""
+    """Entry point of a run process forked by the local launcher's fork server (which asked
+    the kernel to kill it with the server before it got here: ``die_with_parent``)."""
     os.setpgid(0, 0)  # its own process group: cancel() reaches the task's children too
-    _die_with_parent()
     os.environ.update(env)
     _apply_pinning()
     if cwd:
@@ -303,8 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--token", required=True)
     parser.add_argument("--heartbeat-s", type=float, default=10.0)
+    parser.add_argument("--parent-pid", type=int, default=None,
+                        help="the launcher's pid: this run dies with it")
     args = parser.parse_args(argv)
-    _die_with_parent()
+    die_with_parent(args.parent_pid if args.parent_pid is not None else os.getppid())
     _apply_pinning()
     paths = RunPaths(args.run_dir.resolve())
     _redirect_output(paths)

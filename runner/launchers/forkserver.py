@@ -51,7 +51,7 @@ class ForkServer:
         path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "runner.launchers.forkserver", str(theirs.fileno()),
-             json.dumps(preload)],
+             json.dumps(preload), str(os.getpid())],
             pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONPATH": path})
         theirs.close()
@@ -116,13 +116,14 @@ class _Forked:
 
     @classmethod
     def serve(cls, ours: socket.socket, theirs: socket.socket, preload: list[str]) -> _Forked:
+        launcher = os.getpid()
         pid = os.fork()
         if pid:
             return cls(pid)
         code = 0
         try:
             ours.close()
-            _serve(theirs.fileno(), preload)
+            _serve(theirs.fileno(), preload, launcher)
         except (BrokenPipeError, ConnectionResetError):
             pass
         except BaseException:
@@ -152,10 +153,10 @@ class _Forked:
 
 # ------------------------------------------------------------------ the server process
 
-def _serve(fd: int, preload: list[str]) -> None:
+def _serve(fd: int, preload: list[str], launcher: int) -> None:
     from runner import worker
 
-    worker._die_with_parent()
+    worker.die_with_parent(launcher)  # (the launcher's pid from before the server started)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launcher's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (a forked server: not the launcher's)
     for name in preload:
@@ -185,9 +186,10 @@ def _serve(fd: int, preload: list[str]) -> None:
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
                 request = json.loads(line)
+                server = os.getpid()
                 pid = os.fork()
                 if pid == 0:
-                    _child(sock, wake_r, wake_w, request["args"])
+                    _child(sock, wake_r, wake_w, request["args"], server)
                 children[pid] = request["key"]
                 sock.sendall(json.dumps({"key": request["key"], "pid": pid}).encode() + b"\n")
         while children:
@@ -200,8 +202,13 @@ def _serve(fd: int, preload: list[str]) -> None:
                 sock.sendall(json.dumps({"key": key, "code": code}).encode() + b"\n")
 
 
-def _child(sock: socket.socket, wake_r: int, wake_w: int, args: list[Any]) -> None:
-    """In the forked child: drop the server's plumbing, run the worker, never return."""
+def _child(sock: socket.socket, wake_r: int, wake_w: int, args: list[Any], server: int
+           ) -> None:
+    """In the forked child: die with the server (first of all: it may be dying now), drop the
+    server's plumbing, run the worker, never return."""
+    from runner import worker
+
+    worker.die_with_parent(server)
     code = 1
     try:
         signal.set_wakeup_fd(-1)
@@ -210,8 +217,6 @@ def _child(sock: socket.socket, wake_r: int, wake_w: int, args: list[Any]) -> No
         sock.close()
         os.close(wake_r)
         os.close(wake_w)
-        from runner import worker
-
         code = worker.child_main(*args)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
@@ -227,6 +232,6 @@ def _child(sock: socket.socket, wake_r: int, wake_w: int, args: list[Any]) -> No
 
 if __name__ == "__main__":
     try:
-        _serve(int(sys.argv[1]), json.loads(sys.argv[2]))
+        _serve(int(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3]))
     except (BrokenPipeError, ConnectionResetError):  # the launcher died first: nothing to say
         sys.exit(0)

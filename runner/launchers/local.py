@@ -110,7 +110,7 @@ class LocalLauncher(Launcher):
         if self.conf.start_method == "spawn":
             handle.popen = subprocess.Popen(
                 [sys.executable, "-m", "runner.worker", run.dir, "--token", lease.token,
-                 "--heartbeat-s", str(heartbeat)],
+                 "--heartbeat-s", str(heartbeat), "--parent-pid", str(os.getpid())],
                 cwd=self.cwd, env={**os.environ, **self.env_for(run)}, start_new_session=True,
                 stdin=subprocess.DEVNULL)
             handle.pid = handle.popen.pid

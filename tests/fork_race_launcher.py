@@ -1,0 +1,79 @@
+"""A launcher for the kill-around-fork tests (``test_orphans.py``): a real fork server whose runs'
+bodies only mark their start and end, killed at chosen moments around each fork.
+
+``python fork_race_launcher.py server MARKS TRIES SEED``: one launcher, TRIES fork servers in
+turn; each gets one run request and is SIGKILLed 0-3 ms later (before, during or after its
+fork); the kill times go to MARKS/kills.json.
+
+``python fork_race_launcher.py launcher MARKS KEY``: one fork server and one run request, then
+"sent" on stdout; the test SIGKILLs this process (the runner) at a moment of its choosing.
+
+A body writes ``<key>-start-<pid>`` holding the monotonic clock at its start, sleeps 1 s and
+writes ``<key>-end-<pid>``: a body that starts after its supervisor's kill, or ends at all, ran
+as an orphan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def mark(name: str) -> None:
+    """A marker holding the monotonic clock, renamed into place (never seen half-written)."""
+    marks = Path(os.environ["RACE_MARKS"])
+    tmp = marks / f".{name}"
+    tmp.write_text(repr(time.monotonic()))
+    os.rename(tmp, marks / name)
+
+
+def body(paths: Any, token: str, heartbeat_s: float = 0.0, **_: Any) -> int:
+    key = Path(paths.root).name
+    mark(f"{key}-start-{os.getpid()}")
+    time.sleep(1.0)
+    mark(f"{key}-end-{os.getpid()}")
+    return 0
+
+
+def main() -> None:
+    mode, marks = sys.argv[1], Path(sys.argv[2])
+    os.environ["RACE_MARKS"] = str(marks)
+    from runner import worker
+    from runner.launchers.forkserver import ForkServer
+
+    worker.execute = body  # type: ignore[assignment]  # (what child_main calls last)
+    runs = marks / "runs"
+
+    def request(server: ForkServer, key: str) -> None:
+        (runs / key).mkdir(parents=True, exist_ok=True)
+        server.start(key, [str(runs / key), "token", 1.0, "", {}])
+
+    if mode == "server":
+        tries, rng = int(sys.argv[3]), random.Random(int(sys.argv[4]))
+        kills = {}
+        for i in range(tries):
+            server = ForkServer([], fork=True)
+            request(server, f"s{i}")
+            end = time.monotonic() + rng.uniform(0, 0.003)
+            while time.monotonic() < end:
+                pass
+            os.kill(server.proc.pid, signal.SIGKILL)
+            kills[f"s{i}"] = time.monotonic()
+            server.proc.wait()
+            server.sock.close()
+        (marks / "kills.json").write_text(json.dumps(kills))
+        return
+    server = ForkServer([], fork=True)
+    request(server, sys.argv[3])
+    print("sent", flush=True)
+    time.sleep(30)
+
+
+if __name__ == "__main__":
+    main()
