@@ -1,12 +1,14 @@
 """A launcher for the kill-around-fork tests (``test_orphans.py``): a real fork server whose runs'
 bodies only mark their start and end, killed at chosen moments around each fork.
 
-``python fork_race_launcher.py server MARKS TRIES SEED``: one launcher, TRIES fork servers in
-turn; each gets one run request and is SIGKILLed 0-3 ms later (before, during or after its
-fork); the kill times go to MARKS/kills.json.
+``python fork_race_launcher.py server MARKS TRIES SEED [fork|exec]``: one launcher, TRIES fork
+servers in turn; each gets one run request and is SIGKILLed 0-3 ms later (before, during or after
+its fork; a fresh interpreter's server first forks one warm-up run, so that it is up); the kill
+times go to MARKS/kills.json.
 
-``python fork_race_launcher.py launcher MARKS KEY``: one fork server and one run request, then
-"sent" on stdout; the test SIGKILLs this process (the runner) at a moment of its choosing.
+``python fork_race_launcher.py launcher MARKS KEY [fork|exec]``: one fork server and one run
+request, then "sent" on stdout; the test SIGKILLs this process (the runner) at a moment of its
+choosing.
 
 A body writes ``<key>-start-<pid>`` holding the monotonic clock at its start, sleeps 1 s and
 writes ``<key>-end-<pid>``: a body that starts after its supervisor's kill, or ends at all, ran
@@ -41,14 +43,30 @@ def body(paths: Any, token: str, heartbeat_s: float = 0.0, **_: Any) -> int:
     return 0
 
 
+def install() -> None:
+    """Runs' bodies become ``body`` (what ``child_main`` calls last): in this process, and in
+    a fork server started as a fresh interpreter, which preloads this module."""
+    from runner import worker
+
+    worker.execute = body  # type: ignore[assignment]
+
+
+if os.environ.get("RACE_MARKS") and __name__ != "__main__":
+    install()
+
+
 def main() -> None:
     mode, marks = sys.argv[1], Path(sys.argv[2])
+    how = sys.argv[5] if mode == "server" and len(sys.argv) > 5 else \
+        sys.argv[4] if mode == "launcher" and len(sys.argv) > 4 else "fork"
     os.environ["RACE_MARKS"] = str(marks)
-    from runner import worker
     from runner.launchers.forkserver import ForkServer
 
-    worker.execute = body  # type: ignore[assignment]  # (what child_main calls last)
+    install()
     runs = marks / "runs"
+
+    def new_server() -> ForkServer:  # a fork of this process, or a fresh interpreter
+        return ForkServer(["fork_race_launcher"], fork=how == "fork")
 
     def request(server: ForkServer, key: str) -> None:
         (runs / key).mkdir(parents=True, exist_ok=True)
@@ -58,7 +76,11 @@ def main() -> None:
         tries, rng = int(sys.argv[3]), random.Random(int(sys.argv[4]))
         kills = {}
         for i in range(tries):
-            server = ForkServer([], fork=True)
+            server = new_server()
+            if how == "exec":  # up and forking before the request the kill is timed against
+                request(server, f"w{i}")
+                while not any("pid" in m for m in server.messages(10)):
+                    pass
             request(server, f"s{i}")
             end = time.monotonic() + rng.uniform(0, 0.003)
             while time.monotonic() < end:
@@ -69,7 +91,7 @@ def main() -> None:
             server.sock.close()
         (marks / "kills.json").write_text(json.dumps(kills))
         return
-    server = ForkServer([], fork=True)
+    server = new_server()
     request(server, sys.argv[3])
     print("sent", flush=True)
     time.sleep(30)

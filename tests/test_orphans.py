@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 HERE = Path(__file__).parent
 REPO = HERE.parent
@@ -50,7 +51,7 @@ def _orphans(marks: dict[str, dict[str, list[tuple[int, float]]]], kills: dict[s
              ) -> tuple[dict[str, object], dict[str, object]]:
     """(bodies that started after their supervisor's kill, bodies that reached their end)."""
     late = {k: m["start"] for k, m in marks.items()
-            if any(t > kills[k] + GRACE_S for _, t in m["start"])}
+            if any(t > kills[k.replace("w", "s", 1)] + GRACE_S for _, t in m["start"])}
     ended = {k: m["end"] for k, m in marks.items() if m.get("end")}
     return late, ended
 
@@ -61,10 +62,13 @@ def _no_survivor(marks: dict[str, dict[str, list[tuple[int, float]]]]) -> None:
             assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie", pid
 
 
-def test_killing_the_fork_server_around_a_fork_leaves_no_body_running(tmp_path: Path) -> None:
-    tries = 300
-    proc = subprocess.run(_launcher("server", str(tmp_path), str(tries), "1"), env=_env(),
-                          capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("how, tries", [("fork", 300), ("exec", 40)])
+def test_killing_the_fork_server_around_a_fork_leaves_no_body_running(
+        tmp_path: Path, how: str, tries: int) -> None:
+    """``fork``: the server is a fork of the runner (the Hydra plugin's start_method=fork);
+    ``exec``: a fresh interpreter (the local and pinned launchers)."""
+    proc = subprocess.run(_launcher("server", str(tmp_path), str(tries), "1", how),
+                          env=_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     time.sleep(1.5)  # a body that survived would end by now
     kills = json.loads((tmp_path / "kills.json").read_text())
@@ -72,16 +76,18 @@ def test_killing_the_fork_server_around_a_fork_leaves_no_body_running(tmp_path: 
     assert _orphans(marks, kills) == ({}, {})
     _no_survivor(marks)
     # the kills did land around the forks: some bodies had started, some children not forked
-    started = sum(1 for m in marks.values() if m.get("start"))
+    started = sum(1 for k, m in marks.items() if k.startswith("s") and m.get("start"))
     assert len(kills) == tries and 0 < started < tries, started
 
 
-def test_killing_the_runner_around_a_fork_leaves_no_body_running(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["fork", "exec"])
+def test_killing_the_runner_around_a_fork_leaves_no_body_running(tmp_path: Path,
+                                                                  how: str) -> None:
     rng = random.Random(2)
     kills = {}
     for i in range(25):
         key = f"l{i}"
-        proc = subprocess.Popen(_launcher("launcher", str(tmp_path), key), env=_env(),
+        proc = subprocess.Popen(_launcher("launcher", str(tmp_path), key, how), env=_env(),
                                 stdout=subprocess.PIPE, text=True, start_new_session=True)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "sent"
         end = time.monotonic() + rng.uniform(0, 0.004)
