@@ -22,6 +22,7 @@ from runner.results import (
     rank,
     runs_csv,
     seed_key,
+    used_seeds,
     write,
 )
 from runner.run_id import run_dirname, run_id
@@ -197,8 +198,7 @@ def retrain_plan(report: Report, seeds: int) -> Plan:
     key = seed_key(report.store)
     template = next(r for r in best.runs if r.value is not None)
     config = load_run_config(SweepStore(report.store.root).find(template.id).paths)
-    used = [r.values.get(key) for r in report.results]
-    start = max([int(s) for s in used if isinstance(s, int)] + [-1]) + 1
+    start = max(used_seeds(report.store, key), default=-1) + 1  # never one a run used
     base_values = dict(best.key)
     runs = []
     for seed in range(start, start + seeds):

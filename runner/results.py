@@ -197,14 +197,47 @@ def collect(store: SweepStore, metric: str, how: str = "final", mode: str = "max
 
 
 def group_runs(store: SweepStore, results: list[RunResult]) -> list[Group]:
-    """Groups in manifest order of their first run; the seed never splits a group."""
+    """Groups in manifest order of their first run; the seed never splits a group. Keyed by
+    every key that differs between runs: a key a run leaves out (a list sweep's entry) takes
+    the value of its resolved config, so settings are never merged."""
     skip = seed_key(store)
     varying = [k for k in store.manifest.get("varying", []) if k != skip]
     groups: dict[tuple[tuple[str, Any], ...], Group] = {}
     for result in results:
-        key = tuple((k, result.values.get(k)) for k in varying)
+        values = result.values
+        if any(k not in values for k in varying):
+            values = {**_config_values(result.dir, [k for k in varying if k not in values]),
+                      **values}
+        key = tuple((k, values.get(k)) for k in varying)
         groups.setdefault(key, Group(key)).runs.append(result)
     return list(groups.values())
+
+
+def used_seeds(store: SweepStore, key: str) -> set[int]:
+    """Every seed a run of ``store`` was frozen with: its swept value, else its resolved
+    config's (a study, a random search or one run has no seed axis, yet each run has a seed)."""
+    seeds = set()
+    for ref in store.runs():
+        value = ref.values[key] if key in ref.values else _config_values(ref.dir, [key])[key]
+        if isinstance(value, int) and not isinstance(value, bool):
+            seeds.add(value)
+    return seeds
+
+
+def _config_values(run_dir: str, keys: list[str]) -> dict[str, Any]:
+    """``keys`` as the run's resolved config has them (a mapping, e.g. a config group's node,
+    as "(default)")."""
+    from runner.configfile import load_run_config
+    from runner.paths import RunPaths
+
+    config: Any = load_run_config(RunPaths(Path(run_dir)))
+    out: dict[str, Any] = {}
+    for key in keys:
+        node = config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        out[key] = "(default)" if isinstance(node, dict | list) else node
+    return out
 
 
 def rank(groups: list[Group], mode: str) -> list[Group]:

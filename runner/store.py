@@ -31,7 +31,7 @@ from runner.errors import CorruptStateError, EnvironmentFault, StateError, descr
 from runner.paths import FLAG_NAMES, FLAG_UNHATCHED, RunPaths, SweepPaths, check_component
 from runner.secrets import redact
 from runner.state import create_unhatched, process_create_time
-from runner.sweep import Plan, RunSpec, axes_of
+from runner.sweep import VARYING_RULE, Plan, RunSpec, axes_of
 from runner.trust import no_group_write
 
 MANIFEST_VERSION = 1
@@ -89,6 +89,8 @@ class SweepStore:
                     raise ValueError(f"unsupported manifest version {data.get('version')!r}")
             except (ValueError, AttributeError) as exc:
                 raise CorruptStateError(path, raw, str(exc)) from None
+            if data.get("varying_rule") != VARYING_RULE:  # (written before absent counted)
+                data["axes"], data["varying"] = axes_of(r["values"] for r in data["runs"])
             self._manifest = data
         return self._manifest
 
@@ -153,6 +155,7 @@ class SweepStore:
                 manifest["runs"] = [*manifest["runs"], *(_entry(r) for r in new)]
                 manifest["axes"], manifest["varying"] = axes_of(
                     entry["values"] for entry in manifest["runs"])
+                manifest["varying_rule"] = VARYING_RULE
                 write_json_atomic(self.paths.manifest, manifest)
             self._manifest = manifest
         finally:
@@ -344,6 +347,7 @@ def _write_sweep(root: Path, plan: Plan, config_name: str,
         "sys_path": [p for p in sys.path if p and os.path.isdir(p)][:5],
         "axes": plan.axes,
         "varying": plan.varying,
+        "varying_rule": VARYING_RULE,
         "notes": plan.notes,
         "parent": plan.parent,
         "execution": without_one_shot(plan.execution),

@@ -451,13 +451,23 @@ class _ConfigBuilder:
 
 
 def axes_of(values: Iterable[dict[str, Any]]) -> tuple[list[str], list[str]]:
-    """(every key the runs' values have, those with more than one value), in first-seen
-    order: a sweep's ``axes`` and ``varying``."""
+    """(every key the runs' values have, those that differ between runs), in first-seen
+    order: a sweep's ``axes`` and ``varying``. A key some runs set and others leave out differs
+    (absent is a value of its own), so no two settings are ever merged as one."""
     distinct: dict[str, set[str]] = {}
+    present: dict[str, int] = {}
+    total = 0
     for run_values in values:
+        total += 1
         for key, value in run_values.items():
             distinct.setdefault(key, set()).add(canonical_values({"v": value}))
-    return list(distinct), [k for k, vals in distinct.items() if len(vals) > 1]
+            present[key] = present.get(key, 0) + 1
+    return list(distinct), [k for k, vals in distinct.items()
+                            if len(vals) > 1 or present[k] < total]
+
+
+# manifests whose "varying" counts an absent key as differing (older ones are recomputed)
+VARYING_RULE = 2
 
 
 def fingerprint_overrides(overrides: Sequence[str], config_name: str) -> str:

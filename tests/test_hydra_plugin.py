@@ -428,3 +428,21 @@ def test_job_return_values_round_trip_as_data() -> None:
     assert type(returns.decode(returns.encode(KeyError("k")))) is KeyError
     crafted = {"$runner": "exception", "type": "SystemExit", "message": "x"}
     assert type(returns.decode(crafted)) is RuntimeError  # not a BaseException it would raise
+
+
+def test_retrain_best_of_a_runner_sweeper_sweep_runs_only_the_best_with_new_seeds(
+        app: App) -> None:
+    """The parent's sweeper (its kind, samples and seeds) is not carried over: the best
+    setting runs with seeds no job used, and nothing else."""
+    app.ok("hydra/sweeper=runner", "hydra.sweeper.kind=random", "hydra.sweeper.num_samples=3",
+           "hydra.sweeper.seeds=2", "+seed=0", "lr=interval(0.01,0.1)", "db=mysql,postgresql")
+    sweep = app.sweep()
+    proc = app.cli("retrain-best", str(sweep), "--metric", "val/loss", "--mode", "min",
+                   "--seeds", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    (child,) = [d for d in (app.root / "multirun").iterdir() if "retrain" in d.name]
+    rows = runs_of(app.status(child))
+    assert sorted(r["values"]["seed"] for r in rows) == [2, 3]
+    best = min(runs_of(app.status(sweep)), key=lambda r: r["summary"]["val/loss"])
+    assert {r["values"]["lr"] for r in rows} == {best["values"]["lr"]}

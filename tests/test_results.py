@@ -330,3 +330,56 @@ def test_show_tells_everything_about_one_run(project):
     assert "1: CRASHED on " in text and "2: COMPLETED on " in text and "config:" in text
     bad = project.cli("show", str(project.root))
     assert bad.returncode == 2 and "is not a run directory" in bad.stderr
+
+
+WIDTH_TASK = '''
+def main(cfg):
+    return {"score": float(cfg.task.lr) * int(cfg.task.width) + 0.001 * int(cfg.seed)}
+'''
+
+
+def test_a_key_one_setting_leaves_out_still_tells_settings_apart(project):
+    """A list sweep whose second entry sets a key the first leaves out: two settings, in the
+    report, the status table, runner.load().groups() and the dry run; retrain-best retrains
+    the better one."""
+    import runner as runner_api
+
+    (project.root / "width_task.py").write_text(WIDTH_TASK)
+    with open(project.root / "conf" / "task" / "toy.yaml", "a") as f:
+        f.write("width: 64\n")
+    runs = "sweep.runs=[{task.lr: 0.1}, {task.lr: 0.1, task.width: 256}]"
+    dry = project.run("task.fn=width_task:main", "+sweep=list", runs, "sweep.seeds=2",
+                      "runner.dry_run=true", check=True)
+    assert "task.width=None" not in dry.stdout and "task.width" in dry.stdout
+    project.run("task.fn=width_task:main", "+sweep=list", runs, "sweep.seeds=2", check=True)
+    sweep = project.sweep_dir()
+    report = project.cli("report", str(sweep), "--metric", "score", "--mode", "max")
+    groups = list(csv.DictReader(io.StringIO((sweep / "report" / "groups.csv").read_text())))
+    assert [(g["group"], g["n"]) for g in groups] == [("task.width=256", "2"),
+                                                      ("task.width=64", "2")], report.stdout
+    assert float(groups[0]["mean"]) == pytest.approx(25.6005)
+    assert "task.width" in project.cli("status", str(sweep)).stdout
+    frame = runner_api.load(sweep).groups("score", mode="max")
+    assert len(frame) == 2
+    retrain = project.cli("retrain-best", str(sweep), "--metric", "score", "--mode", "max",
+                          "--seeds", "1")
+    assert retrain.returncode == 0, retrain.stderr
+    child = next(d for d in (project.root / "outputs").iterdir() if "retrain" in d.name)
+    (row,) = project.status(child)["runs"]
+    assert row["summary"]["score"] == pytest.approx(25.6 + 0.002)  # width 256, seed 2
+
+
+def test_retrain_best_never_reuses_a_seed_of_a_sweep_without_a_seed_axis(project):
+    """A random search has no seed axis: every run ran with the config's seed; the retrain's
+    seeds are new against every frozen config."""
+    (project.root / "width_task.py").write_text(WIDTH_TASK)
+    with open(project.root / "conf" / "task" / "toy.yaml", "a") as f:
+        f.write("width: 64\n")
+    project.run("task.fn=width_task:main", "+sweep=random", "sweep.num_samples=3",
+                "task.lr=interval(0.1,0.2)", "seed=7", check=True)
+    parent = project.sweep_dir()
+    proc = project.cli("retrain-best", str(parent), "--metric", "score", "--mode", "max",
+                       "--seeds", "2")
+    assert proc.returncode == 0, proc.stderr
+    child = next(d for d in (project.root / "outputs").iterdir() if "retrain" in d.name)
+    assert sorted(r["values"]["seed"] for r in project.status(child)["runs"]) == [8, 9]

@@ -37,8 +37,7 @@ def rerun_refusal(manifest: dict[str, Any], run_dir: Path) -> RunnerError:
 def retrain_best(report: Any, seeds: int, console: Any) -> int:
     """Run the app again: the best setting's own job overrides, seeds no job of the sweep used,
     into ``<sweep>-retrain-<digest>`` (re-running the same retrain resumes it)."""
-    from runner.configfile import load_run_config
-    from runner.results import seed_key
+    from runner.results import seed_key, used_seeds
 
     if seeds < 1:
         raise RunnerError(f"--seeds must be >= 1, got {seeds}")
@@ -50,21 +49,22 @@ def retrain_best(report: Any, seeds: int, console: Any) -> int:
     ref = store.find(template.id)
     task_overrides = job_overrides(Path(ref.dir))
     key = seed_key(store)
-    used = [r.values.get(key) for r in report.results]
-    start = max([int(s) for s in used if isinstance(s, int)] + [-1]) + 1
+    start = max(used_seeds(store, key), default=-1) + 1  # never one a job used
     new_seeds = ",".join(str(s) for s in range(start, start + seeds))
     kept = [o for o in task_overrides if o.lstrip("+~").split("=")[0] != key]
-    present = key in load_run_config(ref.paths)
-    seed_override = f"{'' if present else '+'}{key}={new_seeds}"
+    seed_override = f"++{key}={new_seeds}"  # (set or added, whatever the app's config has)
     command = command_of(store.manifest)
     if len(command) < 2:
         raise RunnerError(f"{store.root} does not record the app's command")
     python, script, args = command[0], command[1], command[2:]
+    # the app's Hydra settings, but nothing of the parent's sweep: its sweeper (kind, samples,
+    # seeds, params) gives way to Hydra's basic one, which runs exactly the jobs listed here
     hydra_args = [a for a in args if a.startswith(("hydra", "--", "-"))
-                  and a not in ("-m", "--multirun") and not a.startswith("hydra.sweep.dir=")]
+                  and a not in ("-m", "--multirun") and not a.startswith("hydra.sweep.dir=")
+                  and not a.lstrip("+~").startswith(("hydra/sweeper", "hydra.sweeper"))]
     digest = hashlib.sha1(f"{report.metric}|{report.mode}|{seeds}".encode()).hexdigest()[:6]
     target = store.root.with_name(f"{store.root.name}-retrain-{digest}")
-    argv = [python, script, "-m", *hydra_args, *kept, seed_override,
+    argv = [python, script, "-m", *hydra_args, "hydra/sweeper=basic", *kept, seed_override,
             f"hydra.sweep.dir={target}"]
     console.print(f"retraining {best.label} (mean {report.metric} {best.stats()['mean']:.4g}) "
                   f"with {key} {new_seeds}: {shlex.join(argv)}")
