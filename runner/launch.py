@@ -62,12 +62,15 @@ def print_best(store: Any, execution: dict[str, Any], console: Console, top: int
 
     runner_cfg = execution.get("runner") or {}
     notifiers = execution.get("notifier") or {}
-    metric = runner_cfg.get("metric") or next(
+    sweep_cfg = execution.get("sweep") or {}
+    objective = sweep_cfg.get("metric") if isinstance(sweep_cfg, dict) else None
+    metric = runner_cfg.get("metric") or objective or next(
         (n.get("metric") for n in notifiers.values() if isinstance(n, dict) and n.get("metric")),
         None)
     if metric:
         try:
-            mode = mode_for(metric, runner_cfg.get("mode") or next(
+            mode = mode_for(metric, runner_cfg.get("mode") or (
+                sweep_cfg.get("mode") if metric == objective else None) or next(
                 (n.get("mode") for n in notifiers.values()
                  if isinstance(n, dict) and n.get("metric") == metric), None))
             rows = queries.select_runs(store, "COMPLETED", metric, mode, top)

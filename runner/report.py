@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,7 @@ def make_report(store: SweepStore, metric: str, mode: str = "max", how: str = "f
     results = collect(store, metric, how, mode)
     groups = group_runs(store, results)
     ranked = rank(groups, mode)
-    out = out or store.root / "report"
+    out = out or report_dir(store, metric)
     files = {"runs.csv": write(out / "runs.csv", runs_csv(results, metric)),
              "groups.csv": write(out / "groups.csv", groups_csv(ranked))}
     # figures show the best settings (all of them for up to 10), one colour per setting
@@ -109,18 +110,27 @@ def make_report(store: SweepStore, metric: str, mode: str = "max", how: str = "f
     return report
 
 
+def report_dir(store: SweepStore, metric: str) -> Path:
+    """``<sweep>/report/<metric>/``: a report of another metric never replaces this one's."""
+    from runner.paths import check_component
+
+    name = re.sub(r"[^\w.=-]+", "-", metric).strip("-.") or "metric"
+    return store.root / "report" / check_component(name, "--metric")
+
+
 def stats_table(groups: list[Group]) -> list[list[str]]:
     rows = []
     for i, g in enumerate(groups, 1):
         s = g.stats()
         rows.append([str(i), s["group"], f"{s['n']}/{s['runs']}", str(s["crashed"]),
-                     str(s["missing"]), _num(s["mean"]), _num(s["std"]), _num(s["median"]),
+                     str(s["pruned"]), str(s["missing"]),
+                     _num(s["mean"]), _num(s["std"]), _num(s["median"]),
                      "n/a" if math.isnan(s["ci_low"]) else
                      f"[{_num(s['ci_low'])}, {_num(s['ci_high'])}]"])
     return rows
 
 
-HEADER = ["rank", "setting", "n/runs", "crashed", "missing", "mean", "std", "median",
+HEADER = ["rank", "setting", "n/runs", "crashed", "pruned", "missing", "mean", "std", "median",
           "95% CI (t)"]
 
 
@@ -132,8 +142,8 @@ def markdown(report: Report, how: str) -> str:
              f"Best setting: **{report.best.label}**.", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in stats_table(report.ranked)]
-    lines += ["", f"{CI_METHOD}. `missing`: runs not finished or that never logged the "
-              "metric.", "",
+    lines += ["", f"{CI_METHOD}. `pruned`: trials a study's pruner stopped early; `missing`: "
+              "runs not finished or that never logged the metric.", "",
               f"![{report.metric} over steps](curves.png)", "",
               f"![final {report.metric} per setting](finals.png)", "",
               *([f"![{report.metric} against each hyperparameter](params.png)", ""]

@@ -64,15 +64,21 @@ class Group:
         return sum(r.state == "CRASHED" for r in self.runs)
 
     @property
+    def pruned(self) -> int:
+        """Runs a study's pruner stopped early (by design: not missing)."""
+        return sum(r.state == "PRUNED" for r in self.runs)
+
+    @property
     def missing(self) -> int:
-        """Runs that did not crash but give no value (not finished, metric never logged)."""
-        return sum(r.value is None and r.state != "CRASHED" for r in self.runs)
+        """Runs that neither crashed nor were pruned but give no value (not finished, metric
+        never logged)."""
+        return sum(r.value is None and r.state not in ("CRASHED", "PRUNED") for r in self.runs)
 
     def stats(self) -> dict[str, Any]:
         v = self.values
         lo, hi = t_interval(v)
         return {"group": self.label, "runs": len(self.runs), "n": len(v),
-                "crashed": self.crashed, "missing": self.missing,
+                "crashed": self.crashed, "pruned": self.pruned, "missing": self.missing,
                 "mean": float(v.mean()) if len(v) else math.nan,
                 "std": float(v.std(ddof=1)) if len(v) > 1 else math.nan,  # n/a, not 0, for n=1
                 "median": float(np.median(v)) if len(v) else math.nan,

@@ -45,7 +45,8 @@ def test_report_aggregates_match_independent_computation(results_project):
     proc = project.cli("report", str(sweep), "--metric", "acc", "--mode", "max")
     assert proc.returncode == 0, proc.stderr
     assert "best: task.lr=0.3" in proc.stderr
-    groups = list(csv.DictReader(io.StringIO((sweep / "report" / "groups.csv").read_text())))
+    groups = list(csv.DictReader(io.StringIO(
+        (sweep / "report" / "acc" / "groups.csv").read_text())))
     assert [g["group"] for g in groups] == ["task.lr=0.3", "task.lr=0.2", "task.lr=0.1"]
     for g in groups:
         lr = float(g["group"].split("=")[1])
@@ -61,9 +62,9 @@ def test_report_aggregates_match_independent_computation(results_project):
                                         scale=statistics.stdev(finals) / len(finals) ** 0.5)
         assert float(g["ci_low"]) == pytest.approx(lo) and float(g["ci_high"]) == pytest.approx(hi)
         assert float(g["ci_low"]) <= float(g["mean"]) <= float(g["ci_high"])
-    md = (sweep / "report" / "report.md").read_text()
+    md = (sweep / "report" / "acc" / "report.md").read_text()
     assert "Best setting: **task.lr=0.3**" in md and "![acc over steps](curves.png)" in md
-    rows = list(csv.DictReader(io.StringIO((sweep / "report" / "runs.csv").read_text())))
+    rows = list(csv.DictReader(io.StringIO((sweep / "report" / "acc" / "runs.csv").read_text())))
     assert len(rows) == 9
     crashed = [r for r in rows if r["state"] == "CRASHED"]
     assert len(crashed) == 1 and crashed[0]["acc"] == "" and crashed[0]["seed"] == "2"
@@ -74,7 +75,7 @@ def test_report_figures_are_valid_pngs_with_one_curve_per_group(results_project)
     sweep = project.sweep_dir()
     assert project.cli("report", str(sweep), "--metric", "acc", "--svg", "--pdf"
                        ).returncode == 0
-    out = sweep / "report"
+    out = sweep / "report" / "acc"
     assert png_size(out / "curves.png") == (1600, 1000)  # 200 dpi
     assert png_size(out / "finals.png")[1] == 1000
     assert (out / "curves.svg").read_text().lstrip().startswith("<?xml")
@@ -91,7 +92,8 @@ def test_min_mode_and_other_reductions(results_project):
                        "--reduce", "best")
     assert proc.returncode == 0 and "best: task.lr=0.1" in proc.stderr
     proc = project.cli("report", str(sweep), "--metric", "acc", "--reduce", "last:2")
-    groups = list(csv.DictReader(io.StringIO((sweep / "report" / "groups.csv").read_text())))
+    groups = list(csv.DictReader(io.StringIO(
+        (sweep / "report" / "acc" / "groups.csv").read_text())))
     # seed 0 logs steps ...16, 18, 20: the last two values of lr=0.1 are 0.09 and 0.1
     lr01 = next(g for g in groups if g["group"] == "task.lr=0.1")
     seed0 = (0.1 * 18 / 20 + 0.1) / 2
@@ -188,9 +190,9 @@ def test_a_random_search_plots_the_metric_against_each_hyperparameter(project):
     sweep = project.sweep_dir()
     proc = project.cli("report", str(sweep), "--metric", "val/acc")
     assert proc.returncode == 0, proc.stderr
-    width, height = png_size(sweep / "report" / "params.png")
+    width, height = png_size(sweep / "report" / "val-acc" / "params.png")
     assert width > 1500 and height > 700  # two panels side by side, 200 dpi
-    assert "params.png" in (sweep / "report" / "report.md").read_text()
+    assert "params.png" in (sweep / "report" / "val-acc" / "report.md").read_text()
     from runner.report import log_axes
     from runner.store import SweepStore
 
@@ -354,7 +356,8 @@ def test_a_key_one_setting_leaves_out_still_tells_settings_apart(project):
     project.run("task.fn=width_task:main", "+sweep=list", runs, "sweep.seeds=2", check=True)
     sweep = project.sweep_dir()
     report = project.cli("report", str(sweep), "--metric", "score", "--mode", "max")
-    groups = list(csv.DictReader(io.StringIO((sweep / "report" / "groups.csv").read_text())))
+    groups = list(csv.DictReader(io.StringIO(
+        (sweep / "report" / "score" / "groups.csv").read_text())))
     assert [(g["group"], g["n"]) for g in groups] == [("task.width=256", "2"),
                                                       ("task.width=64", "2")], report.stdout
     assert float(groups[0]["mean"]) == pytest.approx(25.6005)
