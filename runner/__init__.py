@@ -36,7 +36,7 @@ __version__ = "0.1.0"
 
 def load(sweep_dir: str | os.PathLike[str]) -> SweepResults:
     """A sweep's results as pandas DataFrames: ``.runs()``, ``.metrics()``, ``.groups(metric)``
-    (see ``runner.frames``; needs ``pip install 'runner[pandas]'``)."""
+    (see ``runner.frames``; needs ``pip install pandas, or the project's [pandas] extra``)."""
     from runner.frames import load as _load
 
     return _load(sweep_dir)

@@ -40,6 +40,7 @@ from runner.config_schema import (
 )
 from runner.errors import RunnerError
 
+DISTRIBUTION = "hydra-runner"  # the name on the package index ("runner" there is another's)
 SUBCOMMANDS = ("status", "show", "rerun", "resume", "cancel", "report", "compare",
                "retrain-best", "wandb-sync", "export-study")
 
@@ -60,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         if "" not in sys.path and os.getcwd() not in sys.path:  # the `runner` script, as
             sys.path.insert(0, os.getcwd())  # `python -m runner` does: the user's tasks import
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["--version"], ["-V"]):
+        print(f"runner {version()} (the hydra-runner distribution), Python "
+              f"{sys.version.split()[0]}")
+        return 0
     try:
         if argv and argv[0] in SUBCOMMANDS:
             commands = {"status": cmd_status, "show": cmd_show, "rerun": cmd_rerun,
@@ -84,6 +89,16 @@ def main(argv: list[str] | None = None) -> int:
         _console().print(f"[bold red]error:[/] {escape(describe_os_error(exc, doing='using'))}")
         _debug_traceback()
         return 1
+
+
+def version() -> str:
+    """This runner's version (its distribution's, or the source tree's when not installed)."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 def _debug_traceback() -> None:
@@ -558,7 +573,7 @@ def cmd_report(argv: list[str]) -> int:
     from runner.store import SweepStore
 
     parser = _results_parser("report", "1")
-    parser.add_argument("--out", type=Path, help="output folder (default: SWEEP_DIR/report)")
+    parser.add_argument("--out", type=Path, help="output folder (default: SWEEP_DIR/report/METRIC)")
     parser.add_argument("--svg", action="store_true", help="SVG figures as well as PNG")
     parser.add_argument("--pdf", action="store_true", help="PDF figures as well as PNG")
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """A sweep's results as pandas DataFrames, for notebooks: ``runner.load(sweep_dir)``.
 
 The same data ``status`` and ``report`` read, from the same run store (pandas is an optional
-extra: ``pip install 'runner[pandas]'``)::
+extra: ``pip install pandas, or the project's [pandas] extra``)::
 
     sweep = runner.load("outputs/mnist-grid-6730eba8")
     sweep.runs()                      # one row per run: values, state, attempt, duration, summary
@@ -30,7 +30,8 @@ def _pandas() -> Any:
     try:
         import pandas as pd
     except ImportError:
-        raise RunnerError("runner.load needs pandas: pip install 'runner[pandas]'") from None
+        raise RunnerError("runner.load needs pandas: pip install pandas (or the project's "
+                          "[pandas] extra)") from None
     return pd
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from runner.secrets import credential_name, redact_formats, secret_in
 
-PACKAGES = ("runner", "hydra-core", "omegaconf", "psutil", "rich", "numpy", "torch", "wandb")
+PACKAGES = ("hydra-runner", "hydra-core", "omegaconf", "psutil", "rich", "numpy", "torch", "wandb")
 
 
 def _git(cwd: Path, *args: str) -> str | None:

@@ -84,3 +84,15 @@ def test_a_users_project_runs_with_the_runner_script(installed: Path, tmp_path: 
                             " import importlib.util as u; print(u.find_spec('integrations'))"],
                            cwd=tmp_path, env=_env(installed), capture_output=True, text=True)
     assert check.returncode == 0 and check.stdout.strip() == "None", check.stderr
+
+
+def test_the_distribution_is_not_the_other_runner_and_says_its_version(installed: Path,
+                                                                       tmp_path: Path) -> None:
+    """"runner" on the package index is an unrelated project: this one is hydra-runner (its
+    import name and ``python -m runner`` stay), and ``--version`` says which."""
+    (info,) = installed.glob("*.dist-info")
+    assert info.name.startswith("hydra_runner-")
+    proc = subprocess.run([sys.executable, "-m", "runner", "--version"], cwd=tmp_path,
+                          env=_env(installed), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("runner 0."), proc.stdout
+    assert "hydra-runner" in proc.stdout

@@ -29,7 +29,7 @@ def test_every_launch_records_its_code_and_attempts_say_which_they_ran(project: 
     manifest = json.loads((sweep / "sweep.json").read_text())
     prov = manifest["provenance"]
     assert prov["git"]["commit"] and prov["code"]
-    assert prov["environment"]["hydra-core"] and "runner" in prov["environment"]
+    assert prov["environment"]["hydra-core"] and "hydra-runner" in prov["environment"]
     assert "+++ b/helper.py" in (sweep / "git.diff").read_text()
     first = manifest["launches"][-1]["code"]
     assert first["id"] == prov["code"]

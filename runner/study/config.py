@@ -48,7 +48,8 @@ def _optuna() -> Any:
     try:
         import optuna
     except ImportError:
-        raise ConfigError("sweep=optuna needs optuna: pip install 'runner[optuna]'") from None
+        raise ConfigError("sweep=optuna needs optuna: pip install optuna (or the project's "
+                          "[optuna] extra)") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
