@@ -73,6 +73,20 @@ def parse_overrides(args: Sequence[str]) -> list[Override]:
     return parsed
 
 
+# mappings whose keys are the user's (dotted config keys): given whole on the command line,
+# the given mapping replaces the sweep file's (Hydra would merge it into a struct node and
+# refuse every new key)
+OPEN_MAPPINGS = ("sweep.params",)
+
+
+def _open_mappings(overrides: Sequence[str]) -> list[str]:
+    out = []
+    for text in overrides:
+        key = text.split("=", 1)[0]
+        out.append(f"++{text}" if key in OPEN_MAPPINGS and "=" in text else text)
+    return out
+
+
 class Composer:
     """Composes configs over one search path. Use as a context manager (see ``composer()``)."""
 
@@ -85,7 +99,7 @@ class Composer:
         from omegaconf import open_dict
 
         try:
-            cfg = compose(config_name=config_name, overrides=list(overrides),
+            cfg = compose(config_name=config_name, overrides=_open_mappings(overrides),
                           return_hydra_config=True)
             choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
         except Exception as exc:  # Hydra, OmegaConf and YAML errors: all reported the same way

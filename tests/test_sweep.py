@@ -276,3 +276,12 @@ def test_filter_cost_is_bounded_and_errors_quote_no_value(expr, message):
     with pytest.raises(SweepError, match=message) as info:
         compile_filter(expr)({"seed": 0}, {"task": {"lr": 0.5, "name": "SECRETISH"}, "seed": 0})
     assert "SECRETISH" not in str(info.value)
+
+
+def test_sweep_params_can_be_given_whole_on_the_command_line(project) -> None:
+    """``sweep.params={...}`` replaces the sweep file's params (Hydra would refuse every new
+    key of the struct mapping); the ~/+ spelling works too."""
+    for args in (["sweep.params={task.lr: '0.1,0.01', seed: '1,2'}"],
+                 ["~sweep.params", "+sweep.params={task.lr: '0.1,0.01', seed: '1,2'}"]):
+        proc = project.run("+sweep=grid", *args, "runner.dry_run=true", check=True)
+        assert "4 runs" in proc.stdout, proc.stdout + proc.stderr
