@@ -177,4 +177,25 @@ def execute(store: Any, execution: dict[str, Any], console: Console) -> int:
         console.print(f"[red]{len(result.corrupt)} run(s) have a corrupt FLAG file[/] "
                       f"({', '.join(result.corrupt[:5])}): `python -m runner status "
                       f"{store.root}` says which file and what to do")
+    if not result.launched and not result.detached and not result.interrupted \
+            and not result.running_elsewhere:
+        console.print(nothing_ran(result.counts))
     return result.exit_code
+
+
+def nothing_ran(counts: dict[str, int], prefix: str = "runner.",
+                new_sweep: str = "runner.name=<new name>") -> str:
+    """The last line of a command that ran nothing: what did not run, and the one override
+    that would run it (``prefix``: where the settings live, ``runner.`` or
+    ``hydra.launcher.``)."""
+    crashed = counts.get("CRASHED", 0)
+    done = counts.get("COMPLETED", 0) + counts.get("PRUNED", 0)
+    parts = []
+    if crashed:
+        parts.append(f"{crashed} crashed run(s) were not run again (add "
+                     f"{prefix}retry_crashed=true to retry them)")
+    if done:
+        parts.append(f"{done} finished run(s) were kept ({prefix}on_code_change=rerun runs "
+                     f"those whose code changed; {new_sweep} starts a new sweep, with any new "
+                     "tracker or notifier from its first run)")
+    return "nothing ran: " + ("; ".join(parts) if parts else "the sweep has no run left to run")

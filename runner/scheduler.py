@@ -47,6 +47,7 @@ class SweepResult:
     corrupt: list[str] = field(default_factory=list)
     running_elsewhere: int = 0
     detached: bool = False  # handed over to a cluster without waiting (launcher.wait=false)
+    launched: int = 0  # runs this invocation started (re-attached ones not counted)
 
     @property
     def exit_code(self) -> int:
@@ -322,7 +323,7 @@ class _SweepLoop:
         final = scan(self.store)  # parsed, not only listed: a corrupt FLAG is counted as such
         result = SweepResult(counts(final), interrupted,
                              [r.ref.id for r in final if r.state == CORRUPT], elsewhere,
-                             detached)
+                             detached, len(self.tried))
         _emit(self.notifiers, SweepFinished(self.store.root, self.name, result.counts,
                                             time.time() - self.started, interrupted))
         self.close_notifiers()

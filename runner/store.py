@@ -359,6 +359,8 @@ def _write_sweep(root: Path, plan: Plan, config_name: str,
         **({"run_hooks": plan.run_hooks} if plan.run_hooks else {}),
     }
     paths.manifest.write_text(redact(json.dumps(manifest, indent=1, default=str) + "\n"))
+    for name in (paths.manifest.name, *plan.files):  # (they name code: whatever the umask)
+        os.chmod(root / name, 0o644)
     return prov, diff
 
 

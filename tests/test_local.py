@@ -268,3 +268,18 @@ def test_an_interrupted_sweep_says_how_to_resume(project):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "2 run(s) not finished: resume with `python -m runner resume" in out
+
+
+def test_a_command_that_runs_nothing_says_what_and_how(project) -> None:
+    """Re-running a finished or crashed sweep: the last line says what did not run and the
+    override that would run it."""
+    project.run("task.mode=raise", "seed=1")
+    again = project.run("task.mode=raise", "seed=1")
+    last = again.stderr.strip().splitlines()[-1]
+    assert last.startswith("nothing ran: 1 crashed run(s)") and \
+        "runner.retry_crashed=true" in last, again.stderr
+    project.run("seed=2", check=True)
+    done = project.run("seed=2", check=True).stderr.strip().splitlines()[-1]
+    assert done.startswith("nothing ran: 1 finished run(s)") and "runner.name=" in done
+    ran = project.run("seed=2", "seed=3", check=True).stderr  # a new sweep: it ran
+    assert "nothing ran" not in ran

@@ -124,12 +124,22 @@ def test_a_sweep_others_could_write_is_never_run(project: Project, change: str) 
 def test_runner_makes_its_sweep_folders_unwritable_to_others(project: Project) -> None:
     old = os.umask(0o002)
     try:
-        project.run("seed=1", "runner.name=s", check=True)
+        project.run("seed=1", "runner.name=s", "runner.dry_run=false", check=True)
+        project.run("+sweep=optuna", "sweep.metric=score", "sweep.mode=max",
+                    "sweep.n_trials=1", "task.lr=interval(0.01,0.1)", "runner.name=st",
+                    check=True)
     finally:
         os.umask(old)
-    sweep = project.root / "outputs" / "s"
-    assert mode(sweep) & 0o022 == 0 and mode(sweep / "runs") & 0o022 == 0
-    assert mode(sweep / "sweep.json") & 0o022 == 0
+    for name in ("s", "st"):
+        sweep = project.root / "outputs" / name
+        assert mode(sweep) & 0o022 == 0 and mode(sweep / "runs") & 0o022 == 0
+        assert mode(sweep / "sweep.json") & 0o022 == 0
+    assert mode(project.root / "outputs" / "st" / "study.json") & 0o022 == 0
+    from runner.store import SweepStore
+    from runner.trust import why_untrusted
+
+    plan_only = project.root / "outputs" / "s" / "sweep.json"
+    assert why_untrusted(plan_only) is None and SweepStore(plan_only.parent).exists()
 
 
 def test_files_holding_user_data_are_private(project: Project) -> None:
@@ -158,3 +168,20 @@ def test_files_holding_user_data_are_private(project: Project) -> None:
     assert mode(logic.log_dir / "bot.log") == 0o600
     assert mode(project.root / logic.conf.state_file) == 0o600
     assert mode(item.log) == 0o600 and mode(item.log.parent) == 0o700
+
+
+def test_a_sweep_in_a_shared_group_folder_runs_and_resumes(project: Project) -> None:
+    """A lab's folder (setgid, a shared group) under a umask of 002: runner's own files are
+    made so nobody else can write them, so its own sweeps run and resume."""
+    outputs = project.root / "outputs"
+    outputs.mkdir()
+    os.chown(outputs, os.geteuid(), 65534)
+    os.chmod(outputs, 0o2775)
+    old = os.umask(0o002)
+    try:
+        project.run("seed=1,2", "runner.name=s", check=True)
+        again = project.run("seed=1,2", "runner.name=s", check=True)
+    finally:
+        os.umask(old)
+    assert "nothing ran" in again.stderr
+    assert os.stat(outputs / "s").st_gid == 65534  # (the group folder's group, not writable)

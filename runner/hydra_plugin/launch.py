@@ -222,8 +222,10 @@ def _run(store: Any, specs: list[RunSpec], execution: dict[str, Any],
          composed: list[tuple[str, DictConfig]]) -> list[JobReturn]:
     from runner import launch as launching
     from runner.scheduler import run_sweep
+    from runner.trust import check_trusted
 
     console = secrets.console(stderr=True, highlight=False, soft_wrap=True)
+    check_trusted(store.root)  # its files name the code that runs next
     store.update_execution(execution, launching.launch_code(store, execution, console))
     result = run_sweep(store, execution, console, only={s.id for s in specs})
     if result.interrupted:
@@ -234,6 +236,9 @@ def _run(store: Any, specs: list[RunSpec], execution: dict[str, Any],
                for spec, (_, cfg) in zip(specs, composed, strict=True)]
     if not result.detached:
         launching.print_best(store, execution, console, setting="hydra.launcher.metric")
+    if not result.launched and not result.detached and not result.running_elsewhere:
+        console.print(launching.nothing_ran(result.counts, "hydra.launcher.",
+                                            "hydra.sweep.dir=<new folder>"))
     failed = sum(1 for r in returns if r.status is JobStatus.FAILED)
     log.info(f"runner: {len(returns) - failed} of {len(returns)} job(s) completed"
              + (f", {failed} failed" if failed else "")
