@@ -287,9 +287,16 @@ def cmd_status(argv: list[str]) -> int:
         from runner.queries import select_runs
         from runner.results import mode_for
 
-        mode = mode_for(args.sort, "max" if args.max else args.mode) if args.sort else "min"
+        by_value = bool(args.sort) and args.sort in store.manifest.get("axes", [])
+        if by_value:  # a swept value (trial, seed, task.lr): an order, not better or worse
+            mode = "max" if args.max or args.mode == "max" else "min"
+        else:
+            mode = mode_for(args.sort, "max" if args.max else args.mode) if args.sort else "min"
         rows = select_runs(store, args.state, args.sort, mode, args.top)
-        if args.sort:
+        if by_value:
+            _console().print(f"sorted by {args.sort} "
+                             f"({'descending' if mode == 'max' else 'ascending'})")
+        elif args.sort:
             _console().print(f"best first by {args.sort} ({mode} is better)")
         _stdout_console().print(render(store, rows, None))
         return 0
@@ -308,10 +315,12 @@ def cmd_show(argv: list[str]) -> int:
     from runner.show import describe
 
     parser = argparse.ArgumentParser(prog="python -m runner show")
-    parser.add_argument("run_dir", type=Path, help="<sweep>/runs/<run>")
+    parser.add_argument("run_dir", type=Path,
+                        help="<sweep>/runs/<run>, or <sweep> and a run id (or its prefix)")
+    parser.add_argument("run_id", nargs="?", help="a run id, or a unique prefix of one")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
-    info = describe(args.run_dir)
+    info = describe(args.run_dir / "runs" / args.run_id if args.run_id else args.run_dir)
     if args.json:
         sys.stdout.write(secrets.redact(json.dumps(info, default=str, indent=1)) + "\n")
         return 0
@@ -515,7 +524,7 @@ def cmd_cancel(argv: list[str]) -> int:
         alive = [p for p in alive if running(p)]
     console.print(f"stopped {len(live) - len(alive)} runner process(es) of {store.root}"
                   + (f"; {len(alive)} still running (pids {[p.pid for p in alive]})"
-                     if alive else "; resume it with `python -m runner resume`"))
+                     if alive else f"; resume it with `python -m runner resume {store.root}`"))
     return 1 if alive or jobs_left else 0
 
 
@@ -536,7 +545,7 @@ def _cancel_slurm_jobs(store: Any, timeout: float, console: Console) -> list[str
     if cancelled:
         console.print(f"scancel: SLURM job(s) {', '.join(cancelled)} of {store.root}"
                       + (f"; {', '.join(left)} not ended yet" if left else
-                         "; resume it with `python -m runner resume`"))
+                         f"; resume it with `python -m runner resume {store.root}`"))
     return left
 
 
@@ -554,8 +563,13 @@ def _results_parser(prog: str, dirs: str) -> argparse.ArgumentParser:
 
 
 def _mode(args: argparse.Namespace) -> str:
+    """The metric's mode, once the sweep directories are known to be sweeps (a wrong path is
+    said first, not a question about the metric)."""
     from runner.results import mode_for
+    from runner.store import SweepStore
 
+    for folder in getattr(args, "sweep_dirs", None) or [args.sweep_dir]:
+        SweepStore(folder).manifest  # noqa: B018  (raises: no such sweep, naming the folder)
     return mode_for(args.metric, args.mode)
 
 

@@ -149,6 +149,14 @@ def _suggest(name: str, names: Sequence[str]) -> str:
     return f"; did you mean {', '.join(close)}?" if close else ""
 
 
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
 def metric_of(row: RunStatus, key: str) -> float | None:
     """A run's value of ``key``: its summary if it finished, else its last logged value."""
     value = row.summary.get(key)
@@ -172,7 +180,9 @@ def select_runs(store: SweepStore, state: str | None = None, sort: str | None = 
         rows = [r for r in rows if r.state == wanted]
     if sort:
         sign = 1.0 if mode == "min" else -1.0
-        keyed = [(metric_of(r, sort), r) for r in rows]
+        by_value = sort in store.manifest.get("axes", [])  # a swept value: trial, seed, ...
+        keyed = [(_number(r.ref.values.get(sort)) if by_value else metric_of(r, sort), r)
+                 for r in rows]
         if rows and all(v is None for v, _ in keyed):
             known = metric_names(store)
             raise StateError(f"no run has a metric '{sort}'"

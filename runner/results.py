@@ -288,5 +288,6 @@ def write(path: Path, text: str) -> Path:
     from runner.secrets import redact
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(redact(text))
+    text = redact(text)
+    path.write_text(text if text.endswith("\n") or not text else text + "\n")  # POSIX lines
     return path

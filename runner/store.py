@@ -299,13 +299,30 @@ def run_of_dir(run_dir: str | Path) -> tuple[SweepStore, RunRef]:
     """The sweep and the run that ``<sweep>/runs/<run>`` is; a clear error if it is none."""
     paths = RunPaths(Path(run_dir).resolve())
     if not paths.config.is_file():
+        found = _run_by_id(Path(run_dir))
+        if found is not None:
+            return found
         raise StateError(f"{run_dir} is not a run directory (no config.yaml): give "
-                         "<sweep>/runs/<run>")
+                         "<sweep>/runs/<run>, or <sweep> and a run id as `status` prints it")
     store = SweepStore(paths.root.parent.parent)
     ref = next((r for r in store.runs() if r.dirname == paths.root.name), None)
     if ref is None:
         raise StateError(f"{paths.root.name} is not a run of the sweep {store.root}")
     return store, ref
+
+
+def _run_by_id(path: Path) -> tuple[SweepStore, RunRef] | None:
+    """``<sweep>/runs/<id or a unique prefix>`` (or ``<sweep>/<id>``): that run."""
+    prefix, parent = path.name, path.parent
+    sweep = parent.parent if parent.name == "runs" else parent
+    store = SweepStore(sweep)
+    if not prefix or not store.exists():
+        return None
+    hits = [r for r in store.runs() if r.id.startswith(prefix) or r.dirname.startswith(prefix)]
+    if len(hits) > 1:
+        raise StateError(f"'{prefix}' is the start of {len(hits)} runs of {store.root} "
+                         f"({', '.join(r.id for r in hits[:5])}): give more of the id")
+    return (store, hits[0]) if hits else None
 
 
 def _remove_abandoned(final: Path) -> None:

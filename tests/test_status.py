@@ -151,3 +151,24 @@ def test_status_into_a_closed_pipe_ends_quietly(project, monkeypatch):
     monkeypatch.setattr(sys, "stderr", err)
     assert main(["status", str(project.sweep_dir()), "--json"]) == 0
     assert err.getvalue() == ""
+
+
+def test_small_things_a_newcomer_hit(project) -> None:
+    """show takes an id or a prefix as status prints it; status sorts by a swept value without
+    asking which way is better; report names a missing folder before asking for --mode;
+    report.md ends with a newline."""
+    project.run("seed=1,2,3", check=True)
+    sweep = project.sweep_dir()
+    ids = [r["id"] for r in project.status()["runs"]]
+    for args in ([str(sweep), ids[1]], [str(sweep), ids[1][:5]], [str(sweep / "runs" / ids[1])]):
+        shown = project.cli("show", *args)
+        assert shown.returncode == 0 and shown.stdout.startswith(ids[1]), shown.stderr
+    sorted_ = project.cli("status", str(sweep), "--sort", "seed", "--max")
+    assert sorted_.returncode == 0 and "sorted by seed (descending)" in sorted_.stderr
+    order = [word for line in sorted_.stdout.splitlines() for word in line.split()[:1]
+             if word in ids]
+    assert order == ids[::-1], sorted_.stdout
+    missing = project.cli("report", str(project.root / "nope"), "--metric", "score")
+    assert "nope is not a sweep directory" in missing.stderr, missing.stderr
+    assert project.cli("report", str(sweep), "--metric", "loss").returncode == 0
+    assert (sweep / "report" / "loss" / "report.md").read_text().endswith("\n")
