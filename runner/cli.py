@@ -165,7 +165,7 @@ def cmd_run(argv: list[str]) -> int:
         console.print(f"note: {note}")
     runner_cfg = plan.execution.get("runner", {})
     check_execution(plan.execution, plan.sources)
-    _check_tasks({r.config.get("task", {}).get("fn") for r in plan.runs})
+    _check_tasks({r.config.get("task", {}).get("fn") for r in plan.runs}, plan.sources)
     _check_debug_target(runner_cfg.get("debug"), plan.runs)
     if not str(runner_cfg.get("output_dir") or "").strip():
         raise RunnerError("runner.output_dir is empty: name the folder sweeps go to (default: "
@@ -237,10 +237,13 @@ def _check_output_dir(output_dir: Path) -> None:
             return
 
 
-def _check_tasks(refs: set[Any]) -> None:
+def _check_tasks(refs: set[Any], sources: dict[str, str] | None = None) -> None:
     from runner.tasks import check_task
 
     for ref in sorted(refs, key=str):
+        if ref is None and (sources or {}).get("task"):
+            raise RunnerError(f"{(sources or {})['task']} has no fn: a task config names its "
+                              "function, e.g. `fn: my_pkg.train:main`")
         check_task(ref)
 
 

@@ -106,7 +106,12 @@ class Composer:
             bad = self._not_a_mapping(_plain_choices(overrides))
             if bad is not None:
                 raise ConfigError(bad) from None
-            raise ConfigError(_explain(exc, self.dirs)) from None
+            first, sep, rest = _explain(exc, self.dirs).partition("\n")
+            hint = self._nested_hint(first, overrides, config_name)
+            if hint:  # the likely fix first; adding a top-level key second
+                first = re.sub(r"\(to add it, write (\S+)\)", r"\1 would add a new top-level "
+                               r"key instead", first.replace("no such key", "no such key" + hint))
+            raise ConfigError(first + sep + rest) from None
         with open_dict(cfg):
             del cfg["hydra"]
         assert isinstance(choices, dict)
@@ -117,6 +122,28 @@ class Composer:
                 raise ConfigError(self._not_a_mapping({group: option})
                                   or f"config group '{group}': '{option}' is not a mapping")
         return cfg
+
+    def _nested_hint(self, message: str, overrides: Sequence[str], config_name: str) -> str:
+        """``lr=0.1`` where the config has ``task.lr``: "did you mean task.lr=0.1?" (rather
+        than Hydra's advice to add a new top-level key)."""
+        from hydra import compose
+
+        found = re.search(r"Could not override '([^'.]+)'", message)
+        if not found:
+            return ""
+        key = found.group(1)
+        mine = [o for o in overrides if o.lstrip("+~").split("=")[0] == key]
+        rest = [o for o in overrides if o not in mine]
+        try:
+            cfg = compose(config_name=config_name, overrides=_open_mappings(rest))
+        except Exception:
+            return ""
+        homes = [str(section) for section, node in cfg.items()
+                 if isinstance(node, DictConfig) and key in node]
+        if not homes or not mine:
+            return ""
+        value = mine[0].split("=", 1)[1] if "=" in mine[0] else "..."
+        return ": did you mean " + " or ".join(f"{h}.{key}={value}" for h in homes[:3]) + "?"
 
     def source(self, group: str, option: Any = None) -> Path | None:
         """The file that option ``option`` (default: the last composition's) of ``group`` is."""

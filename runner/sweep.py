@@ -240,7 +240,7 @@ def sweep_values(spec: SweepConf, overrides: Sequence[str], limits: Limits = NO_
     config_axes = [] if spec.kind == "list" else _params_axes(spec.params, limits, reserved,
                                                               where)
     axes = _merge_axes(config_axes, cli_axes, fixed_keys)
-    axes = _seeds_axis(spec, axes, {a.key for a in cli_axes}, limits)
+    axes = _seeds_axis(spec, axes, {a.key for a in cli_axes}, limits, fixed_keys)
     notes: list[str] = []
     values_list = (_expand_values(spec, axes, notes, limits) if (axes or spec.kind == "list")
                    else [{}])
@@ -295,9 +295,14 @@ def _merge_axes(base: list[Axis], extra: Iterable[Axis], fixed: set[str]) -> lis
 
 
 def _seeds_axis(spec: SweepConf, axes: list[Axis], cli_keys: set[str],
-                limits: Limits) -> list[Axis]:
+                limits: Limits, fixed: set[str] | frozenset[str] = frozenset()) -> list[Axis]:
     if spec.seeds is None:
         return axes
+    if spec.seed_key in fixed:
+        raise SweepError(f"both sweep.seeds={spec.seeds} (K seeds for every setting"
+                         + (", the list sweep's default" if spec.kind == "list" else "")
+                         + f") and {spec.seed_key}=... on the command line: give "
+                         f"sweep.seeds=null to keep your {spec.seed_key}, or leave it out")
     if isinstance(spec.seeds, bool) or not isinstance(spec.seeds, int | list):
         raise SweepError(f"sweep.seeds={spec.seeds!r} must be a count (3: seeds 0, 1, 2) or a "
                          "list of seeds ([1, 5, 9])")
@@ -351,6 +356,13 @@ def _expand_values(spec: SweepConf, axes: list[Axis], notes: list[str],
         settings.append(dict(entry))
     limits.check(len(settings) * crossed_size, "sweep.runs")
     keys = [a.key for a in axes]
+    for i, setting in enumerate(settings):  # an axis would replace the entry's value unseen
+        clash = next((k for k in keys if k in setting), None)
+        if clash is not None:
+            raise SweepError(f"sweep.runs[{i}] sets {clash} and so does "
+                             + ("sweep.seeds" if clash == spec.seed_key and spec.seeds
+                                is not None else "an axis on the command line")
+                             + ": give it in one place")
     return [{**s, **dict(zip(keys, combo, strict=True))}
             for s in settings for combo in itertools.product(*(a.grid_values() for a in axes))]
 
@@ -529,10 +541,20 @@ def expand(composer: Composer, args: Sequence[str], config_name: str = "config",
         spec, config_axes = SweepConf(kind="grid"), []
         kind = "grid" if cli_axes else "single"
     axes = _merge_axes(config_axes, cli_axes, plain_keys)
-    axes = _seeds_axis(spec, axes, {a.key for a in cli_axes}, limits)
+    axes = _seeds_axis(spec, axes, {a.key for a in cli_axes}, limits, plain_keys)
+    if kind == "random" and not any(not a.crossed for a in axes):
+        raise SweepError("+sweep=random has nothing to draw from: give distributions in "
+                         "sweep.params, the task's axes.random or the command line (e.g. "
+                         "'task.lr=tag(log,interval(1e-4,1e-1))')")
     values_list = (_expand_values(spec, axes, notes, limits) if (axes or kind == "list")
                    else [{}])
     limits.check(len(values_list), "the sweep")
+    if kind == "list":  # a plain key=value of the command line would be replaced unseen
+        for i, entry in enumerate(spec.runs):
+            clash = next((k for k in plain_keys if isinstance(entry, dict) and k in entry), None)
+            if clash is not None:
+                raise SweepError(f"{clash}=... on the command line and sweep.runs[{i}] sets "
+                                 f"{clash} too: give it in one place")
 
     builder = _ConfigBuilder(composer, plain, {a.key: a.prefix for a in axes}, config_name)
     builder.prepare(values_list)

@@ -285,3 +285,26 @@ def test_sweep_params_can_be_given_whole_on_the_command_line(project) -> None:
                  ["~sweep.params", "+sweep.params={task.lr: '0.1,0.01', seed: '1,2'}"]):
         proc = project.run("+sweep=grid", *args, "runner.dry_run=true", check=True)
         assert "4 runs" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("args, said", [
+    (["+sweep=list", "sweep.runs=[{task.lr: 0.1}]", "seed=5"],
+     "both sweep.seeds=2 (K seeds for every setting, the list sweep's default) and seed=..."),
+    (["+sweep=grid", "sweep.seeds=2", "seed=5"], "both sweep.seeds=2"),
+    (["+sweep=list", "sweep.runs=[{seed: 1}]", "sweep.seeds=null", "seed=4"],
+     "seed=... on the command line and sweep.runs[0] sets seed too"),
+    (["+sweep=list", "sweep.runs=[{seed: 1}]"], "sweep.runs[0] sets seed and so does "
+                                                 "sweep.seeds"),
+    (["+sweep=random"], "+sweep=random has nothing to draw from"),
+    (["lr=0.1"], "did you mean task.lr=0.1?"),
+])
+def test_a_setting_is_never_replaced_or_ignored_unseen(project, args, said) -> None:
+    proc = project.run(*args, "runner.dry_run=true")
+    assert proc.returncode != 0 and said in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_task_config_without_fn_is_named(project) -> None:
+    (project.root / "conf" / "task" / "nofn.yaml").write_text("name: nofn\nlr: 0.1\n")
+    proc = project.cli("task=nofn", "runner.output_dir=outputs")
+    assert proc.returncode != 0 and "conf/task/nofn.yaml has no fn" in proc.stderr, proc.stderr
