@@ -75,6 +75,9 @@ class Message:
     files: dict[str, bytes] = field(default_factory=dict)
 
 
+UNREACHABLE_GRACE_S = 3.0  # how long the end of a sweep waits on a webhook that does not answer
+
+
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -158,6 +161,7 @@ class DiscordNotifier(Notifier):
         self.dropped = 0
         self.delivered = 0
         self.failed = 0
+        self.unreachable: str | None = None  # why the last post failed, while it fails
         self.thread = threading.Thread(target=self._deliver_all, name="runner-discord",
                                        daemon=True)
         self.thread.start()
@@ -282,6 +286,7 @@ class DiscordNotifier(Notifier):
                                                   "User-Agent": "runner (webhook notifier)"})
         try:
             with urllib.request.urlopen(request, timeout=self.conf.timeout_s):
+                self.unreachable = None
                 return None
         except urllib.error.HTTPError as exc:
             text = exc.read().decode("utf-8", "replace")
@@ -293,20 +298,34 @@ class DiscordNotifier(Notifier):
                 log.warning("Discord rate limit (429): retrying in %.2f s", wait)
                 return max(wait, 0.01)
             log.warning("Discord answered %s: %s", exc.code, redact(text[:300]))
+            if exc.code >= 500:
+                self.unreachable = f"Discord answered {exc.code}"
             return 0.0 if exc.code >= 500 else -1.0
         except (urllib.error.URLError, OSError) as exc:
             log.warning("Discord webhook unreachable: %s", redact(str(exc)))
+            self.unreachable = redact(str(getattr(exc, "reason", exc)))[:120]
             return 0.0
 
     def close(self) -> None:
-        """Give pending messages ``flush_timeout_s`` to go out, then stop waiting."""
-        deadline = time.monotonic() + self.conf.flush_timeout_s
+        """Give pending messages ``flush_timeout_s`` to go out, but only a few seconds while
+        the webhook does not answer (the end of a sweep never waits on a dead Discord), then
+        say what was not delivered."""
+        start = time.monotonic()
         try:
-            self.queue.put(None, timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Full:
+            self.queue.put(None, timeout=0.05)
+        except queue.Full:  # (the thread ends with the process: it is a daemon)
             pass
-        self.thread.join(max(0.0, deadline - time.monotonic()))
-        pending = self.queue.qsize()
+        while self.thread.is_alive():
+            limit = UNREACHABLE_GRACE_S if self.unreachable else self.conf.flush_timeout_s
+            left = start + min(limit, self.conf.flush_timeout_s) - time.monotonic()
+            if left <= 0:
+                break
+            self.thread.join(min(left, 0.1))
+        pending = sum(m is not None for m in list(self.queue.queue))
+        pending += 1 if self.thread.is_alive() and self.queue.unfinished_tasks > pending else 0
         if self.thread.is_alive() or self.dropped or self.failed:
-            log.warning("Discord: %d delivered, %d failed, %d dropped (queue full), %d still "
-                        "pending at exit", self.delivered, self.failed, self.dropped, pending)
+            why = f" (the webhook: {self.unreachable})" if self.unreachable else ""
+            log.warning("Discord: %d message(s) delivered, %d not delivered%s: %d failed, %d "
+                        "dropped (queue full), %d still pending at exit", self.delivered,
+                        self.failed + self.dropped + pending, why, self.failed, self.dropped,
+                        pending)

@@ -188,3 +188,18 @@ def test_no_webhook_post_can_ping():
     for mention in ("@everyone", "@here", "<@&", "<@!"):
         assert mention not in text, mention
     assert "Sweep @\u200beveryone started" in text
+
+
+def test_a_dead_webhook_adds_seconds_not_half_a_minute_to_a_sweep(project, monkeypatch):
+    """With the default flush_timeout_s (30 s), a webhook that does not answer holds the end
+    of the sweep a few seconds at most, and the end says what was not delivered."""
+    with FakeDiscord() as fake:
+        url = fake.webhook_url  # closed when the block ends: nothing answers
+    monkeypatch.setenv("DISCORD_WEBHOOK_URL", url)
+    t0 = time.monotonic()
+    proc = project.run("notifier=[console,discord]", "seed=0,1")
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr
+    assert elapsed < 12, elapsed
+    assert "not delivered (the webhook:" in proc.stderr, proc.stderr
+    assert fake.token not in proc.stderr
