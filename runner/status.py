@@ -329,7 +329,7 @@ def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> 
                              if k not in ("time", "attempt"))[:120]
         if row.state == "RUNNING":
             death, cluster = live.get(row.ref.id, (None, ""))
-            info = f"{_placement(row.lease, cluster)}{info}"
+            info = " · ".join(x for x in (_placement(row.lease, cluster), info) if x)
             if death:  # what the next launch will find: say so now
                 state = Text("RUNNING (dead)", style="yellow")
                 then = ("interrupted; `resume` runs it again" if death.state is State.INTERRUPTED
@@ -346,9 +346,10 @@ def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> 
 
 
 def _placement(lease: Any, cluster: str = "") -> str:
-    """'cpus 0,1 · gpus 0 · ' from a lease's launcher facts (pinned slots, job ids)."""
+    """'on cpus 0,1, gpu 0' from a lease's launcher facts (pinned slots, job ids)."""
     launcher = lease.launcher
-    parts = [f"{key} {','.join(map(str, launcher[key]))}" for key in ("cpus", "gpus")
+    parts = [f"{key if len(launcher[key]) > 1 else key[:-1]} "
+             f"{','.join(map(str, launcher[key]))}" for key in ("cpus", "gpus")
              if launcher.get(key)]
     if launcher.get("backend") == "slurm":
         job = launcher.get("job") or (f"{launcher['array_job_id']}_{launcher.get('index')}"
@@ -356,7 +357,7 @@ def _placement(lease: Any, cluster: str = "") -> str:
         parts.append(f"job {job} {cluster or lease.phase}"
                      + (f", requeued {launcher['requeues']}x" if launcher.get("requeues")
                         else ""))
-    return "".join(f"{p} · " for p in parts)
+    return ("on " + ", ".join(parts)) if parts else ""
 
 
 def _interesting_first(rows: list[RunStatus]) -> list[RunStatus]:
