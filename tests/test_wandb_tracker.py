@@ -120,7 +120,7 @@ def test_the_fork_server_imports_the_trackers_once_per_sweep(tmp_path, wandb_env
                  "launcher": {"_target_": "runner.launchers.local.LocalLauncher"}}
     loop = _SweepLoop(SweepStore(tmp_path), execution, Console(file=open(os.devnull, "w")))
     try:
-        preload = _json.loads(loop.launcher.server.proc.args[-1])
+        preload = _json.loads(loop.launcher.server.proc.args[-2])  # (then the launcher pid)
         (service,) = loop.services  # one WandB service for the sweep's runs
         assert loop.launcher.extra_env["WANDB_SERVICE"] == service.env["WANDB_SERVICE"]
     finally:
