@@ -58,6 +58,7 @@ class Axis:
     choices: list[Any] | None  # discrete values, or None for an interval
     interval: IntervalSweep | None = None
     crossed: bool = False  # random search: crossed with the samples (the seeds axis)
+    texts: list[str] | None = None  # each choice as Hydra writes it (``[amazon]``), if known
 
     def grid_values(self) -> list[Any]:
         if self.choices is None:
@@ -182,9 +183,14 @@ def encode(value: Any) -> str:
     return str(Override._get_value_element_as_str(_quoted(value)))
 
 
+def override_key(o: Override) -> str:
+    """The key an override sets, its package kept (``db@source``: not the same as ``db``)."""
+    return f"{o.key_or_group}@{o.package}" if o.package else o.key_or_group
+
+
 def _axis_from_override(o: Override, from_cli: bool, limits: Limits = NO_LIMITS,
                         reserved: Sequence[str] = EXEC_SECTIONS) -> Axis:
-    key = o.key_or_group
+    key = override_key(o)
     prefix = "++" if o.is_force_add() else "+" if o.is_add() else ""
     if not from_cli:
         prefix = ""
@@ -205,7 +211,12 @@ def _axis_from_override(o: Override, from_cli: bool, limits: Limits = NO_LIMITS,
         if not choices:
             raise SweepError(f"axis '{key}' has no values ({o.input_line or key}); a range's "
                              "start must be below its stop for a positive step")
-        return Axis(key, prefix, choices)
+        try:
+            texts: list[str] | None = [str(t) for t in o.sweep_string_iterator()]
+        except Exception:  # (a glob() without a config loader)
+            texts = None
+        return Axis(key, prefix, choices, texts=texts if texts and len(texts) == len(choices)
+                    else None)
     return Axis(key, prefix, [plain(value)])
 
 
@@ -236,11 +247,11 @@ def sweep_values(spec: SweepConf, overrides: Sequence[str], limits: Limits = NO_
     parsed = parse_overrides(overrides)
     cli_axes = [_axis_from_override(o, True, limits, reserved) for o in parsed
                 if o.is_sweep_override()]
-    fixed_keys = {o.key_or_group for o in parsed if not o.is_sweep_override()}
+    fixed_keys = {override_key(o) for o in parsed if not o.is_sweep_override()}
     config_axes = [] if spec.kind == "list" else _params_axes(spec.params, limits, reserved,
                                                               where)
     axes = _merge_axes(config_axes, cli_axes, fixed_keys)
-    axes = _seeds_axis(spec, axes, {a.key for a in cli_axes}, limits, fixed_keys)
+    axes = _seeds_axis(spec, axes, {a.key for a in cli_axes}, limits, _set_values(parsed))
     notes: list[str] = []
     values_list = (_expand_values(spec, axes, notes, limits) if (axes or spec.kind == "list")
                    else [{}])
@@ -249,22 +260,34 @@ def sweep_values(spec: SweepConf, overrides: Sequence[str], limits: Limits = NO_
     runs = []
     for values in values_list:
         nested: dict[str, Any] = {}
-        for key, value in values.items():
-            set_dotted(nested, key, value)
+        for key, value in values.items():  # what the filter sees as the run's config
+            try:
+                set_dotted(nested, key, value)
+            except (TypeError, ValueError, IndexError, AttributeError):
+                pass  # a group's choice and a key inside it (db=mysql db.user=a): flat only
         runs.append(RunSpec(run_id(values), run_dirname(values), values, nested))
     runs = _select(runs, spec, notes, limits)
-    fixed_text = {o.key_or_group: str(o.input_line) for o in parsed if not o.is_sweep_override()}
+    fixed_text = {override_key(o): str(o.input_line) for o in parsed
+                  if not o.is_sweep_override()}
     for o in parsed:  # a seed axis over a key the command line adds (+seed=0): added too
         if not o.is_sweep_override() and (o.is_add() or o.is_force_add()):
-            prefixes.setdefault(o.key_or_group, "++" if o.is_force_add() else "+")
-            if not prefixes[o.key_or_group]:
-                prefixes[o.key_or_group] = "++" if o.is_force_add() else "+"
-    order = list(dict.fromkeys(o.key_or_group for o in parsed))  # the command line's order
+            prefixes.setdefault(override_key(o), "++" if o.is_force_add() else "+")
+            if not prefixes[override_key(o)]:
+                prefixes[override_key(o)] = "++" if o.is_force_add() else "+"
+    order = list(dict.fromkeys(override_key(o) for o in parsed))  # the command line's order
+    texts = {a.key: {canonical_values({"v": v}): t for v, t in zip(a.choices, a.texts,
+                                                                  strict=True)}
+             for a in axes if a.texts is not None and a.choices is not None}
+
+    def text(key: str, value: Any) -> str:
+        """A value as Hydra wrote it on the command line, else as runner writes it."""
+        written = texts.get(key, {}).get(canonical_values({"v": value}))
+        return written if written is not None else _bare(value)
 
     def job(values: dict[str, Any]) -> list[str]:
         keys = [*order, *(k for k in values if k not in fixed_text and k not in order)]
         return [fixed_text[k] if k in fixed_text and k not in values
-                else f"{prefixes.get(k, '')}{k}={_bare(values[k])}" for k in keys
+                else f"{prefixes.get(k, '')}{k}={text(k, values[k])}" for k in keys
                 if k in fixed_text or k in values]
 
     return [job(r.values) for r in runs], notes
@@ -292,6 +315,13 @@ def _merge_axes(base: list[Axis], extra: Iterable[Axis], fixed: set[str]) -> lis
         else:
             out[idx] = axis
     return out
+
+
+def _set_values(parsed: list[Override]) -> set[str]:
+    """Keys the command line sets to one value (``seed=5``); ``+seed=0`` only adds a key a
+    Hydra app lacks, for a seeds axis to fill."""
+    return {override_key(o) for o in parsed
+            if not o.is_sweep_override() and not (o.is_add() or o.is_force_add())}
 
 
 def _seeds_axis(spec: SweepConf, axes: list[Axis], cli_keys: set[str],
@@ -511,7 +541,7 @@ def expand(composer: Composer, args: Sequence[str], config_name: str = "config",
     parsed = parse_overrides(args)
     cli_axes = [_axis_from_override(o, True, limits) for o in parsed if o.is_sweep_override()]
     plain = [str(o.input_line) for o in parsed if not o.is_sweep_override()]
-    plain_keys = {o.key_or_group for o in parsed if not o.is_sweep_override()}
+    plain_keys = {override_key(o) for o in parsed if not o.is_sweep_override()}
     base = composer.compose(plain, config_name)
     sources = {group: str(path) for group in composer.choices
                if (path := composer.source(group)) is not None}
@@ -541,7 +571,7 @@ def expand(composer: Composer, args: Sequence[str], config_name: str = "config",
         spec, config_axes = SweepConf(kind="grid"), []
         kind = "grid" if cli_axes else "single"
     axes = _merge_axes(config_axes, cli_axes, plain_keys)
-    axes = _seeds_axis(spec, axes, {a.key for a in cli_axes}, limits, plain_keys)
+    axes = _seeds_axis(spec, axes, {a.key for a in cli_axes}, limits, _set_values(parsed))
     if kind == "random" and not any(not a.crossed for a in axes):
         raise SweepError("+sweep=random has nothing to draw from: give distributions in "
                          "sweep.params, the task's axes.random or the command line (e.g. "

@@ -446,3 +446,32 @@ def test_retrain_best_of_a_runner_sweeper_sweep_runs_only_the_best_with_new_seed
     assert sorted(r["values"]["seed"] for r in rows) == [2, 3]
     best = min(runs_of(app.status(sweep)), key=lambda r: r["summary"]["val/loss"])
     assert {r["values"]["lr"] for r in rows} == {best["values"]["lr"]}
+
+
+@pytest.mark.parametrize("sweeper", [[], ["hydra/sweeper=runner"]],
+                         ids=["basic-sweeper", "runner-sweeper"])
+def test_hydras_sweep_grammar_runs_the_jobs_hydra_would(app: App, sweeper: list[str]) -> None:
+    """Package overrides (two packages of one group), a group and a key inside it, glob(),
+    a value listed twice, list values: the jobs, and the texts Hydra writes, as Hydra's."""
+    from omegaconf import OmegaConf
+
+    (app.root / "conf" / "db" / "sqlite.yaml").write_text("driver: sqlite\nport: 0\n")
+    cases = [
+        (["+db@src=mysql,postgresql", "+db@dst=mysql,postgresql"], 4),
+        (["db=mysql,postgresql", "db.port=1,2"], 4),
+        (["db=glob(*,exclude=sqlite)"], 2),
+        (["db=mysql,postgresql,mysql"], 3),
+        (["+hosts=[amazon],[google]"], 2),
+    ]
+    for i, (overrides, jobs) in enumerate(cases):
+        out = app.ok(*sweeper, *overrides, f"hydra.sweep.dir=s{i}")
+        assert f"{jobs} of {jobs} job(s) completed" in out, (overrides, out)
+        assert len(list((app.root / f"s{i}").glob("*/.hydra/overrides.yaml"))) == jobs
+    lines = [(app.root / "s4" / str(n) / ".hydra" / "overrides.yaml").read_text()
+             for n in range(2)]
+    assert "+hosts=[amazon]" in lines[0] and "+hosts=[google]" in lines[1], lines
+    configs = [OmegaConf.load(app.root / "s0" / str(n) / ".hydra" / "config.yaml")
+               for n in range(4)]
+    assert sorted((c.src.driver, c.dst.driver) for c in configs) == [
+        ("mysql", "mysql"), ("mysql", "postgresql"), ("postgresql", "mysql"),
+        ("postgresql", "postgresql")]

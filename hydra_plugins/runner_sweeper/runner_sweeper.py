@@ -19,12 +19,14 @@ class RunnerSweeper(Sweeper):
         self.settings = settings
         self.config: DictConfig | None = None
         self.launcher: Any = None
+        self.config_loader: Any = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
 
         self.config = config
+        self.config_loader = hydra_context.config_loader  # (glob() asks it for a group's options)
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config)
 
@@ -32,4 +34,4 @@ class RunnerSweeper(Sweeper):
         from runner.hydra_plugin.sweeper import sweep
 
         assert self.config is not None
-        return sweep(self.settings, self.config, self.launcher, arguments)
+        return sweep(self.settings, self.config, self.launcher, arguments, self.config_loader)

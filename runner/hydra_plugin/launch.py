@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import logging
@@ -66,12 +67,30 @@ def execution_of(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def values_of(overrides: Sequence[str]) -> dict[str, Any]:
-    """A job's overrides as runner's values (``db=mysql model.lr=0.1`` -> two keys)."""
+    """A job's overrides as runner's values (``db=mysql model.lr=0.1`` -> two keys; a package
+    override keeps its package: ``db@source=mysql`` and ``db@destination=mysql`` are two)."""
     values: dict[str, Any] = {}
     for override in OverridesParser.create().parse_overrides(list(overrides)):
         key = override.key_or_group
+        if override.package is not None:
+            key = f"{key}@{override.package}"
         values[key] = None if override.is_delete() else plain(override.value())
     return values
+
+
+def distinct(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A job listed again in one batch (``db=mysql,postgresql,mysql``) runs again, as under
+    Hydra's basic launcher: its k-th repeat gets ``repeat: k`` (stable from run to run)."""
+    from runner.run_id import canonical_values
+
+    seen: dict[str, int] = {}
+    out = []
+    for v in values:
+        canon = canonical_values(v)
+        k = seen.get(canon, 0)
+        seen[canon] = k + 1
+        out.append({**v, "repeat": k} if k else v)
+    return out
 
 
 def task_reference(task_function: TaskFunction) -> dict[str, Any]:
@@ -133,9 +152,14 @@ def launch(settings: dict[str, Any], config: DictConfig, hydra_context: HydraCon
                              f"cannot find the task {reference['qualname']}: make it a function "
                              "at the top level of its module")
     log.info(f"runner: {len(job_overrides)} job(s) in {sweep_dir}")
-    values = [values_of(overrides) for overrides in job_overrides]
+    values = distinct([values_of(overrides) for overrides in job_overrides])
     composed = [(run_id(v), _compose(config, hydra_context, overrides, str(sweep_dir)))
                 for v, overrides in zip(values, job_overrides, strict=True)]
+    seen: set[int] = set()
+    for i, (rid, cfg) in enumerate(composed):  # a job listed twice: its own config object
+        if id(cfg) in seen:
+            composed[i] = (rid, copy.deepcopy(cfg))
+        seen.add(id(composed[i][1]))
     from runner.store import SweepStore
 
     store = SweepStore(sweep_dir)

@@ -17,10 +17,39 @@ from runner.errors import RunnerError
 log = logging.getLogger(__name__)
 
 
-def jobs_of(settings: dict[str, Any], arguments: list[str]) -> list[list[str]]:
+def expand_globs(arguments: list[str], config_loader: Any) -> list[str]:
+    """``db=glob(*)``, ``db=glob([m*, p*], exclude=x)`` as the list of the group's options it
+    names (Hydra's basic sweeper asks the config loader the same way)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Glob
+
+    if config_loader is None:
+        return arguments
+    parser = OverridesParser.create(config_loader=config_loader)
+    out = []
+    for text in arguments:
+        try:
+            (override,) = parser.parse_overrides([text])
+        except Exception:
+            out.append(text)  # (reported by the expansion, naming the override)
+            continue
+        if isinstance(override.value(), Glob):
+            options = list(override.sweep_string_iterator())
+            if not options:
+                raise HydraException(f"'{text}' matches no option of the group "
+                                     f"'{override.key_or_group}'")
+            out.append(f"{override.get_key_element()}={','.join(options)}")
+        else:
+            out.append(text)
+    return out
+
+
+def jobs_of(settings: dict[str, Any], arguments: list[str],
+            config_loader: Any = None) -> list[list[str]]:
     """Every job's overrides (checked: a bad setting names its key)."""
     from runner.sweep import sweep_values
 
+    arguments = expand_globs(arguments, config_loader)
     fields = {k: v for k, v in settings.items() if k not in ("_target_", "max_batch_size")}
     try:
         spec = validate(fields, SweepConf, "hydra.sweeper")
@@ -33,8 +62,8 @@ def jobs_of(settings: dict[str, Any], arguments: list[str]) -> list[list[str]]:
 
 
 def sweep(settings: dict[str, Any], config: DictConfig, launcher: Any,
-          arguments: list[str]) -> list[list[JobReturn]]:
-    jobs = jobs_of(settings, arguments)
+          arguments: list[str], config_loader: Any = None) -> list[list[JobReturn]]:
+    jobs = jobs_of(settings, arguments, config_loader)
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(config, sweep_dir / "multirun.yaml")
