@@ -257,6 +257,8 @@ def sweep_values(spec: SweepConf, overrides: Sequence[str], limits: Limits = NO_
                    else [{}])
     limits.check(len(values_list), "the sweep")
     prefixes = {a.key: a.prefix for a in axes}
+    if spec.seeds is not None and not prefixes.get(spec.seed_key):
+        prefixes[spec.seed_key] = "++"  # set, or added to an app whose config has no seed
     runs = []
     for values in values_list:
         nested: dict[str, Any] = {}

@@ -215,6 +215,8 @@ def test_a_job_that_raises_is_a_crash_with_its_traceback_and_the_sweep_goes_on(
 
     again = app.run("lr=0.1,-1,0.01")  # resumed: the crash is the result (not run again)
     assert again.returncode == 1 and "ValueError: negative lr -1" in again.stderr
+    assert "nothing ran: 1 crashed run(s)" in again.stderr  # and how to run it again:
+    assert "hydra.launcher.retry_crashed=true" in again.stderr
     assert app.marks("start") == {0: 1, 1: 1, 2: 1}
     retried = app.run("lr=0.1,-1,0.01", "hydra.launcher.retry_crashed=true")
     assert retried.returncode == 1 and app.marks("start") == {0: 1, 1: 2, 2: 1}
@@ -475,3 +477,18 @@ def test_hydras_sweep_grammar_runs_the_jobs_hydra_would(app: App, sweeper: list[
     assert sorted((c.src.driver, c.dst.driver) for c in configs) == [
         ("mysql", "mysql"), ("mysql", "postgresql"), ("postgresql", "mysql"),
         ("postgresql", "postgresql")]
+
+
+def test_hydra_settings_errors_name_the_keys_as_written_and_lists_round_trip(app: App) -> None:
+    bad = app.run("hydra.launcher.max_parallel=-1", "lr=0.1,0.2")
+    assert bad.returncode != 0 and "hydra.launcher.max_parallel=-1 must be >= 1" in bad.stderr
+    assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) <= 3
+    # seeds on an app whose config has no seed: added, as the sweeper's own setting asks
+    out = app.ok("hydra/sweeper=runner", "hydra.sweeper.seeds=2", "lr=0.1,0.2")
+    assert "4 of 4 job(s) completed" in out
+    sweep = app.sweep()
+    manifest = json.loads((sweep / "sweep.json").read_text())
+    assert manifest["execution"]["runner"]["secret_env"] == []  # a list, not "[]"
+    for command in (["status", str(sweep)], ["cancel", str(sweep)]):
+        proc = app.cli(*command)
+        assert "Traceback" not in proc.stderr and "must be" not in proc.stderr, proc.stderr

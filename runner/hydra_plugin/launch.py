@@ -29,7 +29,7 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
-from hydra.errors import HydraException
+from hydra.errors import CompactHydraException, HydraException
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -48,9 +48,24 @@ class JobFailed(HydraException):
     """A job that ended without a result of its own (killed, out of memory, lost its node)."""
 
 
+class SettingError(CompactHydraException):
+    """A bad ``hydra.launcher.*`` setting: one line naming it as the user wrote it."""
+
+
+def _as_written(message: str) -> str:
+    """runner's names of the launcher's settings as a Hydra user writes them."""
+    import re
+
+    message = re.sub(r"(?<![\w.])launcher\.", "hydra.launcher.", message)
+    return re.sub(r"(?<![\w.])runner\.(?=" + "|".join(RUNNER_KEYS) + r")", "hydra.launcher.",
+                  message)
+
+
 def execution_of(settings: dict[str, Any]) -> dict[str, Any]:
-    """runner's execution sections from ``hydra.launcher.*`` (unset settings left out)."""
-    settings = {k: v for k, v in settings.items() if k != "_target_"}
+    """runner's execution sections from ``hydra.launcher.*`` (unset settings left out; lists
+    and mappings as plain ones, so that ``sweep.json`` holds them as such, not as text)."""
+    settings = {k: (OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v)
+                for k, v in settings.items() if k != "_target_"}
     backend = str(settings.pop("backend", "local"))
     if backend not in BACKENDS:
         raise HydraException(f"hydra.launcher.backend={backend!r} is not one of "
@@ -141,8 +156,13 @@ def launch(settings: dict[str, Any], config: DictConfig, hydra_context: HydraCon
 
     setup_globals()
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-    execution = execution_of(dict(settings))
-    check_execution(execution)
+    from runner.errors import RunnerError
+
+    try:
+        execution = execution_of(dict(settings))
+        check_execution(execution)
+    except RunnerError as exc:
+        raise SettingError(_as_written(str(exc))) from None
     secrets.add_env_names(execution["runner"].get("secret_env") or [])
     sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
     reference = task_reference(task_function)

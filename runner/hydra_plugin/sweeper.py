@@ -55,7 +55,9 @@ def jobs_of(settings: dict[str, Any], arguments: list[str],
         spec = validate(fields, SweepConf, "hydra.sweeper")
         jobs, notes = sweep_values(spec, arguments, where="hydra.sweeper")
     except RunnerError as exc:
-        raise HydraException(str(exc)) from None
+        from hydra.errors import CompactHydraException
+
+        raise CompactHydraException(str(exc)) from None
     for note in notes:
         log.info(f"runner: {note}")
     return jobs
