@@ -492,3 +492,25 @@ def test_hydra_settings_errors_name_the_keys_as_written_and_lists_round_trip(app
     for command in (["status", str(sweep)], ["cancel", str(sweep)]):
         proc = app.cli(*command)
         assert "Traceback" not in proc.stderr and "must be" not in proc.stderr, proc.stderr
+
+
+def test_a_relative_sweep_dir_stays_relative_in_each_job(app: App) -> None:
+    app.ok("lr=0.1,0.2", "hydra.sweep.dir=rel/sweep")
+    saved = OmegaConf_load(app.root / "rel" / "sweep" / "0" / ".hydra" / "hydra.yaml")
+    assert saved.hydra.sweep.dir == "rel/sweep"  # as Hydra's basic launcher writes it
+
+
+def OmegaConf_load(path: Path) -> Any:  # noqa: N802
+    from omegaconf import OmegaConf
+
+    return OmegaConf.load(path)
+
+
+def test_a_visible_gpu_runs_one_job_at_a_time_unless_asked(monkeypatch) -> None:
+    from runner.hydra_plugin.launch import execution_of
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert execution_of({"backend": "local"})["launcher"]["max_parallel"] == 1
+    assert execution_of({"backend": "local", "max_parallel": 4})["launcher"]["max_parallel"] == 4
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert "max_parallel" not in execution_of({"backend": "local"})["launcher"]

@@ -77,8 +77,26 @@ def execution_of(settings: dict[str, Any]) -> dict[str, Any]:
                 **{k: v for k, v in settings.items() if v is not None}}
     if backend != "slurm":  # runs fork from this process: a task in __main__ works
         launcher.setdefault("start_method", "fork")
+    if backend == "local" and launcher.get("max_parallel") is None and visible_gpus():
+        # a script that ran one job at a time under Hydra's basic launcher had the GPU alone:
+        # never one job per core on it unless asked
+        launcher["max_parallel"] = 1
+        log.info("runner: a GPU is visible and hydra.launcher.max_parallel is not set: one "
+                 "job at a time (set it, or backend=pinned with gpus_per_run, to run more)")
     return {"runner": {k: v for k, v in runner_section.items() if v is not None},
             "launcher": launcher, "notifier": notifier, "tracker": tracker}
+
+
+def visible_gpus() -> int:
+    """How many NVIDIA GPUs this process may use (``CUDA_VISIBLE_DEVICES``, else the device
+    files), without starting CUDA."""
+    import glob
+    import re
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    return len([p for p in glob.glob("/dev/nvidia*") if re.fullmatch(r"/dev/nvidia\d+", p)])
 
 
 def values_of(overrides: Sequence[str]) -> dict[str, Any]:
@@ -173,7 +191,10 @@ def launch(settings: dict[str, Any], config: DictConfig, hydra_context: HydraCon
                              "at the top level of its module")
     log.info(f"runner: {len(job_overrides)} job(s) in {sweep_dir}")
     values = distinct([values_of(overrides) for overrides in job_overrides])
-    composed = [(run_id(v), _compose(config, hydra_context, overrides, str(sweep_dir)))
+    # each job sees the sweep directory as the app gave it (relative stays relative, as under
+    # Hydra's basic launcher), resolved once for all of them; runner's store uses it absolute
+    as_given = str(config.hydra.sweep.dir)
+    composed = [(run_id(v), _compose(config, hydra_context, overrides, as_given))
                 for v, overrides in zip(values, job_overrides, strict=True)]
     seen: set[int] = set()
     for i, (rid, cfg) in enumerate(composed):  # a job listed twice: its own config object
