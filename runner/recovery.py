@@ -3,8 +3,9 @@ CRASHED where how it ended says the run itself failed (a SLURM job out of memory
 
 On the lease's own host the process is checked with psutil (pid *and* start time, so a recycled
 pid is not mistaken for the run); a lease from another host is dead once its heartbeat is older
-than ``runner.stale_after_s``. A SLURM run's lease is judged by SLURM instead (one squeue call for
-all of them, ``runner.slurm.verdicts``). The change is made under the run's lock and only if the
+than ``runner.stale_after_s``. A backend that knows better judges its own leases through one door,
+``JUDGES`` (SLURM asks squeue once for all of them, ``runner.slurm.verdicts``): this module imports
+no backend. The change is made under the run's lock and only if the
 lease is still the one found dead, so two runners recovering the same sweep at once cannot clash.
 """
 
@@ -33,8 +34,23 @@ class Death:
     details: str = ""
 
 
+# backend -> 'module:function' judging that backend's leases: (items, now) -> [(Death|None, seen)]
+JUDGES: dict[str, str] = {"slurm": "runner.slurm.verdicts:observe"}
+
+
+def backend_of(lease: Lease) -> str:
+    return str(lease.launcher.get("backend") or "local")
+
+
 def is_slurm(lease: Lease) -> bool:
-    return lease.launcher.get("backend") == "slurm"
+    return backend_of(lease) == "slurm"
+
+
+def _judge_of(backend: str) -> Any:
+    import importlib
+
+    module, _, fn = JUDGES[backend].partition(":")
+    return getattr(importlib.import_module(module), fn)
 
 
 def death_reason(lease: Lease, stale_after_s: float, now: float | None = None) -> str | None:
@@ -66,15 +82,13 @@ def observe(items: Sequence[tuple[RunPaths, Lease]], stale_after_s: float,
     """Per lease: its verdict, and what its cluster says of it (a SLURM job's state), if any."""
     now = time.time() if now is None else now
     out: list[tuple[Death | None, str]] = [(None, "")] * len(items)
-    slurm = [i for i, (_, lease) in enumerate(items) if is_slurm(lease)]
-    if slurm:
-        from runner.slurm.verdicts import observe as observe_slurm
-
-        seen = observe_slurm([items[i] for i in slurm], now)
-        for i, verdict in zip(slurm, seen, strict=True):
+    for backend in {backend_of(lease) for _, lease in items} & set(JUDGES):
+        mine = [i for i, (_, lease) in enumerate(items) if backend_of(lease) == backend]
+        seen = _judge_of(backend)([items[i] for i in mine], now)
+        for i, verdict in zip(mine, seen, strict=True):
             out[i] = verdict
     for i, (_, lease) in enumerate(items):
-        if not is_slurm(lease):
+        if backend_of(lease) not in JUDGES:
             reason = death_reason(lease, stale_after_s, now)
             out[i] = (Death(State.INTERRUPTED, reason) if reason else None, "")
     return out

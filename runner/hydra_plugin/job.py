@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
+from hydra.errors import HydraException
 from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, flag_override, open_dict
 
@@ -35,6 +36,10 @@ from runner.hydra_plugin import returns
 
 HYDRA_FILE = "hydra.json"  # the job's Hydra node (JSON: a tenth of YAML's cost to write)
 RETURN_FILE = "hydra_return.json"
+
+class JobFailed(HydraException):
+    """A job that ended without a result of its own (killed, out of memory, lost its node)."""
+
 
 # what a run forked from the app's process inherits (set by launch() before the runs fork)
 STATE: dict[str, Any] = {"task": None, "context": None, "configs": {}}
@@ -158,8 +163,6 @@ def job_return(ref: Any, cfg: DictConfig, detached: bool) -> JobReturn:
     elif detached and row.state in ("RUNNING", "UNHATCHED"):
         ret.status, ret._return_value = JobStatus.COMPLETED, None  # handed to the cluster
     else:
-        from runner.hydra_plugin.launch import JobFailed
-
         ret.status = JobStatus.FAILED
         ret._return_value = JobFailed(f"job #{cfg.hydra.job.num} ({' '.join(ret.overrides or [])}) "
                                       f"ended {row.state}: {row.reason or 'no reason recorded'}; "

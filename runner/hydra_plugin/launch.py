@@ -36,16 +36,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from runner import secrets
 from runner.hydra_plugin import job
 from runner.hydra_plugin.config import BACKENDS, RUNNER_KEYS
+from runner.hydra_plugin.job import JobFailed  # noqa: F401  (where it was first defined)
 from runner.run_id import run_dirname, run_id
 from runner.sweep import Plan, RunSpec, axes_of, plain
 
 log = logging.getLogger(__name__)
 
 ENTRY = "runner.hydra_plugin.job:run"
-
-
-class JobFailed(HydraException):
-    """A job that ended without a result of its own (killed, out of memory, lost its node)."""
 
 
 class SettingError(CompactHydraException):

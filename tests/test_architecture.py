@@ -1,0 +1,101 @@
+"""The house: runner's modules import one another without a circle (function-level imports
+count too), and the core imports no backend (a backend keeps its knowledge behind the launcher
+interface and the registries that name it)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from conftest import REPO
+
+PACKAGE_DIRS = {"runner": REPO / "runner", "runner.integrations": REPO / "integrations",
+                "runner.examples": REPO / "examples"}
+BACKENDS = ("runner.slurm", "runner.launchers.slurm", "runner.launchers.pinned")
+CORE = ("runner.sweep", "runner.store", "runner.state", "runner.recovery", "runner.scheduler",
+        "runner.status", "runner.results", "runner.report", "runner.launch", "runner.paths")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for package, root in PACKAGE_DIRS.items():
+        for path in root.rglob("*.py"):
+            rel = path.relative_to(root).with_suffix("")
+            parts = [p for p in rel.parts if p != "__init__"]
+            out[".".join([package, *parts])] = path
+    return out
+
+
+def _imports(path: Path, name: str, known: set[str]) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            base = node.module
+            if node.level:  # relative
+                parent = name.rsplit(".", node.level)[0]
+                base = f"{parent}.{node.module}"
+            targets = [base, *(f"{base}.{a.name}" for a in node.names)]
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    modules = _modules()
+    known = set(modules)
+    return {name: _imports(path, name, known) for name, path in modules.items()}
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(edges.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_import_graph_has_no_circle() -> None:
+    # packages import their own modules in __init__: a package and its modules are one room
+    edges = {m: {t for t in ts if not m.startswith(t + ".") and not t.startswith(m + ".")}
+             for m, ts in graph().items()}
+    assert cycles(edges) == []
+
+
+def test_the_core_imports_no_backend() -> None:
+    edges = graph()
+    for module in CORE:
+        reached = {t for t in edges[module] if t.startswith(BACKENDS)}
+        assert reached == set(), (module, reached)
