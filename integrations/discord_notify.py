@@ -241,10 +241,13 @@ class DiscordNotifier(Notifier):
         text = f"best {metric} ({mode}): **{top[0].value:.6g}** (run {top[0].id})\n```\n" + \
             "\n".join(lines) + "\n```"
         groups = [Group(tuple(r.values.items()), [r]) for r in top]
+        varying = [key for key in dict.fromkeys(k for r in top for k in r.values)
+                   if len({str(r.values.get(key)) for r in top}) > 1]
+        labels = [", ".join(f"{key}={r.values.get(key)}" for key in varying) or r.id
+                  for r in top]  # what tells the runs apart, not their ids
         with tempfile.TemporaryDirectory() as tmp:
             path = plots.curves(groups, metric, Path(tmp) / "top.png",
-                                title=f"{metric}: top {len(top)} runs",
-                                labels=[r.id for r in top])
+                                title=f"{metric}: top {len(top)} runs", labels=labels)
             png = path.read_bytes()
         return text, {f"top-{len(top)}.png": png}
 

@@ -6,6 +6,12 @@
   group's steps, within the run's own range.
 * ``finals``: every run's reduced metric as a dot, per group, with the group mean and its
   95% t interval.
+
+Every figure is laid out for reading before it is written (``readable``): titles wrap to the
+canvas, integer axes (step, trial) get integer ticks, log axes few labels, and a legend that
+would cover data moves beside the plot; ``layout_problems`` says what a reader would still
+stumble on (a canvas over ``MAX_PX``, text outside it, tick labels on top of each other, a legend
+over data), and the tests ask it of every figure runner draws.
 """
 
 from __future__ import annotations
@@ -29,13 +35,193 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(plt: Any, fig: Any, path: Path) -> Path:
-    """Lay out, write (``DPI``) and close a figure; its folder is created."""
-    fig.tight_layout()
+MAX_PX = 3200  # neither side of a written figure is wider than this (at its dpi)
+PROBLEMS: dict[str, list[str]] = {}  # figure file -> what layout_problems found (for tests)
+
+
+def _save(plt: Any, fig: Any, path: Path, dpi: int | None = None) -> Path:
+    """Lay out for reading, write (``DPI``) and close a figure; its folder is created."""
+    readable(fig, dpi or DPI)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    PROBLEMS[str(path)] = layout_problems(fig, dpi or DPI)
+    fig.savefig(path, dpi=dpi or DPI)
     plt.close(fig)
     return path
+
+
+def readable(fig: Any, dpi: int) -> None:
+    """Fix what makes a figure hard to read: a title wider than the canvas (wrapped), a
+    canvas wider than ``MAX_PX`` (shrunk), ticks between integers on integer axes, crowded log
+    labels, and a legend over data (moved beside the plot)."""
+
+    width, height = fig.get_size_inches()
+    fig.set_size_inches(min(width, MAX_PX / dpi), min(height, MAX_PX / dpi))  # (the long side)
+    fig.tight_layout()
+    fig.canvas.draw()
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is not None and _covered(ax, legend):
+            _legend_aside(fig, ax, legend)
+    wrapped = False
+    for text in [*(ax.title for ax in fig.axes), getattr(fig, "_suptitle", None)]:
+        if text is not None and text.get_text():
+            wrapped = _wrap(text, fig) or wrapped
+    if wrapped:
+        fig.tight_layout()
+        fig.canvas.draw()
+
+
+INTEGER_AXES = ("step", "trial", "epoch", "seed")
+
+
+def _legend_aside(fig: Any, ax: Any, legend: Any) -> None:
+    """A legend that would cover data goes beside the plot, or below it (the canvas grows)
+    when beside it would leave the plot less than half the canvas."""
+    handles, labels = ax.get_legend_handles_labels()
+    size = legend.get_texts()[0].get_fontsize() if legend.get_texts() else 8
+    ax.legend(handles, labels, fontsize=size, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              borderaxespad=0.0, framealpha=0.9)
+    fig.tight_layout()
+    fig.canvas.draw()
+    if ax.get_window_extent().width >= 0.5 * fig.bbox.width:
+        return
+    ax.get_legend().remove()
+    below = ax.legend(handles, labels, fontsize=size, loc="upper center",
+                      bbox_to_anchor=(0.5, -0.14), borderaxespad=0.0, framealpha=0.9,
+                      ncol=2 if max(len(t) for t in labels) < 40 else 1)
+    fig.canvas.draw()
+    need = below.get_window_extent().height / fig.dpi
+    width, height = fig.get_size_inches()
+    fig.set_size_inches(width, height + need + 0.3)
+    fig.tight_layout()
+    fig.canvas.draw()
+
+
+def _wrap(text: Any, fig: Any) -> bool:
+    """Break a title that does not fit the canvas around its centre into lines that do (a
+    long sweep name has no spaces: it is broken inside words, at hyphens first)."""
+    import textwrap
+
+    renderer = fig.canvas.get_renderer()
+    box = text.get_window_extent(renderer)
+    centre = (box.x0 + box.x1) / 2
+    room = 2 * min(centre - fig.bbox.x0, fig.bbox.x1 - centre) * 0.94
+    if box.width <= room:
+        return False
+    lines = text.get_text().split("\n")
+    longest = max(len(line) for line in lines)
+    per_line = max(16, int(longest * room / box.width * 0.92))
+    text.set_text("\n".join(textwrap.fill(line, per_line, break_long_words=True,
+                                           break_on_hyphens=True) for line in lines))
+    return True
+
+
+def _categorical(axis: Any) -> bool:
+    return any(not _is_number(t.get_text()) for t in axis.get_ticklabels() if t.get_text())
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text.replace("\u2212", "-"))
+    except ValueError:
+        return False
+    return True
+
+
+def _data_points(ax: Any) -> np.ndarray:
+    """Every line vertex and scatter point of ``ax`` in display coordinates."""
+    points = []
+    for line in ax.get_lines():
+        xy = np.asarray(line.get_xydata(), dtype=float)
+        if len(xy):
+            points.append(ax.transData.transform(xy))
+    for coll in ax.collections:
+        offsets = np.asarray(coll.get_offsets(), dtype=float)
+        if offsets.ndim == 2 and len(offsets) and offsets.shape[1] == 2:
+            points.append(ax.transData.transform(offsets))
+    pts = np.concatenate(points) if points else np.zeros((0, 2))
+    return pts[np.all(np.isfinite(pts), axis=1)]
+
+
+def _covered(ax: Any, legend: Any) -> bool:
+    """Whether the legend lies over any data point of its axes."""
+    box = legend.get_window_extent()
+    pts = _data_points(ax)
+    inside = ((pts[:, 0] >= box.x0) & (pts[:, 0] <= box.x1) & (pts[:, 1] >= box.y0)
+              & (pts[:, 1] <= box.y1))
+    return bool(inside.any())
+
+
+def _crowded_rotated(labels: list[Any], renderer: Any) -> bool:
+    """Slanted labels overlap when their anchors are closer than a line's height over the
+    sine of the slant (their boxes overlap long before the texts do)."""
+    slanted = [t for t in labels if t.get_rotation() % 180 not in (0, 90)]
+    if len(slanted) < 2:
+        return False
+    angle = math.radians(slanted[0].get_rotation() % 180)
+    line = max(t.get_fontsize() for t in slanted) * renderer.points_to_pixels(1.0)
+    xs = sorted(renderer_x(t, renderer) for t in slanted)
+    return any(b - a < line / abs(math.sin(angle)) * 0.9 for a, b in zip(xs, xs[1:],
+                                                                       strict=False))
+
+
+def renderer_x(text: Any, renderer: Any) -> float:
+    """Where a tick label is anchored along the x axis, in pixels."""
+    return float(text.get_transform().transform(text.get_position())[0])
+
+
+def _shown_ticklabels(ax: Any, which: str = "xy") -> list[Any]:
+    """The tick labels drawn: those whose tick lies inside the axis's view."""
+    out = []
+    for name in which:
+        axis = ax.xaxis if name == "x" else ax.yaxis
+        lo, hi = sorted(axis.get_view_interval())
+        for loc, label in zip(axis.get_ticklocs(), axis.get_ticklabels(), strict=False):
+            if lo - 1e-9 * abs(hi - lo) <= loc <= hi + 1e-9 * abs(hi - lo):
+                out.append(label)
+    return out
+
+
+def layout_problems(fig: Any, dpi: int) -> list[str]:
+    """What would make the figure hard to read, in words (nothing: readable)."""
+    problems = []
+    width, height = fig.get_size_inches() * dpi
+    if max(width, height) > MAX_PX + 1:
+        problems.append(f"the canvas is {width:.0f}x{height:.0f} px (over {MAX_PX})")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    canvas = fig.bbox
+    texts: list[Any] = [t for t in (getattr(fig, "_suptitle", None),) if t is not None]
+    for ax in fig.axes:
+        texts += [ax.title, ax.xaxis.label, ax.yaxis.label]
+        legend = ax.get_legend()
+        if legend is not None:
+            texts += list(legend.get_texts())
+        texts += _shown_ticklabels(ax)
+    for text in [t for t in texts if t.get_text() and t.get_visible()]:
+        box = text.get_window_extent(renderer)
+        if box.x0 < canvas.x0 - 2 or box.x1 > canvas.x1 + 2 or box.y0 < canvas.y0 - 2 or \
+                box.y1 > canvas.y1 + 2:
+            problems.append(f"text {text.get_text()[:40]!r} lies outside the canvas")
+    for ax in fig.axes:
+        for name in ("x", "y"):
+            labels = _shown_ticklabels(ax, name)
+            shown = [t for t in labels if t.get_text() and t.get_visible()]
+            if _crowded_rotated(shown, renderer):
+                problems.append(f"{name} tick labels overlap in {ax.get_title()[:30]!r}")
+                continue
+            shown = [t for t in shown if t.get_rotation() % 180 in (0, 90)]
+            boxes = [t.get_window_extent(renderer) for t in shown]
+            boxes.sort(key=lambda b: (b.x0, b.y0))
+            for a, b in zip(boxes, boxes[1:], strict=False):
+                if a.overlaps(b) and a.intersection(a, b) is not None and \
+                        a.intersection(a, b).width > 1 and a.intersection(a, b).height > 1:
+                    problems.append(f"{name} tick labels overlap in {ax.get_title()[:30]!r}")
+                    break
+        legend = ax.get_legend()
+        if legend is not None and _covered(ax, legend):
+            problems.append(f"the legend covers data in {ax.get_title()[:30]!r}")
+    return problems
 
 
 def colours(n: int) -> list[Any]:
@@ -98,7 +284,7 @@ def finals(groups: Sequence[Group], metric: str, path: Path, title: str = "",
            palette: Sequence[Any] | None = None, labels: Sequence[str] | None = None) -> Path:
     plt = _pyplot()
     palette = palette or colours(len(groups))
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(groups) + 2), 5), dpi=100)
+    fig, ax = plt.subplots(figsize=(min(14, max(6, 0.6 * len(groups) + 2)), 5), dpi=100)
     rng = np.random.default_rng(0)
     for i, group in enumerate(groups):
         values = group.values
@@ -132,12 +318,20 @@ def params(results: Sequence[Any], keys: Sequence[str], log_keys: set[str], metr
                              squeeze=False)
     for ax, key in zip(axes[0], keys, strict=True):
         pairs = [(r.values.get(key), r.value) for r in results if r.value is not None]
+        stopped = [(r.values.get(key), float(r.series[-1])) for r in results
+                   if r.value is None and r.state == "PRUNED" and len(r.series)]
         numeric = [(x, y) for x, y in pairs if isinstance(x, int | float)
                    and not isinstance(x, bool)]
-        if numeric:
-            ax.scatter([x for x, _ in numeric], [y for _, y in numeric], s=22, alpha=0.75,
-                       color=colours(1)[0])
-            if key in log_keys and all(x > 0 for x, _ in numeric):
+        if numeric or (stopped and not pairs):
+            if numeric:
+                ax.scatter([x for x, _ in numeric], [y for _, y in numeric], s=22, alpha=0.75,
+                           color=colours(1)[0], label="completed")
+            shown = [(x, y) for x, y in stopped if isinstance(x, int | float)]
+            if shown:  # a pruned trial where its last report left it
+                ax.scatter([x for x, _ in shown], [y for _, y in shown], s=22, marker="x",
+                           color="0.5", label="pruned (last report)")
+                ax.legend(fontsize=7)
+            if key in log_keys and all(x > 0 for x, _ in [*numeric, *shown]):
                 ax.set_xscale("log")
         else:  # a categorical axis: one column per value
             names = sorted({str(x) for x, _ in pairs})
@@ -182,7 +376,8 @@ def metric_panels(panels: Sequence[tuple[str, Sequence[Group]]], title: str = ""
             ax.legend(fontsize=7, loc="best")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    readable(fig, 100)
+    PROBLEMS["metric_panels"] = layout_problems(fig, 100)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)

@@ -90,10 +90,12 @@ def make_report(store: SweepStore, metric: str, mode: str = "max", how: str = "f
     band = "n=1 per setting, no band" if single else "95% t band"
     keys, logs = log_axes(store)
     searched = store.manifest.get("kind") not in ("grid", "list", "single", "retrain", "rerun")
+    logged = any(len(r.steps) for g in top for r in g.runs)  # (values only: no curve)
     for ext in formats(svg, pdf):
-        files[f"curves.{ext}"] = plots.curves(
-            top, metric, out / f"curves.{ext}", palette=[colour[g.label] for g in top],
-            title=f"{store.root.name}: {metric}, mean over seeds ({band}){more}")
+        if logged:
+            files[f"curves.{ext}"] = plots.curves(
+                top, metric, out / f"curves.{ext}", palette=[colour[g.label] for g in top],
+                title=f"{store.root.name}: {metric}, mean over seeds ({band}){more}")
         files[f"finals.{ext}"] = plots.finals(
             shown, metric, out / f"finals.{ext}", palette=[colour[g.label] for g in shown],
             title=f"{store.root.name}: {metric} per setting: runs, mean, 95% t interval")
@@ -144,7 +146,10 @@ def markdown(report: Report, how: str) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in stats_table(report.ranked)]
     lines += ["", f"{CI_METHOD}. `pruned`: trials a study's pruner stopped early; `missing`: "
               "runs not finished or that never logged the metric.", "",
-              f"![{report.metric} over steps](curves.png)", "",
+              *([f"![{report.metric} over steps](curves.png)", ""]
+                if "curves.png" in report.files else
+                [f"(no curve: no run logged {report.metric} over steps, only a final value)",
+                 ""]),
               f"![final {report.metric} per setting](finals.png)", "",
               *([f"![{report.metric} against each hyperparameter](params.png)", ""]
                 if "params.png" in report.files else []),

@@ -386,3 +386,37 @@ def test_retrain_best_never_reuses_a_seed_of_a_sweep_without_a_seed_axis(project
     assert proc.returncode == 0, proc.stderr
     child = next(d for d in (project.root / "outputs").iterdir() if "retrain" in d.name)
     assert sorted(r["values"]["seed"] for r in project.status(child)["runs"]) == [8, 9]
+
+
+VALUES_ONLY = '''
+def main(cfg):
+    return {"acc": float(cfg.task.lr) + 0.01 * int(cfg.seed)}
+'''
+
+
+def test_every_figure_of_report_and_compare_is_readable(results_project, tmp_path):
+    """Reports and a compare of three sweeps drawn in this process, each figure checked by
+    runner.plots.layout_problems; a sweep that only returns values gets no empty curves."""
+    from runner import plots
+    from runner.report import compare, make_report
+    from runner.store import SweepStore
+
+    project = results_project
+    first = project.sweep_dir()
+    for lrs, name in (("0.5,0.6", "second-sweep-with-a-long-name"), ("0.7", "third")):
+        project.run("task.fn=results_task:main", f"task.lr={lrs}", "seed=0,1",
+                    f"runner.name={name}", check=True)
+    stores = [SweepStore(first), SweepStore(project.root / "outputs" / "second-sweep-with-a-"
+                                            "long-name"), SweepStore(project.root / "outputs" /
+                                                                    "third")]
+    plots.PROBLEMS.clear()
+    for store in stores:
+        make_report(store, "acc", "max")
+    compare(stores, "acc", "max", "final", tmp_path / "compare")
+    assert plots.PROBLEMS and {k: v for k, v in plots.PROBLEMS.items() if v} == {}
+    (project.root / "values_only.py").write_text(VALUES_ONLY)
+    project.run("task.fn=values_only:main", "task.lr=0.1,0.2", "seed=0,1",
+                "runner.name=values", check=True)
+    report = make_report(SweepStore(project.root / "outputs" / "values"), "acc", "max")
+    assert "curves.png" not in report.files and "finals.png" in report.files
+    assert "no curve" in report.files["report.md"].read_text()

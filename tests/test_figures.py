@@ -1,0 +1,74 @@
+"""Every figure runner draws is readable: a bounded canvas, no text outside it, no tick labels
+on top of each other, no legend over data (``runner.plots.layout_problems``), on the cases that
+made them unreadable: many settings and sweeps, long titles, log axes over a short range,
+integer axes, a study with pruned trials, a sweep that only returns values. Each figure is also
+written under the test's folder to be looked at."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runner import plots
+from runner.results import Group, RunResult
+
+LONG = "a-sweep-with-a-rather-long-name-" * 3
+
+
+def run(i: int, lr: float, seed: int, steps: int = 30, state: str = "COMPLETED",
+        trial: int | None = None, pruned_at: int | None = None) -> RunResult:
+    xs = np.arange(steps if pruned_at is None else pruned_at, dtype=float)
+    ys = 1 - np.exp(-lr * 50 * (xs + 1) / steps) + 0.01 * seed
+    values = {"task.lr": lr, "seed": seed, **({"trial": trial} if trial is not None else {})}
+    return RunResult(f"r{i:04d}", f"/x/r{i}", state, values, {}, xs, ys,
+                     float(ys[-1]) if state == "COMPLETED" else None)
+
+
+def groups(n: int, seeds: int = 3) -> list[Group]:
+    out = []
+    for g in range(n):
+        lr = 10 ** (-4 + 3 * g / max(n - 1, 1))
+        key = (("task.lr", lr), ("task.width", 2 ** (g % 5 + 4)), ("task.optimizer", "adamw"))
+        out.append(Group(key, [run(g * 10 + s, lr, s) for s in range(seeds)]))
+    return out
+
+
+def check(path: Path) -> None:
+    problems = plots.PROBLEMS[str(path)]
+    assert problems == [], (path.name, problems)
+    from conftest import png_size
+
+    width, height = png_size(path)
+    assert max(width, height) <= plots.MAX_PX, (width, height)
+
+
+@pytest.mark.parametrize("n", [1, 3, 10, 18])
+def test_curves_and_finals_of_many_settings_are_readable(tmp_path: Path, n: int) -> None:
+    gs = groups(n)
+    check(plots.curves(gs, "val/acc", tmp_path / f"curves-{n}.png",
+                       title=f"{LONG}: val/acc, mean over seeds (95% t band)"))
+    check(plots.finals(gs, "val/acc", tmp_path / f"finals-{n}.png",
+                       title=f"{LONG}: val/acc per setting: runs, mean, 95% t interval"))
+
+
+def test_params_of_a_study_with_log_axes_and_pruned_trials_is_readable(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    results = []
+    for t in range(40):
+        lr = float(10 ** rng.uniform(-3.3, -2.7))  # a log axis over less than a decade
+        pruned = t % 3 == 0
+        results.append(run(t, lr, 0, trial=t, state="PRUNED" if pruned else "COMPLETED",
+                           pruned_at=5 if pruned else None))
+    path = plots.params(results, ["task.lr", "seed"], {"task.lr"}, "val/acc",
+                        tmp_path / "params.png", title=f"{LONG}: val/acc against each")
+    check(path)
+    check(plots.study(results, "val/acc", "max", tmp_path / "study.png", title=LONG))
+
+
+def test_the_discord_plot_is_readable() -> None:
+    png = plots.metric_panels([("loss", groups(12, seeds=1)), ("val/acc", groups(12, 1))],
+                              title=LONG)
+    assert png.startswith(b"\x89PNG")
+    assert plots.PROBLEMS["metric_panels"] == []
