@@ -104,7 +104,8 @@ def launch_code(store: Any, execution: dict[str, Any], console: Console) -> dict
 
     recorded = store.manifest.get("cwd")
     cwd = Path(recorded) if recorded and os.path.isdir(recorded) else Path.cwd()
-    files = (store.manifest.get("origin") or {}).get("code_files")
+    files = (store.manifest.get("origin") or {}).get("code_files") or \
+        store.manifest.get("code_files")
     prov, diff = store.fresh_provenance or provenance.collect(cwd, files)  # (frozen now: as is)
     first = store.manifest.get("provenance") or {}
     if "code" not in first:  # (a sweep frozen before code ids: compare its commit only)

@@ -343,7 +343,8 @@ def _write_sweep(root: Path, plan: Plan, config_name: str,
     paths.runs.mkdir(parents=True)
     no_group_write(root, paths.runs)  # (the manifest names code: nobody else may write it)
     cwd = Path.cwd()
-    prov, diff = provenance.collect(cwd, (plan.origin or {}).get("code_files"))
+    code_files = (plan.origin or {}).get("code_files") or task_files(plan)
+    prov, diff = provenance.collect(cwd, code_files)
     if diff:  # private: uncommitted code is the user's
         write_text_atomic(paths.git_diff, diff, durable=False, private=True)
     for run in plan.runs:
@@ -370,6 +371,7 @@ def _write_sweep(root: Path, plan: Plan, config_name: str,
         "execution": without_one_shot(plan.execution),
         "provenance": prov,
         "runs": [_entry(r) for r in plan.runs],
+        "code_files": code_files,
         **({"entry": plan.entry} if plan.entry else {}),
         **({"origin": plan.origin} if plan.origin else {}),
         **({"source": plan.source} if plan.source else {}),
@@ -379,6 +381,15 @@ def _write_sweep(root: Path, plan: Plan, config_name: str,
     for name in (paths.manifest.name, *plan.files):  # (they name code: whatever the umask)
         os.chmod(root / name, 0o644)
     return prov, diff
+
+
+def task_files(plan: Plan) -> list[str]:
+    """The source files of the plan's task functions (their digests name the code version)."""
+    from runner.tasks import source_files
+
+    configs = [r.config for r in plan.runs] + ([plan.template] if plan.template else [])
+    return source_files({str((c.get("task") or {}).get("fn")) for c in configs
+                         if isinstance(c.get("task"), dict)})
 
 
 def _entry(run: RunSpec) -> dict[str, Any]:

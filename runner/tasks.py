@@ -94,3 +94,27 @@ def load_task(ref: str) -> Callable[..., Any]:
     if not callable(fn):
         raise TaskImportError(f"task.fn={ref!r} is not callable")
     return fn
+
+
+def source_files(refs: set[str], cap: int = 50) -> list[str]:
+    """The task functions' own source files (found without importing): each module's file and
+    the Python files beside it, so an edit to a task package outside git changes the code
+    id too."""
+    import os
+
+    out: list[str] = []
+    for ref in sorted(r for r in refs if isinstance(r, str)):
+        try:
+            module, _ = split_ref(ref)
+            spec = importlib.util.find_spec(module)
+        except (TaskImportError, ImportError, ValueError):
+            continue
+        origin = getattr(spec, "origin", None) if spec is not None else None
+        if not origin or not origin.endswith(".py") or not os.path.isfile(origin):
+            continue
+        folder = os.path.dirname(origin)
+        beside = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".py"))
+        for path in [origin, *beside]:
+            if path not in out and len(out) < cap and os.path.getsize(path) < 1_000_000:
+                out.append(path)
+    return out

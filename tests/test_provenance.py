@@ -40,7 +40,7 @@ def test_every_launch_records_its_code_and_attempts_say_which_they_ran(project: 
     refused = project.run("task.mode=raise", "runner.retry_crashed=true",
                           "runner.on_code_change=error")
     assert refused.returncode == 2
-    assert "the code changed since" in refused.stderr and "the uncommitted changes differ" \
+    assert "the code changed since" in refused.stderr and "toy.py changed" \
         in refused.stderr and "runner.on_code_change=error" in refused.stderr
     assert project.status()["runs"][0]["attempt"] == 1  # nothing was launched
 
@@ -110,3 +110,15 @@ def test_provenance_never_copies_a_secret(project: Project, monkeypatch) -> None
     assert skipped["notes.py"] == "it holds the secret $MY_SECRET"
     assert skipped["conf/task/mine.yaml"] == "it holds a Discord webhook URL"
     assert "credential" in skipped[".env"] and "credential" in skipped["deploy.pem"]
+
+
+def test_an_edit_to_a_task_outside_git_is_noticed(project: Project) -> None:
+    """No git repository: the task's own source files name the code version."""
+    assert project.run("task.mode=raise").returncode == 1
+    toy = project.root / "toy.py"
+    toy.write_text(toy.read_text().replace("toy failure", "toy failure, fixed?"))
+    proc = project.run("task.mode=raise", "runner.retry_crashed=true")
+    assert "warning: the code changed since" in proc.stderr and "toy.py changed" in \
+        proc.stderr, proc.stderr
+    (row,) = project.status()["runs"]
+    assert "fixed?" in row["reason"]
