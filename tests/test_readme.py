@@ -1,0 +1,57 @@
+"""The README's examples are what the code does: its "A task" blocks (the task, its config and
+the three commands) run as written in a fresh folder, and the README's test command is the one
+CI runs."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO
+
+README = (REPO / "README.md").read_text()
+
+
+def _section(title: str) -> str:
+    start = README.index(f"## {title}\n")
+    end = README.index("\n## ", start + 1)
+    return README[start:end]
+
+
+def _blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)
+
+
+def test_the_a_task_section_runs_as_written(tmp_path: Path) -> None:
+    section = _section("A task")
+    (python_block,) = _blocks(section, "python")
+    (yaml_block,) = _blocks(section, "yaml")
+    (bash_block,) = _blocks(section, "bash")
+    task_path = tmp_path / python_block.splitlines()[0].lstrip("# ").strip()
+    conf_path = tmp_path / yaml_block.splitlines()[0].lstrip("# ").split()[0]
+    task_path.parent.mkdir(parents=True)
+    (task_path.parent / "__init__.py").write_text("")
+    task_path.write_text(python_block)
+    conf_path.parent.mkdir(parents=True)
+    conf_path.write_text(yaml_block)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(tmp_path)])}
+    expected = [1, 6, 2]  # runs per command, as the comments say
+    for line, runs in zip([ln for ln in bash_block.splitlines() if ln.strip()], expected,
+                          strict=True):
+        words = shlex.split(line.split("#")[0])
+        assert words[:3] == ["python", "-m", "runner"], line
+        proc = subprocess.run([sys.executable, *words[1:], "runner.progress=false"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, (line, proc.stderr)
+        assert f"{runs} completed" in proc.stderr, (line, proc.stderr)
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    lines = [ln for ln in README.splitlines() if ln.startswith("python3 -m venv")]
+    assert len(lines) >= 2 and "pytest" in lines[1] and "runner" in lines[0]
+    assert "grep -m2 '^python3 -m venv' README.md" in (REPO / ".ci" / "run").read_text()
