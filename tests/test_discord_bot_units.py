@@ -167,3 +167,22 @@ def test_an_admins_launch_function_gets_the_checked_overrides(project: Project) 
     with pytest.raises(ConfigError, match="'task.fn' cannot be set from chat"):
         logic.launch(Caller(1, 2), "task=toy task.fn=os:system")
     assert len(calls.read_text().splitlines()) == 1  # the refused text never reached it
+
+
+def test_a_bot_that_cannot_reach_discord_says_so_in_one_line(
+        project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+        ) -> None:
+    """No network (here: a closed port on 127.0.0.1 where Discord's API would be): one line
+    and exit 1, and bot.log holds plain text (no colour codes, even in a container)."""
+    import discord.http
+
+    from runner.integrations.discord_bot.__main__ import main
+
+    monkeypatch.setattr(discord.http.Route, "BASE", "http://127.0.0.1:9/api/v10")
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", "MTAwMDAwMDAwMDAwMDAwMDAx.GaBcDe." + "x" * 30)
+    code = main([f"bot.workdir={project.root}", "bot.allowed_users=[1]"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("error: cannot reach Discord"), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    log = (project.root / "outputs" / ".discord-bot" / "bot.log").read_text()
+    assert "\x1b[" not in log and "x" * 30 not in log

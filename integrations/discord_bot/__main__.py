@@ -44,10 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     logic = BotLogic(conf)
     os.close(open_log(logic.log_dir / "bot.log", conf.private_files))  # (0600 unless not private)
     handler = logging.FileHandler(logic.log_dir / "bot.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    plain = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     handler.addFilter(RedactingFilter())  # discord.py's own log lines too
     bot = RunnerBot(logic)
-    bot.run(token, log_handler=handler, log_level=logging.INFO)
+    try:  # (the formatter given: discord.py would colour a log file in a container)
+        bot.run(token, log_handler=handler, log_formatter=plain, log_level=logging.INFO)
+    except Exception as exc:  # no network, Discord down, a revoked token: one line, not 75
+        import discord
+
+        what = ("Discord refused the bot's token" if isinstance(exc, discord.LoginFailure)
+                else "cannot reach Discord")
+        print(f"error: {what} ({type(exc).__name__}: {redact(str(exc))[:200]}); the bot "
+              f"stopped (details in {logic.log_dir / 'bot.log'})", file=sys.stderr)
+        logging.getLogger("runner.discord_bot").error("stopped: %s", redact(repr(exc)))
+        return 1
     return 0
 
 
