@@ -34,6 +34,8 @@ from runner.errors import ConfigError
 WELL_KNOWN = ("DISCORD_WEBHOOK_URL", "DISCORD_BOT_TOKEN", "WANDB_API_KEY")
 ENV_NAMES = "RUNNER_SECRET_ENV"  # more variable names, comma-separated
 ENV_FILES = "RUNNER_SECRET_FILES"  # files holding secrets, os.pathsep-separated
+# sha256 digests of secrets a process must recognise but not hold (comma-separated)
+ENV_DIGESTS = "RUNNER_SECRET_DIGESTS"
 MIN_LENGTH = 8
 MASK = "***"
 _MIN_PIECE = 12  # parts of a secret at least this long are redacted on their own too
@@ -147,10 +149,28 @@ def _needles() -> list[str]:
 
 
 def redact(text: str) -> str:
-    """``text`` with every known secret (and its long pieces) replaced by ``***``."""
+    """``text`` with every known secret (and its long pieces) replaced by ``***``, and every
+    value of a well-known format whose digest is one this process was given in place of the
+    secret itself (``$RUNNER_SECRET_DIGESTS``: the bot's token, in the sweeps it starts)."""
     for needle in _needles():
         if needle in text:
             text = text.replace(needle, MASK)
+    digests = os.environ.get(ENV_DIGESTS)
+    if digests:
+        text = _redact_by_digest(text, set(digests.split(",")))
+    return text
+
+
+def digest(secret: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _redact_by_digest(text: str, digests: set[str]) -> str:
+    for _, pattern in TOKEN_FORMATS:
+        text = pattern.sub(lambda m: MASK if digest(m.group(0)) in digests else m.group(0),
+                           text)
     return text
 
 

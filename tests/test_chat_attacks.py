@@ -322,3 +322,40 @@ def test_hostile_filters_end_the_command_line_at_once(project: Project, expr: st
     assert len(proc.stderr.strip().splitlines()) <= 2, proc.stderr
     assert time.monotonic() - start < 30
     assert not (project.root / "outputs").exists()
+
+
+LEAKY_TASK = '''
+from pathlib import Path
+
+def main(cfg):
+    token = Path(cfg.task.secret_file).read_text().strip()   # an admin's start-bot.sh, say
+    return {"score": 1.0, "note": "the bot runs with " + token}
+'''
+
+
+def test_a_sweep_the_bot_starts_recognises_the_bots_token_without_holding_it(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The launched sweep never gets the token (only its digest), yet a task that finds the
+    token in a file cannot make runner write it anywhere."""
+    token = "MTAwMDAwMDAwMDAwMDAwMDAx.GaBcDe." + "q" * 32
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", token)
+    (project.root / "leaky.py").write_text(LEAKY_TASK)
+    (project.root / "start-bot.sh").write_text(f"export DISCORD_BOT_TOKEN={token}\n")
+    bot = BotLogic(BotConf(allowed_users=[USER], channels=[CHANNEL],
+                           workdir=str(project.root), tasks=["toy"],
+                           chat_keys=["task.*", "!task.name", "seed", "runner.name"]))
+    # the task function is the admin's (a config), the file it reads is the admin's
+    with open(project.root / "conf" / "task" / "toy.yaml") as f:
+        conf = f.read().replace("fn: toy:main", "fn: leaky:main")
+    (project.root / "conf" / "task" / "leaky.yaml").write_text(
+        conf.replace("name: toy", "name: leaky") + f"secret_file: {project.root}/start-bot.sh\n")
+    bot.launches.policy.tasks.append("leaky")
+    bot.launch(Caller(USER, CHANNEL), "task=leaky runner.name=leak")
+    (item,) = bot.launches.items
+    assert item.proc.wait(60) == 0, item.log.read_text()
+    written = [p for p in (project.root / "outputs").rglob("*") if p.is_file()
+               and token.encode() in p.read_bytes() and p.name not in ("stdout.log",
+                                                                     "stderr.log")]
+    assert written == []
+    summary = (project.root / "outputs" / "leak").rglob("COMPLETED")
+    assert any("DISCORD_BOT_TOKEN=***" in p.read_text() for p in summary)

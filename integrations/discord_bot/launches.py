@@ -20,6 +20,7 @@ from pathlib import Path
 
 from runner.errors import ConfigError, RunnerError
 from runner.integrations.discord_bot.chat_policy import ChatPolicy
+from runner.secrets import ENV_DIGESTS, digest
 
 _COMPOSE_LOCK = threading.Lock()  # Hydra's global state: one composition at a time
 
@@ -110,6 +111,11 @@ class Launches:
         # a wandb service the bot started (source:wandb) is the bot's own: runs start theirs
         hidden = {"WANDB_SERVICE", *self.hidden_env}
         env = {k: v for k, v in os.environ.items() if k not in hidden}
+        # the sweep cannot use the bot's token, yet recognises it: a digest, not the token
+        digests = [digest(os.environ[k]) for k in self.hidden_env if os.environ.get(k)]
+        if digests:
+            have = [d for d in env.get(ENV_DIGESTS, "").split(",") if d]
+            env[ENV_DIGESTS] = ",".join(dict.fromkeys([*have, *digests]))
         with open(open_log(log, self.private), "ab") as out:
             proc = subprocess.Popen([sys.executable, "-m", "runner", *argv], cwd=self.workdir,
                                     env=env, stdin=subprocess.DEVNULL, stdout=out,
