@@ -206,9 +206,12 @@ class DiscordNotifier(Notifier):
 
     def _finished(self, event: SweepFinished) -> Message:
         counts = "\n".join(f"{s.lower()}: {n}" for s, n in event.counts.items() if n)
-        verb = "interrupted" if event.interrupted else "finished"
+        verb = "interrupted" if event.interrupted else "stopped" if event.stopped else \
+            "finished"
         fields = [("counts", counts or "no runs"), ("duration", f"{event.duration_s:.0f} s"),
                   ("directory", str(event.sweep_dir))]
+        if event.stopped:
+            fields.insert(0, ("stopped", event.stopped))
         files: dict[str, bytes] = {}
         description = ""
         if self.conf.metric:

@@ -34,6 +34,11 @@ class RunnerConf:
     secret_env: list[str] = field(default_factory=list)
     metric: str | None = None  # the end of a sweep shows its best runs by this metric
     mode: str | None = field(default=None, metadata={"choices": (None, "max", "min")})
+    # a failure budget: after this many crashed runs in one launch no new run starts (null: no
+    # count), and after this many crashes in a row before any run completed (a broken node,
+    # a full disk, a bad config: null, no limit); the next launch goes on where it stopped
+    max_failures: int | None = field(default=None, metadata={"min": 1})
+    failure_streak: int | None = field(default=20, metadata={"min": 1})
 
 
 # the sections that say how a sweep runs (not what its runs are): a resume, retrain-best or rerun

@@ -48,6 +48,7 @@ class SweepResult:
     running_elsewhere: int = 0
     detached: bool = False  # handed over to a cluster without waiting (launcher.wait=false)
     launched: int = 0  # runs this invocation started (re-attached ones not counted)
+    stopped: str = ""  # why no new run was started (the failure budget), if so
 
     @property
     def exit_code(self) -> int:
@@ -188,6 +189,7 @@ class _SweepLoop:
         self.active: list[RunHandle] = []
         self.tried: set[str] = set()  # at most one attempt per run per invocation
         self.tally = {"done": 0, "crashed": 0}
+        self.stopped = ""  # the failure budget spent: why no new run starts
         launches = store.manifest.get("launches") or [{}]  # this launch's code, in each lease
         code = (launches[-1].get("code") or {}).get("id")
         self.code = {"code": code} if code else {}
@@ -241,11 +243,29 @@ class _SweepLoop:
             return ran is not None and ran != self.rerun_code
         return False
 
+    def budget_spent(self) -> str:
+        """Why no new run may start (``runner.max_failures``, ``runner.failure_streak``)."""
+        conf, crashed = self.runner_conf, self.tally["crashed"]
+        if conf.max_failures is not None and crashed >= conf.max_failures:
+            return (f"{crashed} runs crashed in this launch (runner.max_failures="
+                    f"{conf.max_failures})")
+        if conf.failure_streak is not None and not self.tally["done"] and \
+                crashed >= conf.failure_streak:
+            return (f"the first {crashed} runs to end all crashed (runner.failure_streak="
+                    f"{conf.failure_streak})")
+        return ""
+
     def launch_pending(self) -> None:
         """Claim and launch runs while the launcher has room; every run claimed right before
-        its launch, so two runners never launch the same run."""
+        its launch, so two runners never launch the same run. Nothing new starts once the
+        failure budget is spent."""
         launcher = self.launcher
-        while len(self.active) < launcher.max_parallel:
+        if not self.stopped:
+            self.stopped = self.budget_spent()
+            if self.stopped:
+                self.console.print(f"[red]no new run starts[/]: {self.stopped}; the "
+                                   f"{len(self.active)} running end first")
+        while len(self.active) < launcher.max_parallel and not self.stopped:
             if not self.pending and (len(self.active) >= launcher.proposal_slots
                                      or not self._propose()):
                 break
@@ -323,9 +343,10 @@ class _SweepLoop:
         final = scan(self.store)  # parsed, not only listed: a corrupt FLAG is counted as such
         result = SweepResult(counts(final), interrupted,
                              [r.ref.id for r in final if r.state == CORRUPT], elsewhere,
-                             detached, len(self.tried))
+                             detached, len(self.tried), self.stopped)
         _emit(self.notifiers, SweepFinished(self.store.root, self.name, result.counts,
-                                            time.time() - self.started, interrupted))
+                                            time.time() - self.started, interrupted,
+                                            self.stopped))
         self.close_notifiers()
         return result
 
@@ -356,7 +377,7 @@ def run_sweep(store: SweepStore, execution: dict[str, Any], console: Console | N
                 loop.show_progress(display)
                 if loop.active:
                     loop.collect_ended()
-                elif not loop.watch_others(display):
+                elif loop.stopped or not loop.watch_others(display):
                     break
     except KeyboardInterrupt:
         interrupted = True

@@ -283,3 +283,20 @@ def test_a_command_that_runs_nothing_says_what_and_how(project) -> None:
     assert done.startswith("nothing ran: 1 finished run(s)") and "runner.name=" in done
     ran = project.run("seed=2", "seed=3", check=True).stderr  # a new sweep: it ran
     assert "nothing ran" not in ran
+
+
+def test_a_failure_budget_stops_new_runs_and_the_next_launch_goes_on(project) -> None:
+    """A streak of crashes before any run completed (a broken machine, a bad config) starts
+    no new run; the end says why and how to go on; the next launch goes on where it stopped."""
+    proc = project.run("task.mode=raise", "seed=range(12)", "launcher.max_parallel=2",
+                       "runner.failure_streak=4")
+    assert proc.returncode == 1
+    counts = project.status()["counts"]
+    assert 4 <= counts["CRASHED"] <= 5 and counts["UNHATCHED"] >= 7, counts
+    assert "the first 4 runs to end all crashed (runner.failure_streak=4)" in proc.stderr
+    assert "goes on where it stopped" in proc.stderr
+    again = project.run("task.mode=raise", "seed=range(12)", "launcher.max_parallel=2",
+                        "runner.failure_streak=null", "runner.max_failures=3")
+    assert "runner.max_failures=3" in again.stderr
+    later = project.status()["counts"]
+    assert later["CRASHED"] - counts["CRASHED"] in (3, 4), later  # (2 at a time: one more)

@@ -65,12 +65,15 @@ class RunnerLauncherConf:
     secret_env: List[str] = field(default_factory=list)  # noqa: UP006
     metric: Optional[str] = None  # noqa: UP045 (the end of the sweep shows its best jobs by it)
     mode: Optional[str] = None  # noqa: UP045
+    max_failures: Optional[int] = None  # noqa: UP045 (a failure budget, as runner.max_failures)
+    failure_streak: Optional[int] = 20  # noqa: UP045
     notifier: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006 (as runner's notifier)
     tracker: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006 (as runner's tracker)
 
 
 RUNNER_KEYS = ("retry_crashed", "on_config_change", "on_code_change", "heartbeat_s",
-               "stale_after_s", "progress", "secret_env", "metric", "mode")
+               "stale_after_s", "progress", "secret_env", "metric", "mode", "max_failures",
+               "failure_streak")
 
 
 def sweep_id(overrides: Any, config_name: Any) -> str:

@@ -79,6 +79,7 @@ class SweepFinished(Event):
     counts: dict[str, int]
     duration_s: float
     interrupted: bool = False
+    stopped: str = ""  # why no new run was started (a failure budget spent), if so
 
 
 _KINDS = {SweepStarted: "sweep_started", RunEnded: "run_ended", SweepFinished: "sweep_finished",

@@ -44,8 +44,10 @@ class ConsoleNotifier(Notifier):
             c.print(f"progress: {event.done} done, {event.crashed} crashed, {event.running} "
                     f"running, {event.left} waiting ({event.elapsed_s:.0f}s{eta})")
         elif isinstance(event, SweepFinished):
-            verb = "interrupted" if event.interrupted else "finished"
-            c.print(f"[bold]sweep {verb}[/] in {event.duration_s:.1f}s: {_counts(event.counts)}")
+            verb = "interrupted" if event.interrupted else "stopped" if event.stopped else \
+                "finished"
+            c.print(f"[bold]sweep {verb}[/] in {event.duration_s:.1f}s: {_counts(event.counts)}"
+                    + (f" ({event.stopped})" if event.stopped else ""))
 
 
 def _counts(counts: dict[str, int]) -> str:
