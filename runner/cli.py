@@ -352,6 +352,7 @@ def cmd_show(argv: list[str]) -> int:
         out.print(f"  {a['attempt']}: {a['state']} on {a['host'] or '?'} pid {a['pid'] or '?'}, "
                   f"{when(a['start'])} -> {when(a['end'])}{took}"
                   + (f", code {code}" if code else "")
+                  + (f", a {a['failure']} failure" if a.get("failure") else "")
                   + (f": {escape(str(a['reason']))}" if a.get("reason") else ""))
     used = sorted({str(a["launcher"]["code"]) for a in info["attempts"]
                    if (a.get("launcher") or {}).get("code")})

@@ -39,6 +39,10 @@ class RunnerConf:
     # a full disk, a bad config: null, no limit); the next launch goes on where it stopped
     max_failures: int | None = field(default=None, metadata={"min": 1})
     failure_streak: int | None = field(default=20, metadata={"min": 1})
+    # bounded automatic retries of a crashed run, by the class of its failure
+    # (runner.failures: task, timeout, signal, oom, node); by default the machine's only
+    retries: int = field(default=0, metadata={"min": 0})
+    retry_on: list[str] = field(default_factory=lambda: ["signal", "oom", "node"])
 
 
 # the sections that say how a sweep runs (not what its runs are): a resume, retrain-best or rerun

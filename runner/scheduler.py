@@ -23,6 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from runner import secrets, trackers
 from runner.config_schema import RunnerConf, validate
 from runner.errors import ConfigError, CorruptStateError, StateError
+from runner.failures import classify
 from runner.launchers import RunHandle, create_launcher, launcher_config
 from runner.notifiers.base import (
     Notifier,
@@ -190,6 +191,7 @@ class _SweepLoop:
         self.tried: set[str] = set()  # at most one attempt per run per invocation
         self.tally = {"done": 0, "crashed": 0}
         self.stopped = ""  # the failure budget spent: why no new run starts
+        self.retrying: dict[str, int] = {}  # run id -> retries this launch gave it
         launches = store.manifest.get("launches") or [{}]  # this launch's code, in each lease
         code = (launches[-1].get("code") or {}).get("id")
         self.code = {"code": code} if code else {}
@@ -272,7 +274,9 @@ class _SweepLoop:
             ref = self.pending.pop(0)
             self.tried.add(ref.id)
             try:
-                lease = claim(ref.paths, self.allowed, {**launcher.launcher_info(ref),
+                allowed = (self.allowed | {State.CRASHED} if ref.id in self.retrying
+                           else self.allowed)
+                lease = claim(ref.paths, allowed, {**launcher.launcher_info(ref),
                                                         **self.code}, launcher.claim_phase)
             except CorruptStateError as exc:  # skip it, touch nothing, go on
                 launcher.release(ref)
@@ -306,12 +310,28 @@ class _SweepLoop:
         for handle in self.launcher.wait(self.active, timeout=1.0):
             self.active.remove(handle)
             try:
-                _ended(self.store, handle, self.notifiers, self.tally)
+                row = _ended(self.store, handle, self.notifiers, self.tally)
             except OSError as exc:  # e.g. its directory was deleted while it ran
                 if not confined_to_run(exc):
                     raise
                 self.console.print(f"[magenta]run {handle.run.id}[/]: "
                                    f"{_describe(exc, handle.run)}; the other runs go on")
+                continue
+            self._maybe_retry(row)
+
+    def _maybe_retry(self, row: RunStatus) -> None:
+        """A crashed run whose failure is of a class ``runner.retry_on`` names runs again, up
+        to ``runner.retries`` times in one launch (every attempt kept under attempts/)."""
+        conf = self.runner_conf
+        if row.state != "CRASHED" or not conf.retries or row.record is None:
+            return
+        kind = classify(row.record.data)
+        done = self.retrying.get(row.ref.id, 0)
+        if kind in conf.retry_on and done < conf.retries:
+            self.console.print(f"retrying run {row.ref.id} ({kind} failure, retry {done + 1} "
+                               f"of {conf.retries}): {row.reason}")
+            self.retrying[row.ref.id] = done + 1
+            self.pending.append(row.ref)
 
     def watch_others(self, display: _Display) -> bool:
         """Nothing of ours runs. Another runner may still hold runs of this sweep: watch them,
@@ -407,7 +427,7 @@ def _stop_all(store: SweepStore, active: list[RunHandle], notifiers: list[Notifi
 
 
 def _ended(store: SweepStore, handle: RunHandle, notifiers: list[Notifier],
-           tally: dict[str, int]) -> None:
+           tally: dict[str, int]) -> RunStatus:
     reconcile(handle.run.paths, handle.lease, handle.poll())
     row = read_run(handle.run)
     if row.state == "COMPLETED":
@@ -419,6 +439,7 @@ def _ended(store: SweepStore, handle: RunHandle, notifiers: list[Notifier],
         store.root, str(store.manifest.get("name")), row.ref.id, row.ref.paths.root,
         row.ref.values, row.state, row.record.attempt if row.record else 0,
         row.duration(time.time()), row.summary, row.reason, details))
+    return row
 
 
 def _emit(notifiers: list[Notifier], event: Any) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from runner.configfile import load_run_config
 from runner.errors import CorruptStateError
+from runner.failures import classify
 from runner.metrics import last_metrics
 from runner.paths import FLAG_NAMES, RunPaths
 from runner.run_id import id_from_dirname
@@ -42,6 +43,7 @@ def _attempts(paths: RunPaths) -> list[dict[str, Any]]:
             "host": data.get("host") if data.get("host") not in ("None", "") else None,
             "pid": int(pid) if pid else None, "start": start, "end": end,
             "duration_s": duration, "reason": data.get("reason"),
+            "failure": classify(data) if record.state.value == "CRASHED" else None,
             "launcher": _mapping(data.get("launcher")), "file": str(path)})
     return sorted(records, key=lambda r: (r.get("attempt", 0), r.get("end") or 1e18))
 

@@ -322,6 +322,10 @@ def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> 
         duration = row.duration(now)
         state = Text(row.state, style=colours.get(row.state, ""))
         info = row.reason if row.state in ("CRASHED", "INTERRUPTED", "PRUNED", CORRUPT) else ""
+        if row.state == "CRASHED" and row.record is not None:  # its failure's class first
+            from runner.failures import classify
+
+            info = f"{classify(row.record.data)} failure: {info}"
         metrics = row.summary or (last_metrics(row.ref.paths.metrics) or {}
                                   if row.state == "RUNNING" else {})
         if not info:

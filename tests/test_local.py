@@ -300,3 +300,21 @@ def test_a_failure_budget_stops_new_runs_and_the_next_launch_goes_on(project) ->
     assert "runner.max_failures=3" in again.stderr
     later = project.status()["counts"]
     assert later["CRASHED"] - counts["CRASHED"] in (3, 4), later  # (2 at a time: one more)
+
+
+def test_retries_by_class_of_failure(project) -> None:
+    """runner.retries=2: a run killed by a signal (a machine's failure) runs again, up to twice
+    (every attempt kept and classed); a task's own exception is not retried by default."""
+    proc = project.run("task.mode=sigkill,raise", "runner.retries=2")
+    assert proc.returncode == 1, proc.stderr
+    rows = {r["values"]["task.mode"]: r for r in project.status()["runs"]}
+    assert rows["sigkill"]["attempt"] == 3 and rows["raise"]["attempt"] == 1
+    assert proc.stderr.count("retrying run") == 2
+    table = project.cli("status", str(project.sweep_dir())).stdout
+    assert "signal failure: killed by SIGKILL" in table and "task failure: ValueError" in table
+    shown = project.cli("show", str(project.sweep_dir()), rows["sigkill"]["id"]).stdout
+    assert shown.count("a signal failure") == 3, shown
+    retried = project.run("task.mode=sigkill,raise", "runner.retries=1",
+                          "runner.retry_on=[task]", "runner.retry_crashed=true")
+    rows = {r["values"]["task.mode"]: r for r in project.status()["runs"]}
+    assert rows["raise"]["attempt"] == 3 and rows["sigkill"]["attempt"] == 4, retried.stderr
