@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -514,3 +515,24 @@ def test_a_visible_gpu_runs_one_job_at_a_time_unless_asked(monkeypatch) -> None:
     assert execution_of({"backend": "local", "max_parallel": 4})["launcher"]["max_parallel"] == 4
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert "max_parallel" not in execution_of({"backend": "local"})["launcher"]
+
+
+def test_the_terminal_shows_the_jobs_output_and_a_failure_as_hydra_would(app: App) -> None:
+    """Each job's log lines reach the terminal as they come, [#num]-prefixed when several run
+    at once; a failed job is reported with the app's own frames and where its output is."""
+    several = app.run("lr=0.1,0.01", "hydra.launcher.max_parallel=2")
+    assert several.returncode == 0, several.stderr
+    shown = several.stdout + several.stderr
+    for num, lr in ((0, 0.1), (1, 0.01)):
+        assert re.search(rf"\[#{num}\] .*job {num}: db=mysql lr={lr}", shown), shown
+    alone = app.run("lr=0.2", "hydra.launcher.max_parallel=1", "hydra.sweep.dir=alone")
+    shown = alone.stdout + alone.stderr
+    assert "job 0: db=mysql lr=0.2" in shown and "[#0]" not in shown
+    quiet = app.run("lr=0.3", "hydra.launcher.echo=false", "hydra.sweep.dir=quiet")
+    assert "job 0: db=mysql lr=0.3" not in quiet.stdout + quiet.stderr
+    failed = app.run("lr=-1", "hydra.sweep.dir=failed")
+    assert failed.returncode == 1
+    tail = failed.stderr[failed.stderr.index("Error executing job"):]
+    assert 'app.py", line' in tail and "in my_app" in tail, tail
+    assert "hydra/_internal" not in tail and "HYDRA_FULL_ERROR=1" in tail
+    assert "its output: " in tail and "stderr.log" in tail

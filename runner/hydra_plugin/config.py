@@ -62,6 +62,7 @@ class RunnerLauncherConf:
     heartbeat_s: Optional[float] = None  # noqa: UP045
     stale_after_s: Optional[float] = None  # noqa: UP045
     progress: bool = True
+    echo: bool = True  # the jobs' output on the terminal as it comes ([#num] when several run)
     secret_env: List[str] = field(default_factory=list)  # noqa: UP006
     metric: Optional[str] = None  # noqa: UP045 (the end of the sweep shows its best jobs by it)
     mode: Optional[str] = None  # noqa: UP045

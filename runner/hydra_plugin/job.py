@@ -24,7 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, setup_globals
+from hydra.core.utils import run_job as hydra_run_job
 from hydra.errors import HydraException
 from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, flag_override, open_dict
@@ -33,6 +34,7 @@ import runner
 from runner.atomic import write_json_atomic
 from runner.configfile import load_run_config
 from runner.hydra_plugin import returns
+from runner.secrets import redact
 
 HYDRA_FILE = "hydra.json"  # the job's Hydra node (JSON: a tenth of YAML's cost to write)
 RETURN_FILE = "hydra_return.json"
@@ -57,7 +59,7 @@ def run(_cfg: Any) -> Any:
 
         context = HydraContext(config_loader=None, callbacks=Callbacks(config))  # type: ignore[arg-type]
     setup_globals()
-    ret = run_job(hydra_context=context, task_function=task, config=config,
+    ret = hydra_run_job(hydra_context=context, task_function=task, config=config,
                   job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
     _keep(ctx.paths.root, ret, ctx.attempt)
     if ret.status is JobStatus.FAILED:
@@ -128,6 +130,50 @@ def _keep(run_dir: Path, ret: JobReturn, attempt: int) -> None:
     write_json_atomic(run_dir / RETURN_FILE, record, durable=False, private=True)
 
 
+def run_job(exc: BaseException) -> None:
+    """Named as Hydra's own: when Hydra reports a job's exception it leaves out the frames
+    down to ``run_job``, so the report shows the job's failure, not the launcher's plumbing."""
+    in_the_job(exc)
+
+
+def in_the_job(exc: BaseException) -> None:
+    """(The frame Hydra shows: the job's own traceback follows as the exception's note.)"""
+    raise exc
+
+
+def _app_frames(trace: str) -> str:
+    """A job's traceback from the frame after Hydra's ``run_job`` on (the app's own), as
+    Hydra shows a job's failure; unchanged when it has no such frame."""
+    lines = trace.splitlines()
+    at = max((i for i, line in enumerate(lines) if line.strip().startswith("File ")
+              and line.rstrip().endswith(", in run_job")), default=None)
+    if at is None:
+        return trace
+    rest = lines[at + 1:]
+    while rest and not rest[0].strip().startswith("File "):
+        rest.pop(0)  # (run_job's own code line and its carets)
+    return "\n".join(["Traceback (most recent call last):", *rest])
+
+
+def _as_raised_in_job(exc: BaseException, run_dir: Path) -> BaseException:
+    """The job's exception (read back from its run folder) as Hydra reports a job's own: its
+    traceback in the job's process (the app's frames) as a note, and where its log is."""
+    crash = run_dir / "CRASH.txt"
+    try:
+        text = crash.read_text()
+        trace = text[text.index("Traceback"):].strip() if "Traceback" in text else ""
+    except OSError:
+        trace = ""
+    if trace:
+        exc.add_note(f"\nthe job's traceback (in its own process):\n{redact(_app_frames(trace))}")
+    exc.add_note(f"its output: {run_dir / 'stderr.log'}")
+    try:
+        run_job(exc)
+    except BaseException as raised:
+        return raised
+    return exc
+
+
 def job_return(ref: Any, cfg: DictConfig, detached: bool) -> JobReturn:
     """The JobReturn of one job, from its run directory."""
     from runner.status import read_run
@@ -153,6 +199,8 @@ def job_return(ref: Any, cfg: DictConfig, detached: bool) -> JobReturn:
             "COMPLETED", "CRASHED"):
         ret.status = JobStatus[record["status"]]
         ret._return_value = record["value"]
+        if ret.status is JobStatus.FAILED and isinstance(ret._return_value, BaseException):
+            ret._return_value = _as_raised_in_job(ret._return_value, Path(ref.dir))
         ret.working_dir = record["working_dir"]
         if record.get("output_dir"):
             with open_dict(hydra_cfg):

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import json
@@ -37,6 +38,7 @@ from runner import secrets
 from runner.hydra_plugin import job
 from runner.hydra_plugin.config import BACKENDS, RUNNER_KEYS
 from runner.hydra_plugin.job import JobFailed  # noqa: F401  (where it was first defined)
+from runner.hydra_plugin.terminal import JobEcho
 from runner.run_id import run_dirname, run_id
 from runner.sweep import Plan, RunSpec, axes_of, plain
 
@@ -62,7 +64,7 @@ def execution_of(settings: dict[str, Any]) -> dict[str, Any]:
     """runner's execution sections from ``hydra.launcher.*`` (unset settings left out; lists
     and mappings as plain ones, so that ``sweep.json`` holds them as such, not as text)."""
     settings = {k: (OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v)
-                for k, v in settings.items() if k != "_target_"}
+                for k, v in settings.items() if k not in ("_target_", "echo")}
     backend = str(settings.pop("backend", "local"))
     if backend not in BACKENDS:
         raise HydraException(f"hydra.launcher.backend={backend!r} is not one of "
@@ -223,7 +225,7 @@ def launch(settings: dict[str, Any], config: DictConfig, hydra_context: HydraCon
                                              execution)
     job.STATE.update(task=task_function, context=hydra_context,
                      configs={rid: cfg for (rid, cfg) in composed if rid in frozen_as_composed})
-    return _run(store, specs, execution, composed)
+    return _run(store, specs, execution, composed, echo=bool(settings.get("echo", True)))
 
 
 def _freeze(store: Any, specs: list[RunSpec], config: DictConfig, execution: dict[str, Any],
@@ -281,7 +283,7 @@ def _check_frozen(store: Any, specs: list[RunSpec], execution: dict[str, Any]) -
 
 
 def _run(store: Any, specs: list[RunSpec], execution: dict[str, Any],
-         composed: list[tuple[str, DictConfig]]) -> list[JobReturn]:
+         composed: list[tuple[str, DictConfig]], echo: bool = True) -> list[JobReturn]:
     from runner import launch as launching
     from runner.scheduler import run_sweep
     from runner.trust import check_trusted
@@ -289,11 +291,15 @@ def _run(store: Any, specs: list[RunSpec], execution: dict[str, Any],
     console = secrets.console(stderr=True, highlight=False, soft_wrap=True)
     check_trusted(store.root)  # its files name the code that runs next
     store.update_execution(execution, launching.launch_code(store, execution, console))
-    result = run_sweep(store, execution, console, only={s.id for s in specs})
+    refs = {r.id: r for r in store.runs()}
+    jobs = {refs[s.id].dir: int(s.index or 0) for s in specs}
+    several = int(execution["launcher"].get("max_parallel") or os.cpu_count() or 1) > 1 \
+        and len(specs) > 1
+    with JobEcho(jobs, prefix=several) if echo else contextlib.nullcontext():
+        result = run_sweep(store, execution, console, only={s.id for s in specs})
     if result.interrupted:
         console.print(f"interrupted: the same command resumes {store.root}")
         raise KeyboardInterrupt
-    refs = {r.id: r for r in store.runs()}
     returns = [job.job_return(refs[spec.id], cfg, result.detached)
                for spec, (_, cfg) in zip(specs, composed, strict=True)]
     if not result.detached:
@@ -302,6 +308,10 @@ def _run(store: Any, specs: list[RunSpec], execution: dict[str, Any],
         console.print(launching.nothing_ran(result.counts, "hydra.launcher.",
                                             "hydra.sweep.dir=<new folder>"))
     failed = sum(1 for r in returns if r.status is JobStatus.FAILED)
+    for spec, ret in zip(specs, returns, strict=True):
+        if ret.status is JobStatus.FAILED:  # where the app's own traceback is
+            log.error(f"job #{spec.index} failed: its traceback is in "
+                      f"{Path(refs[spec.id].dir) / 'stderr.log'}")
     log.info(f"runner: {len(returns) - failed} of {len(returns)} job(s) completed"
              + (f", {failed} failed" if failed else "")
              + f"; `python -m runner status {store.root}` shows them, the same command resumes")

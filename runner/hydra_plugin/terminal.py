@@ -1,0 +1,82 @@
+"""What a Hydra user sees of the jobs on the terminal: their prints and log lines as they come.
+
+Each job runs in its own process with its output in its run's ``stdout.log`` and ``stderr.log``
+(Hydra's job logging writes to stderr and to ``<job>.log``). ``JobEcho`` follows those files
+while the batch runs and prints each new complete line to the launcher's terminal, stdout to
+stdout and stderr to stderr, prefixed ``[#num]`` when more than one job runs at a time; a failed
+job's traceback (the app's own frames) thus reaches the terminal, and ``failed_logs`` names the
+files that hold it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any, TextIO
+
+POLL_S = 0.2
+MAX_LINE = 4000  # characters of one echoed line (a progress bar without newlines is cut)
+
+
+class JobEcho:
+    """Echo the jobs' new output lines until ``stop``; ``jobs``: run dir -> job number."""
+
+    def __init__(self, jobs: dict[str, int], prefix: bool,
+                 out: TextIO | None = None, err: TextIO | None = None) -> None:
+        self.prefix = prefix
+        self.streams = {"stdout.log": out or sys.stdout, "stderr.log": err or sys.stderr}
+        self.files = [(Path(run_dir) / name, num, name) for run_dir, num in jobs.items()
+                      for name in self.streams]
+        # only what this invocation adds: earlier attempts' output was shown back then
+        self.offsets = {path: _size(path) for path, _, _ in self.files}
+        self.partial: dict[Path, bytes] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="runner-job-echo", daemon=True)
+
+    def __enter__(self) -> JobEcho:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.poll(final=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(POLL_S):
+            self.poll()
+
+    def poll(self, final: bool = False) -> None:
+        from runner.secrets import redact
+
+        for path, num, name in self.files:
+            try:
+                with open(path, "rb") as f:
+                    f.seek(self.offsets.get(path, 0))
+                    chunk = f.read(1 << 20)
+            except OSError:
+                continue
+            if not chunk and not (final and self.partial.get(path)):
+                continue
+            self.offsets[path] = self.offsets.get(path, 0) + len(chunk)
+            data = self.partial.pop(path, b"") + chunk
+            lines = data.split(b"\n")
+            rest = lines.pop()  # an unfinished line waits for its end
+            if final and rest:
+                lines.append(rest)
+            elif rest:
+                self.partial[path] = rest
+            stream = self.streams[name]
+            for line in lines:
+                text = redact(line.decode("utf-8", "replace").rstrip("\r"))[:MAX_LINE]
+                stream.write((f"[#{num}] {text}" if self.prefix else text) + "\n")
+            stream.flush()
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
