@@ -55,3 +55,27 @@ def test_ci_runs_the_readmes_test_command() -> None:
     lines = [ln for ln in README.splitlines() if ln.startswith("python3 -m venv")]
     assert len(lines) >= 2 and "pytest" in lines[1] and "runner" in lines[0]
     assert "grep -m2 '^python3 -m venv' README.md" in (REPO / ".ci" / "run").read_text()
+
+
+def test_the_mnist_table_is_what_the_first_command_gives(tmp_path: Path) -> None:
+    """The README's results table is the report of the first command's sweep, row for row."""
+    import pytest
+
+    pytest.importorskip("torch")
+    first = [ln for ln in README.splitlines() if ln.startswith("python3 -m venv")][0]
+    command = shlex.split(first.split("&&")[-1])
+    assert command == ["python", "-m", "runner", "+sweep=grid"], command
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, *command[1:], "runner.progress=false"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    (sweep,) = (tmp_path / "outputs").iterdir()
+    report = subprocess.run([sys.executable, "-m", "runner", "report", str(sweep), "--metric",
+                             "val/acc"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert report.returncode == 0, report.stderr
+    made = [ln for ln in (sweep / "report" / "val-acc" / "report.md").read_text().splitlines()
+            if ln.startswith("|")]
+    start = README.index(made[0])
+    shown = README[start:].split("\n\n", 1)[0].splitlines()
+    assert shown == made
