@@ -25,8 +25,16 @@ def launch_plan(plan: Any, config_dirs: list[str], config_name: str, console: Co
     from runner.store import SweepStore
 
     output_dir = Path(plan.execution["runner"].get("output_dir", "outputs"))
+    for alias in plan.aliases:  # a sweep an older version named otherwise: resumed there
+        if not (output_dir / plan.name).exists() and SweepStore(output_dir / alias).exists():
+            plan.name = alias
     store, created = SweepStore.create(plan, output_dir, config_name, config_dirs)
     if not created:
+        if plan.on_resume:  # (first: it may take the frozen sweep's fingerprint anew)
+            import importlib
+
+            module, _, fn = plan.on_resume.partition(":")
+            getattr(importlib.import_module(module), fn)(store, plan, console)
         check_frozen(store, plan, console)
     return execute(store, plan.execution, console)
 

@@ -106,6 +106,18 @@ class SweepStore:
             raise StateError(f"run '{prefix}' matches {len(matches)} runs of {self.root}")
         return matches[0]
 
+    def set_fingerprint(self, fingerprint: str) -> None:
+        """Record the sweep's fingerprint anew (computed another way by an older version)."""
+        fd = os.open(self.paths.manifest_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._manifest = None
+            manifest = {**self.manifest, "fingerprint": fingerprint}
+            write_json_atomic(self.paths.manifest, manifest)
+            self._manifest = manifest
+        finally:
+            os.close(fd)
+
     def update_execution(self, execution: dict[str, Any],
                          code: dict[str, Any] | None = None) -> None:
         """Record the execution settings of the latest launch (they may change on resume), and

@@ -151,6 +151,10 @@ class Plan:
     template: dict[str, Any] | None = None
     searched: list[str] = field(default_factory=list)
     max_runs: int | None = None  # default: the runs listed
+    aliases: list[str] = field(default_factory=list)  # older names of the same sweep
+    # 'module:function' called with (store, plan, console) when the sweep exists already: a
+    # study takes a new n_trials there
+    on_resume: str | None = None
 
     def run_budget(self) -> int:
         """How many runs this sweep can make: the runs listed, or what a later source may add."""
@@ -514,9 +518,17 @@ def axes_of(values: Iterable[dict[str, Any]]) -> tuple[list[str], list[str]]:
 VARYING_RULE = 2
 
 
-def fingerprint_overrides(overrides: Sequence[str], config_name: str) -> str:
+# settings that say how far a sweep goes, not what it is: the same sweep goes further with them
+_EXTENT_KEYS = ("sweep.n_trials",)
+
+
+def fingerprint_overrides(overrides: Sequence[str], config_name: str,
+                          extent: bool = False) -> str:
+    """A hash of the command's overrides (``extent``: with ``sweep.n_trials`` and the like, as
+    sweep names were hashed before a study could be extended)."""
     keep = sorted(o for o in overrides
-                  if o.lstrip("+~").split("=")[0].split(".")[0] not in _NOT_FINGERPRINTED)
+                  if o.lstrip("+~").split("=")[0].split(".")[0] not in _NOT_FINGERPRINTED
+                  and (extent or o.lstrip("+~").split("=")[0] not in _EXTENT_KEYS))
     return hashlib.sha1(json.dumps([config_name, keep]).encode()).hexdigest()[:8]
 
 
@@ -641,6 +653,17 @@ def _sweep_name(base: DictConfig, kind: str, args: Sequence[str], config_name: s
     task_name = check_component(str(OmegaConf.select(base, "task.name", default=None) or "run"),
                                 "task.name")
     return f"{task_name}-{kind}-{fingerprint_overrides(list(args), config_name)}"
+
+
+def legacy_names(base: DictConfig, kind: str, args: Sequence[str], config_name: str
+                 ) -> list[str]:
+    """The names older versions gave the same sweep (its extent hashed in): a sweep found
+    under one of them is resumed there."""
+    if OmegaConf.select(base, "runner.name", default=None) or not any(
+            a.lstrip("+~").split("=")[0] in _EXTENT_KEYS for a in args):
+        return []
+    task_name = str(OmegaConf.select(base, "task.name", default=None) or "run")
+    return [f"{task_name}-{kind}-{fingerprint_overrides(list(args), config_name, extent=True)}"]
 
 
 def _select(runs: list[RunSpec], spec: SweepConf, notes: list[str],

@@ -486,3 +486,32 @@ def test_export_study_writes_the_run_store_as_an_optuna_database(
     capsys.readouterr()
     assert main(["export-study", str(study.root / "outputs")]) == 2
     assert "outputs is not a study (no study.json" in capsys.readouterr().err
+
+
+def test_a_finished_study_is_extended_by_the_same_command_with_more_trials(
+        study: Project) -> None:
+    """sweep.n_trials says how far a study goes, not which study it is: the same command with
+    a larger n_trials continues the same study (trials 4 and 5 proposed from what 0..3 taught),
+    and a study an older version named with its n_trials hashed in is found and continued."""
+    from runner.store import SweepStore
+    from runner.sweep import fingerprint_overrides
+
+    base = args("launcher.max_parallel=2")
+    assert study.run(*base, "sweep.n_trials=4", timeout=300).returncode == 0
+    sweep = study.sweep_dir()
+    more = study.run(*base, "sweep.n_trials=6", timeout=300)
+    assert more.returncode == 0, more.stderr
+    assert "the study goes on to 6 trial(s)" in more.stderr
+    assert "config changed" not in more.stderr and study.sweep_dir() == sweep
+    assert [r["values"]["trial"] for r in trials(study)] == list(range(6))
+    # a study frozen under the older name (n_trials hashed in) and fingerprint: continued there
+    command = study.args(*base, "sweep.n_trials=8")[3:]  # (as runner sees them)
+    legacy = sweep.with_name(f"study-optuna-{fingerprint_overrides(command, 'config', True)}")
+    sweep.rename(legacy)
+    SweepStore(legacy).set_fingerprint("an-older-fingerprint")
+    old = study.run(*base, "sweep.n_trials=8", timeout=300)
+    assert old.returncode == 0, old.stderr
+    assert "the study goes on to 8 trial(s)" in old.stderr and "config changed" not in old.stderr
+    assert [p.name for p in (study.root / "outputs").iterdir()
+            if not p.name.startswith(".")] == [legacy.name]
+    assert len(trials(study)) == 8

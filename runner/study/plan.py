@@ -80,14 +80,48 @@ def plan_study(composer: Any, base: DictConfig, args: list[str], plain: list[str
              "space": to_json(dists), "metric": str(metric), "direction": direction,
              "template": template, "interpolated": bool(interpolated)}
     text = json.dumps(study, indent=1, sort_keys=True, default=str)
+    fingerprint = identity(study)  # (its extent aside: n_trials may grow)
     return sweeps.Plan(
         name=sweeps._sweep_name(base, "optuna", args, config_name), kind="optuna", runs=[],
         axes=["trial", *dists], varying=["trial", *dists], execution=execution,
-        overrides=list(args), fingerprint=hashlib.sha1(text.encode()).hexdigest(),
+        overrides=list(args), fingerprint=fingerprint,
         notes=[f"a study of {conf.n_trials} trial(s): {conf.sampler} sampler, "
                f"{conf.pruner} pruner, {direction} {metric}"
                + (f", deterministic ({settings.get('ahead')} ahead)" if conf.deterministic
                   else "")], sources=sources,
         files={STUDY_FILE: text}, source="runner.study.source:StudySource",
         run_hooks=["runner.study.pruning:install"], template=template,
-        searched=list(dists), max_runs=int(conf.n_trials))
+        searched=list(dists), max_runs=int(conf.n_trials),
+        aliases=sweeps.legacy_names(base, "optuna", args, config_name),
+        on_resume="runner.study.plan:extend")
+
+
+def identity(study: dict[str, Any]) -> str:
+    """What makes a study the same study: everything in study.json but how far it goes."""
+    same = {**study, "settings": {k: v for k, v in study["settings"].items()
+                                  if k != "n_trials"}}
+    return hashlib.sha1(json.dumps(same, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def extend(store: Any, plan: Any, console: Any) -> None:
+    """The same study command with another ``sweep.n_trials``: the study goes on to that many
+    trials (more are proposed; fewer than it has stops proposing), said once."""
+    from runner.atomic import write_text_atomic
+    from runner.study.source import study_lock
+
+    wanted = int(json.loads(plan.files[STUDY_FILE])["settings"]["n_trials"])
+    with study_lock(store):
+        path = store.root / STUDY_FILE
+        frozen = json.loads(path.read_text())
+        if store.manifest.get("fingerprint") != plan.fingerprint:
+            if identity(frozen) != plan.fingerprint:
+                return  # another study under this name: check_frozen says how it differs
+            store.set_fingerprint(plan.fingerprint)  # (an older version hashed n_trials in)
+        before = int(frozen["settings"]["n_trials"])
+        if before == wanted:
+            return
+        frozen["settings"]["n_trials"] = wanted
+        write_text_atomic(path, json.dumps(frozen, indent=1, sort_keys=True, default=str))
+    have = len(store.manifest["runs"])
+    console.print(f"the study goes on to {wanted} trial(s) (it had n_trials={before}, "
+                  f"{have} proposed)" + ("; no more are proposed" if wanted <= have else ""))
