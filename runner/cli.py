@@ -421,14 +421,28 @@ def cmd_resume(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m runner resume")
     parser.add_argument("sweep_dir", type=Path)
     parser.add_argument("overrides", nargs="*",
-                        help="runner.*, launcher.* or notifier overrides for this launch")
+                        help="runner.*, launcher.* or notifier overrides for this launch "
+                             "(and sweep.n_trials=N for a study)")
     args = parser.parse_args(argv)
     store = SweepStore(args.sweep_dir)
     if (store.manifest.get("origin") or {}).get("by") == "hydra":
         from runner.hydra_plugin.commands import resume_refusal
 
         raise resume_refusal(store.manifest, store.root)
-    execution = _with_exec_overrides(store.manifest, store.manifest["execution"], args.overrides)
+    extent = [o for o in args.overrides if o.split("=", 1)[0] == "sweep.n_trials"]
+    if extent:  # a study goes further: its extent, not its identity
+        if store.manifest.get("kind") != "optuna":
+            raise RunnerError(f"sweep.n_trials is a study's setting; {store.root} is a "
+                              f"{store.manifest.get('kind')} sweep")
+        from runner.study.plan import grow
+
+        try:
+            wanted = int(extent[-1].split("=", 1)[1])
+        except ValueError:
+            raise RunnerError(f"'{extent[-1]}': give a number of trials") from None
+        grow(store, wanted, _console())
+    overrides = [o for o in args.overrides if o not in extent]
+    execution = _with_exec_overrides(store.manifest, store.manifest["execution"], overrides)
     from runner.scheduler import check_execution
 
     check_execution(execution)

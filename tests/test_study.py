@@ -515,3 +515,6 @@ def test_a_finished_study_is_extended_by_the_same_command_with_more_trials(
     assert [p.name for p in (study.root / "outputs").iterdir()
             if not p.name.startswith(".")] == [legacy.name]
     assert len(trials(study)) == 8
+    resumed = study.cli("resume", str(legacy), "sweep.n_trials=9")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "the study goes on to 9 trial(s)" in resumed.stderr and len(trials(study)) == 9

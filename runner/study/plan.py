@@ -106,7 +106,6 @@ def identity(study: dict[str, Any]) -> str:
 def extend(store: Any, plan: Any, console: Any) -> None:
     """The same study command with another ``sweep.n_trials``: the study goes on to that many
     trials (more are proposed; fewer than it has stops proposing), said once."""
-    from runner.atomic import write_text_atomic
     from runner.study.source import study_lock
 
     wanted = int(json.loads(plan.files[STUDY_FILE])["settings"]["n_trials"])
@@ -117,6 +116,21 @@ def extend(store: Any, plan: Any, console: Any) -> None:
             if identity(frozen) != plan.fingerprint:
                 return  # another study under this name: check_frozen says how it differs
             store.set_fingerprint(plan.fingerprint)  # (an older version hashed n_trials in)
+    grow(store, wanted, console)
+
+
+def grow(store: Any, wanted: int, console: Any) -> None:
+    """Set the study's n_trials (``resume <study> sweep.n_trials=N`` and the same command with
+    another n_trials both come here), said once."""
+    from runner.atomic import write_text_atomic
+    from runner.errors import ConfigError
+    from runner.study.source import study_lock
+
+    if wanted < 1:
+        raise ConfigError(f"sweep.n_trials={wanted} must be >= 1")
+    with study_lock(store):
+        path = store.root / STUDY_FILE
+        frozen = json.loads(path.read_text())
         before = int(frozen["settings"]["n_trials"])
         if before == wanted:
             return
