@@ -228,6 +228,9 @@ class _SweepLoop:
         if ref is False:  # not yet: it waits for runs still running
             return False
         if ref is None:
+            said = getattr(self.source, "stopped", None)
+            if said:
+                self.console.print(f"[bold]the study stops proposing[/]: {said}")
             self.source = None  # exhausted: not asked again in this invocation
             return False
         self.pending.append(ref)

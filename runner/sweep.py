@@ -519,7 +519,7 @@ VARYING_RULE = 2
 
 
 # settings that say how far a sweep goes, not what it is: the same sweep goes further with them
-_EXTENT_KEYS = ("sweep.n_trials",)
+_EXTENT_KEYS = ("sweep.n_trials", "sweep.target", "sweep.patience", "sweep.timeout")
 
 
 def fingerprint_overrides(overrides: Sequence[str], config_name: str,

@@ -518,3 +518,23 @@ def test_a_finished_study_is_extended_by_the_same_command_with_more_trials(
     resumed = study.cli("resume", str(legacy), "sweep.n_trials=9")
     assert resumed.returncode == 0, resumed.stderr
     assert "the study goes on to 9 trial(s)" in resumed.stderr and len(trials(study)) == 9
+
+
+def test_stopping_rules_end_proposals_and_say_which(study: Project) -> None:
+    """sweep.target, sweep.patience and sweep.timeout stop proposing before n_trials, the end
+    says which rule did, and a rule changed on a later launch applies (how far, not which)."""
+    base = args("sweep.n_trials=40", "launcher.max_parallel=1", "sweep.sampler=random")
+    hit = study.run(*base, "sweep.target=0.5", timeout=300)
+    assert hit.returncode == 0, hit.stderr
+    assert "the study stops proposing: sweep.target=0.5 reached by trial" in hit.stderr
+    rows = trials(study)
+    assert len(rows) < 40 and rows[-1]["summary"]["val/acc"] >= 0.5
+    assert all(r["summary"]["val/acc"] < 0.5 for r in rows[:-1])
+    patient = study.run(*base, "sweep.target=null", "sweep.patience=3", timeout=300)
+    assert "sweep.patience=3: the last 3 completed trials found no better" in patient.stderr
+    assert "config changed" not in patient.stderr and len(trials(study)) < 40
+    values = [r["summary"]["val/acc"] for r in trials(study)]
+    assert max(values[-3:]) <= max(values[:-3])
+    timed = study.run(*base, "sweep.patience=null", "sweep.timeout=0", timeout=300)
+    assert "sweep.timeout=0s spent running trials" in timed.stderr
+    assert study.sweep_dir().name.startswith("study-optuna-")  # one study throughout

@@ -42,6 +42,10 @@ class StudyConf:
     # and judged against those same trials only
     deterministic: bool = False
     ahead: int | None = field(default=None, metadata={"min": 0})  # default: max_parallel
+    # stopping rules (runner.study.stopping): how far the study goes, like n_trials
+    target: float | None = None  # stop proposing once the objective reaches this
+    patience: int | None = field(default=None, metadata={"min": 1})  # trials without a better
+    timeout: float | None = field(default=None, metadata={"min": 0})  # seconds of trials running
 
 
 def _optuna() -> Any:

@@ -96,10 +96,14 @@ def plan_study(composer: Any, base: DictConfig, args: list[str], plain: list[str
         on_resume="runner.study.plan:extend")
 
 
+# settings that say how far a study goes, not which study it is: they may change on a resume
+EXTENT = ("n_trials", "target", "patience", "timeout")
+
+
 def identity(study: dict[str, Any]) -> str:
     """What makes a study the same study: everything in study.json but how far it goes."""
     same = {**study, "settings": {k: v for k, v in study["settings"].items()
-                                  if k != "n_trials"}}
+                                  if k not in EXTENT}}
     return hashlib.sha1(json.dumps(same, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -108,7 +112,8 @@ def extend(store: Any, plan: Any, console: Any) -> None:
     trials (more are proposed; fewer than it has stops proposing), said once."""
     from runner.study.source import study_lock
 
-    wanted = int(json.loads(plan.files[STUDY_FILE])["settings"]["n_trials"])
+    settings = json.loads(plan.files[STUDY_FILE])["settings"]
+    wanted = int(settings["n_trials"])
     with study_lock(store):
         path = store.root / STUDY_FILE
         frozen = json.loads(path.read_text())
@@ -116,10 +121,11 @@ def extend(store: Any, plan: Any, console: Any) -> None:
             if identity(frozen) != plan.fingerprint:
                 return  # another study under this name: check_frozen says how it differs
             store.set_fingerprint(plan.fingerprint)  # (an older version hashed n_trials in)
-    grow(store, wanted, console)
+    grow(store, wanted, console, {k: settings.get(k) for k in EXTENT if k != "n_trials"})
 
 
-def grow(store: Any, wanted: int, console: Any) -> None:
+def grow(store: Any, wanted: int, console: Any,
+         rules: dict[str, Any] | None = None) -> None:
     """Set the study's n_trials (``resume <study> sweep.n_trials=N`` and the same command with
     another n_trials both come here), said once."""
     from runner.atomic import write_text_atomic
@@ -132,8 +138,10 @@ def grow(store: Any, wanted: int, console: Any) -> None:
         path = store.root / STUDY_FILE
         frozen = json.loads(path.read_text())
         before = int(frozen["settings"]["n_trials"])
-        if before == wanted:
+        changed = {k: v for k, v in (rules or {}).items() if frozen["settings"].get(k) != v}
+        if before == wanted and not changed:
             return
+        frozen["settings"].update(changed)
         frozen["settings"]["n_trials"] = wanted
         write_text_atomic(path, json.dumps(frozen, indent=1, sort_keys=True, default=str))
     have = len(store.manifest["runs"])

@@ -97,6 +97,7 @@ class StudySource:
         self.study = definition = StudyDefinition(self.store)
         self.sampling = SamplerStudy(definition.conf, definition.dists, definition.direction,
                                      definition.name)
+        self.stopped: str | None = None  # a stopping rule that ended the proposals, if one did
 
     def _synced(self, number: int) -> Any:
         return self.sampling.sync(lambda known: load(self.store, self.study.metric, known),
@@ -127,6 +128,12 @@ class StudySource:
             self.store._manifest = None  # other runners may have added trials
             number = len(self.store.manifest["runs"])
             if number >= definition.conf.n_trials:
+                return None
+            from runner.study.stopping import stop_reason
+
+            self.stopped = stop_reason(definition.conf, self.store, definition.metric,
+                                       definition.direction)
+            if self.stopped:
                 return None
             if definition.conf.deterministic:
                 study = self._as_of(number)

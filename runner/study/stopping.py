@@ -1,0 +1,66 @@
+"""When a study stops proposing before ``n_trials``: ``sweep.target`` (the objective reached a
+value), ``sweep.patience`` (that many completed trials in a row, by trial number, without a
+better objective) and ``sweep.timeout`` (seconds during which some trial of the study ran,
+counted across launches, so a study resumed a week later has what it had left). Each is read
+from the run store when a proposal is asked, like everything else a study knows; the reason is
+what the study's end says."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+def stop_reason(conf: Any, store: Any, metric: str, direction: str) -> str | None:
+    """Why no more trials may be proposed, or None."""
+    if conf.target is None and conf.patience is None and conf.timeout is None:
+        return None
+    from runner.status import scan
+    from runner.study.history import TRIAL_KEY, objective
+
+    rows = scan(store)
+    done = sorted((int(r.ref.values[TRIAL_KEY]), v) for r in rows if r.state == "COMPLETED"
+                   and isinstance(r.ref.values.get(TRIAL_KEY), int)
+                   and (v := objective(r, metric)) is not None)
+    better = (lambda a, b: a > b) if direction in ("max", "maximize") else (lambda a, b: a < b)
+    if conf.target is not None:
+        hit = next(((n, v) for n, v in done if v == conf.target or better(v, conf.target)), None)
+        if hit is not None:
+            return (f"sweep.target={conf.target:g} reached by trial {hit[0]} "
+                    f"({metric}={hit[1]:.6g})")
+    if conf.patience is not None and done:
+        best_n, best, since = done[0][0], done[0][1], 0
+        for n, v in done[1:]:
+            if better(v, best):
+                best_n, best, since = n, v, 0
+            else:
+                since += 1
+        if since >= conf.patience:
+            return (f"sweep.patience={conf.patience}: the last {since} completed trials found "
+                    f"no better {metric} than trial {best_n}'s {best:.6g}")
+    if conf.timeout is not None:
+        spent = busy_seconds(rows, time.time())
+        if spent >= conf.timeout:
+            return f"sweep.timeout={conf.timeout:g}s spent running trials ({spent:.0f}s)"
+    return None
+
+
+def busy_seconds(rows: list[Any], now: float) -> float:
+    """Seconds during which at least one of the runs ran (the union of their attempts' spans,
+    as their records say)."""
+    spans = []
+    for row in rows:
+        data = row.record.data if row.record is not None else {}
+        try:
+            start = float(data["started"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        end = now if row.state == "RUNNING" else float(data.get("time") or start)
+        spans.append((start, max(start, end)))
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end <= reach:
+            continue
+        total += end - max(start, reach)
+        reach = end
+    return total
