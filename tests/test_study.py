@@ -538,3 +538,21 @@ def test_stopping_rules_end_proposals_and_say_which(study: Project) -> None:
     timed = study.run(*base, "sweep.patience=null", "sweep.timeout=0", timeout=300)
     assert "sweep.timeout=0s spent running trials" in timed.stderr
     assert study.sweep_dir().name.startswith("study-optuna-")  # one study throughout
+
+
+def test_enqueued_settings_are_the_first_trials(study: Project) -> None:
+    """sweep.enqueue: the settings to try first are trials 0.., as given (keys left out
+    sampled); a key the study does not search, or a value outside the space, is refused."""
+    enqueue = "sweep.enqueue=[{task.lr: 0.01, task.width: 64}, {task.lr: 0.5}]"
+    proc = study.run(*args("sweep.n_trials=4", "launcher.max_parallel=1", enqueue),
+                     timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rows = trials(study)
+    assert rows[0]["values"]["task.lr"] == 0.01 and rows[0]["values"]["task.width"] == 64
+    assert rows[1]["values"]["task.lr"] == 0.5 and rows[1]["values"]["task.width"] in (16, 64,
+                                                                                     256)
+    for bad, said in (("[{task.depth: 3}]", "which the study does not search"),
+                      ("[{task.lr: 5.0}]", "outside its space")):
+        refused = study.run(*args("sweep.n_trials=4", f"sweep.enqueue={bad}",
+                                  "runner.name=bad"))
+        assert refused.returncode != 0 and said in refused.stderr, refused.stderr

@@ -59,6 +59,7 @@ def plan_study(composer: Any, base: DictConfig, args: list[str], plain: list[str
         if axis.key == "trial":
             raise SweepError("sweep=optuna: 'trial' is the trial number's name; rename the key")
     dists = {a.key: distribution(a) for a in axes}
+    check_enqueued(conf.enqueue, dists)
     rep = {a.key: _representative(a) for a in axes}
     builder = sweeps._ConfigBuilder(composer, plain, {a.key: a.prefix for a in axes},
                                     config_name)
@@ -98,6 +99,26 @@ def plan_study(composer: Any, base: DictConfig, args: list[str], plain: list[str
 
 # settings that say how far a study goes, not which study it is: they may change on a resume
 EXTENT = ("n_trials", "target", "patience", "timeout")
+
+
+def check_enqueued(enqueue: list[Any], dists: dict[str, Any]) -> None:
+    """``sweep.enqueue``: each entry a mapping of searched keys to values inside the space."""
+    for i, entry in enumerate(enqueue):
+        if not isinstance(entry, dict) or not entry:
+            raise SweepError(f"sweep.enqueue[{i}] must be a mapping of searched keys to values, "
+                             f"e.g. {{{next(iter(dists))}: ...}}")
+        for key, value in entry.items():
+            if key not in dists:
+                raise SweepError(f"sweep.enqueue[{i}] sets '{key}', which the study does not "
+                                 f"search ({', '.join(dists)})")
+            dist = dists[key]
+            try:
+                inside = dist._contains(dist.to_internal_repr(value))
+            except (TypeError, ValueError):
+                inside = False
+            if not inside:
+                raise SweepError(f"sweep.enqueue[{i}]: {key}={value!r} is outside its space "
+                                 f"{dist}")
 
 
 def identity(study: dict[str, Any]) -> str:

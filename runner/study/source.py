@@ -141,6 +141,9 @@ class StudySource:
                     return False
             else:
                 study = self._synced(number)
+            if number < len(definition.conf.enqueue):  # settings to try first, as given
+                study.enqueue_trial(dict(definition.conf.enqueue[number]),
+                                    skip_if_exists=False)
             trial = study.ask(definition.dists)
             assert trial.number == number, (trial.number, number)
             values = {TRIAL_KEY: number, **trial.params}
