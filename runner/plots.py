@@ -437,3 +437,18 @@ def study(results: Sequence[Any], metric: str, mode: str, path: Path, title: str
         ax.grid(alpha=0.3)
     fig.suptitle(title or f"{metric}: optimisation history", fontsize=11)
     return _save(plt, fig, path)
+
+
+def importances(found: dict[str, float], metric: str, path: Path, title: str = "") -> Path:
+    """Each hyperparameter's importance as a horizontal bar, the most important on top."""
+    plt = _pyplot()
+    names = list(found)[::-1]
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.45 * len(names)), dpi=100)
+    ax.barh(range(len(names)), [found[n] for n in names], color=colours(1)[0])
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(names, fontsize=9)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"importance for {metric} (PED-ANOVA, sums to 1)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title or f"{metric}: what mattered", fontsize=10)
+    return _save(plt, fig, path)

@@ -13,6 +13,7 @@ from pathlib import Path
 from runner import plots
 from runner.configfile import load_run_config
 from runner.errors import RunnerError
+from runner.importances import importances
 from runner.results import (
     CI_METHOD,
     Group,
@@ -43,6 +44,7 @@ class Report:
     groups: list[Group]  # manifest order: colours follow it
     ranked: list[Group]
     files: dict[str, Path]
+    importances: dict[str, float] | None = None  # what mattered (a search), if it says
 
     @property
     def best(self) -> Group:
@@ -90,6 +92,7 @@ def make_report(store: SweepStore, metric: str, mode: str = "max", how: str = "f
     band = "n=1 per setting, no band" if single else "95% t band"
     keys, logs = log_axes(store)
     searched = store.manifest.get("kind") not in ("grid", "list", "single", "retrain", "rerun")
+    found = importances(results, keys, logs, mode) if searched and keys else None
     logged = any(len(r.steps) for g in top for r in g.runs)  # (values only: no curve)
     for ext in formats(svg, pdf):
         if logged:
@@ -107,7 +110,11 @@ def make_report(store: SweepStore, metric: str, mode: str = "max", how: str = "f
             files[f"params.{ext}"] = plots.params(
                 results, keys, logs, metric, out / f"params.{ext}",
                 title=f"{store.root.name}: {metric} ({how}) against each hyperparameter")
-    report = Report(store, metric, mode, results, groups, ranked, files)
+        if found:
+            files[f"importances.{ext}"] = plots.importances(
+                found, metric, out / f"importances.{ext}",
+                title=f"{store.root.name}: what mattered for {metric}")
+    report = Report(store, metric, mode, results, groups, ranked, files, found)
     files["report.md"] = write(out / "report.md", markdown(report, how))
     return report
 
@@ -153,6 +160,11 @@ def markdown(report: Report, how: str) -> str:
               f"![final {report.metric} per setting](finals.png)", "",
               *([f"![{report.metric} against each hyperparameter](params.png)", ""]
                 if "params.png" in report.files else []),
+              *(["What mattered (PED-ANOVA importance, sums to 1):", "",
+                 "| hyperparameter | importance |", "|---|---|",
+                 *(f"| {k} | {v:.3f} |" for k, v in report.importances.items()), "",
+                 f"![what mattered for {report.metric}](importances.png)", ""]
+                if report.importances else []),
               "Data: [runs.csv](runs.csv) (one row per run), [groups.csv](groups.csv), and each "
               "run's `progress.csv`.", ""]
     return "\n".join(lines)

@@ -72,3 +72,8 @@ def test_the_discord_plot_is_readable() -> None:
                               title=LONG)
     assert png.startswith(b"\x89PNG")
     assert plots.PROBLEMS["metric_panels"] == []
+
+
+def test_the_importances_figure_is_readable(tmp_path: Path) -> None:
+    found = {f"task.{'very_long_' * 3}name_{i}": 1 / 12 for i in range(12)}
+    check(plots.importances(found, "val/acc", tmp_path / "importances.png", title=LONG))

@@ -197,6 +197,12 @@ def test_a_random_search_plots_the_metric_against_each_hyperparameter(project):
     from runner.store import SweepStore
 
     assert log_axes(SweepStore(sweep)) == (["task.lr", "task.width"], {"task.lr"})
+    # what mattered: lr moves val/acc by up to 1, width by 0.05
+    md = (sweep / "report" / "val-acc" / "report.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| task.")]
+    assert rows[0].startswith("| task.lr |") and rows[1].startswith("| task.width |"), md
+    assert float(rows[0].split("|")[2]) > float(rows[1].split("|")[2])
+    assert png_size(sweep / "report" / "val-acc" / "importances.png")[0] > 1000
 
 
 RETRY_TASK = '''
