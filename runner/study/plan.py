@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from runner.config_schema import validate
 from runner.errors import SweepError
 from runner.study.config import STUDY_FILE, StudyConf, make_pruner, make_sampler
-from runner.study.space import distribution, to_json
+from runner.study.space import distribution, inside, to_json
 
 
 def _representative(axis: Any) -> Any:
@@ -111,14 +111,9 @@ def check_enqueued(enqueue: list[Any], dists: dict[str, Any]) -> None:
             if key not in dists:
                 raise SweepError(f"sweep.enqueue[{i}] sets '{key}', which the study does not "
                                  f"search ({', '.join(dists)})")
-            dist = dists[key]
-            try:
-                inside = dist._contains(dist.to_internal_repr(value))
-            except (TypeError, ValueError):
-                inside = False
-            if not inside:
+            if not inside(dists[key], value):
                 raise SweepError(f"sweep.enqueue[{i}]: {key}={value!r} is outside its space "
-                                 f"{dist}")
+                                 f"{dists[key]}")
 
 
 def identity(study: dict[str, Any]) -> str:

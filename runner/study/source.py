@@ -25,7 +25,7 @@ from runner.store import RunRef, SweepStore
 from runner.study.config import STUDY_FILE, StudyConf
 from runner.study.history import TRIAL_KEY, as_of, load
 from runner.study.sampler_study import SamplerStudy
-from runner.study.space import from_json
+from runner.study.space import from_json, inside
 
 
 @contextmanager
@@ -61,14 +61,9 @@ class StudyDefinition:
             raise SweepError(f"a proposal sets {', '.join(odd)} outside the study's space "
                              f"({', '.join(self.dists)}): refused")
         for key, value in params.items():
-            dist = self.dists[key]
-            try:
-                inside = dist._contains(dist.to_internal_repr(value))
-            except (TypeError, ValueError):
-                inside = False
-            if not inside:
-                raise SweepError(f"a proposal's {key} is outside its distribution {dist}: "
-                                 "refused")
+            if not inside(self.dists[key], value):
+                raise SweepError(f"a proposal's {key} is outside its distribution "
+                                 f"{self.dists[key]}: refused")
 
     def config(self, params: dict[str, Any]) -> dict[str, Any]:
         """A trial's config: the template with its parameters set (checked first)."""

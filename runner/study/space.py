@@ -47,3 +47,11 @@ def from_json(data: dict[str, str]) -> dict[str, Any]:
     from optuna.distributions import json_to_distribution
 
     return {k: json_to_distribution(v) for k, v in data.items()}
+
+
+def inside(dist: Any, value: Any) -> bool:
+    """Whether ``value`` is a value of the optuna distribution ``dist``."""
+    try:
+        return bool(dist._contains(dist.to_internal_repr(value)))
+    except (TypeError, ValueError):
+        return False
