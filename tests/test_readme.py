@@ -79,3 +79,46 @@ def test_the_mnist_table_is_what_the_first_command_gives(tmp_path: Path) -> None
     start = README.index(made[0])
     shown = README[start:].split("\n\n", 1)[0].splitlines()
     assert shown == made
+
+
+# what a README command needs from the machine it runs on, and the error that says so
+NEEDS = {"discord": "no secret found in $DISCORD_WEBHOOK_URL",
+         "tracker=wandb": "needs a WandB API key",
+         "gpus_per_run": "no GPU is visible"}
+SUBCOMMANDS = ("status", "show", "rerun", "resume", "cancel", "report", "compare",
+               "retrain-best", "wandb-sync", "export-study")
+
+
+def readme_commands() -> list[str]:
+    """Every `python -m runner <overrides>` of the README (code blocks and tables) with no
+    placeholder in it."""
+    out = []
+    for block in _blocks(README, "bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.split(r"\s#", line)[0].strip()
+            if line.startswith("python -m runner "):
+                out.append(line)
+    out += re.findall(r"\| `(python -m runner [^`]*)` \|", README)
+    return [c for c in out if "<" not in c and "..." not in c
+            and shlex.split(c)[3] not in SUBCOMMANDS and "task=mine" not in c]
+
+
+def test_every_readme_command_plans_as_written(tmp_path: Path) -> None:
+    """Each one is composed and planned (runner.dry_run=true) in a fresh folder with the MNIST
+    default task: it works, or it fails only for what this machine lacks (a webhook secret, a
+    WandB key, a GPU), saying so. (task=mine commands: the A task test above.)"""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISCORD_WEBHOOK_URL", "WANDB_API_KEY", "CUDA_VISIBLE_DEVICES")}
+    env["PYTHONPATH"] = str(REPO)
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    commands = readme_commands()
+    assert len(commands) >= 15
+    for command in commands:
+        words = shlex.split(command)
+        proc = subprocess.run([sys.executable, *words[1:], "runner.dry_run=true"], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=120)
+        needs = [said for key, said in NEEDS.items() if key in command]
+        if proc.returncode != 0:
+            assert needs and any(said in proc.stderr for said in needs), (command, proc.stderr)
+        assert "Traceback" not in proc.stderr, (command, proc.stderr)
+    assert not list(tmp_path.rglob("stdout.log"))  # planned only: no run ran
