@@ -53,11 +53,28 @@ def readable(fig: Any, dpi: int) -> None:
     """Fix what makes a figure hard to read: a title wider than the canvas (wrapped), a
     canvas wider than ``MAX_PX`` (shrunk), ticks between integers on integer axes, crowded log
     labels, and a legend over data (moved beside the plot)."""
+    from matplotlib.ticker import FixedLocator, LogLocator, MaxNLocator, NullFormatter
 
     width, height = fig.get_size_inches()
     fig.set_size_inches(min(width, MAX_PX / dpi), min(height, MAX_PX / dpi))  # (the long side)
+    for ax in fig.axes:
+        for axis, label, limits in ((ax.xaxis, ax.get_xlabel(), ax.get_xlim()),
+                                    (ax.yaxis, ax.get_ylabel(), ax.get_ylim())):
+            if axis.get_scale() != "log" and label.split(" ")[0] in INTEGER_AXES \
+                    and not _categorical(axis):
+                lo, hi = sorted(limits)
+                axis.set_major_locator(MaxNLocator(integer=True) if hi - lo >= 1 else
+                                       FixedLocator(range(math.ceil(lo), math.floor(hi) + 1)))
     fig.tight_layout()
     fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:  # log labels on top of each other: fewer majors, no minor labels
+        for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+            if axis.get_scale() == "log" and _labels_overlap(_shown_ticklabels(ax, name),
+                                                             renderer):
+                axis.set_major_locator(LogLocator(numticks=6))
+                axis.set_minor_formatter(NullFormatter())
+                fig.canvas.draw()
     for ax in fig.axes:
         legend = ax.get_legend()
         if legend is not None and _covered(ax, legend):
@@ -160,26 +177,43 @@ def _crowded_rotated(labels: list[Any], renderer: Any) -> bool:
         return False
     angle = math.radians(slanted[0].get_rotation() % 180)
     line = max(t.get_fontsize() for t in slanted) * renderer.points_to_pixels(1.0)
-    xs = sorted(renderer_x(t, renderer) for t in slanted)
+    xs = sorted(_anchor_x(t, renderer) for t in slanted)
     return any(b - a < line / abs(math.sin(angle)) * 0.9 for a, b in zip(xs, xs[1:],
                                                                        strict=False))
 
 
-def renderer_x(text: Any, renderer: Any) -> float:
+def _anchor_x(text: Any, renderer: Any) -> float:
     """Where a tick label is anchored along the x axis, in pixels."""
     return float(text.get_transform().transform(text.get_position())[0])
 
 
 def _shown_ticklabels(ax: Any, which: str = "xy") -> list[Any]:
-    """The tick labels drawn: those whose tick lies inside the axis's view."""
+    """The tick labels drawn (major and minor): those whose tick lies inside the axis's view."""
     out = []
     for name in which:
         axis = ax.xaxis if name == "x" else ax.yaxis
         lo, hi = sorted(axis.get_view_interval())
-        for loc, label in zip(axis.get_ticklocs(), axis.get_ticklabels(), strict=False):
-            if lo - 1e-9 * abs(hi - lo) <= loc <= hi + 1e-9 * abs(hi - lo):
-                out.append(label)
+        for minor in (False, True):
+            for loc, label in zip(axis.get_ticklocs(minor=minor),
+                                  axis.get_ticklabels(minor=minor), strict=False):
+                if lo - 1e-9 * abs(hi - lo) <= loc <= hi + 1e-9 * abs(hi - lo):
+                    out.append(label)
     return out
+
+
+def _labels_overlap(labels: list[Any], renderer: Any) -> bool:
+    """Whether any two of these tick labels are drawn on top of each other (slanted ones by
+    their spacing, upright ones by their boxes)."""
+    shown = [t for t in labels if t.get_text() and t.get_visible()]
+    if _crowded_rotated(shown, renderer):
+        return True
+    boxes = sorted((t.get_window_extent(renderer) for t in shown
+                    if t.get_rotation() % 180 in (0, 90)), key=lambda b: (b.x0, b.y0))
+    for a, b in zip(boxes, boxes[1:], strict=False):
+        both = a.intersection(a, b)
+        if both is not None and both.width > 1 and both.height > 1:
+            return True
+    return False
 
 
 def layout_problems(fig: Any, dpi: int) -> list[str]:
@@ -205,19 +239,8 @@ def layout_problems(fig: Any, dpi: int) -> list[str]:
             problems.append(f"text {text.get_text()[:40]!r} lies outside the canvas")
     for ax in fig.axes:
         for name in ("x", "y"):
-            labels = _shown_ticklabels(ax, name)
-            shown = [t for t in labels if t.get_text() and t.get_visible()]
-            if _crowded_rotated(shown, renderer):
+            if _labels_overlap(_shown_ticklabels(ax, name), renderer):
                 problems.append(f"{name} tick labels overlap in {ax.get_title()[:30]!r}")
-                continue
-            shown = [t for t in shown if t.get_rotation() % 180 in (0, 90)]
-            boxes = [t.get_window_extent(renderer) for t in shown]
-            boxes.sort(key=lambda b: (b.x0, b.y0))
-            for a, b in zip(boxes, boxes[1:], strict=False):
-                if a.overlaps(b) and a.intersection(a, b) is not None and \
-                        a.intersection(a, b).width > 1 and a.intersection(a, b).height > 1:
-                    problems.append(f"{name} tick labels overlap in {ax.get_title()[:30]!r}")
-                    break
         legend = ax.get_legend()
         if legend is not None and _covered(ax, legend):
             problems.append(f"the legend covers data in {ax.get_title()[:30]!r}")

@@ -77,3 +77,27 @@ def test_the_discord_plot_is_readable() -> None:
 def test_the_importances_figure_is_readable(tmp_path: Path) -> None:
     found = {f"task.{'very_long_' * 3}name_{i}": 1 / 12 for i in range(12)}
     check(plots.importances(found, "val/acc", tmp_path / "importances.png", title=LONG))
+
+
+def test_integer_axes_get_integer_ticks_and_log_labels_never_collide() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (steps, seeds, logs) = plt.subplots(1, 3, figsize=(9, 3))
+    steps.plot([0, 1, 2], [0.1, 0.5, 0.7])
+    steps.set_xlabel("step")
+    seeds.scatter([0, 0, 0], [1, 2, 3])  # one seed: a view narrower than one
+    seeds.set_xlabel("seed")
+    logs.plot([6e-4, 2e-3], [1, 2])
+    logs.set_xscale("log")
+    plots.readable(fig, 100)
+    for ax in (steps, seeds):
+        lo, hi = sorted(ax.get_xlim())
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks  # no step 0.5
+    shown = [t.get_text() for t in plots._shown_ticklabels(logs, "x") if t.get_text()]
+    assert len(shown) >= 2, shown  # a short log range keeps its labels ...
+    assert plots.layout_problems(fig, 100) == []  # ... none on top of another
+    plt.close(fig)
