@@ -144,8 +144,9 @@ def _check_result(value: Any) -> Any:
 
 
 def _binary(op: ast.operator, a: Any, b: Any) -> Any:
-    _operand(a)
-    _operand(b)
+    weight_a, weight_b = _weight(a), _weight(b)  # (each walk at most once per operation)
+    if max(weight_a, weight_b) > MAX_WEIGHT:
+        raise _Refused(f"it would use a value of more than {MAX_WEIGHT} elements (too costly)")
     if isinstance(op, ast.Pow):  # (a float power overflows at once instead)
         if _bits(a) > 1 and _bits(b) and b > 0 and _bits(a) * b > MAX_INT_BITS:
             raise _Refused(f"it would compute an integer above {MAX_INT_BITS} bits (too costly)")
@@ -155,7 +156,8 @@ def _binary(op: ast.operator, a: Any, b: Any) -> Any:
             if isinstance(count, int) and max(_size(a), _size(b)) * count > MAX_ITEMS:
                 raise _Refused(f"it would build a sequence of more than {MAX_ITEMS} items "
                                "(too costly)")
-            if isinstance(count, int) and _weight(a if _size(a) else b) * count > MAX_WEIGHT:
+            if isinstance(count, int) and (weight_a if _size(a) else weight_b) * count > \
+                    MAX_WEIGHT:
                 raise _Refused(f"it would build a value of more than {MAX_WEIGHT} elements "
                                "(too costly)")
         elif _bits(a) + _bits(b) > MAX_INT_BITS:
@@ -164,7 +166,7 @@ def _binary(op: ast.operator, a: Any, b: Any) -> Any:
         raise _Refused("'%' formatting of strings is not allowed")
     elif isinstance(op, ast.Add) and _size(a) + _size(b) > MAX_ITEMS:
         raise _Refused(f"it would build a sequence of more than {MAX_ITEMS} items (too costly)")
-    elif isinstance(op, ast.Add) and _weight(a) + _weight(b) > MAX_WEIGHT:
+    elif isinstance(op, ast.Add) and weight_a + weight_b > MAX_WEIGHT:
         raise _Refused(f"it would build a value of more than {MAX_WEIGHT} elements (too costly)")
     return _check_result(_BINARY[type(op)](a, b))
 
@@ -295,19 +297,21 @@ def compile_filter(text: str, *, predicates: bool = True) -> RunFilter:
             raise SweepError(f"sweep.filter '{text}': private attribute '{node.attr}'")
     spent = [0.0]
 
+    def overspent() -> SweepError:
+        return SweepError(f"sweep.filter '{text}' took more than {BUDGET_S:g}s over the sweep; "
+                          "simplify it")
+
     def keep(values: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
         names: dict[str, Any] = {**_FUNCTIONS, **config}
         for key, value in values.items():  # swept group choices are not config keys
             names.setdefault(key, value)
-        over = SweepError(f"sweep.filter '{text}' took more than {BUDGET_S:g}s over the "
-                          "sweep; simplify it")
         if spent[0] > BUDGET_S:
-            raise over
+            raise overspent()
         start = time.monotonic()
         try:
             return bool(_Interpreter(names, start + BUDGET_S - spent[0]).eval(tree))
         except _OverBudget:
-            raise over from None
+            raise overspent() from None
         except _Missing as exc:
             raise SweepError(f"sweep.filter '{text}' refers to unknown key '{exc.key}'") from None
         except _Refused as exc:

@@ -212,7 +212,8 @@ class Watcher:
 
     def _permitted(self, watch: Watch) -> bool:
         """Rights are checked when used: a watch whose creator or project lost them pauses
-        (said once in its channel) and goes on once they are back."""
+        (said once in its channel) and goes on once they are back. (``poll`` saves what this
+        changes, on every path.)"""
         why = self.permit(watch)
         with self.store.lock:
             if why and not watch.paused:
@@ -220,13 +221,11 @@ class Watcher:
                 watch.outbox.append({"id": uuid.uuid4().hex[:8], "kind": "paused",
                                      "text": f"⏸ watch {watch.id} of WandB {watch.project} "
                                              f"paused: {why}"})
-                self.store.save()
             elif not why and watch.paused:
                 watch.paused = ""
                 watch.outbox.append({"id": uuid.uuid4().hex[:8], "kind": "resumed",
                                      "text": f"▶ watch {watch.id} of WandB {watch.project} "
                                              "resumed"})
-                self.store.save()
         return why is None
 
     def sent(self, watch: Watch, post_id: str) -> None:
