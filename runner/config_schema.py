@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from omegaconf import DictConfig, OmegaConf
 
 from runner.errors import ConfigError
+from runner.failures import MACHINE
 
 
 @dataclass
@@ -42,7 +43,7 @@ class RunnerConf:
     # bounded automatic retries of a crashed run, by the class of its failure
     # (runner.failures: task, timeout, signal, oom, node); by default the machine's only
     retries: int = field(default=0, metadata={"min": 0})
-    retry_on: list[str] = field(default_factory=lambda: ["signal", "oom", "node"])
+    retry_on: list[str] = field(default_factory=lambda: list(MACHINE))
 
 
 # the sections that say how a sweep runs (not what its runs are): a resume, retrain-best or rerun

@@ -31,10 +31,9 @@ def launch_plan(plan: Any, config_dirs: list[str], config_name: str, console: Co
     store, created = SweepStore.create(plan, output_dir, config_name, config_dirs)
     if not created:
         if plan.on_resume:  # (first: it may take the frozen sweep's fingerprint anew)
-            import importlib
+            from runner.tasks import load_task
 
-            module, _, fn = plan.on_resume.partition(":")
-            getattr(importlib.import_module(module), fn)(store, plan, console)
+            load_task(plan.on_resume)(store, plan, console)
         check_frozen(store, plan, console)
     return execute(store, plan.execution, console)
 

@@ -21,6 +21,7 @@ import psutil
 
 from runner.paths import RunPaths
 from runner.state import Lease, State, finish
+from runner.tasks import load_task
 
 _HOST = socket.gethostname()
 
@@ -46,11 +47,6 @@ def is_slurm(lease: Lease) -> bool:
     return backend_of(lease) == "slurm"
 
 
-def _judge_of(backend: str) -> Any:
-    import importlib
-
-    module, _, fn = JUDGES[backend].partition(":")
-    return getattr(importlib.import_module(module), fn)
 
 
 def death_reason(lease: Lease, stale_after_s: float, now: float | None = None) -> str | None:
@@ -84,7 +80,7 @@ def observe(items: Sequence[tuple[RunPaths, Lease]], stale_after_s: float,
     out: list[tuple[Death | None, str]] = [(None, "")] * len(items)
     for backend in {backend_of(lease) for _, lease in items} & set(JUDGES):
         mine = [i for i, (_, lease) in enumerate(items) if backend_of(lease) == backend]
-        seen = _judge_of(backend)([items[i] for i in mine], now)
+        seen = load_task(JUDGES[backend])([items[i] for i in mine], now)
         for i, verdict in zip(mine, seen, strict=True):
             out[i] = verdict
     for i, (_, lease) in enumerate(items):

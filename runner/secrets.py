@@ -248,9 +248,9 @@ def credential_name(path: str) -> bool:
 def secret_in(text: str) -> str | None:
     """What kind of secret ``text`` holds (a known one, or a value of a well-known format),
     or None."""
-    for secret, source in known().items():
-        if any(form in text for form in _forms(secret)):
-            return f"the secret {source}"
+    hit = find_secret(text)
+    if hit is not None:
+        return f"the secret {hit[1]}"
     for name, pattern in TOKEN_FORMATS:
         if pattern.search(text):
             return name

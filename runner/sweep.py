@@ -188,8 +188,9 @@ def encode(value: Any) -> str:
 
 
 def override_key(o: Override) -> str:
-    """The key an override sets, its package kept (``db@source``: not the same as ``db``)."""
-    return f"{o.key_or_group}@{o.package}" if o.package else o.key_or_group
+    """The key an override sets, its package kept (``db@source``, and ``db@`` for the root
+    package: neither the same as ``db``)."""
+    return f"{o.key_or_group}@{o.package}" if o.package is not None else o.key_or_group
 
 
 def _axis_from_override(o: Override, from_cli: bool, limits: Limits = NO_LIMITS,
@@ -277,8 +278,7 @@ def sweep_values(spec: SweepConf, overrides: Sequence[str], limits: Limits = NO_
                   if not o.is_sweep_override()}
     for o in parsed:  # a seed axis over a key the command line adds (+seed=0): added too
         if not o.is_sweep_override() and (o.is_add() or o.is_force_add()):
-            prefixes.setdefault(override_key(o), "++" if o.is_force_add() else "+")
-            if not prefixes[override_key(o)]:
+            if not prefixes.get(override_key(o)):
                 prefixes[override_key(o)] = "++" if o.is_force_add() else "+"
     order = list(dict.fromkeys(override_key(o) for o in parsed))  # the command line's order
     texts = {a.key: {canonical_values({"v": v}): t for v, t in zip(a.choices, a.texts,
@@ -354,8 +354,10 @@ def _seeds_axis(spec: SweepConf, axes: list[Axis], cli_keys: set[str],
     return [*rest, Axis(spec.seed_key, "", seeds, crossed=True)]
 
 
-def _expand_values(spec: SweepConf, axes: list[Axis], notes: list[str],
-                   limits: Limits) -> list[dict[str, Any]]:
+def _expand_values(spec: SweepConf, axes: list[Axis], notes: list[str], limits: Limits,
+                   fixed: set[str] | frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """Every run's values; ``fixed``: the keys of the command line's plain overrides
+    (``key=value``, ``+key=value``), which a list entry may not set as well."""
     crossed_size = math.prod(len(a.choices) for a in axes
                              if a.choices is not None and (spec.kind != "random" or a.crossed))
     if spec.kind == "grid":
@@ -399,6 +401,10 @@ def _expand_values(spec: SweepConf, axes: list[Axis], notes: list[str],
                              + ("sweep.seeds" if clash == spec.seed_key and spec.seeds
                                 is not None else "an axis on the command line")
                              + ": give it in one place")
+        clash = next((k for k in fixed if k in setting), None)  # ... or a plain key=value
+        if clash is not None:
+            raise SweepError(f"{clash}=... on the command line and sweep.runs[{i}] sets "
+                             f"{clash} too: give it in one place")
     return [{**s, **dict(zip(keys, combo, strict=True))}
             for s in settings for combo in itertools.product(*(a.grid_values() for a in axes))]
 
@@ -519,7 +525,7 @@ VARYING_RULE = 2
 
 
 # settings that say how far a sweep goes, not what it is: the same sweep goes further with them
-_EXTENT_KEYS = ("sweep.n_trials", "sweep.target", "sweep.patience", "sweep.timeout")
+EXTENT_KEYS = ("sweep.n_trials", "sweep.target", "sweep.patience", "sweep.timeout")
 
 
 def fingerprint_overrides(overrides: Sequence[str], config_name: str,
@@ -528,7 +534,7 @@ def fingerprint_overrides(overrides: Sequence[str], config_name: str,
     sweep names were hashed before a study could be extended)."""
     keep = sorted(o for o in overrides
                   if o.lstrip("+~").split("=")[0].split(".")[0] not in _NOT_FINGERPRINTED
-                  and (extent or o.lstrip("+~").split("=")[0] not in _EXTENT_KEYS))
+                  and (extent or o.lstrip("+~").split("=")[0] not in EXTENT_KEYS))
     return hashlib.sha1(json.dumps([config_name, keep]).encode()).hexdigest()[:8]
 
 
@@ -561,11 +567,10 @@ def expand(composer: Composer, args: Sequence[str], config_name: str = "config",
                if (path := composer.source(group)) is not None}
     planner = PLANNERS.get(str(base.sweep.get("kind"))) if "sweep" in base else None
     if planner is not None:  # a kind whose runs come later (an adaptive study)
-        import importlib
+        from runner.tasks import load_task
 
-        module, _, fn = planner.partition(":")
-        plan: Plan = getattr(importlib.import_module(module), fn)(
-            composer, base, list(args), plain, cli_axes, config_name, sources)
+        plan: Plan = load_task(planner)(composer, base, list(args), plain, cli_axes,
+                                        config_name, sources)
         limits.check(plan.run_budget(), f"the {plan.kind} sweep")
         return plan
     notes: list[str] = []
@@ -590,15 +595,9 @@ def expand(composer: Composer, args: Sequence[str], config_name: str = "config",
         raise SweepError("+sweep=random has nothing to draw from: give distributions in "
                          "sweep.params, the task's axes.random or the command line (e.g. "
                          "'task.lr=tag(log,interval(1e-4,1e-1))')")
-    values_list = (_expand_values(spec, axes, notes, limits) if (axes or kind == "list")
-                   else [{}])
+    values_list = (_expand_values(spec, axes, notes, limits, plain_keys)
+                   if (axes or kind == "list") else [{}])
     limits.check(len(values_list), "the sweep")
-    if kind == "list":  # a plain key=value of the command line would be replaced unseen
-        for i, entry in enumerate(spec.runs):
-            clash = next((k for k in plain_keys if isinstance(entry, dict) and k in entry), None)
-            if clash is not None:
-                raise SweepError(f"{clash}=... on the command line and sweep.runs[{i}] sets "
-                                 f"{clash} too: give it in one place")
 
     builder = _ConfigBuilder(composer, plain, {a.key: a.prefix for a in axes}, config_name)
     builder.prepare(values_list)
@@ -660,7 +659,7 @@ def legacy_names(base: DictConfig, kind: str, args: Sequence[str], config_name: 
     """The names older versions gave the same sweep (its extent hashed in): a sweep found
     under one of them is resumed there."""
     if OmegaConf.select(base, "runner.name", default=None) or not any(
-            a.lstrip("+~").split("=")[0] in _EXTENT_KEYS for a in args):
+            a.lstrip("+~").split("=")[0] in EXTENT_KEYS for a in args):
         return []
     task_name = str(OmegaConf.select(base, "task.name", default=None) or "run")
     return [f"{task_name}-{kind}-{fingerprint_overrides(list(args), config_name, extent=True)}"]

@@ -15,6 +15,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional  # noqa: UP035 (OmegaConf reads these annotations)
 
+from runner.failures import MACHINE
+
 RESOLVER = "runner_sweep_id"
 DEFAULT_SWEEP_DIR = (f"multirun/${{hydra.job.name}}-${{{RESOLVER}:${{hydra.overrides.task}},"
                      "${hydra.job.config_name}}")
@@ -69,7 +71,7 @@ class RunnerLauncherConf:
     max_failures: Optional[int] = None  # noqa: UP045 (a failure budget, as runner.max_failures)
     failure_streak: Optional[int] = 20  # noqa: UP045
     retries: int = 0  # retry a crashed job up to this many times if its failure is of a class in
-    retry_on: List[str] = field(default_factory=lambda: ["signal", "oom", "node"])  # noqa: UP006
+    retry_on: List[str] = field(default_factory=lambda: list(MACHINE))  # noqa: UP006
     notifier: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006 (as runner's notifier)
     tracker: Dict[str, Any] = field(default_factory=dict)  # noqa: UP006 (as runner's tracker)
 

@@ -40,7 +40,7 @@ from runner.hydra_plugin.config import BACKENDS, RUNNER_KEYS
 from runner.hydra_plugin.job import JobFailed  # noqa: F401  (where it was first defined)
 from runner.hydra_plugin.terminal import JobEcho
 from runner.run_id import run_dirname, run_id
-from runner.sweep import Plan, RunSpec, axes_of, plain
+from runner.sweep import Plan, RunSpec, axes_of, override_key, plain
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +103,8 @@ def values_of(overrides: Sequence[str]) -> dict[str, Any]:
     override keeps its package: ``db@source=mysql`` and ``db@destination=mysql`` are two)."""
     values: dict[str, Any] = {}
     for override in OverridesParser.create().parse_overrides(list(overrides)):
-        key = override.key_or_group
-        if override.package is not None:
-            key = f"{key}@{override.package}"
-        values[key] = None if override.is_delete() else plain(override.value())
+        values[override_key(override)] = (None if override.is_delete()
+                                          else plain(override.value()))
     return values
 
 

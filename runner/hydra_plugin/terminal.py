@@ -4,8 +4,7 @@ Each job runs in its own process with its output in its run's ``stdout.log`` and
 (Hydra's job logging writes to stderr and to ``<job>.log``). ``JobEcho`` follows those files
 while the batch runs and prints each new complete line to the launcher's terminal, stdout to
 stdout and stderr to stderr, prefixed ``[#num]`` when more than one job runs at a time; a failed
-job's traceback (the app's own frames) thus reaches the terminal, and ``failed_logs`` names the
-files that hold it.
+job's traceback (the app's own frames) thus reaches the terminal.
 """
 
 from __future__ import annotations
@@ -15,6 +14,8 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any, TextIO
+
+from runner.paths import RunPaths
 
 POLL_S = 0.2
 MAX_LINE = 4000  # characters of one echoed line (a progress bar without newlines is cut)
@@ -26,9 +27,11 @@ class JobEcho:
     def __init__(self, jobs: dict[str, int], prefix: bool,
                  out: TextIO | None = None, err: TextIO | None = None) -> None:
         self.prefix = prefix
-        self.streams = {"stdout.log": out or sys.stdout, "stderr.log": err or sys.stderr}
-        self.files = [(Path(run_dir) / name, num, name) for run_dir, num in jobs.items()
-                      for name in self.streams]
+        self.files: list[tuple[Path, int, TextIO]] = []
+        for run_dir, num in jobs.items():
+            paths = RunPaths(Path(run_dir))
+            self.files += [(paths.stdout, num, out or sys.stdout),
+                           (paths.stderr, num, err or sys.stderr)]
         # only what this invocation adds: earlier attempts' output was shown back then
         self.offsets = {path: _size(path) for path, _, _ in self.files}
         self.partial: dict[Path, bytes] = {}
@@ -51,7 +54,7 @@ class JobEcho:
     def poll(self, final: bool = False) -> None:
         from runner.secrets import redact
 
-        for path, num, name in self.files:
+        for path, num, stream in self.files:
             try:
                 with open(path, "rb") as f:
                     f.seek(self.offsets.get(path, 0))
@@ -68,7 +71,6 @@ class JobEcho:
                 lines.append(rest)
             elif rest:
                 self.partial[path] = rest
-            stream = self.streams[name]
             for line in lines:
                 text = redact(line.decode("utf-8", "replace").rstrip("\r"))[:MAX_LINE]
                 stream.write((f"[#{num}] {text}" if self.prefix else text) + "\n")

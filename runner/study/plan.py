@@ -21,6 +21,7 @@ from runner.config_schema import validate
 from runner.errors import SweepError
 from runner.study.config import STUDY_FILE, StudyConf, make_pruner, make_sampler
 from runner.study.space import distribution, inside, to_json
+from runner.sweep import EXTENT_KEYS
 
 
 def _representative(axis: Any) -> Any:
@@ -98,7 +99,8 @@ def plan_study(composer: Any, base: DictConfig, args: list[str], plain: list[str
 
 
 # settings that say how far a study goes, not which study it is: they may change on a resume
-EXTENT = ("n_trials", "target", "patience", "timeout")
+# (the sweep's name leaves the same ones out)
+EXTENT = tuple(key.split(".", 1)[1] for key in EXTENT_KEYS)
 
 
 def check_enqueued(enqueue: list[Any], dists: dict[str, Any]) -> None:
