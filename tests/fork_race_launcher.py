@@ -1,10 +1,10 @@
 """A launcher for the kill-around-fork tests (``test_orphans.py``): a real fork server whose runs'
 bodies only mark their start and end, killed at chosen moments around each fork.
 
-``python fork_race_launcher.py server MARKS TRIES SEED [fork|exec]``: one launcher, TRIES fork
-servers in turn; each gets one run request and is SIGKILLed 0-3 ms later (before, during or after
-its fork; a fresh interpreter's server first forks one warm-up run, so that it is up); the kill
-times go to MARKS/kills.json.
+``python fork_race_launcher.py server MARKS TRIES SEED [fork|exec] [SPREAD_S]``: one launcher,
+TRIES fork servers in turn; each gets one run request and is SIGKILLed 0-SPREAD_S later (3 ms
+by default: before, during or after its fork; a fresh interpreter's server first forks one
+warm-up run, so that it is up); the kill times go to MARKS/kills.json.
 
 ``python fork_race_launcher.py launcher MARKS KEY [fork|exec]``: one fork server and one run
 request, then "sent" on stdout; the test SIGKILLs this process (the runner) at a moment of its
@@ -74,6 +74,9 @@ def main() -> None:
 
     if mode == "server":
         tries, rng = int(sys.argv[3]), random.Random(int(sys.argv[4]))
+        # how long after the request the kill may come: a forked server's child starts its
+        # body within a few ms, a fresh interpreter's (under load) can take tens of ms
+        spread = float(sys.argv[6]) if len(sys.argv) > 6 else 0.003
         kills = {}
         for i in range(tries):
             server = new_server()
@@ -82,7 +85,7 @@ def main() -> None:
                 while not any("pid" in m for m in server.messages(10)):
                     pass
             request(server, f"s{i}")
-            end = time.monotonic() + rng.uniform(0, 0.003)
+            end = time.monotonic() + rng.uniform(0, spread)
             while time.monotonic() < end:
                 pass
             os.kill(server.proc.pid, signal.SIGKILL)
