@@ -55,13 +55,14 @@ class JobEcho:
         from runner.secrets import redact
 
         for path, num, stream in self.files:
+            grew = _size(path) > self.offsets.get(path, 0)  # (one stat: most files are quiet)
+            if not grew and not (final and self.partial.get(path)):
+                continue
             try:
                 with open(path, "rb") as f:
                     f.seek(self.offsets.get(path, 0))
                     chunk = f.read(1 << 20)
             except OSError:
-                continue
-            if not chunk and not (final and self.partial.get(path)):
                 continue
             self.offsets[path] = self.offsets.get(path, 0) + len(chunk)
             data = self.partial.pop(path, b"") + chunk
