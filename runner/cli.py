@@ -408,7 +408,8 @@ def cmd_rerun(argv: list[str]) -> int:
         "config_name", "config"), parent.manifest.get("config_dirs", []))
     if created and args.from_checkpoint:
         copied = copy_checkpoints(ref, store.runs()[0].paths)
-        console.print(f"copied {copied} checkpoint file(s) of {ref.id}")
+        console.print(f"copied {copied} checkpoint file(s) of {ref.id}" if copied else
+                      f"{ref.id} has no checkpoints/ to start from: the re-run starts afresh")
     console.print(("re-running " if created else "resuming the re-run of ")
                   + f"{ref.id} from {parent.root} as {store.root}")
     return launching.execute(store, plan.execution, console)

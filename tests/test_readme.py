@@ -122,3 +122,58 @@ def test_every_readme_command_plans_as_written(tmp_path: Path) -> None:
             assert needs and any(said in proc.stderr for said in needs), (command, proc.stderr)
         assert "Traceback" not in proc.stderr, (command, proc.stderr)
     assert not list(tmp_path.rglob("stdout.log"))  # planned only: no run ran
+
+
+# a README placeholder and what stands for it in the test below
+PLACEHOLDERS = {"outputs/<sweep>/runs/<run>": "run", "outputs/<sweep-a>": "grid",
+                "outputs/<sweep-b>": "other", "outputs/<study>": "study",
+                "outputs/<sweep>": "grid", "multirun/app-<fingerprint>": "grid"}
+
+
+def readme_subcommands() -> list[str]:
+    """Every `python -m runner <subcommand> ...` line of the README's code blocks and text."""
+    lines = []
+    for block in _blocks(README, "bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            lines.append(re.split(r"\s#", line)[0].strip())
+    lines += re.findall(r"`(python -m runner [a-z-]+ [^`]*)`", README)
+    return sorted({ln for ln in lines if ln.startswith("python -m runner ")
+                   and shlex.split(ln)[3] in SUBCOMMANDS})
+
+
+def test_every_readme_subcommand_runs_on_a_real_sweep(project) -> None:  # noqa: ANN001
+    """The README's status/show/rerun/resume/cancel/report/compare/retrain-best/wandb-sync/
+    export-study lines, placeholders replaced by a real grid sweep, a second sweep, a study and a
+    run, each run as written ([optional] parts included): exit 0, no traceback, and output."""
+    import pytest
+
+    pytest.importorskip("optuna")
+    common = ("+task.val_every=1", "runner.progress=false")
+    project.run("task.lr=0.1,0.01", "seed=1,2", *common, check=True)
+    (grid,) = (project.root / "outputs").iterdir()
+    project.run("task.lr=0.3,0.03", *common, check=True)
+    (other,) = [d for d in (project.root / "outputs").iterdir() if d != grid]
+    project.run("+sweep=optuna", "sweep.n_trials=4", "sweep.metric=val/acc",
+                "task.lr=interval(0.01,0.3)", *common, check=True)
+    (study,) = [d for d in (project.root / "outputs").iterdir() if d not in (grid, other)]
+    paths = {"grid": grid, "other": other, "study": study,
+             "run": sorted((grid / "runs").iterdir())[0]}
+    commands = readme_subcommands()
+    assert {shlex.split(c)[3] for c in commands} == set(SUBCOMMANDS), commands
+    for command in commands:
+        for placeholder, name in PLACEHOLDERS.items():
+            command = command.replace(placeholder, str(paths[name]))
+        assert "<" not in command, command
+        words = [w.strip("[]") for w in shlex.split(command)]
+        if words[3] == "resume" and "sweep.n_trials=80" in words:  # the study grows by 2
+            words[words.index("sweep.n_trials=80")] = "sweep.n_trials=6"
+        if words[3] == "retrain-best":
+            words[words.index("--seeds") + 1] = "2"
+        quiet = ["runner.progress=false"] if words[3] in ("resume", "rerun") else []
+        proc = project.cli(*words[3:], *quiet)
+        said = proc.stdout + proc.stderr
+        if words[3] == "wandb-sync":  # no offline WandB data here (tests/test_wandb_sync.py)
+            assert proc.returncode == 2 and "WANDB_MODE=offline" in said, (command, said)
+            continue
+        assert proc.returncode == 0, (command, said)
+        assert "Traceback" not in said and said.strip(), (command, said)
