@@ -280,7 +280,10 @@ def sweep_values(spec: SweepConf, overrides: Sequence[str], limits: Limits = NO_
         if not o.is_sweep_override() and (o.is_add() or o.is_force_add()):
             if not prefixes.get(override_key(o)):
                 prefixes[override_key(o)] = "++" if o.is_force_add() else "+"
-    order = list(dict.fromkeys(override_key(o) for o in parsed))  # the command line's order
+    # Hydra's basic sweeper's order: the config's params, then the command line's keys (one
+    # that a param also sets keeps the param's place)
+    order = list(dict.fromkeys([*(a.key for a in config_axes),
+                                *(override_key(o) for o in parsed)]))
     texts = {a.key: {canonical_values({"v": v}): t for v, t in zip(a.choices, a.texts,
                                                                   strict=True)}
              for a in axes if a.texts is not None and a.choices is not None}

@@ -55,6 +55,8 @@ EXIT_SIGTERM = 128 + signal.SIGTERM
 _PR_SET_PDEATHSIG = 1
 
 
+ATTEMPT_HEADER = "=== runner: attempt "  # the first line of each attempt in stdout.log
+
 def _raise_interrupted(signum: int, frame: Any) -> None:
     raise RunInterrupted(signum)
 
@@ -136,7 +138,7 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
     if install_signals:
         signal.signal(signal.SIGTERM, _raise_interrupted)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    print(f"=== runner: attempt {lease.attempt} of {paths.root.name} (pid {os.getpid()}) ===",
+    print(f"{ATTEMPT_HEADER}{lease.attempt} of {paths.root.name} (pid {os.getpid()}) ===",
           flush=True)
     beat = Heartbeat(paths, token, heartbeat_s)
     beat.start()

@@ -142,8 +142,9 @@ def in_the_job(exc: BaseException) -> None:
 
 
 def _app_frames(trace: str) -> str:
-    """A job's traceback from the frame after Hydra's ``run_job`` on (the app's own), as
-    Hydra shows a job's failure; unchanged when it has no such frame."""
+    """A job's traceback as Hydra shows a job's failure: the frames after Hydra's ``run_job``
+    (the app's own) down to the first of OmegaConf's; the exception's own text, which the
+    report shows already, left out. Unchanged when it has no ``run_job`` frame."""
     lines = trace.splitlines()
     at = max((i for i, line in enumerate(lines) if line.strip().startswith("File ")
               and line.rstrip().endswith(", in run_job")), default=None)
@@ -152,7 +153,14 @@ def _app_frames(trace: str) -> str:
     rest = lines[at + 1:]
     while rest and not rest[0].strip().startswith("File "):
         rest.pop(0)  # (run_job's own code line and its carets)
-    return "\n".join(["Traceback (most recent call last):", *rest])
+    frames = []
+    for line in rest:
+        if not line.startswith(" "):  # the exception's text
+            break
+        if line.strip().startswith("File ") and f"{os.sep}omegaconf{os.sep}" in line:
+            break
+        frames.append(line)
+    return "\n".join(["Traceback (most recent call last):", *frames])
 
 
 def _as_raised_in_job(exc: BaseException, run_dir: Path) -> BaseException:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import re
 from typing import Any
 
 from runner.secrets import redact
@@ -50,7 +51,7 @@ def encode(value: Any, depth: int = 0) -> Any:
                                        for k, v in value.items()]}
     if isinstance(value, BaseException):
         return {TAG: "exception", "type": type(value).__name__,
-                "message": redact(str(value))}
+                "module": type(value).__module__, "message": redact(str(value))}
     try:
         from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -69,6 +70,16 @@ def _text(value: Any) -> dict[str, Any]:
         text = f"<{type(value).__name__}: repr failed with {type(exc).__name__}>"
     return {TAG: "text", "type": f"{type(value).__module__}.{type(value).__qualname__}",
             "text": redact(text)}
+
+
+class JobException(Exception):
+    """A job's exception of a class that is not a builtin, read back by its name and module
+    only (nothing is imported): it prints as the job's did (``omegaconf.errors.
+    ConfigAttributeError: Key 'pork' not in 'MySQLConfig'``)."""
+
+
+NAME = re.compile(r"[A-Za-z_]\w{0,99}")
+MODULE = re.compile(r"[A-Za-z_][\w.]{0,199}")
 
 
 def decode(obj: Any) -> Any:
@@ -98,7 +109,10 @@ def decode(obj: Any) -> Any:
                 return cls(message)
             except Exception:
                 pass
-        return RuntimeError(f"{obj.get('type')}: {message}")
+        name, module = str(obj.get("type")), str(obj.get("module") or "")
+        if NAME.fullmatch(name) and MODULE.fullmatch(module):  # a class of the job's own
+            return type(name, (JobException,), {"__module__": module})(message)
+        return RuntimeError(f"{name}: {message}")
     return ReturnedValue(str(obj.get("text", "")), str(obj.get("type", "?")))
 
 

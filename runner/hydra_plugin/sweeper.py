@@ -4,6 +4,7 @@ hand the jobs to the app's launcher in batches, as Hydra's basic sweeper does.""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,11 @@ def jobs_of(settings: dict[str, Any], arguments: list[str],
 
     arguments = expand_globs(arguments, config_loader)
     fields = {k: v for k, v in settings.items() if k not in ("_target_", "max_batch_size")}
+    params = fields.get("params") or {}
+    if isinstance(params, Mapping):  # hydra.sweeper.params: {db: glob(*)} as Hydra expands it
+        fields["params"] = {key: (expand_globs([f"{key}={value}"], config_loader)[0]
+                                  .split("=", 1)[1] if isinstance(value, str) else value)
+                            for key, value in params.items()}
     try:
         spec = validate(fields, SweepConf, "hydra.sweeper")
         jobs, notes = sweep_values(spec, arguments, where="hydra.sweeper")

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runner.paths import RunPaths
+from runner.worker import ATTEMPT_HEADER
+
+HEADER = ATTEMPT_HEADER.encode()
 
 POLL_S = 0.2
 MAX_LINE = 4000  # characters of one echoed line (a progress bar without newlines is cut)
@@ -73,6 +76,8 @@ class JobEcho:
             elif rest:
                 self.partial[path] = rest
             for line in lines:
+                if line.startswith(HEADER):  # runner's own line, not the job's
+                    continue
                 text = redact(line.decode("utf-8", "replace").rstrip("\r"))[:MAX_LINE]
                 stream.write((f"[#{num}] {text}" if self.prefix else text) + "\n")
             stream.flush()
