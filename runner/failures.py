@@ -18,6 +18,20 @@ CLASSES = ("task", "timeout", "signal", "oom", "node")
 MACHINE = ("signal", "oom", "node")  # failures of the machine, not of the task: retried
 
 
+def check_classes(values: list[str], key: str = "runner.retry_on") -> None:
+    """Refuse a name that is not a failure class (a typo would silently retry nothing)."""
+    import difflib
+
+    from runner.errors import ConfigError
+
+    for value in values:
+        if value not in CLASSES:
+            close = difflib.get_close_matches(str(value), CLASSES, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{key}: '{value}' is not a failure class{hint}; the classes are "
+                              f"{', '.join(CLASSES)}")
+
+
 def classify(data: dict[str, Any]) -> str:
     """The class of a CRASHED record's data (``reason``, ``exit_status``)."""
     if data.get("class") in CLASSES:

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from runner import secrets, trackers
 from runner.config_schema import RunnerConf, validate
 from runner.errors import ConfigError, CorruptStateError, StateError
-from runner.failures import classify
+from runner.failures import check_classes, classify
 from runner.launchers import RunHandle, create_launcher, launcher_config
 from runner.notifiers.base import (
     Notifier,
@@ -91,6 +91,7 @@ def check_execution(execution: dict[str, Any],
             raise
 
     runner_conf = checked("runner", lambda c: validate(c, RunnerConf, "runner"))
+    checked("runner", lambda _: check_classes(list(runner_conf.retry_on)))
     checked("launcher", lambda c: launcher_config(c or {}))
     checked("notifier", create_notifiers)
     checked("tracker", trackers.create_trackers)

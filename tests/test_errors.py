@@ -59,6 +59,9 @@ CASES = {
                                   r"launcher.max_parallel=-3 must be >= 1 \(or null"),
     "zero heartbeat": Case(["runner.heartbeat_s=0"], r"runner.heartbeat_s=0.0 must be > 0"),
     "negative timeout": Case(["launcher.timeout_min=-1"], r"launcher.timeout_min=-1.0 must be"),
+    "retry_on typo": Case(["runner.retry_on=[oom,sigal]"],
+                          r"runner.retry_on: 'sigal' is not a failure class \(did you mean "
+                          r"signal\?\); the classes are task, timeout, signal, oom, node"),
     "zero max_parallel": Case(["launcher.max_parallel=0"], r"launcher.max_parallel=0 must be >= 1"),
     "seeds not a count": Case(["+sweep=grid", "sweep.seeds=abc"],
                               r"sweep.seeds='abc' must be a count \(3: seeds 0, 1, 2\) or a list"),

@@ -484,6 +484,9 @@ def test_hydra_settings_errors_name_the_keys_as_written_and_lists_round_trip(app
     bad = app.run("hydra.launcher.max_parallel=-1", "lr=0.1,0.2")
     assert bad.returncode != 0 and "hydra.launcher.max_parallel=-1 must be >= 1" in bad.stderr
     assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) <= 3
+    typo = app.run("hydra.launcher.retry_on=[nod]", "lr=0.1,0.2")
+    assert typo.returncode != 0 and "hydra.launcher.retry_on: 'nod' is not a failure class " \
+        "(did you mean node?)" in typo.stderr
     # seeds on an app whose config has no seed: added, as the sweeper's own setting asks
     out = app.ok("hydra/sweeper=runner", "hydra.sweeper.seeds=2", "lr=0.1,0.2")
     assert "4 of 4 job(s) completed" in out
