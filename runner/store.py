@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from runner import provenance
-from runner.atomic import fsync_dir, write_json_atomic, write_text_atomic
+from runner.atomic import fsync_dir, write_bytes_atomic, write_json_atomic, write_text_atomic
 from runner.config_schema import without_one_shot
 from runner.configfile import dump_yaml
 from runner.errors import CorruptStateError, EnvironmentFault, StateError, describe_os_error
 from runner.paths import FLAG_NAMES, FLAG_UNHATCHED, RunPaths, SweepPaths, check_component
 from runner.secrets import redact
 from runner.state import create_unhatched, process_create_time
-from runner.sweep import VARYING_RULE, Plan, RunSpec, axes_of
+from runner.sweep import VARYING_RULE, Plan, RunSpec, axes_after, axes_of
 from runner.trust import no_group_write
 
 MANIFEST_VERSION = 1
@@ -66,6 +66,8 @@ class SweepStore:
     def __init__(self, root: Path | str) -> None:
         self.paths = SweepPaths(Path(root).resolve())
         self._manifest: dict[str, Any] | None = None
+        self._manifest_stat: tuple[int, int, int] | None = None  # the file it was read from
+        self._run_lines: dict[str, str] = {}  # run id -> its manifest line (a run never changes)
         # what ``create`` recorded when this process froze the sweep: its first launch's code
         self.fresh_provenance: tuple[dict[str, Any], str] | None = None
 
@@ -76,12 +78,34 @@ class SweepStore:
     def exists(self) -> bool:
         return self.paths.manifest.is_file()
 
+    def _on_disk(self) -> dict[str, Any]:
+        """The manifest as it is on disk now: read again only if the file changed since this
+        process last read or wrote it (an atomic rewrite is a new file: another inode, size or
+        time), so that adding a trial to a large study does not parse every run again."""
+        try:
+            st = os.stat(self.paths.manifest)
+        except OSError:
+            self._manifest = None
+            return self.manifest
+        if self._manifest is None or self._manifest_stat != _identity(st):
+            self._manifest = None
+        return self.manifest
+
+    def _write(self, manifest: dict[str, Any]) -> None:
+        write_bytes_atomic(self.paths.manifest, manifest_bytes(manifest, self._run_lines))
+        self._manifest = manifest
+        try:
+            self._manifest_stat = _identity(os.stat(self.paths.manifest))
+        except OSError:
+            self._manifest_stat = None
+
     @property
     def manifest(self) -> dict[str, Any]:
         if self._manifest is None:
             path = self.paths.manifest
             if not path.is_file():
                 raise StateError(f"{self.root} is not a sweep directory: {path.name} is missing")
+            self._manifest_stat = _identity(os.stat(path))
             raw = path.read_bytes()
             try:
                 data = json.loads(raw)
@@ -113,8 +137,7 @@ class SweepStore:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._manifest = None
             manifest = {**self.manifest, "fingerprint": fingerprint}
-            write_json_atomic(self.paths.manifest, manifest)
-            self._manifest = manifest
+            self._write(manifest)
         finally:
             os.close(fd)
 
@@ -136,8 +159,7 @@ class SweepStore:
                 "time": time.time(), "argv": sys.argv[1:], "pid": os.getpid(),
                 "host": socket.gethostname(), "create_time": process_create_time(os.getpid()),
                 **({"code": code} if code else {})}]
-            write_json_atomic(self.paths.manifest, manifest)
-            self._manifest = manifest
+            self._write(manifest)
         finally:
             os.close(fd)
 
@@ -153,8 +175,7 @@ class SweepStore:
         fd = os.open(self.paths.manifest_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            self._manifest = None
-            manifest = dict(self.manifest)
+            manifest = dict(self._on_disk())
             listed = {r["id"] for r in manifest["runs"]}
             new = [r for r in dict((r.id, r) for r in runs).values() if r.id not in listed]
             if new:
@@ -164,16 +185,23 @@ class SweepStore:
                 except OSError as exc:
                     raise EnvironmentFault(describe_os_error(exc, self.root, "adding runs to"),
                                            exc.errno) from exc
-                manifest["runs"] = [*manifest["runs"], *(_entry(r) for r in new)]
-                manifest["axes"], manifest["varying"] = axes_of(
-                    entry["values"] for entry in manifest["runs"])
+                before = manifest["runs"]
+                manifest["runs"] = [*before, *(_entry(r) for r in new)]
+                manifest["axes"], manifest["varying"] = axes_after(
+                    manifest["axes"], manifest["varying"],
+                    before[0]["values"] if before else None, (r.values for r in new))
                 manifest["varying_rule"] = VARYING_RULE
-                write_json_atomic(self.paths.manifest, manifest)
-            self._manifest = manifest
+                self._write(manifest)
         finally:
             os.close(fd)
-        by_id = {r.id: r for r in self.runs()}
-        return [by_id[r.id] for r in runs]
+        runs_dir = str(self.paths.runs)
+        by_id = {e["id"]: e for e in manifest["runs"][-len(runs):]} if new else {}
+        entries = [by_id.get(r.id) for r in runs]
+        if not all(entries):  # (some listed before: look them up)
+            by_id = {e["id"]: e for e in manifest["runs"]}
+            entries = [by_id[r.id] for r in runs]
+        return [RunRef(e["id"], e["dir"], e["values"], f"{runs_dir}/{e['dir']}")
+                for e in entries if e is not None]
 
     def _drop_unlisted(self, listed: set[str]) -> None:
         """Run directories a killed ``add_runs`` renamed into place but never listed: never
@@ -181,8 +209,10 @@ class SweepStore:
         launched = {*FLAG_NAMES, "attempts", "stdout.log", "stderr.log", "metrics.jsonl"} - {
             FLAG_UNHATCHED}
         for name in os.listdir(self.paths.runs):
+            if name.startswith(".") or name in listed:  # (names first: no path per run)
+                continue
             path = self.paths.runs / name
-            if name.startswith(".") or name in listed or not path.is_dir():
+            if not path.is_dir():
                 continue
             names = set(os.listdir(path))
             if FLAG_UNHATCHED in names and not names & launched:
@@ -389,7 +419,7 @@ def _write_sweep(root: Path, plan: Plan, config_name: str,
         **({"source": plan.source} if plan.source else {}),
         **({"run_hooks": plan.run_hooks} if plan.run_hooks else {}),
     }
-    paths.manifest.write_text(redact(json.dumps(manifest, indent=1, default=str) + "\n"))
+    paths.manifest.write_bytes(manifest_bytes(manifest))
     for name in (paths.manifest.name, *plan.files):  # (they name code: whatever the umask)
         os.chmod(root / name, 0o644)
     return prov, diff
@@ -402,6 +432,26 @@ def task_files(plan: Plan) -> list[str]:
     configs = [r.config for r in plan.runs] + ([plan.template] if plan.template else [])
     return source_files({str((c.get("task") or {}).get("fn")) for c in configs
                          if isinstance(c.get("task"), dict)})
+
+
+def manifest_bytes(manifest: dict[str, Any], lines: dict[str, str] | None = None) -> bytes:
+    """``sweep.json``: its settings indented, then one line per run (``lines``: run id -> its
+    line, kept by the caller so that adding a trial to a large study encodes only the trial)."""
+    head = {k: v for k, v in manifest.items() if k != "runs"}
+    text = redact(json.dumps(head, indent=1, default=str))
+    cache = {} if lines is None else lines
+    encoded = []
+    for entry in manifest["runs"]:
+        line = cache.get(entry["id"])
+        if line is None:
+            line = cache[entry["id"]] = redact(json.dumps(entry, default=str))
+        encoded.append(line)
+    runs = "[\n  " + ",\n  ".join(encoded) + "\n ]" if encoded else "[]"
+    return (text[:-1].rstrip() + (",\n" if head else "\n") + f' "runs": {runs}\n}}\n').encode()
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _entry(run: RunSpec) -> dict[str, Any]:

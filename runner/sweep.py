@@ -523,6 +523,33 @@ def axes_of(values: Iterable[dict[str, Any]]) -> tuple[list[str], list[str]]:
                             if len(vals) > 1 or present[k] < total]
 
 
+def axes_after(axes: list[str], varying: list[str], first: dict[str, Any] | None,
+               values: Iterable[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """``axes_of`` of earlier runs and ``values`` together, from the earlier runs' ``axes``,
+    ``varying`` and ``first`` run's values (None: there were none) alone: adding a run costs
+    what the run holds, not what the sweep holds."""
+    values = list(values)
+    if first is None:
+        return axes_of(values)
+    keys = list(axes)
+    differ = set(varying)
+    fixed = {k: canonical_values({"v": first[k]}) for k in keys if k not in differ}
+    for run_values in values:
+        for key in keys:
+            if key not in run_values:
+                differ.add(key)  # absent here, present before
+        for key, value in run_values.items():
+            if key not in fixed and key not in differ:
+                if key in keys:
+                    continue
+                keys.append(key)  # absent from every earlier run
+                differ.add(key)
+            elif key in fixed and canonical_values({"v": value}) != fixed[key]:
+                differ.add(key)
+                del fixed[key]
+    return keys, [k for k in keys if k in differ]
+
+
 # manifests whose "varying" counts an absent key as differing (older ones are recomputed)
 VARYING_RULE = 2
 

@@ -172,3 +172,24 @@ def test_small_things_a_newcomer_hit(project) -> None:
     assert "nope is not a sweep directory" in missing.stderr, missing.stderr
     assert project.cli("report", str(sweep), "--metric", "loss").returncode == 0
     assert (sweep / "report" / "loss" / "report.md").read_text().endswith("\n")
+
+
+def test_two_stores_adding_runs_in_turn_each_see_the_others_runs(tmp_path: Path) -> None:
+    """A store keeps the manifest it read or wrote while the file is unchanged: another
+    process's rewrite is seen (another file), every run lands once, and the manifest reads back
+    as JSON with its axes counted over every run."""
+    make_sweep(tmp_path, 3)
+    a, b = SweepStore(tmp_path / "s"), SweepStore(tmp_path / "s")
+    assert len(a.runs()) == len(b.runs()) == 3
+
+    def spec(values: dict) -> RunSpec:
+        return RunSpec(run_id(values), run_dirname(values), values, values)
+
+    for i in range(3, 9):
+        (a if i % 2 else b).add_runs([spec({"x": i, **({"y": 1} if i == 7 else {})})])
+    a.add_runs([spec({"x": 8})])  # (listed by b: a sees it and adds nothing)
+    for store in (a, SweepStore(tmp_path / "s")):
+        assert [r.values.get("x") for r in store.runs()] == list(range(9))
+    manifest = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert [r["values"]["x"] for r in manifest["runs"]] == list(range(9))
+    assert manifest["axes"] == ["x", "y"] and manifest["varying"] == ["x", "y"]

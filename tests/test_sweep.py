@@ -308,3 +308,24 @@ def test_a_task_config_without_fn_is_named(project) -> None:
     (project.root / "conf" / "task" / "nofn.yaml").write_text("name: nofn\nlr: 0.1\n")
     proc = project.cli("task=nofn", "runner.output_dir=outputs")
     assert proc.returncode != 0 and "conf/task/nofn.yaml has no fn" in proc.stderr, proc.stderr
+
+
+def test_adding_runs_updates_axes_as_a_full_recount_would() -> None:
+    """A study adds one trial at a time: the manifest's axes and varying keys are updated from
+    the new run alone and always equal a recount over every run (absent keys differ)."""
+    import random
+
+    from runner.sweep import axes_after, axes_of
+
+    rng = random.Random(0)
+    for _ in range(300):
+        runs = [{k: rng.choice([1, 2, "1", [1], None]) for k in rng.sample("abcde",
+                                                                          rng.randint(0, 4))}
+                for _ in range(rng.randint(1, 8))]
+        split = rng.randint(0, len(runs))
+        axes, varying = axes_of(runs[:split])
+        first = runs[0] if split else None
+        for step in range(split, len(runs), 2):
+            axes, varying = axes_after(axes, varying, first, runs[step:step + 2])
+            first = runs[0]
+        assert (axes, varying) == axes_of(runs), runs
