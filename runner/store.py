@@ -78,7 +78,7 @@ class SweepStore:
     def exists(self) -> bool:
         return self.paths.manifest.is_file()
 
-    def _on_disk(self) -> dict[str, Any]:
+    def refresh(self) -> dict[str, Any]:
         """The manifest as it is on disk now: read again only if the file changed since this
         process last read or wrote it (an atomic rewrite is a new file: another inode, size or
         time), so that adding a trial to a large study does not parse every run again."""
@@ -175,7 +175,7 @@ class SweepStore:
         fd = os.open(self.paths.manifest_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            manifest = dict(self._on_disk())
+            manifest = dict(self.refresh())
             listed = {r["id"] for r in manifest["runs"]}
             new = [r for r in dict((r.id, r) for r in runs).values() if r.id not in listed]
             if new:

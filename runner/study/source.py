@@ -120,7 +120,7 @@ class StudySource:
 
         definition = self.study
         with study_lock(self.store):
-            self.store._manifest = None  # other runners may have added trials
+            self.store.refresh()  # other runners may have added trials
             number = len(self.store.manifest["runs"])
             if number >= definition.conf.n_trials:
                 return None
