@@ -27,3 +27,15 @@ def test_the_kept_subset_covers_what_ci_should_see() -> None:
 def test_a_hydra_example_runs_as_under_the_basic_launcher(app, tmp_path: Path) -> None:  # noqa: ANN001
     result = compare(app, VENDORED, tmp_path)
     assert result == {"launcher": [], "launcher+sweeper": []}, result
+
+
+def test_an_apps_own_output_option_keeps_its_sweep_folder(tmp_path: Path) -> None:
+    """``hydra/output=mine`` with its own ``sweep.dir``: the same folder and files under runner's
+    plugins as under Hydra's (Hydra composes the launcher's settings after the output's)."""
+    from hydra_examples import App
+
+    root = VENDORED.parent / "hydra_output_app"
+    result = compare(App("app.py", ("lr=0.1,0.2",)), root, tmp_path)
+    assert result == {"launcher": [], "launcher+sweeper": []}, result
+    for mode in ("basic", "launcher", "launcher+sweeper"):
+        assert (tmp_path / mode / "my_sweeps" / "app" / "multirun.yaml").is_file(), mode

@@ -30,8 +30,10 @@ class RunnerLauncher(Launcher):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
         from runner.hydra_plugin.compose import install
+        from runner.hydra_plugin.config import honour_output_choice
 
         install(hydra_context)  # jobs composed from templates (the sweeper's checks too)
+        honour_output_choice(config, hydra_context.config_loader)
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function

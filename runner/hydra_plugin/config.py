@@ -121,3 +121,32 @@ def register_sweeper() -> None:
 
     ConfigStore.instance().store(group="hydra/sweeper", name="runner", node=RunnerSweeperConf,
                                  provider="runner")
+
+
+HYDRA_SWEEP_DIR = "multirun/${now:%Y-%m-%d}/${now:%H-%M-%S}"  # hydra/output=default's
+
+
+def honour_output_choice(config: Any, config_loader: Any) -> None:
+    """An app's ``hydra/output=<option>`` with a ``sweep.dir`` of its own: that folder, as
+    under Hydra's launchers. Hydra composes the launcher's settings after the output's, so
+    runner's default folder would hide it; set here, before the sweeper makes the folder (a
+    ``hydra:`` node of the app or a command-line ``hydra.sweep.dir`` already won)."""
+    from omegaconf import OmegaConf, read_write
+
+    choice = (config.hydra.runtime.get("choices") or {}).get("hydra/output")
+    node = config.hydra.sweep._get_node("dir")
+    if choice in (None, "default") or node is None or node._value() != DEFAULT_SWEEP_DIR:
+        return
+    try:
+        loaded = config_loader.repository.load_config(f"hydra/output/{choice}")
+    except Exception:  # (an option the plain search path cannot see: runner's folder)
+        return
+    if loaded is None:
+        return
+    option = OmegaConf.to_container(loaded.config, resolve=False)
+    if isinstance(option, dict) and isinstance(option.get("hydra"), dict):
+        option = option["hydra"]  # (an option in the global package)
+    wanted = ((option or {}).get("sweep") or {}).get("dir") if isinstance(option, dict) else None
+    if isinstance(wanted, str) and wanted != HYDRA_SWEEP_DIR:
+        with read_write(config.hydra):
+            config.hydra.sweep.dir = wanted
