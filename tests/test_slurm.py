@@ -539,9 +539,10 @@ def test_a_study_on_the_cluster_prunes_and_survives_a_scancelled_trial(
                "task.lr=tag(log,interval(0.0001,1.0))", "sweep.sampler=random",
                "task.sleep=0.5", "task.epochs=4", *SLURM, "launcher.max_parallel=2")
     runner = project.popen(*command)
-    wait_for(lambda: running_on_node(project), 60)
+    started = wait_for(lambda: running_on_node(project), 60)
     assert len(rows(project)) <= 2  # asked as slots free: never more trials out than slots
-    (job,) = list({j["array_job_id"] for j in leased_jobs(project).values()})[:1]
+    # a trial whose worker runs on the node (a job still queued would just run later)
+    job = next(iter(started.values()))["launcher"]["array_job_id"]
     subprocess.run(["scancel", job], check=True)
     out, _ = runner.communicate(timeout=120)
     states = [r["state"] for r in rows(project).values()]
