@@ -45,6 +45,8 @@ class StudyConf:
     # settings to try first, in order (e.g. a paper's defaults): trial i is enqueue[i]; each a
     # mapping of searched keys to values inside the space (keys left out are sampled)
     enqueue: list[dict[str, Any]] = field(default_factory=list)
+    # ended trials of other sweeps (a folder or a list) as history: runner.study.warm
+    warm_start: Any = None
     # stopping rules (runner.study.stopping): how far the study goes, like n_trials
     target: float | None = None  # stop proposing once the objective reaches this
     patience: int | None = field(default=None, metadata={"min": 1})  # trials without a better

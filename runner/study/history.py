@@ -146,12 +146,13 @@ def add(study: Any, trial: Trial, dists: dict[str, Any]) -> None:
                                  system_attrs=dict(trial.attrs)))
 
 
-def update(study: Any, trial: Trial) -> bool:
+def update(study: Any, trial: Trial, offset: int = 0) -> bool:
     """Bring a RUNNING optuna trial up to ``trial`` (its reports, its end); False if that
-    trial is finished in ``study`` already (the caller rebuilds)."""
+    trial is finished in ``study`` already (the caller rebuilds). ``offset``: the warm-start
+    trials before the study's own."""
     from optuna.trial import TrialState
 
-    frozen = study.get_trials(deepcopy=False)[trial.number]
+    frozen = study.get_trials(deepcopy=False)[trial.number + offset]
     if frozen.state != TrialState.RUNNING:
         return False
     storage, tid = study._storage, frozen._trial_id

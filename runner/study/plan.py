@@ -21,6 +21,7 @@ from runner.config_schema import validate
 from runner.errors import SweepError
 from runner.study.config import STUDY_FILE, StudyConf, make_pruner, make_sampler
 from runner.study.space import distribution, inside, to_json
+from runner.study.warm import WARM_FILE, check_sources, collect
 from runner.sweep import EXTENT_KEYS
 
 
@@ -75,6 +76,13 @@ def plan_study(composer: Any, base: DictConfig, args: list[str], plain: list[str
     if task_fn:
         check_task(task_fn)
     settings = json.loads(json.dumps(execution["sweep"], default=str))
+    files = {}
+    warm_notes: list[str] = []
+    folders = check_sources(conf.warm_start)
+    if folders:  # frozen with the study: every later proposal sees the same history
+        settings["warm_start"] = folders
+        history, warm_notes = collect(folders, dists, str(metric), template)
+        files[WARM_FILE] = json.dumps(history, indent=1, default=str)
     if conf.deterministic and conf.ahead is None:  # frozen with the study: resumes keep it
         launcher = execution.get("launcher") or {}
         settings["ahead"] = int(launcher.get("max_parallel") or os.cpu_count() or 1)
@@ -90,8 +98,8 @@ def plan_study(composer: Any, base: DictConfig, args: list[str], plain: list[str
         notes=[f"a study of {conf.n_trials} trial(s): {conf.sampler} sampler, "
                f"{conf.pruner} pruner, {direction} {metric}"
                + (f", deterministic ({settings.get('ahead')} ahead)" if conf.deterministic
-                  else "")], sources=sources,
-        files={STUDY_FILE: text}, source="runner.study.source:StudySource",
+                  else ""), *warm_notes], sources=sources,
+        files={STUDY_FILE: text, **files}, source="runner.study.source:StudySource",
         run_hooks=["runner.study.pruning:install"], template=template,
         searched=list(dists), max_runs=int(conf.n_trials),
         aliases=sweeps.legacy_names(base, "optuna", args, config_name),

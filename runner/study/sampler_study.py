@@ -46,8 +46,9 @@ def study_for(conf: StudyConf, dists: dict[str, Any], direction: str, name: str,
 
 class SamplerStudy:
     def __init__(self, conf: StudyConf, dists: dict[str, Any], direction: str,
-                 name: str) -> None:
+                 name: str, warm: list[Trial] | None = None) -> None:
         self.conf, self.dists, self.direction, self.name = conf, dists, direction, name
+        self.warm = list(warm or [])  # other sweeps' ended trials, before the study's own
         self.forget()
 
     def forget(self) -> None:
@@ -59,11 +60,11 @@ class SamplerStudy:
 
     def sync(self, load: Callable[[dict[int, str]], list[Trial]], number: int) -> Any:
         """The study, up to date, with a sampler seeded for trial ``number``."""
-        trials = load(self._ended)
+        trials = [*self.warm, *load(self._ended)]
         if len(trials) < len(self._held) or any(
                 t.number in self._ended and self._ended[t.number] != t.state for t in trials):
             self.forget()  # a finished trial runs again (retry, rerun): start afresh
-            trials = load({})
+            trials = [*self.warm, *load({})]
         self._ended.update((t.number, t.state) for t in trials if t.state in FINAL)
         seen, rung = view(trials, self.conf, len(self.dists), self._reached)
         study = self.optuna
@@ -74,7 +75,7 @@ class SamplerStudy:
             held = self._held.get(trial.number)
             if held is None:
                 add(study, trial, self.dists)
-            elif held not in SEEN_FINAL and not update(study, trial):
+            elif held not in SEEN_FINAL and not update(study, trial, len(self.warm)):
                 self.forget()
                 return self.sync(load, number)
             self._held[trial.number] = trial.state

@@ -26,6 +26,7 @@ from runner.study.config import STUDY_FILE, StudyConf
 from runner.study.history import TRIAL_KEY, as_of, load
 from runner.study.sampler_study import SamplerStudy
 from runner.study.space import from_json, inside
+from runner.study.warm import load_warm
 
 
 @contextmanager
@@ -50,6 +51,7 @@ class StudyDefinition:
         self.template: dict[str, Any] = data["template"]
         self.interpolated: bool = bool(data.get("interpolated"))
         self.name = f"runner-{store.root.name}"
+        self.warm = load_warm(store.root)  # other sweeps' ended trials (sweep.warm_start)
 
     def check(self, params: dict[str, Any]) -> None:
         """A proposal sets exactly the searched keys, each inside its distribution: anything
@@ -91,7 +93,7 @@ class StudySource:
         self.store = store
         self.study = definition = StudyDefinition(self.store)
         self.sampling = SamplerStudy(definition.conf, definition.dists, definition.direction,
-                                     definition.name)
+                                     definition.name, definition.warm)
         self.stopped: str | None = None  # a stopping rule that ended the proposals, if one did
 
     def _synced(self, number: int) -> Any:
@@ -110,7 +112,7 @@ class StudySource:
         if seen is None:
             return None
         fresh = SamplerStudy(definition.conf, definition.dists, definition.direction,
-                             definition.name)  # (what it holds is not what later trials see)
+                             definition.name, definition.warm)  # (not what later trials see)
         return fresh.sync(lambda known: seen, number)
 
     def propose(self) -> RunRef | None | bool:
@@ -140,7 +142,7 @@ class StudySource:
                 study.enqueue_trial(dict(definition.conf.enqueue[number]),
                                     skip_if_exists=False)
             trial = study.ask(definition.dists)
-            assert trial.number == number, (trial.number, number)
+            assert trial.number == number + len(definition.warm), (trial.number, number)
             values = {TRIAL_KEY: number, **trial.params}
             spec = RunSpec(run_id(values), run_dirname(values), values,
                            definition.config(dict(trial.params)), index=number)
