@@ -7,7 +7,7 @@ Tasks use ``runner.log(...)`` and ``runner.current_run()``; everything else is d
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runner.context import RunContext as RunContext
 from runner.context import current_run as current_run
@@ -32,6 +32,14 @@ if os.path.isfile(os.path.join(_checkout, "pyproject.toml")) and os.path.isdir(
     __path__.append(_checkout)  # (a package's __path__ is a list)
 
 __version__ = "0.1.0"
+
+
+def distributed(backend: str | None = None) -> Any:
+    """In a run of ``launcher.nproc_per_run=N`` ranks: the default process group initialised
+    (gloo on CPU, NCCL on GPUs); returns ``torch.distributed`` (see ``runner.ranks``)."""
+    from runner.ranks import init
+
+    return init(backend)
 
 
 def load(sweep_dir: str | os.PathLike[str]) -> SweepResults:

@@ -81,6 +81,8 @@ class LauncherConf:
     _target_: str = ""
     max_parallel: int | None = field(default=None, metadata={"min": 1})
     timeout_min: float | None = field(default=None, metadata={"min": 0.0})
+    # processes (ranks) per run, started by torch's elastic launcher (runner.ranks)
+    nproc_per_run: int = field(default=1, metadata={"min": 1})
 
 
 @dataclass

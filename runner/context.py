@@ -51,6 +51,20 @@ class RunContext:
         """True when an earlier attempt of this run started (its checkpoints may exist)."""
         return self.attempt > 1
 
+    @property
+    def rank(self) -> int:
+        """This process's rank in the run (0 unless launcher.nproc_per_run > 1)."""
+        return int(self.info.get("rank", 0))
+
+    @property
+    def local_rank(self) -> int:
+        return int(self.info.get("local_rank", 0))
+
+    @property
+    def world_size(self) -> int:
+        """The run's number of ranks (launcher.nproc_per_run x nodes)."""
+        return int(self.info.get("world_size", 1))
+
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         self.writer.log(metrics, step)
 

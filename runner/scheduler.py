@@ -20,7 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from runner import secrets, trackers
+from runner import ranks, secrets, trackers
 from runner.config_schema import RunnerConf, validate
 from runner.errors import ConfigError, CorruptStateError, StateError
 from runner.failures import check_classes, classify
@@ -92,7 +92,8 @@ def check_execution(execution: dict[str, Any],
 
     runner_conf = checked("runner", lambda c: validate(c, RunnerConf, "runner"))
     checked("runner", lambda _: check_classes(list(runner_conf.retry_on)))
-    checked("launcher", lambda c: launcher_config(c or {}))
+    _, launcher = checked("launcher", lambda c: launcher_config(c or {}))
+    checked("launcher", lambda _: ranks.check(int(launcher.nproc_per_run), execution))
     checked("notifier", create_notifiers)
     checked("tracker", trackers.create_trackers)
     return runner_conf

@@ -20,6 +20,9 @@ def launcher_config(launcher_cfg: dict[str, Any]) -> tuple[type[Launcher], Any]:
         raise ConfigError(f"launcher {cls.__name__} is not available on this machine"
                           + (f": it needs {cls.requires}" if cls.requires else ""))
     cls.check(conf)
+    if conf.nproc_per_run > 1 and not cls.ranks:
+        raise ConfigError(f"launcher.nproc_per_run={conf.nproc_per_run}: {cls.__name__} starts "
+                          "one process per run (launcher=local starts several ranks per run)")
     return cls, conf
 
 

@@ -47,6 +47,7 @@ class Launcher(abc.ABC):
     claim_phase = "launching"  # the lease's phase until the worker takes it over
     requires = ""  # what ``is_available`` looks for, for the error when it is missing
     runs_here = True  # runs start on this machine (a helper process here can serve them)
+    ranks = False  # starts launcher.nproc_per_run > 1 ranks per run (runner.ranks)
 
     def __init__(self, store: SweepStore, conf: Any, runner_conf: Any) -> None:
         self.store = store

@@ -77,6 +77,7 @@ class LocalLauncher(Launcher):
     """Runs as child processes of this machine."""
 
     config_class = LocalLauncherConf
+    ranks = True
 
     def __init__(self, store: SweepStore, conf: Any, runner_conf: Any) -> None:
         super().__init__(store, conf, runner_conf)
@@ -93,7 +94,10 @@ class LocalLauncher(Launcher):
 
     def env_for(self, run: RunRef) -> dict[str, str]:
         """Environment variables of one run (pinned launchers add CPU/GPU assignments)."""
-        return {**self.extra_env, "RUNNER_RUN_DIR": run.dir, "RUNNER_RUN_ID": run.id}
+        from runner.ranks import rank_env
+
+        return rank_env(int(self.conf.nproc_per_run),
+                        {**self.extra_env, "RUNNER_RUN_DIR": run.dir, "RUNNER_RUN_ID": run.id})
 
     @property
     def server(self) -> ForkServer:

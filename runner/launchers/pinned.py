@@ -135,6 +135,7 @@ class PinnedLauncher(LocalLauncher):
     """Local processes pinned to their own CPU cores and GPUs."""
 
     config_class = PinnedLauncherConf
+    ranks = False  # (its slots are cut for one process per run)
 
     def __init__(self, store: SweepStore, conf: Any, runner_conf: Any) -> None:
         super().__init__(store, conf, runner_conf)

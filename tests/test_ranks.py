@@ -1,0 +1,133 @@
+"""``launcher.nproc_per_run=N``: one run on N ranks started by torch's elastic launcher (gloo on
+CPU), an ordinary run of the store: one FLAG, rank 0's metrics and summary, every rank's
+output, a failing rank's traceback, and no rank left behind by a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import Project, wait_for
+
+pytest.importorskip("torch")
+
+TASK = '''
+import json, os, time
+from pathlib import Path
+import runner
+
+def main(cfg):
+    t = cfg.task
+    ctx = runner.current_run()
+    dist = runner.distributed()
+    import torch
+    x = torch.tensor([float(ctx.rank + 1)])
+    dist.all_reduce(x)
+    print(f"rank {ctx.rank} of {ctx.world_size}: sum {x.item()}", flush=True)
+    runner.log({"sum": x.item(), "rank": ctx.rank})
+    env = {k: os.environ.get(k) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE",
+           "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    (ctx.run_dir / f"rank-{ctx.rank}.json").write_text(json.dumps({**env, "pid": os.getpid()}))
+    if t.mode == "raise" and ctx.rank == 1:
+        raise ValueError(f"rank {ctx.rank} fails on purpose")
+    if t.mode == "wait":  # a rank that keeps on through Ctrl-C's SIGINT (saving, say)
+        import signal
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while t.mode == "wait" and not Path(t.release).exists():
+        time.sleep(0.1)
+    return {"sum": x.item(), "world": ctx.world_size, "lr": float(t.lr)}
+'''
+
+
+@pytest.fixture
+def ddp(project: Project) -> Project:
+    (project.root / "ddp_task.py").write_text(TASK)
+    (project.root / "conf" / "task" / "ddp.yaml").write_text(
+        f"fn: ddp_task:main\nlr: 0.1\nmode: ok\nrelease: {project.root / 'release'}\n")
+    return project
+
+
+def command(*more: str) -> list[str]:
+    return ["task=ddp", "launcher.nproc_per_run=2", "runner.progress=false", *more]
+
+
+def runs(project: Project) -> list[Path]:
+    return sorted((project.sweep_dir() / "runs").iterdir())
+
+
+def test_a_run_of_two_ranks_is_one_run_of_the_store(ddp: Project) -> None:
+    ddp.run(*command("task.lr=0.1,0.2", "launcher.max_parallel=2"), check=True)
+    status = ddp.status()
+    assert [r["state"] for r in status["runs"]] == ["COMPLETED", "COMPLETED"]
+    ports = set()
+    for run in runs(ddp):
+        envs = [json.loads((run / f"rank-{r}.json").read_text()) for r in (0, 1)]
+        assert [(e["RANK"], e["LOCAL_RANK"], e["WORLD_SIZE"], e["LOCAL_WORLD_SIZE"],
+                 e["GROUP_RANK"]) for e in envs] == [("0", "0", "2", "2", "0"),
+                                                     ("1", "1", "2", "2", "0")]
+        assert envs[0]["MASTER_PORT"] == envs[1]["MASTER_PORT"] and envs[0]["MASTER_ADDR"]
+        ports.add(envs[0]["MASTER_PORT"])
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert [(r["sum"], r["rank"]) for r in records] == [(3.0, 0)]  # rank 0's only
+        out = (run / "stdout.log").read_text()
+        assert "[rank0]:rank 0 of 2: sum 3.0" in out and "[rank1]:rank 1 of 2: sum 3.0" in out
+        assert (run / "ranks").is_dir()
+    assert len(ports) == 2  # two runs at once, each its own rendezvous
+    summaries = sorted((r["summary"]["lr"], r["summary"]["world"], r["summary"]["sum"])
+                       for r in status["runs"])
+    assert summaries == [(0.1, 2, 3.0), (0.2, 2, 3.0)]
+
+
+def test_a_failing_rank_crashes_the_run_with_that_ranks_traceback(ddp: Project) -> None:
+    ddp.run(*command("task.mode=raise"))
+    (run,) = runs(ddp)
+    (row,) = ddp.status()["runs"]
+    assert row["state"] == "CRASHED"
+    assert row["reason"] == "RankFailed: rank 1 of 2 failed: ValueError: rank 1 fails on purpose"
+    crash = (run / "CRASH.txt").read_text()
+    assert "the rank's traceback:" in crash and "ddp_task.py" in crash
+    assert "raise ValueError" in crash
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is gone too
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigkill_of_the_runner_leaves_no_rank_and_the_same_command_finishes(
+        ddp: Project) -> None:
+    proc = ddp.popen(*command("task.mode=wait"))
+    wait_for(lambda: len(list(ddp.root.glob("outputs/*/runs/*/rank-*.json"))) == 2, 120)
+    pids = [json.loads(p.read_text())["pid"] for p in ddp.root.glob("outputs/*/runs/*/rank-*.json")]
+    assert all(_alive(pid) for pid in pids)
+    os.kill(proc.pid, signal.SIGKILL)  # the runner only: its fork server, run, ranks follow
+    proc.communicate(timeout=30)
+    wait_for(lambda: not any(_alive(pid) for pid in pids), 20)
+    (ddp.root / "release").touch()
+    time.sleep(0.1)
+    ddp.run(*command("task.mode=wait"), check=True)
+    (row,) = ddp.status()["runs"]
+    assert row["state"] == "COMPLETED" and row["attempt"] == 2
+
+
+@pytest.mark.parametrize("extra, said", [
+    (["launcher=pinned"], "launcher.nproc_per_run=2: PinnedLauncher starts one process per run"),
+    (["tracker=tensorboard"], "launcher.nproc_per_run > 1 with a tracker is not supported yet"),
+])
+def test_what_a_distributed_run_cannot_do_yet_is_refused_before_anything_is_written(
+        ddp: Project, extra: list[str], said: str) -> None:
+    proc = ddp.run(*command(*extra))
+    assert proc.returncode != 0 and said in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (ddp.root / "outputs").exists() or not any((ddp.root / "outputs").iterdir())
