@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -32,7 +33,9 @@ def main(cfg):
     runner.log({"sum": x.item(), "rank": ctx.rank})
     env = {k: os.environ.get(k) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE",
            "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    (ctx.run_dir / f"rank-{ctx.rank}.json").write_text(json.dumps({**env, "pid": os.getpid()}))
+    (ctx.run_dir / f"rank-{ctx.rank}.json").write_text(json.dumps(
+        {**env, "pid": os.getpid(), "cpus": sorted(os.sched_getaffinity(0)),
+         "threads": os.environ.get("OMP_NUM_THREADS")}))
     if t.mode == "raise" and ctx.rank == 1:
         raise ValueError(f"rank {ctx.rank} fails on purpose")
     if t.mode == "wait":  # a rank that keeps on through Ctrl-C's SIGINT (saving, say)
@@ -121,12 +124,27 @@ def test_sigkill_of_the_runner_leaves_no_rank_and_the_same_command_finishes(
     assert row["state"] == "COMPLETED" and row["attempt"] == 2
 
 
+def test_a_pinned_runs_ranks_share_its_slot(ddp: Project) -> None:
+    """launcher=pinned: the run's ranks run on its slot's cores, its thread pools split."""
+    cpus = sorted(os.sched_getaffinity(0))[:2]
+    ddp.run(*command("launcher=pinned", "launcher.cpus_per_run=2",
+                     f"launcher.cpus=[{','.join(map(str, cpus))}]"), check=True)
+    (run,) = runs(ddp)
+    envs = [json.loads((run / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert [e["cpus"] for e in envs] == [cpus, cpus]
+    expected = "1" if "OMP_NUM_THREADS" not in os.environ else os.environ["OMP_NUM_THREADS"]
+    assert [e["threads"] for e in envs] == [expected, expected]
+    assert ddp.status()["runs"][0]["summary"]["sum"] == 3.0
+
+
 @pytest.mark.parametrize("extra, said", [
-    (["launcher=pinned"], "launcher.nproc_per_run=2: PinnedLauncher starts one process per run"),
     (["tracker=tensorboard"], "launcher.nproc_per_run > 1 with a tracker is not supported yet"),
+    (["launcher=slurm"], "launcher.nproc_per_run=2: SlurmLauncher starts one process per run"),
 ])
 def test_what_a_distributed_run_cannot_do_yet_is_refused_before_anything_is_written(
         ddp: Project, extra: list[str], said: str) -> None:
+    if "launcher=slurm" in extra and shutil.which("sbatch") is None:
+        pytest.skip("no sbatch here: launcher=slurm is refused as unavailable first")
     proc = ddp.run(*command(*extra))
     assert proc.returncode != 0 and said in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr

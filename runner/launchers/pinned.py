@@ -135,7 +135,7 @@ class PinnedLauncher(LocalLauncher):
     """Local processes pinned to their own CPU cores and GPUs."""
 
     config_class = PinnedLauncherConf
-    ranks = False  # (its slots are cut for one process per run)
+    ranks = True  # a run's ranks share its slot's cores and GPUs
 
     def __init__(self, store: SweepStore, conf: Any, runner_conf: Any) -> None:
         super().__init__(store, conf, runner_conf)
@@ -178,7 +178,9 @@ class PinnedLauncher(LocalLauncher):
         slot = self.reserved[run.id]
         if slot.cpus:
             env["RUNNER_CPUS"] = ",".join(map(str, slot.cpus))
-            threads = str(self.conf.threads_per_run or len(slot.cpus))
+            # the slot's cores shared by the run's ranks (launcher.nproc_per_run)
+            threads = str(self.conf.threads_per_run
+                          or max(1, len(slot.cpus) // int(self.conf.nproc_per_run)))
             for name in THREAD_VARIABLES:
                 if name not in os.environ:
                     env[name] = threads
