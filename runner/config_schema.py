@@ -123,6 +123,9 @@ class SlurmLauncherConf(LauncherConf):
     wait: bool = True
     poll_s: float = field(default=5.0, metadata={"min": 0.0})
     max_requeue: int = field(default=3, metadata={"min": 0})
+    # at most this many of the sweep's runs queued or running at once (a QOS's MaxSubmitJobs);
+    # more are submitted as runs end, one sbatch per poll at most
+    max_queued: int | None = field(default=None, metadata={"min": 1})
     signal_delay_s: int = field(default=90, metadata={"min": 0})
     job_name: str | None = None
 

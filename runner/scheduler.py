@@ -393,11 +393,12 @@ def run_sweep(store: SweepStore, execution: dict[str, Any], console: Console | N
                     detached = True
                     console.print(f"handed {len(loop.active)} run(s) over (launcher.wait="
                                   f"false); `python -m runner status {store.root}` follows them")
-                    if loop.source is not None and loop.source.remaining():
+                    left = len(loop.pending) + (loop.source.remaining()
+                                                if loop.source is not None else 0)
+                    if left:  # (a study's next trials, or runs held back by max_queued)
                         said = loop.launcher.continue_elsewhere()
-                        console.print(said or f"{loop.source.remaining()} run(s) are still to "
-                                      f"be proposed: `python -m runner resume {store.root}` "
-                                      "proposes them")
+                        console.print(said or f"{left} run(s) are still to be submitted: "
+                                      f"`python -m runner resume {store.root}` submits them")
                     break
                 loop.show_progress(display)
                 if loop.active:

@@ -145,6 +145,45 @@ def test_array_sweep_completes_and_respects_max_parallel(cluster: Any, time_limi
     assert project.markers_of("done") == {rid: 1 for rid in rows(project)}
 
 
+def test_max_queued_keeps_at_most_n_runs_in_the_queue_and_submits_more_as_runs_end(
+        cluster: Any, project: Project) -> None:
+    """launcher.max_queued=2: never more than 2 of the sweep's array tasks pending or running
+    (sampled from squeue while it runs), more submitted as runs end, every run done once."""
+    proc = project.popen("+sweep=grid", "task.lr=0.1,0.2,0.3", "seed=1,2", "task.sleep=1.0",
+                         *SLURM, "launcher.max_queued=2", "runner.name=queued")
+    peak, samples = 0, 0
+    while proc.poll() is None:
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%j"], capture_output=True,
+                             text=True).stdout.split()
+        mine = [name for name in out if name.startswith("queued.")]
+        peak, samples = max(peak, len(mine)), samples + 1
+        time.sleep(0.1)
+    output, _ = proc.communicate()
+    assert proc.returncode == 0, output
+    assert samples > 10 and 1 <= peak <= 2, (peak, samples)
+    sweep = project.root / "outputs" / "queued"
+    assert len(submission_dirs(sweep)) >= 3  # 2 at first, the rest as slots freed
+    assert {r["state"] for r in rows(project, sweep).values()} == {"COMPLETED"}
+    assert project.markers_of("done") == {rid: 1 for rid in rows(project, sweep)}
+
+
+def test_max_queued_with_wait_false_leaves_the_rest_to_the_sweep_loop_job(
+        cluster: Any, project: Project) -> None:
+    """launcher.wait=false with launcher.max_queued=2 on a 4-run grid: the command submits 2
+    runs and the sweep loop job, which submits the other 2 as slots free."""
+    proc = project.run("+sweep=grid", "task.lr=0.1,0.2", "seed=1,2", "task.sleep=0.5", *SLURM,
+                       "launcher.max_queued=2", "launcher.wait=false", timeout=120)
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "submitted the sweep loop as job" in said, said
+
+    def complete() -> bool:
+        found = rows_so_far(project).values()
+        return len(found) == 4 and all(r["state"] == "COMPLETED" for r in found)
+
+    wait_for(complete, 180)
+    assert project.markers_of("done") == {rid: 1 for rid in rows(project)}
+
+
 def test_a_crashing_run_is_recorded_with_its_traceback(cluster: Any, project: Project) -> None:
     proc = project.run("+sweep=grid", "seed=1", "task.lr=0.1", "task.mode=ok,raise", *SLURM,
                        timeout=120)

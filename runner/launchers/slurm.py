@@ -96,7 +96,9 @@ class SlurmLauncher(Launcher):
 
     @property
     def max_parallel(self) -> int:
-        return sys.maxsize  # every pending run is submitted; SLURM enforces %max_parallel
+        """Every pending run is submitted at once (SLURM enforces %max_parallel), or at most
+        ``launcher.max_queued`` of them, more as runs end (one sbatch per poll at most)."""
+        return int(self.conf.max_queued) if self.conf.max_queued else sys.maxsize
 
     @property
     def waits(self) -> bool:
@@ -107,9 +109,10 @@ class SlurmLauncher(Launcher):
         return int(self.conf.max_parallel or STUDY_SLOTS)
 
     def continue_elsewhere(self) -> str | None:
-        """Submit the sweep loop itself as a small job (one CPU): it proposes the study's
-        next trials as slots free and submits them, so ``wait=false`` finishes the study. At
-        most one such job is live per sweep; ``cancel`` stops it with the rest."""
+        """Submit the sweep loop itself as a small job (one CPU): it submits the runs still to
+        come as slots free (a study's next trials, proposed then; runs held back by
+        ``launcher.max_queued``), so ``wait=false`` finishes the sweep. At most one such job is
+        live per sweep; ``cancel`` stops it with the rest."""
         from runner.slurm.script import render_driver_script
 
         paths = submissions.paths_of(self.store.root, DRIVER)
@@ -118,7 +121,7 @@ class SlurmLauncher(Launcher):
             jobs = commands.query([previous.job_name])
             if any(not j.ended for j in jobs.values()):
                 return (f"the sweep loop job {previous.job_id} is still queued or running: it "
-                        "goes on proposing and submitting trials")
+                        "goes on submitting the sweep's runs as slots free")
         sub = submissions.Submission(DRIVER, job_name(self.conf.job_name or str(
             self.store.manifest.get("name")), f"loop{submissions.Submission.new_id()[:6]}"),
             time.time(), 0)
@@ -130,8 +133,8 @@ class SlurmLauncher(Launcher):
         submissions.write(paths, sub)
         sub.job_id = commands.sbatch(paths.script, cwd)
         submissions.write(paths, sub)
-        return (f"submitted the sweep loop as job {sub.job_id}: it goes on proposing and "
-                f"submitting trials (log: {paths.logs / 'driver.out'})")
+        return (f"submitted the sweep loop as job {sub.job_id}: it goes on submitting the "
+                f"sweep's runs as slots free (log: {paths.logs / 'driver.out'})")
 
     @property
     def array_limit(self) -> int:
