@@ -18,7 +18,8 @@ import pytest
 
 from conftest import Project, wait_for
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+# one worker holds the cluster: every test of this file runs there (--dist loadgroup)
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 CLUSTER = Path(__file__).parent / "slurm"
 
