@@ -30,9 +30,6 @@ from discord_harness import (
 from fakes.discord_api import APP_ID, FakeDiscordAPI, Request
 from runner.integrations.discord_bot.logic import BotLogic
 
-# its module fixture is built once: all of its tests on one worker (--dist loadgroup)
-pytestmark = pytest.mark.xdist_group("discord_bot")
-
 
 @pytest.fixture(scope="module")
 def sweeps(tmp_path_factory: pytest.TempPathFactory) -> Project:

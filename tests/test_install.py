@@ -14,9 +14,6 @@ import pytest
 
 from conftest import REPO
 
-# its module fixture is built once: all of its tests on one worker (--dist loadgroup)
-pytestmark = pytest.mark.xdist_group("install")
-
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:

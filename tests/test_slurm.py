@@ -18,8 +18,7 @@ import pytest
 
 from conftest import Project, wait_for
 
-# one worker holds the cluster: every test of this file runs there (--dist loadgroup)
-pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.xdist_group("slurm")]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 CLUSTER = Path(__file__).parent / "slurm"
 

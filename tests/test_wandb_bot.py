@@ -30,9 +30,6 @@ from fakes.wandb_graphql import ENTITY, FakeRun, FakeWandb
 from runner.errors import StateError
 from runner.integrations.discord_bot.logic import BotLogic, Caller
 
-# its module fixture is built once: all of its tests on one worker (--dist loadgroup)
-pytestmark = pytest.mark.xdist_group("wandb_bot")
-
 KEY = "k" * 40
 POSTS = f"/channels/{CHANNEL}/messages"
 
