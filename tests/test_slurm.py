@@ -184,6 +184,25 @@ def test_max_queued_with_wait_false_leaves_the_rest_to_the_sweep_loop_job(
     assert project.markers_of("done") == {rid: 1 for rid in rows(project)}
 
 
+def test_a_run_of_two_ranks_runs_them_on_its_node(cluster: Any, project: Project) -> None:
+    """launcher.nproc_per_run=2 on SLURM: the array task runs torch's elastic agent and its 2
+    ranks on the run's node; one run, rank 0's summary, both ranks' output."""
+    pytest.importorskip("torch")
+    from test_ranks import with_ddp_task
+
+    with_ddp_task(project)
+    proc = project.run("task=ddp", "launcher.nproc_per_run=2", "launcher.cpus_per_run=2",
+                       *SLURM, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = rows(project).values()
+    assert row["state"] == "COMPLETED" and row["summary"]["world"] == 2
+    assert row["summary"]["sum"] == 3.0
+    out = (Path(row["dir"]) / "stdout.log").read_text()
+    assert "[rank0]:rank 0 of 2: sum 3.0" in out and "[rank1]:rank 1 of 2: sum 3.0" in out
+    envs = [json.loads((Path(row["dir"]) / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert [e["RANK"] for e in envs] == ["0", "1"] and envs[0]["WORLD_SIZE"] == "2"
+
+
 def test_a_crashing_run_is_recorded_with_its_traceback(cluster: Any, project: Project) -> None:
     proc = project.run("+sweep=grid", "seed=1", "task.lr=0.1", "task.mode=ok,raise", *SLURM,
                        timeout=120)

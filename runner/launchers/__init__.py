@@ -22,7 +22,7 @@ def launcher_config(launcher_cfg: dict[str, Any]) -> tuple[type[Launcher], Any]:
     cls.check(conf)
     if conf.nproc_per_run > 1 and not cls.ranks:
         raise ConfigError(f"launcher.nproc_per_run={conf.nproc_per_run}: {cls.__name__} starts "
-                          "one process per run (launcher=local and launcher=pinned start "
+                          "one process per run (launcher=local, pinned and slurm start "
                           "several ranks per run)")
     return cls, conf
 

@@ -24,6 +24,7 @@ from runner.atomic import write_text_atomic
 from runner.config_schema import SlurmLauncherConf
 from runner.errors import ConfigError, CorruptStateError, SlurmError
 from runner.launchers.base import Launcher, RunHandle
+from runner.ranks import rank_env
 from runner.recovery import is_slurm
 from runner.slurm import commands, submissions
 from runner.slurm.script import ArraySpec, job_name, render_script
@@ -70,6 +71,7 @@ class SlurmLauncher(Launcher):
     runs_here = False  # on the cluster's nodes
 
     config_class = SlurmLauncherConf
+    ranks = True  # on one node: the array task runs the ranks (runner.ranks)
     detach_on_interrupt = True  # Ctrl-C leaves the jobs to SLURM; `resume` re-attaches
     claim_phase = "queued"
     requires = "SLURM's sbatch and squeue on the PATH (run it on a login node)"
@@ -182,7 +184,8 @@ class SlurmLauncher(Launcher):
         write_text_atomic(paths.script, render_script(
             self.conf, job_name=sub.job_name,
             array=ArraySpec(len(batch.handles), self.conf.max_parallel), paths=paths,
-            cwd=cwd, python=self.conf.python or sys.executable, env=self.extra_env,
+            cwd=cwd, python=self.conf.python or sys.executable,
+            env=rank_env(int(self.conf.nproc_per_run), self.extra_env),
             heartbeat_s=float(self.runner_conf.heartbeat_s)))
         submissions.write(paths, sub)
         try:
@@ -210,8 +213,8 @@ class SlurmLauncher(Launcher):
         paths = submissions.paths_of(sweep_root, "<submission>")
         return render_script(conf, job_name=job_name(conf.job_name or os.path.basename(
             sweep_root), "<submission>"), array=ArraySpec(runs, conf.max_parallel),
-            paths=paths, cwd=os.getcwd(), python=conf.python or sys.executable, env=env,
-            heartbeat_s=heartbeat_s)
+            paths=paths, cwd=os.getcwd(), python=conf.python or sys.executable,
+            env=rank_env(int(conf.nproc_per_run), env), heartbeat_s=heartbeat_s)
 
     def adopt(self, run: RunRef, lease: Lease) -> RunHandle | None:
         """Watch a run that an earlier runner submitted (resume re-attaches, never resubmits)."""
