@@ -184,3 +184,9 @@ def colours_in(path: Path, palette: list) -> list[int]:
     present = {tuple(p) for p in np.unique(pixels, axis=0)}
     return [i for i, c in enumerate(palette)
             if tuple(int(round(x * 255)) for x in c[:3]) in present]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The SLURM tests first: one worker holds their cluster (--dist loadfile) for several
+    minutes, so they start at once instead of last while the other files share the rest."""
+    items.sort(key=lambda item: item.path.name != "test_slurm.py")
