@@ -65,3 +65,33 @@ def test_a_warm_start_that_is_not_a_sweep_is_refused_before_anything_is_written(
     assert "Traceback" not in bad.stderr
     assert not (study.root / "outputs").exists() or not any((study.root / "outputs").iterdir())
     assert trials  # (the helpers are shared with tests/test_study.py)
+
+
+def test_sigkill_mid_warm_started_study_then_resume_keeps_its_history(project: Project) -> None:
+    """Killed mid-study, a warm-started study resumes with the same frozen history (the file
+    is written with the study, never again) and loses or repeats no trial."""
+    import os
+    import signal
+
+    from conftest import wait_for
+
+    study = with_study_task(project)
+    study.run(*args("sweep.n_trials=6", "task.epochs=2", "runner.name=first"), check=True)
+    more = ("sweep.n_trials=8", "launcher.max_parallel=2", "task.sleep=0.15", "task.epochs=2",
+            "runner.name=warm", "sweep.warm_start=outputs/first")
+    proc = study.popen(*args(*more))
+    history = study.root / "outputs" / "warm" / "warm_start.json"
+    wait_for(lambda: history.exists() and len(list(
+        (study.root / "outputs" / "warm" / "runs").glob("*/COMPLETED"))) >= 2, timeout=120)
+    frozen = history.read_bytes()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=10)
+    study.run(*args("sweep.n_trials=9", "task.epochs=2", "runner.name=first"), check=True)
+    again = study.run(*args(*more), timeout=300)  # (the first sweep changed meanwhile)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert history.read_bytes() == frozen
+    said = again.stderr + again.stdout
+    assert "the study's history of 6 trial(s), frozen when it was created" in said, said
+    rows = trials_of(study, "warm")
+    assert [r["values"]["trial"] for r in rows] == list(range(8))
+    assert all(r["state"] == "COMPLETED" for r in rows) and len({r["id"] for r in rows}) == 8

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
@@ -79,10 +80,17 @@ def plan_study(composer: Any, base: DictConfig, args: list[str], plain: list[str
     files = {}
     warm_notes: list[str] = []
     folders = check_sources(conf.warm_start)
+    name = sweeps._sweep_name(base, "optuna", args, config_name)
     if folders:  # frozen with the study: every later proposal sees the same history
         settings["warm_start"] = folders
-        history, warm_notes = collect(folders, dists, str(metric), template)
-        files[WARM_FILE] = json.dumps(history, indent=1, default=str)
+        frozen = Path(str(execution["runner"].get("output_dir") or "outputs")) / name / WARM_FILE
+        if frozen.is_file():  # (a resume: the history it was created with, not today's)
+            kept = len(json.loads(frozen.read_text()).get("trials") or [])
+            warm_notes = [f"warm start: the study's history of {kept} trial(s), frozen when it "
+                          "was created"]
+        else:
+            history, warm_notes = collect(folders, dists, str(metric), template)
+            files[WARM_FILE] = json.dumps(history, indent=1, default=str)
     if conf.deterministic and conf.ahead is None:  # frozen with the study: resumes keep it
         launcher = execution.get("launcher") or {}
         settings["ahead"] = int(launcher.get("max_parallel") or os.cpu_count() or 1)
@@ -92,7 +100,7 @@ def plan_study(composer: Any, base: DictConfig, args: list[str], plain: list[str
     text = json.dumps(study, indent=1, sort_keys=True, default=str)
     fingerprint = identity(study)  # (its extent aside: n_trials may grow)
     return sweeps.Plan(
-        name=sweeps._sweep_name(base, "optuna", args, config_name), kind="optuna", runs=[],
+        name=name, kind="optuna", runs=[],
         axes=["trial", *dists], varying=["trial", *dists], execution=execution,
         overrides=list(args), fingerprint=fingerprint,
         notes=[f"a study of {conf.n_trials} trial(s): {conf.sampler} sampler, "
