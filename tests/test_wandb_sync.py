@@ -93,12 +93,15 @@ def test_offline_runs_are_synced_once_and_then_watched(project: Project, offline
 
 def test_a_resumed_run_is_synced_as_one_wandb_run_and_a_running_one_waits(
         project: Project, offline: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    proc = project.popen("tracker=wandb", "tracker.wandb.project=nodes", "task.sleep=6",
-                         "task.steps=12")
+    # the first attempt logs its steps and then waits for a file that comes only after the kill
+    proc = project.popen("tracker=wandb", "tracker.wandb.project=nodes", "task.sleep=0.12",
+                         "task.steps=12", "task.mode=wait_file")
     wait_for(lambda: list((project.root / "outputs").glob("*/runs/*/wandb/offline-run-*")))
     time.sleep(1.0)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
+    project.markers.mkdir(parents=True, exist_ok=True)
+    (project.markers / "release").touch()
     sweep = project.sweep_dir()
     with FakeWandb() as fake:
         monkeypatch.setenv("WANDB_BASE_URL", fake.url)

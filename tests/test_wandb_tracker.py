@@ -52,11 +52,15 @@ def test_every_run_is_a_wandb_run_in_the_sweeps_group(project, wandb_env):
 
 
 def test_a_resumed_run_continues_the_same_wandb_run(project, wandb_env):
-    proc = project.popen("tracker=wandb", "task.sleep=20", "task.steps=40")
+    # the first attempt logs its steps and then waits for a file that comes only after the kill
+    proc = project.popen("tracker=wandb", "task.sleep=0.4", "task.steps=40",
+                         "task.mode=wait_file")
     wait_for(lambda: list((project.root / "outputs").glob("*/runs/*/wandb/offline-run-*")))
     time.sleep(1.0)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=30)
+    project.markers.mkdir(parents=True, exist_ok=True)
+    (project.markers / "release").touch()
     sweep = project.sweep_dir()
     (row,) = project.status()["runs"]
     first_id = (Path(row["dir"]) / "wandb_id").read_text()
