@@ -29,6 +29,7 @@ import uuid
 from typing import Any
 
 from runner.errors import ConfigError, RunnerError
+from runner.tracebacks import HEADER, frames_below
 
 NPROC_ENV = "RUNNER_NPROC_PER_RUN"
 RANK_ENTRY_ENV = "RUNNER_RANK_ENTRY"  # what each rank runs (default: the task's fn)
@@ -106,15 +107,8 @@ def run_ranks(cfg: Any) -> Any:
 def _task_frames(trace: str) -> str:
     """A rank's traceback from the task's own frame on (the elastic wrapper's and
     ``rank_main``'s left out)."""
-    lines = trace.rstrip().splitlines()
-    at = next((i for i, line in enumerate(lines) if line.strip().startswith("File ")
-               and line.rstrip().endswith(", in rank_main")), None)
-    if at is None:
-        return trace.rstrip()
-    rest = lines[at + 1:]
-    while rest and not rest[0].strip().startswith("File "):
-        rest.pop(0)
-    return "\n".join(["Traceback (most recent call last):", *rest])
+    rest = frames_below(trace, "rank_main", last=False)
+    return trace.rstrip() if rest is None else "\n".join([HEADER, *rest])
 
 
 def rank_main(run_dir: str, entry: str, attempt: int, agent: int) -> Any:

@@ -35,6 +35,7 @@ from runner.atomic import write_json_atomic
 from runner.configfile import load_run_config
 from runner.hydra_plugin import returns
 from runner.secrets import redact
+from runner.tracebacks import HEADER, frames_below
 
 HYDRA_FILE = "hydra.json"  # the job's Hydra node (JSON: a tenth of YAML's cost to write)
 RETURN_FILE = "hydra_return.json"
@@ -145,14 +146,9 @@ def _app_frames(trace: str) -> str:
     """A job's traceback as Hydra shows a job's failure: the frames after Hydra's ``run_job``
     (the app's own) down to the first of OmegaConf's; the exception's own text, which the
     report shows already, left out. Unchanged when it has no ``run_job`` frame."""
-    lines = trace.splitlines()
-    at = max((i for i, line in enumerate(lines) if line.strip().startswith("File ")
-              and line.rstrip().endswith(", in run_job")), default=None)
-    if at is None:
+    rest = frames_below(trace, "run_job")
+    if rest is None:
         return trace
-    rest = lines[at + 1:]
-    while rest and not rest[0].strip().startswith("File "):
-        rest.pop(0)  # (run_job's own code line and its carets)
     frames = []
     for line in rest:
         if not line.startswith(" "):  # the exception's text
@@ -160,7 +156,7 @@ def _app_frames(trace: str) -> str:
         if line.strip().startswith("File ") and f"{os.sep}omegaconf{os.sep}" in line:
             break
         frames.append(line)
-    return "\n".join(["Traceback (most recent call last):", *frames])
+    return "\n".join([HEADER, *frames])
 
 
 def _as_raised_in_job(exc: BaseException, run_dir: Path) -> BaseException:
