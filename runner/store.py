@@ -121,8 +121,7 @@ class SweepStore:
     def runs(self, start: int = 0, stop: int | None = None) -> list[RunRef]:
         """The runs in manifest order (optionally a slice of them)."""
         runs_dir = str(self.paths.runs)
-        return [RunRef(r["id"], r["dir"], r["values"], f"{runs_dir}/{r['dir']}")
-                for r in self.manifest["runs"][start:stop]]
+        return [_ref(r, runs_dir) for r in self.manifest["runs"][start:stop]]
 
     def find(self, prefix: str) -> RunRef:
         matches = [r for r in self.runs() if r.id.startswith(prefix) or r.dirname == prefix]
@@ -135,8 +134,7 @@ class SweepStore:
         fd = os.open(self.paths.manifest_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            self._manifest = None
-            manifest = {**self.manifest, "fingerprint": fingerprint}
+            manifest = {**self.refresh(), "fingerprint": fingerprint}
             self._write(manifest)
         finally:
             os.close(fd)
@@ -152,8 +150,7 @@ class SweepStore:
         fd = os.open(self.paths.manifest_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            self._manifest = None  # what is on disk now, not what we read before the lock
-            manifest = dict(self.manifest)
+            manifest = dict(self.refresh())  # what is on disk now, not what we read before
             manifest["execution"] = without_one_shot(execution)
             manifest["launches"] = [*manifest.get("launches", []), {
                 "time": time.time(), "argv": sys.argv[1:], "pid": os.getpid(),
@@ -194,14 +191,10 @@ class SweepStore:
                 self._write(manifest)
         finally:
             os.close(fd)
+        wanted = {r.id for r in runs}  # (refs for these only: not one per run of the sweep)
+        by_id = {e["id"]: e for e in manifest["runs"] if e["id"] in wanted}
         runs_dir = str(self.paths.runs)
-        by_id = {e["id"]: e for e in manifest["runs"][-len(runs):]} if new else {}
-        entries = [by_id.get(r.id) for r in runs]
-        if not all(entries):  # (some listed before: look them up)
-            by_id = {e["id"]: e for e in manifest["runs"]}
-            entries = [by_id[r.id] for r in runs]
-        return [RunRef(e["id"], e["dir"], e["values"], f"{runs_dir}/{e['dir']}")
-                for e in entries if e is not None]
+        return [_ref(by_id[r.id], runs_dir) for r in runs]
 
     def _drop_unlisted(self, listed: set[str]) -> None:
         """Run directories a killed ``add_runs`` renamed into place but never listed: never
@@ -448,6 +441,11 @@ def manifest_bytes(manifest: dict[str, Any], lines: dict[str, str] | None = None
         encoded.append(line)
     runs = "[\n  " + ",\n  ".join(encoded) + "\n ]" if encoded else "[]"
     return (text[:-1].rstrip() + (",\n" if head else "\n") + f' "runs": {runs}\n}}\n').encode()
+
+
+def _ref(entry: dict[str, Any], runs_dir: str) -> RunRef:
+    """A manifest line's run (``runs_dir``: the sweep's runs/ folder as text)."""
+    return RunRef(entry["id"], entry["dir"], entry["values"], f"{runs_dir}/{entry['dir']}")
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int]:
