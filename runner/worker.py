@@ -57,6 +57,7 @@ _PR_SET_PDEATHSIG = 1
 
 ATTEMPT_HEADER = "=== runner: attempt "  # the first line of each attempt in stdout.log
 
+
 def _raise_interrupted(signum: int, frame: Any) -> None:
     raise RunInterrupted(signum)
 

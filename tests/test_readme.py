@@ -89,16 +89,22 @@ SUBCOMMANDS = ("status", "show", "rerun", "resume", "cancel", "report", "compare
                "retrain-best", "wandb-sync", "export-study")
 
 
-def readme_commands() -> list[str]:
-    """Every `python -m runner <overrides>` of the README (code blocks and tables) with no
-    placeholder in it."""
+def _block_commands() -> list[str]:
+    """Every `python -m runner ...` line of the README's bash blocks, continuation lines joined
+    and comments left out."""
     out = []
     for block in _blocks(README, "bash"):
         for line in block.replace("\\\n", " ").splitlines():
             line = re.split(r"\s#", line)[0].strip()
             if line.startswith("python -m runner "):
                 out.append(line)
-    out += re.findall(r"\| `(python -m runner [^`]*)` \|", README)
+    return out
+
+
+def readme_commands() -> list[str]:
+    """Every `python -m runner <overrides>` of the README (code blocks and tables) with no
+    placeholder in it."""
+    out = _block_commands() + re.findall(r"\| `(python -m runner [^`]*)` \|", README)
     return [c for c in out if "<" not in c and "..." not in c
             and shlex.split(c)[3] not in SUBCOMMANDS and "task=mine" not in c]
 
@@ -132,13 +138,8 @@ PLACEHOLDERS = {"outputs/<sweep>/runs/<run>": "run", "outputs/<sweep-a>": "grid"
 
 def readme_subcommands() -> list[str]:
     """Every `python -m runner <subcommand> ...` line of the README's code blocks and text."""
-    lines = []
-    for block in _blocks(README, "bash"):
-        for line in block.replace("\\\n", " ").splitlines():
-            lines.append(re.split(r"\s#", line)[0].strip())
-    lines += re.findall(r"`(python -m runner [a-z-]+ [^`]*)`", README)
-    return sorted({ln for ln in lines if ln.startswith("python -m runner ")
-                   and shlex.split(ln)[3] in SUBCOMMANDS})
+    lines = _block_commands() + re.findall(r"`(python -m runner [a-z-]+ [^`]*)`", README)
+    return sorted({ln for ln in lines if shlex.split(ln)[3] in SUBCOMMANDS})
 
 
 def test_every_readme_subcommand_runs_on_a_real_sweep(project) -> None:  # noqa: ANN001

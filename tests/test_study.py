@@ -78,8 +78,9 @@ def args(*more: str) -> list[str]:
             *(a.strip("'") for a in SPACE), *more]
 
 
-def trials(project: Project) -> list[dict[str, Any]]:
-    rows = project.status()["runs"]
+def trials(project: Project, sweep: Path | None = None) -> list[dict[str, Any]]:
+    """The study's trials (of ``sweep``, default the project's one sweep) by trial number."""
+    rows = project.status(sweep)["runs"]
     return sorted(rows, key=lambda r: r["values"]["trial"])
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import signal
 
 import pytest
 from test_study import args, trials, with_study_task
 
-from conftest import Project
+from conftest import Project, wait_for
 
 pytest.importorskip("optuna")
 
@@ -48,12 +50,7 @@ def test_a_warm_started_study_learns_from_the_other_sweep_from_its_first_trial(
 
 
 def trials_of(project: Project, name: str) -> list[dict]:
-    return trials_in(project, project.root / "outputs" / name)
-
-
-def trials_in(project: Project, sweep) -> list[dict]:  # noqa: ANN001
-    rows = project.status(sweep)["runs"]
-    return sorted(rows, key=lambda r: r["values"]["trial"])
+    return trials(project, project.root / "outputs" / name)
 
 
 def test_a_warm_start_that_is_not_a_sweep_is_refused_before_anything_is_written(
@@ -64,17 +61,11 @@ def test_a_warm_start_that_is_not_a_sweep_is_refused_before_anything_is_written(
     assert "sweep.warm_start: outputs/nope is not a sweep folder" in bad.stderr, bad.stderr
     assert "Traceback" not in bad.stderr
     assert not (study.root / "outputs").exists() or not any((study.root / "outputs").iterdir())
-    assert trials  # (the helpers are shared with tests/test_study.py)
 
 
 def test_sigkill_mid_warm_started_study_then_resume_keeps_its_history(project: Project) -> None:
     """Killed mid-study, a warm-started study resumes with the same frozen history (the file
     is written with the study, never again) and loses or repeats no trial."""
-    import os
-    import signal
-
-    from conftest import wait_for
-
     study = with_study_task(project)
     study.run(*args("sweep.n_trials=6", "task.epochs=2", "runner.name=first"), check=True)
     more = ("sweep.n_trials=8", "launcher.max_parallel=2", "task.sleep=0.15", "task.epochs=2",
