@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,10 +215,6 @@ def _printed(outcome: Outcome, folder: Path) -> list[str]:
     return sorted(lines)
 
 
-def _job_files(job: dict[str, Any]) -> set[str]:
-    return set(job)
-
-
 def compare(app: App, examples: Path, work: Path) -> dict[str, list[str]]:
     """mode -> what differed from the basic launcher (empty: the same)."""
     base_folder, base = _run(app, examples, work, "basic")
@@ -295,14 +292,8 @@ ERROR_LINE = re.compile(r"^[\w.]*(Error|Exception)\b")
 
 
 def _multiset_minus(a: list[str], b: list[str]) -> list[str]:
-    rest = list(b)
-    out = []
-    for line in a:
-        if line in rest:
-            rest.remove(line)
-        else:
-            out.append(line)
-    return out
+    """The lines of ``a`` that ``b`` lacks, as many times as they are missing."""
+    return sorted((Counter(a) - Counter(b)).elements())
 
 
 def _first_difference(a: Any, b: Any, where: str = "") -> str:
