@@ -83,9 +83,9 @@ def bench_launch(n: int, work: Path) -> list[tuple[str, float, float]]:
 def bench_freeze(n_grid: int, work: Path) -> list[tuple[str, float, float]]:
     from hydra import compose
 
-    from runner.compose import composer
-    from runner.store import SweepStore
-    from runner.sweep import expand
+    from runner.config.compose import composer
+    from runner.planning.sweep import expand
+    from runner.storage.store import SweepStore
 
     side = int(n_grid ** 0.5)
     os.chdir(work)
@@ -105,10 +105,10 @@ def bench_freeze(n_grid: int, work: Path) -> list[tuple[str, float, float]]:
 
 
 def bench_status(n: int, work: Path) -> list[tuple[str, float, float]]:
-    from runner.run_id import run_dirname, run_id
-    from runner.status import json_text
-    from runner.store import SweepStore
-    from runner.sweep import Plan, RunSpec
+    from runner.planning.run_id import run_dirname, run_id
+    from runner.planning.sweep import Plan, RunSpec
+    from runner.results.status import json_text
+    from runner.storage.store import SweepStore
 
     runs = [RunSpec(run_id({"x": i}), run_dirname({"x": i}), {"x": i}, {"x": i})
             for i in range(n)]

@@ -82,9 +82,9 @@ class Trace:
 
 
 def distributions() -> dict[str, Any]:
-    from runner.compose import parse_overrides
+    from runner.config.compose import parse_overrides
+    from runner.planning.sweep import _axis_from_override
     from runner.study.space import distribution
-    from runner.sweep import _axis_from_override
 
     out = {}
     for key, text in SPACE.items():
@@ -212,7 +212,7 @@ def one_case(job: tuple[str, int, list[str], int]) -> dict[str, Trace]:
 
 def interval(values: list[float], back: Any = None) -> str:
     """Mean [95% t interval] (``back``: applied to all three, e.g. exp of a mean log)."""
-    from runner.results import t_interval
+    from runner.results.aggregate import t_interval
 
     v = [x for x in values if not math.isnan(x)]
     if not v:
@@ -308,7 +308,7 @@ def simulate(tasks: list[str], seeds: int, methods: list[str], jobs: int
 
 
 def figure(traces: dict[str, list[Trace]], path: Path, budget: int) -> None:
-    from runner.plots import _pyplot, colours
+    from runner.results.plots import _pyplot, colours
 
     plt = _pyplot()
     grid = np.linspace(EPOCHS, budget, 200)

@@ -21,10 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def build(root: Path, n_runs: int, steps: int) -> Path:
-    from runner.run_id import run_dirname, run_id
-    from runner.state import State, claim, finish
-    from runner.store import SweepStore
-    from runner.sweep import Plan, RunSpec
+    from runner.planning.run_id import run_dirname, run_id
+    from runner.planning.sweep import Plan, RunSpec
+    from runner.storage.state import State, claim, finish
+    from runner.storage.store import SweepStore
 
     seeds = 10
     runs = []
@@ -56,8 +56,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from runner.report import make_report
-    from runner.store import SweepStore
+    from runner.results.report import make_report
+    from runner.storage.store import SweepStore
 
     with tempfile.TemporaryDirectory() as tmp:
         sweep = build(Path(tmp), args.runs, args.steps)

@@ -51,11 +51,11 @@ def main() -> None:
     args = parser.parse_args()
     import optuna
 
-    from runner.compose import composer
-    from runner.state import State, claim, finish
-    from runner.store import SweepStore
+    from runner.config.compose import composer
+    from runner.planning.sweep import expand
+    from runner.storage.state import State, claim, finish
+    from runner.storage.store import SweepStore
     from runner.study.source import StudySource
-    from runner.sweep import expand
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="bench-study-"))

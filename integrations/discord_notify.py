@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.config_schema import NotifierConf
+from runner.config.schema import NotifierConf
+from runner.config.secrets import known, read_secret, redact
 from runner.errors import ConfigError
 from runner.integrations.mentions import NO_MENTIONS, no_pings
 from runner.notifiers.base import (
@@ -37,7 +38,6 @@ from runner.notifiers.base import (
     SweepProgress,
     SweepStarted,
 )
-from runner.secrets import known, read_secret, redact
 
 log = logging.getLogger("runner.discord")
 
@@ -226,9 +226,9 @@ class DiscordNotifier(Notifier):
         """Top runs by the metric as a table, and a PNG of the metric over steps for them."""
         import tempfile
 
-        from runner import plots
-        from runner.results import Group, collect
-        from runner.store import SweepStore
+        from runner.results import plots
+        from runner.results.aggregate import Group, collect
+        from runner.storage.store import SweepStore
 
         metric, mode, k = self.conf.metric, self.conf.mode, self.conf.top_k
         results = [r for r in collect(SweepStore(sweep_dir), metric, "final", mode)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.trackers import Tracker
+from runner.execution.trackers import Tracker
 
 
 @dataclass

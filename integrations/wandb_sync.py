@@ -21,10 +21,10 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import atomic
+from runner.config.secrets import redact
 from runner.errors import ConfigError, StateError
-from runner.secrets import redact
-from runner.store import SweepStore
+from runner.storage import atomic
+from runner.storage.store import SweepStore
 
 PARALLEL = 4  # `wandb sync` processes at once (one per run)
 SYNC_TIMEOUT_S = 1800
@@ -96,7 +96,7 @@ class SyncResult:
 
 def offline_runs(store: SweepStore) -> list[OfflineRun]:
     """Every attempt's offline WandB data in the sweep, oldest attempt first per run."""
-    from runner.status import read_run
+    from runner.results.status import read_run
 
     found = []
     for ref in store.runs():
@@ -180,8 +180,7 @@ def sync_sweep(sweep: Path, project: str | None = None, entity: str | None = Non
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from runner import secrets
-
+    from runner.config import secrets
     by_run: dict[str, list[OfflineRun]] = {}
     for run in todo:  # a run's attempts together and in order: a resumed run is continued
         by_run.setdefault(run.run_id, []).append(run)

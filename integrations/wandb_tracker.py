@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ConfigError
-from runner.trackers import Tracker
+from runner.execution.trackers import Tracker
 
 ID_FILE = "wandb_id"
 

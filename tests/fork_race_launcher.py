@@ -46,8 +46,7 @@ def body(paths: Any, token: str, heartbeat_s: float = 0.0, **_: Any) -> int:
 def install() -> None:
     """Runs' bodies become ``body`` (what ``child_main`` calls last): in this process, and in
     a fork server started as a fresh interpreter, which preloads this module."""
-    from runner import worker
-
+    from runner.execution import worker
     worker.execute = body  # type: ignore[assignment]
 
 

@@ -209,7 +209,7 @@ FORBIDDEN_EFFECTS = [
 
 
 def test_every_sweep_kind_has_a_chat_case() -> None:
-    from runner.sweep import all_kinds
+    from runner.planning.sweep import all_kinds
 
     assert set(KIND_COMMANDS) == {"single", *all_kinds()}
 
@@ -231,7 +231,7 @@ def test_every_sweep_kind_is_judged_by_its_effect(attack_bot: BotLogic, project:
 
 def test_a_plan_with_nothing_to_judge_is_refused(attack_bot: BotLogic) -> None:
     from runner.integrations.discord_bot.chat_policy import ChatPolicy
-    from runner.sweep import Plan
+    from runner.planning.sweep import Plan
 
     empty = Plan(name="x", kind="new", runs=[], axes=[], varying=[], execution={},
                  overrides=[], fingerprint="")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from runner.config_schema import LocalLauncherConf, PinnedLauncherConf, RunnerConf, SweepConf
+from runner.config.schema import LocalLauncherConf, PinnedLauncherConf, RunnerConf, SweepConf
 from runner.integrations.discord_notify import DiscordNotifierConf
 from runner.study.config import StudyConf
 
@@ -64,15 +64,15 @@ def test_names_frozen_before_the_packages_moved_still_load(project, monkeypatch)
     """Sweeps frozen when integrations/ and examples/ were top-level packages still resume."""
     from pathlib import Path
 
-    from runner.config_schema import load_target
+    from runner.config.schema import load_target
 
     # as from any folder but the repository's root: no top-level integrations/examples
     monkeypatch.setattr(sys, "path", [p for p in sys.path if Path(p or ".").resolve() != REPO])
     for name in [m for m in sys.modules if m.split(".")[0] in ("integrations", "examples")]:
         monkeypatch.delitem(sys.modules, name)
+    from runner.execution.tasks import check_task, load_task
+    from runner.execution.trackers import Tracker
     from runner.integrations.wandb_tracker import WandbTracker
-    from runner.tasks import check_task, load_task
-    from runner.trackers import Tracker
 
     cls, _ = load_target({"_target_": "integrations.wandb_tracker.WandbTracker"}, "tracker.w",
                          Tracker)

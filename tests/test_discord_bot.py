@@ -112,7 +112,7 @@ def test_summary_filters_config_and_metrics_by_key_prefix(
 
 def test_plot_attaches_a_png_of_metrics_logged_at_any_interval(
         sweeps: Project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from runner.plots import colours
+    from runner.results.plots import colours
 
     ids = run_ids(sweeps, "alpha")
 
@@ -213,7 +213,7 @@ def test_permitted_launch_runs_a_sweep_and_bad_overrides_start_nothing(
                 text = (await answer(fake, token)).payload["content"]
                 assert text.startswith("error:") and expected in text, (overrides, text)
 
-    from runner.secrets import register
+    from runner.config.secrets import register
 
     register(TOKEN)  # the bot read it as a secret: it is known and redacted
     try:

@@ -19,7 +19,7 @@ from runner.integrations.discord_notify import (
     build_message,
 )
 from runner.notifiers.base import SweepStarted
-from runner.plots import colours
+from runner.results.plots import colours
 
 
 def notifier(url: str, monkeypatch, **kw) -> DiscordNotifier:

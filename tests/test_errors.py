@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.cli import main
+from runner.cli.main import main
 
 
 @dataclass
@@ -191,8 +191,8 @@ def test_command_line_mistakes_are_named(project, capsys):
 
 
 def test_config_name_is_used_for_every_run(project):
-    from runner.compose import composer
-    from runner.sweep import expand
+    from runner.config.compose import composer
+    from runner.planning.sweep import expand
 
     (project.root / "conf" / "alt.yaml").write_text(
         "defaults:\n  - task: toy\n  - launcher: local\n  - _self_\nseed: 7\n")

@@ -50,9 +50,9 @@ def _runs(project: Project, sweep: Path) -> dict[int, dict]:
 
 def _freeze(project: Project, *overrides: str) -> Path:
     """Freeze the sweep ``project.run(*overrides)`` would run, launching nothing."""
-    from runner.compose import composer
-    from runner.store import SweepStore
-    from runner.sweep import expand
+    from runner.config.compose import composer
+    from runner.planning.sweep import expand
+    from runner.storage.store import SweepStore
 
     with composer() as comp:
         plan = expand(comp, ["task=toy", "runner.output_dir=outputs", *overrides])

@@ -1,6 +1,6 @@
 """Every figure runner draws is readable: a bounded canvas, no text outside it, no tick labels
-on top of each other, no legend over data (``runner.plots.layout_problems``), on the cases that
-made them unreadable: many settings and sweeps, long titles, log axes over a short range,
+on top of each other, no legend over data (``runner.results.plots.layout_problems``), on the
+cases that made them unreadable: many settings and sweeps, long titles, log axes over a short range,
 integer axes, a study with pruned trials, a sweep that only returns values. Each figure is also
 written under the test's folder to be looked at."""
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner import plots
-from runner.results import Group, RunResult
+from runner.results import plots
+from runner.results.aggregate import Group, RunResult
 
 LONG = "a-sweep-with-a-rather-long-name-" * 3
 

@@ -17,9 +17,9 @@ import pytest
 from rich.console import Console
 
 from conftest import wait_for
-from runner.config_schema import RunnerConf
-from runner.scheduler import prepare
-from runner.store import SweepStore
+from runner.config.schema import RunnerConf
+from runner.scheduling.scheduler import prepare
+from runner.storage.store import SweepStore
 
 SWEEP = ("seed=range(6)", "task.sleep=1.2", "task.steps=12", "launcher.max_parallel=2")
 
@@ -152,7 +152,7 @@ SLOW_TRACKER = '''
 from dataclasses import dataclass
 from pathlib import Path
 import time
-from runner.trackers import Tracker
+from runner.execution.trackers import Tracker
 
 @dataclass
 class SlowConf:

@@ -216,10 +216,10 @@ def test_progress_display_on_a_terminal(project):
 
     from rich.console import Console
 
-    from runner.compose import composer
-    from runner.scheduler import run_sweep
-    from runner.store import SweepStore
-    from runner.sweep import expand
+    from runner.config.compose import composer
+    from runner.planning.sweep import expand
+    from runner.scheduling.scheduler import run_sweep
+    from runner.storage.store import SweepStore
 
     with composer() as comp:
         plan = expand(comp, ["task=toy", "seed=range(3)", "task.mode=ok",

@@ -109,7 +109,7 @@ def test_killing_the_runner_around_a_fork_leaves_no_body_running(tmp_path: Path,
 def test_a_child_whose_parent_died_before_it_asked_to_die_with_it_exits(tmp_path: Path) -> None:
     """The root of the race, deterministically: the parent is gone before the child arms the
     parent-death signal; the child must notice (its parent is no longer the pid from before the
-    fork) and exit before its body. The same check guards ``python -m runner.worker
+    fork) and exit before its body. The same check guards ``python -m runner.execution.worker
     --parent-pid`` (launcher.start_method=spawn)."""
     body = tmp_path / "body"
     code = (

@@ -13,8 +13,8 @@ import pytest
 from scipy import stats as scipy_stats
 
 from conftest import colours_in, png_size
-from runner.plots import aligned, colours
-from runner.results import Group, RunResult, t975, t_interval
+from runner.results.aggregate import Group, RunResult, t975, t_interval
+from runner.results.plots import aligned, colours
 
 RESULTS_TASK = '''
 import runner
@@ -193,8 +193,8 @@ def test_a_random_search_plots_the_metric_against_each_hyperparameter(project):
     width, height = png_size(sweep / "report" / "val-acc" / "params.png")
     assert width > 1500 and height > 700  # two panels side by side, 200 dpi
     assert "params.png" in (sweep / "report" / "val-acc" / "report.md").read_text()
-    from runner.report import log_axes
-    from runner.store import SweepStore
+    from runner.results.report import log_axes
+    from runner.storage.store import SweepStore
 
     assert log_axes(SweepStore(sweep)) == (["task.lr", "task.width"], {"task.lr"})
     # what mattered: lr moves val/acc by up to 1, width by 0.05
@@ -225,9 +225,9 @@ def test_every_reader_takes_the_latest_attempts_row_per_step(project):
     import csv
     import json
 
-    from runner import queries
-    from runner.results import collect
-    from runner.store import SweepStore
+    from runner.results import queries
+    from runner.results.aggregate import collect
+    from runner.storage.store import SweepStore
 
     (project.root / "retry.py").write_text(RETRY_TASK)
     (project.root / "conf" / "task" / "retry.yaml").write_text("name: retry\nfn: retry:main\n")
@@ -255,7 +255,7 @@ def test_every_reader_takes_the_latest_attempts_row_per_step(project):
 ])
 def test_the_mode_comes_from_the_metrics_name_only_when_it_says(metric, mode):
     from runner.errors import RunnerError
-    from runner.results import mode_for
+    from runner.results.aggregate import mode_for
 
     if mode is None:
         with pytest.raises(RunnerError, match="give --mode max or --mode min"):
@@ -402,10 +402,10 @@ def main(cfg):
 
 def test_every_figure_of_report_and_compare_is_readable(results_project, tmp_path):
     """Reports and a compare of three sweeps drawn in this process, each figure checked by
-    runner.plots.layout_problems; a sweep that only returns values gets no empty curves."""
-    from runner import plots
-    from runner.report import compare, make_report
-    from runner.store import SweepStore
+    runner.results.plots.layout_problems; a sweep that only returns values gets no empty curves."""
+    from runner.results import plots
+    from runner.results.report import compare, make_report
+    from runner.storage.store import SweepStore
 
     project = results_project
     first = project.sweep_dir()

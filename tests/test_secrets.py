@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from runner.config.secrets import read_secret, redact
 from runner.errors import ConfigError
-from runner.secrets import read_secret, redact
 
 
 def test_secret_from_env_then_file_and_redacted_everywhere(tmp_path, monkeypatch):

@@ -135,8 +135,8 @@ def test_runner_makes_its_sweep_folders_unwritable_to_others(project: Project) -
         assert mode(sweep) & 0o022 == 0 and mode(sweep / "runs") & 0o022 == 0
         assert mode(sweep / "sweep.json") & 0o022 == 0
     assert mode(project.root / "outputs" / "st" / "study.json") & 0o022 == 0
-    from runner.store import SweepStore
-    from runner.trust import why_untrusted
+    from runner.config.trust import why_untrusted
+    from runner.storage.store import SweepStore
 
     plan_only = project.root / "outputs" / "s" / "sweep.json"
     assert why_untrusted(plan_only) is None and SweepStore(plan_only.parent).exists()

@@ -307,7 +307,7 @@ def sbatch(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
 commands.sbatch = sbatch
-from runner.cli import main
+from runner.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """
 
@@ -387,7 +387,7 @@ def test_cancel_command_scancels_queued_and_running_jobs(cluster: Any,
     sweep = project.sweep_dir()
     proc = project.cli("cancel", str(sweep))
     assert proc.returncode == 0, proc.stderr
-    assert "scancel: SLURM job(s)" in proc.stderr
+    assert "slurm: cancelled job(s)" in proc.stderr
     states = [r["state"] for r in rows(project).values()]
     assert states == ["INTERRUPTED"] * 3
     jobs = {json.loads((s / "submission.json").read_text())["job_id"]

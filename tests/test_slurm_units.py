@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from runner.config_schema import SlurmLauncherConf
+from runner.config.schema import SlurmLauncherConf
 from runner.errors import ConfigError, SlurmError
 from runner.launchers import launcher_config
-from runner.paths import RunPaths, SweepPaths
-from runner.recovery import judge, observe
 from runner.slurm import commands, submissions
 from runner.slurm.commands import JobInfo, parse_job_id, parse_squeue
 from runner.slurm.script import ArraySpec, job_name, render_script
-from runner.state import Lease, State, claim, create_unhatched, finish, read_state, unclaim
+from runner.storage.paths import RunPaths, SweepPaths
+from runner.storage.recovery import judge, observe
+from runner.storage.state import Lease, State, claim, create_unhatched, finish, read_state, unclaim
 
 GOLDEN = Path(__file__).parent / "assets" / "slurm"
 WEIRD = ["plain", "a 0", 'a"=0"', "a'; echo foo", "a\n0", "100%_%j"]

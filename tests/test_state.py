@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from runner.atomic import write_json_atomic
 from runner.errors import CorruptStateError
-from runner.metrics import MetricsWriter, last_metrics, read_metrics
-from runner.paths import RunPaths
-from runner.state import (
+from runner.storage.atomic import write_json_atomic
+from runner.storage.metrics import MetricsWriter, last_metrics, read_metrics
+from runner.storage.paths import RunPaths
+from runner.storage.state import (
     State,
     claim,
     create_unhatched,
@@ -93,7 +93,7 @@ def test_two_flags_after_a_kill_resolve_to_the_newer_state(run, leftover, expect
         if state is State.RUNNING:
             from dataclasses import asdict
 
-            from runner.state import Lease
+            from runner.storage.state import Lease
             lease = asdict(Lease.new(attempt))
             write_json_atomic(run.flag("RUNNING"), lease)
         elif state is State.UNHATCHED:
@@ -151,14 +151,14 @@ def test_concurrent_claims_have_exactly_one_winner(tmp_path):
 
 
 def _record_launches(root: str) -> None:
-    from runner.store import SweepStore
+    from runner.storage.store import SweepStore
 
     for i in range(10):
         SweepStore(root).update_execution({"runner": {"name": str(i)}, "launcher": {}})
 
 
 def test_concurrent_launches_each_keep_their_entry_in_the_manifest(tmp_path):
-    from runner.store import MANIFEST_VERSION
+    from runner.storage.store import MANIFEST_VERSION
 
     (tmp_path / "sweep.json").write_text(json.dumps(
         {"version": MANIFEST_VERSION, "name": "s", "runs": [], "execution": {}}))
@@ -198,8 +198,8 @@ def test_torn_metrics_tail_is_skipped_but_a_bad_middle_line_is_an_error(tmp_path
 def test_leases_of_other_hosts_die_by_heartbeat_age():
     from dataclasses import replace
 
-    from runner.recovery import death_reason
-    from runner.state import Lease
+    from runner.storage.recovery import death_reason
+    from runner.storage.state import Lease
 
     lease = replace(Lease.new(1), host="node-7", pid=1, heartbeat=1000.0)
     assert death_reason(lease, stale_after_s=120, now=1100.0) is None  # pid 1 is not ours to ask

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from runner.run_id import run_dirname, run_id
-from runner.state import State, claim, finish
-from runner.status import json_text, scan, to_json
-from runner.store import SweepStore
-from runner.sweep import Plan, RunSpec
+from runner.planning.run_id import run_dirname, run_id
+from runner.planning.sweep import Plan, RunSpec
+from runner.results.status import json_text, scan, to_json
+from runner.storage.state import State, claim, finish
+from runner.storage.store import SweepStore
 
 ANY = frozenset({State.UNHATCHED})
 
@@ -59,7 +59,7 @@ def test_forked_json_equals_the_plain_scan(tmp_path, quick_settle):
 @pytest.fixture
 def quick_settle(monkeypatch):
     """Cache run directories untouched for 50 ms (well above file-time granularity)."""
-    monkeypatch.setattr("runner.status._SETTLED_NS", 50_000_000)
+    monkeypatch.setattr("runner.results.status._SETTLED_NS", 50_000_000)
 
 
 def test_recently_changed_runs_are_not_cached_yet(tmp_path):
@@ -91,9 +91,9 @@ def test_status_reads_again_when_a_flag_moves_under_it(project, monkeypatch):
     """A live runner renames FLAGs while status lists them: never an error, always a state."""
     import threading
 
-    from runner import status
-    from runner.state import State, claim, finish
-    from runner.store import SweepStore
+    from runner.results import status
+    from runner.storage.state import State, claim, finish
+    from runner.storage.store import SweepStore
 
     project.run("seed=range(3)", check=True)
     store = SweepStore(project.sweep_dir())
@@ -135,7 +135,7 @@ def test_status_into_a_closed_pipe_ends_quietly(project, monkeypatch):
     nothing and exits 0, never "error: ..." about the pipe."""
     import io
 
-    from runner.cli import main
+    from runner.cli.main import main
 
     class ClosedPipe(io.StringIO):
         def write(self, text: str) -> int:

@@ -122,7 +122,7 @@ def test_asha_prunes_inside_the_task_and_pruned_is_its_own_state(study: Project)
     # 2 + 3 trials reached, each trial by the report the judge recorded there
     import dataclasses
 
-    from runner.store import SweepStore
+    from runner.storage.store import SweepStore
     from runner.study.history import load
     from runner.study.sampler_study import SamplerStudy
     from runner.study.source import StudySource
@@ -180,10 +180,10 @@ def test_a_deterministic_study_asks_and_prunes_the_same_whatever_ends_first(
 def test_asha_decisions_match_hand_computed_rungs() -> None:
     """Four finished trials at rung 0 (epoch 1, eta 2): 0.9, 0.8, 0.7, 0.6. A fifth reporting
     0.85 is in the top half of the five values (promoted); 0.5 is not (pruned)."""
+    from runner.planning.sweep import Axis
     from runner.study.config import StudyConf
     from runner.study.history import Trial, study_of
     from runner.study.space import distribution
-    from runner.sweep import Axis
 
     conf = StudyConf(pruner="asha", reduction_factor=2, min_resource=1)
     dists = {"x": distribution(Axis("x", "", [1, 2, 3, 4, 5, 6]))}
@@ -198,10 +198,10 @@ def test_asha_decisions_match_hand_computed_rungs() -> None:
 
 
 def test_median_decisions_match_hand_computed_medians() -> None:
+    from runner.planning.sweep import Axis
     from runner.study.config import StudyConf
     from runner.study.history import Trial, study_of
     from runner.study.space import distribution
-    from runner.sweep import Axis
 
     conf = StudyConf(pruner="median", startup_trials=3)
     dists = {"x": distribution(Axis("x", "", [1, 2, 3, 4, 5]))}
@@ -305,13 +305,13 @@ def test_pruned_trials_reach_discord_and_the_report_shows_the_study(
 def test_the_kept_study_is_the_study_rebuilt_from_the_store(study: Project) -> None:
     """Proposals keep one optuna study and update it from the store; at every point it holds
     what a fresh rebuild from the FLAG files holds (a resumed runner starts from that)."""
-    from runner.compose import composer
-    from runner.state import State, claim, finish
-    from runner.store import SweepStore
+    from runner.config.compose import composer
+    from runner.planning.sweep import expand
+    from runner.storage.state import State, claim, finish
+    from runner.storage.store import SweepStore
     from runner.study.fidelity import view
     from runner.study.history import load, study_of
     from runner.study.source import StudySource
-    from runner.sweep import expand
 
     with composer() as comp:
         plan = expand(comp, args("sweep.n_trials=12"))
@@ -357,7 +357,7 @@ def _first_time():
 
 
 if POINT in ("asked", "frozen"):
-    from runner.store import SweepStore
+    from runner.storage.store import SweepStore
     calls = {"n": 0}
     after = int(os.environ.get("KILL_AFTER", "3"))
 
@@ -447,12 +447,12 @@ def test_export_study_writes_the_run_store_as_an_optuna_database(
     """For optuna-dashboard: every trial as its FLAG file says, replaced whole each time."""
     import optuna
 
-    from runner.cli import main
-    from runner.compose import composer
-    from runner.state import State, claim, finish
-    from runner.store import SweepStore
+    from runner.cli.main import main
+    from runner.config.compose import composer
+    from runner.planning.sweep import expand
+    from runner.storage.state import State, claim, finish
+    from runner.storage.store import SweepStore
     from runner.study.source import StudySource
-    from runner.sweep import expand
 
     with composer() as comp:
         plan = expand(comp, args("sweep.n_trials=4"))
@@ -494,8 +494,8 @@ def test_a_finished_study_is_extended_by_the_same_command_with_more_trials(
     """sweep.n_trials says how far a study goes, not which study it is: the same command with
     a larger n_trials continues the same study (trials 4 and 5 proposed from what 0..3 taught),
     and a study an older version named with its n_trials hashed in is found and continued."""
-    from runner.store import SweepStore
-    from runner.sweep import fingerprint_overrides
+    from runner.planning.sweep import fingerprint_overrides
+    from runner.storage.store import SweepStore
 
     base = args("launcher.max_parallel=2")
     assert study.run(*base, "sweep.n_trials=4", timeout=300).returncode == 0

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from runner.planning.sweep import Axis
 from runner.study.config import StudyConf
 from runner.study.fidelity import FINAL_RUNG, modelled_rung, rung_values, view
 from runner.study.history import NOT_SEEN, Trial
 from runner.study.sampler_study import SamplerStudy
 from runner.study.space import distribution
-from runner.sweep import Axis
 
 ASHA = StudyConf(sampler="tpe", pruner="asha", min_resource=3, reduction_factor=3)
 
@@ -112,7 +112,7 @@ def test_the_sampler_study_follows_the_trials_and_rebuilds_when_the_rung_moves()
 def test_a_third_of_the_trials_are_random_and_all_while_no_rung_is_modelled() -> None:
     from optuna.samplers import RandomSampler, TPESampler
 
-    from runner.config_schema import validate
+    from runner.config.schema import validate
     from runner.errors import ConfigError
     from runner.study.sampler_study import sampler_for
 

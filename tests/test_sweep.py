@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from runner.compose import composer
+from runner.config.compose import composer
 from runner.errors import SweepError
-from runner.run_id import run_id
-from runner.sweep import Plan, expand
+from runner.planning.run_id import run_id
+from runner.planning.sweep import Plan, expand
 
 
 def plan(*overrides: str) -> Plan:
@@ -248,7 +248,7 @@ def test_any_importable_function_with_new_keys_on_the_default_task(project):
     ("task.missing_ok is None", True),
 ])
 def test_filter_expressions_evaluate_like_python(expr, expected):
-    from runner.filters import compile_filter
+    from runner.planning.filters import compile_filter
 
     keep = compile_filter(expr)
     config = {"task": {"lr": 0.01, "name": "toy", "missing_ok": None}, "seed": 0}
@@ -271,7 +271,7 @@ class _Obj:
     ("int(task.name) > 0", "failed on run .* with ValueError"),
 ])
 def test_filter_cost_is_bounded_and_errors_quote_no_value(expr, message):
-    from runner.filters import compile_filter
+    from runner.planning.filters import compile_filter
 
     with pytest.raises(SweepError, match=message) as info:
         compile_filter(expr)({"seed": 0}, {"task": {"lr": 0.5, "name": "SECRETISH"}, "seed": 0})
@@ -315,7 +315,7 @@ def test_adding_runs_updates_axes_as_a_full_recount_would() -> None:
     the new run alone and always equal a recount over every run (absent keys differ)."""
     import random
 
-    from runner.sweep import axes_after, axes_of
+    from runner.planning.sweep import axes_after, axes_of
 
     rng = random.Random(0)
     for _ in range(300):

@@ -109,10 +109,10 @@ def test_the_fork_server_imports_the_trackers_once_per_sweep(tmp_path, wandb_env
 
     from rich.console import Console
 
+    from runner.execution.trackers import preload_modules
     from runner.integrations.wandb_tracker import WandbTracker
-    from runner.scheduler import _SweepLoop
-    from runner.store import MANIFEST_VERSION, SweepStore
-    from runner.trackers import preload_modules
+    from runner.scheduling.scheduler import _SweepLoop
+    from runner.storage.store import MANIFEST_VERSION, SweepStore
 
     tracker = {"wandb": {"_target_": "runner.integrations.wandb_tracker.WandbTracker"}}
     wanted = ["runner.integrations.wandb_tracker", *WandbTracker.imports]

@@ -11,11 +11,11 @@ import logging
 import os
 import sys
 
-from runner.compose import composer, to_container
-from runner.config_schema import validate
+from runner.config.compose import composer, to_container
+from runner.config.schema import validate
+from runner.config.secrets import RedactingFilter, install_hooks, read_secret, redact
 from runner.errors import RunnerError
 from runner.integrations.discord_bot.config import BotConf
-from runner.secrets import RedactingFilter, install_hooks, read_secret, redact
 
 
 def load_conf(overrides: list[str]) -> BotConf:

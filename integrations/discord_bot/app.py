@@ -19,12 +19,12 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from runner.config.secrets import redact
 from runner.errors import RunnerError
 from runner.integrations.discord_bot.logic import BotLogic, Caller, Reply
 from runner.integrations.discord_bot.messages import plan_messages
 from runner.integrations.discord_bot.wandb_source import CALLER
 from runner.integrations.mentions import no_pings
-from runner.secrets import redact
 
 log = logging.getLogger("runner.discord_bot")
 MAX_429_RETRIES = 4

@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.configfile import config_changes
+from runner.config.configfile import config_changes
+from runner.config.secrets import redact
 from runner.errors import ConfigError
-from runner.secrets import redact
 
 MAX_TEXT = 2000  # characters of one /launch text
 DEFAULT_CHAT_KEYS = ["task.*", "!task.fn", "!task.name", "seed", "sweep.*",
@@ -44,7 +44,7 @@ def _under(path: str, prefix: str) -> bool:
 def parse_chat_overrides(text: str) -> list[str]:
     """Overrides from a chat message, checked by spelling; raises ConfigError naming what is
     refused. (The effect is checked by ``ChatPolicy.check`` once the sweep is composed.)"""
-    from runner.compose import parse_overrides
+    from runner.config.compose import parse_overrides
 
     if len(text) > MAX_TEXT:
         raise ConfigError(f"the overrides are {len(text)} characters long; at most {MAX_TEXT}")
@@ -98,7 +98,7 @@ class ChatPolicy:
 
     @staticmethod
     def _plain_task(args: Sequence[str]) -> str | None:
-        from runner.compose import parse_overrides
+        from runner.config.compose import parse_overrides
 
         chosen = None
         for o in parse_overrides(args):
@@ -142,8 +142,8 @@ class ChatPolicy:
 
     def _baseline(self, composer: Any, overrides: list[str], config_name: str
                   ) -> tuple[dict[str, Any], dict[str, Any]]:
-        from runner.compose import to_container
-        from runner.sweep import EXEC_SECTIONS
+        from runner.config.compose import to_container
+        from runner.planning.sweep import EXEC_SECTIONS
 
         full = to_container(composer.compose(overrides, config_name))  # (no hydra section)
         config = {k: v for k, v in full.items() if k not in EXEC_SECTIONS}
@@ -152,7 +152,7 @@ class ChatPolicy:
 
     def _refuse(self, changes: list[tuple[str, Any, Any]], choice: str | None) -> None:
         """Refuse the first change (key, old, new) chat may not make."""
-        from runner.sweep import has_interpolation
+        from runner.planning.sweep import has_interpolation
 
         for path, _, new in changes:
             if not self.allows(path):

@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.config.secrets import ENV_DIGESTS, digest
 from runner.errors import ConfigError, RunnerError
 from runner.integrations.discord_bot.chat_policy import ChatPolicy
-from runner.secrets import ENV_DIGESTS, digest
 
 _COMPOSE_LOCK = threading.Lock()  # Hydra's global state: one composition at a time
 
@@ -64,10 +64,10 @@ class Launches:
 
     def plan(self, args: list[str]) -> object:
         """Compose and validate the sweep (no file written); raises ConfigError/SweepError."""
-        from runner.compose import composer
-        from runner.scheduler import check_execution
-        from runner.sweep import Limits, expand
-        from runner.tasks import check_task
+        from runner.config.compose import composer
+        from runner.execution.tasks import check_task
+        from runner.planning.sweep import Limits, expand
+        from runner.scheduling.scheduler import check_execution
 
         conf_dir = self.workdir / "conf"
         limits = Limits(max_runs=self.max_runs, predicates=False, where="bot.max_runs")
@@ -93,7 +93,7 @@ class Launches:
                   user_id: int) -> str:
         """Call the admin's ``bot.launch_fn`` with the checked overrides; what it returns (a
         job id, a queue position) is told to the user."""
-        from runner.tasks import load_task
+        from runner.execution.tasks import load_task
 
         try:
             fn = load_task(target)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner import queries
+from runner.config.secrets import redact
 from runner.errors import RunnerError, StateError
 from runner.integrations.discord_bot.chat_policy import ChatPolicy, parse_chat_overrides
 from runner.integrations.discord_bot.config import BotConf
@@ -39,8 +39,8 @@ from runner.integrations.discord_bot.subscriptions import Subscription, Subscrip
 from runner.integrations.discord_bot.wandb_commands import WandbCommands
 from runner.integrations.discord_bot.wandb_source import WandbSource
 from runner.integrations.discord_bot.watcher import Watcher, WatchStore
-from runner.secrets import redact
-from runner.store import SweepStore
+from runner.results import queries
+from runner.storage.store import SweepStore
 
 READ_ONLY = ("sweeps", "runs", "summary", "plot")
 OPTIONS = {"sweeps": (), "runs": ("sweep", "state", "top", "sort", "mode", "source", "filters"),
@@ -170,7 +170,7 @@ class BotLogic:
     def runs(self, sweep: str, state: str | None = None, top: int | None = None,
              sort: str | None = None, mode: str | None = None, source: str = "runner",
              filters: str | None = None) -> Reply:
-        from runner.results import mode_for
+        from runner.results.aggregate import mode_for
 
         if _source(source) == "wandb":
             return self.wandb.runs(sweep, state, top, sort, mode, filters)
@@ -239,7 +239,8 @@ class BotLogic:
 
     def plot(self, sweep: str, runs: str = "", keys: str = "loss", spread: bool = False,
              source: str = "runner", filters: str | None = None) -> Reply:
-        from runner import plots, results
+        from runner.results import aggregate as results
+        from runner.results import plots
 
         if _source(source) == "wandb":
             return self.wandb.plot(sweep, runs, keys, spread, filters)

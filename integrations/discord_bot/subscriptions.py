@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from runner.atomic import write_json_atomic
+from runner.storage.atomic import write_json_atomic
 
 
 @dataclass

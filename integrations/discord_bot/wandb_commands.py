@@ -34,7 +34,7 @@ from runner.integrations.discord_bot.wandb_source import (
     check_project,
     parse_filters,
 )
-from runner.queries import key_matches
+from runner.results.queries import key_matches
 
 MAX_TOP = 100  # runs one /runs lists (one WandB query)
 SEED_KEYS = ("seed",)
@@ -87,7 +87,7 @@ class WandbCommands:
     def runs(self, project: str | None, state: str | None = None, top: int | None = None,
              sort: str | None = None, mode: str | None = None,
              filters: str | None = None) -> Reply:
-        from runner.results import mode_for
+        from runner.results.aggregate import mode_for
 
         project = self.project(project)
         top = min(int(top or 25), MAX_TOP)
@@ -136,8 +136,7 @@ class WandbCommands:
 
     def plot(self, project: str | None, runs: str = "", keys: str = "loss",
              spread: bool = False, filters: str | None = None) -> Reply:
-        from runner import plots
-
+        from runner.results import plots
         project = self.project(project)
         metrics = plot_keys(keys)
         limit = MAX_PLOT_RUNS * (5 if spread else 1)
@@ -161,7 +160,7 @@ class WandbCommands:
                      [(f"{project}-{'-'.join(metrics)}"[:80].replace("/", "_") + ".png", png)])
 
     def _groups(self, chosen: list[WRun], metric: str, spread: bool) -> list[Any]:
-        from runner.results import Group, RunResult
+        from runner.results.aggregate import Group, RunResult
 
         results = []
         for run in chosen:

@@ -32,9 +32,9 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from runner.config.secrets import redact, register
 from runner.errors import StateError
-from runner.metrics import flatten
-from runner.secrets import redact, register
+from runner.storage.metrics import flatten
 
 T = TypeVar("T")
 PAGE = 100  # runs per query: WandB's largest page

@@ -27,10 +27,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.atomic import write_json_atomic
 from runner.errors import RunnerError, StateError
 from runner.integrations.discord_bot.messages import Reply, code_table, duration_text, fmt
 from runner.integrations.discord_bot.wandb_source import WandbSource, WRun, check_project
+from runner.storage.atomic import write_json_atomic
 
 MAX_BACKOFF_S = 600.0
 OVERLAP_S = 120  # re-read runs whose heartbeat is this close behind the cursor (clock skew)

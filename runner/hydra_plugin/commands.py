@@ -37,7 +37,7 @@ def rerun_refusal(manifest: dict[str, Any], run_dir: Path) -> RunnerError:
 def retrain_best(report: Any, seeds: int, console: Any) -> int:
     """Run the app again: the best setting's own job overrides, seeds no job of the sweep used,
     into ``<sweep>-retrain-<digest>`` (re-running the same retrain resumes it)."""
-    from runner.results import seed_key, used_seeds
+    from runner.results.aggregate import seed_key, used_seeds
 
     if seeds < 1:
         raise RunnerError(f"--seeds must be >= 1, got {seeds}")

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional  # noqa: UP035 (OmegaConf reads these annotations)
 
-from runner.failures import MACHINE
+from runner.storage.failures import MACHINE
 
 RESOLVER = "runner_sweep_id"
 DEFAULT_SWEEP_DIR = (f"multirun/${{hydra.job.name}}-${{{RESOLVER}:${{hydra.overrides.task}},"

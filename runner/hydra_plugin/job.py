@@ -31,11 +31,11 @@ from hydra.types import HydraContext
 from omegaconf import DictConfig, OmegaConf, flag_override, open_dict
 
 import runner
-from runner.atomic import write_json_atomic
-from runner.configfile import load_run_config
+from runner.config.configfile import load_run_config
+from runner.config.secrets import redact
+from runner.execution.tracebacks import HEADER, frames_below
 from runner.hydra_plugin import returns
-from runner.secrets import redact
-from runner.tracebacks import HEADER, frames_below
+from runner.storage.atomic import write_json_atomic
 
 HYDRA_FILE = "hydra.json"  # the job's Hydra node (JSON: a tenth of YAML's cost to write)
 RETURN_FILE = "hydra_return.json"
@@ -71,7 +71,7 @@ def run(_cfg: Any) -> Any:
 def frozen_config(run_dir: Path) -> DictConfig:
     from hydra.conf import HydraConf
 
-    from runner.paths import RunPaths
+    from runner.storage.paths import RunPaths
 
     task_cfg = load_run_config(RunPaths(run_dir))
     hydra_cfg = json.loads((run_dir / HYDRA_FILE).read_text())
@@ -92,7 +92,7 @@ def job_overrides(run_dir: Path) -> list[str]:
 
 def load_task(sweep_dir: Path) -> Any:
     """The task function, from the reference the sweep recorded when it was frozen."""
-    from runner.store import SweepStore
+    from runner.storage.store import SweepStore
 
     ref = SweepStore(sweep_dir).manifest["origin"]["task"]
     for path in reversed(ref.get("sys_path") or []):
@@ -180,7 +180,7 @@ def _as_raised_in_job(exc: BaseException, run_dir: Path) -> BaseException:
 
 def job_return(ref: Any, cfg: DictConfig, detached: bool) -> JobReturn:
     """The JobReturn of one job, from its run directory."""
-    from runner.status import read_run
+    from runner.results.status import read_run
 
     task_cfg = OmegaConf.masked_copy(cfg, [str(k) for k in cfg if k != "hydra"])
     hydra_cfg = OmegaConf.create({})  # {"hydra": ...}, as run_job gives it: the composed

@@ -34,13 +34,13 @@ from hydra.errors import CompactHydraException, HydraException
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from runner import secrets
+from runner.config import secrets
 from runner.hydra_plugin import job
 from runner.hydra_plugin.config import BACKENDS, RUNNER_KEYS
 from runner.hydra_plugin.job import JobFailed  # noqa: F401  (where it was first defined)
 from runner.hydra_plugin.terminal import JobEcho
-from runner.run_id import run_dirname, run_id
-from runner.sweep import Plan, RunSpec, axes_of, override_key, plain
+from runner.planning.run_id import run_dirname, run_id
+from runner.planning.sweep import Plan, RunSpec, axes_of, override_key, plain
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def values_of(overrides: Sequence[str]) -> dict[str, Any]:
 def distinct(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A job listed again in one batch (``db=mysql,postgresql,mysql``) runs again, as under
     Hydra's basic launcher: its k-th repeat gets ``repeat: k`` (stable from run to run)."""
-    from runner.run_id import canonical_values
+    from runner.planning.run_id import canonical_values
 
     seen: dict[str, int] = {}
     out = []
@@ -167,7 +167,7 @@ def _numbers(runs: list[tuple[str, DictConfig]], known: dict[str, int | None],
 def launch(settings: dict[str, Any], config: DictConfig, hydra_context: HydraContext,
            task_function: TaskFunction, job_overrides: Sequence[Sequence[str]],
            initial_job_idx: int) -> list[JobReturn]:
-    from runner.scheduler import check_execution
+    from runner.scheduling.scheduler import check_execution
 
     setup_globals()
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
@@ -198,7 +198,7 @@ def launch(settings: dict[str, Any], config: DictConfig, hydra_context: HydraCon
         if id(cfg) in seen:
             composed[i] = (rid, copy.deepcopy(cfg))
         seen.add(id(composed[i][1]))
-    from runner.store import SweepStore
+    from runner.storage.store import SweepStore
 
     store = SweepStore(sweep_dir)
     known: dict[str, int | None] = ({r["id"]: r.get("index") for r in store.manifest["runs"]}
@@ -229,7 +229,7 @@ def launch(settings: dict[str, Any], config: DictConfig, hydra_context: HydraCon
 def _freeze(store: Any, specs: list[RunSpec], config: DictConfig, execution: dict[str, Any],
             reference: dict[str, Any]) -> tuple[Any, set[str]]:
     """Freeze the jobs the sweep does not hold yet; (the store, the ids frozen now)."""
-    from runner.store import create_here
+    from runner.storage.store import create_here
 
     if not store.exists():
         overrides = [str(o) for o in config.hydra.overrides.task]
@@ -253,7 +253,7 @@ def _freeze(store: Any, specs: list[RunSpec], config: DictConfig, execution: dic
 def _check_frozen(store: Any, specs: list[RunSpec], execution: dict[str, Any]) -> set[str]:
     """The ids of the jobs whose frozen config is what the command composes now; the others
     keep their frozen config (warned), or nothing runs (``on_config_change=error``)."""
-    from runner.configfile import config_changes, load_run_config
+    from runner.config.configfile import config_changes, load_run_config
 
     refs = {r.id: r for r in store.runs()}
     same, changed = set(), []
@@ -282,9 +282,9 @@ def _check_frozen(store: Any, specs: list[RunSpec], execution: dict[str, Any]) -
 
 def _run(store: Any, specs: list[RunSpec], execution: dict[str, Any],
          composed: list[tuple[str, DictConfig]], echo: bool = True) -> list[JobReturn]:
-    from runner import launch as launching
-    from runner.scheduler import run_sweep
-    from runner.trust import check_trusted
+    from runner.config.trust import check_trusted
+    from runner.scheduling import launch as launching
+    from runner.scheduling.scheduler import run_sweep
 
     console = secrets.console(stderr=True, highlight=False, soft_wrap=True)
     check_trusted(store.root)  # its files name the code that runs next

@@ -15,7 +15,7 @@ import math
 import re
 from typing import Any
 
-from runner.secrets import redact
+from runner.config.secrets import redact
 
 TAG = "$runner"  # a dict {"$runner": kind, ...} is a tagged value (a user's own dict is escaped)
 MAX_DEPTH = 100

@@ -12,7 +12,7 @@ from hydra.core.utils import JobReturn
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from runner.config_schema import SweepConf, validate
+from runner.config.schema import SweepConf, validate
 from runner.errors import RunnerError
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def expand_globs(arguments: list[str], config_loader: Any) -> list[str]:
 def jobs_of(settings: dict[str, Any], arguments: list[str],
             config_loader: Any = None) -> list[list[str]]:
     """Every job's overrides (checked: a bad setting names its key)."""
-    from runner.sweep import sweep_values
+    from runner.planning.sweep import sweep_values
 
     arguments = expand_globs(arguments, config_loader)
     fields = {k: v for k, v in settings.items() if k not in ("_target_", "max_batch_size")}

@@ -15,8 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner.paths import RunPaths
-from runner.worker import ATTEMPT_HEADER
+from runner.execution.worker import ATTEMPT_HEADER
+from runner.storage.paths import RunPaths
 
 HEADER = ATTEMPT_HEADER.encode()
 
@@ -55,7 +55,7 @@ class JobEcho:
             self.poll()
 
     def poll(self, final: bool = False) -> None:
-        from runner.secrets import redact
+        from runner.config.secrets import redact
 
         for path, num, stream in self.files:
             grew = _size(path) > self.offsets.get(path, 0)  # (one stat: most files are quiet)

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from runner.config_schema import load_target
+from runner.config.schema import load_target
 from runner.errors import ConfigError
 from runner.launchers.base import Launcher as Launcher
 from runner.launchers.base import RunHandle as RunHandle
 
 if TYPE_CHECKING:
-    from runner.store import SweepStore
+    from runner.storage.store import SweepStore
+
+
+# backend -> 'module:function' that cancels a sweep's queued and running jobs of that backend
+# (``python -m runner cancel``): called with the sweep's folder and a timeout in seconds, it
+# returns the job ids it cancelled and those not ended yet (both empty for a sweep it never ran)
+CANCELLERS: dict[str, str] = {"slurm": "runner.launchers.slurm:cancel_sweep"}
 
 
 def launcher_config(launcher_cfg: dict[str, Any]) -> tuple[type[Launcher], Any]:

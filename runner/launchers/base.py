@@ -4,7 +4,7 @@ A launcher never decides *which* runs to start, and never writes FLAG files for 
 scheduler claims a run (RUNNING lease) and hands it over, the worker records the outcome, and the
 launcher only reports exit statuses (``RunHandle.poll``) so that the scheduler can record deaths
 the worker could not. New backends subclass ``Launcher`` and ``RunHandle`` and add a dataclass
-config in ``runner/config_schema.py`` plus a YAML file in ``conf/launcher/``.
+config in ``runner/config/schema.py`` plus a YAML file in ``conf/launcher/``.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from runner.config_schema import LauncherConf
-from runner.state import Lease
+from runner.config.schema import LauncherConf
+from runner.storage.state import Lease
 
 if TYPE_CHECKING:
-    from runner.store import RunRef, SweepStore
+    from runner.storage.store import RunRef, SweepStore
 
 
 class RunHandle(abc.ABC):
@@ -47,7 +47,7 @@ class Launcher(abc.ABC):
     claim_phase = "launching"  # the lease's phase until the worker takes it over
     requires = ""  # what ``is_available`` looks for, for the error when it is missing
     runs_here = True  # runs start on this machine (a helper process here can serve them)
-    ranks = False  # starts launcher.nproc_per_run > 1 ranks per run (runner.ranks)
+    ranks = False  # starts launcher.nproc_per_run > 1 ranks per run (runner.execution.ranks)
 
     def __init__(self, store: SweepStore, conf: Any, runner_conf: Any) -> None:
         self.store = store

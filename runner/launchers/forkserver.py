@@ -154,8 +154,7 @@ class _Forked:
 # ------------------------------------------------------------------ the server process
 
 def _serve(fd: int, preload: list[str], launcher: int) -> None:
-    from runner import worker
-
+    from runner.execution import worker
     worker.die_with_parent(launcher)  # (the launcher's pid from before the server started)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the launcher's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (a forked server: not the launcher's)
@@ -206,8 +205,7 @@ def _child(sock: socket.socket, wake_r: int, wake_w: int, args: list[Any], serve
            ) -> None:
     """In the forked child: die with the server (first of all: it may be dying now), drop the
     server's plumbing, run the worker, never return."""
-    from runner import worker
-
+    from runner.execution import worker
     worker.die_with_parent(server)
     code = 1
     try:

@@ -2,10 +2,10 @@
 
 With ``start_method=forkserver`` (the default) each run is forked from a fork server that imported
 runner (and the modules of ``runner.preload``, e.g. torch) once per sweep, so a run pays no
-interpreter start-up or import cost. ``start_method=spawn`` starts each run as a fresh
-``python -m runner.worker`` process instead. Either way a run ends the moment its process exits
-(the fork server reports exits as they happen; spawned runs are watched through pidfds), so a
-freed slot is reused at once.
+interpreter start-up or import cost. ``start_method=spawn`` starts each run as a fresh ``python -m
+runner.execution.worker`` process instead. Either way a run ends the moment its process exits (the
+fork server reports exits as they happen; spawned runs are watched through pidfds), so a freed slot
+is reused at once.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from runner.config_schema import LocalLauncherConf
+from runner.config.schema import LocalLauncherConf
 from runner.launchers.base import Launcher, RunHandle
-from runner.state import Lease, State, finish
+from runner.storage.state import Lease, State, finish
 
 if TYPE_CHECKING:
     from runner.launchers.forkserver import ForkServer
-    from runner.store import RunRef, SweepStore
+    from runner.storage.store import RunRef, SweepStore
 
 
 class LocalRunHandle(RunHandle):
@@ -94,7 +94,7 @@ class LocalLauncher(Launcher):
 
     def env_for(self, run: RunRef) -> dict[str, str]:
         """Environment variables of one run (pinned launchers add CPU/GPU assignments)."""
-        from runner.ranks import rank_env
+        from runner.execution.ranks import rank_env
 
         return rank_env(int(self.conf.nproc_per_run),
                         {**self.extra_env, "RUNNER_RUN_DIR": run.dir, "RUNNER_RUN_ID": run.id})
@@ -113,7 +113,7 @@ class LocalLauncher(Launcher):
         heartbeat = float(self.runner_conf.heartbeat_s)
         if self.conf.start_method == "spawn":
             handle.popen = subprocess.Popen(
-                [sys.executable, "-m", "runner.worker", run.dir, "--token", lease.token,
+                [sys.executable, "-m", "runner.execution.worker", run.dir, "--token", lease.token,
                  "--heartbeat-s", str(heartbeat), "--parent-pid", str(os.getpid())],
                 cwd=self.cwd, env={**os.environ, **self.env_for(run)}, start_new_session=True,
                 stdin=subprocess.DEVNULL)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.config_schema import PinnedLauncherConf
+from runner.config.schema import PinnedLauncherConf
 from runner.errors import ConfigError
 from runner.launchers.base import RunHandle
 from runner.launchers.local import LocalLauncher
@@ -26,7 +26,7 @@ from runner.launchers.local import LocalLauncher
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from runner.store import RunRef, SweepStore
+    from runner.storage.store import RunRef, SweepStore
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                     "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")

@@ -20,19 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.atomic import write_text_atomic
-from runner.config_schema import SlurmLauncherConf
+from runner.config.schema import SlurmLauncherConf
 from runner.errors import ConfigError, CorruptStateError, SlurmError
+from runner.execution.ranks import rank_env
 from runner.launchers.base import Launcher, RunHandle
-from runner.ranks import rank_env
-from runner.recovery import is_slurm
 from runner.slurm import commands, submissions
 from runner.slurm.script import ArraySpec, job_name, render_script
 from runner.slurm.verdicts import judge
-from runner.state import Lease, State, finish, read_state, unclaim, update_lease
+from runner.storage.atomic import write_text_atomic
+from runner.storage.paths import SweepPaths
+from runner.storage.recovery import backend_of
+from runner.storage.state import Lease, State, finish, read_state, unclaim, update_lease
 
 if TYPE_CHECKING:
-    from runner.store import RunRef, SweepStore
+    from runner.storage.store import RunRef, SweepStore
 
 STUDY_SLOTS = 8  # trials out at once when a study's launcher.max_parallel is not set
 DRIVER = "loop"  # the submission directory of the sweep loop's own job (wait=false)
@@ -71,7 +72,7 @@ class SlurmLauncher(Launcher):
     runs_here = False  # on the cluster's nodes
 
     config_class = SlurmLauncherConf
-    ranks = True  # on one node: the array task runs the ranks (runner.ranks)
+    ranks = True  # on one node: the array task runs the ranks (runner.execution.ranks)
     detach_on_interrupt = True  # Ctrl-C leaves the jobs to SLURM; `resume` re-attaches
     claim_phase = "queued"
     requires = "SLURM's sbatch and squeue on the PATH (run it on a login node)"
@@ -218,7 +219,7 @@ class SlurmLauncher(Launcher):
 
     def adopt(self, run: RunRef, lease: Lease) -> RunHandle | None:
         """Watch a run that an earlier runner submitted (resume re-attaches, never resubmits)."""
-        if not is_slurm(lease):
+        if backend_of(lease) != "slurm":
             return None
         return SlurmRunHandle(run, lease, int(lease.launcher.get("index", -1)))
 
@@ -269,6 +270,8 @@ def cancel_sweep(sweep_root: str | Path,
     Returns the cancelled array job ids and those still not ended after ``timeout``. Running
     workers record INTERRUPTED themselves; recovery finds the queued ones' leases interrupted.
     """
+    if not SweepPaths(Path(sweep_root)).slurm.is_dir():
+        return [], []
     names = [s.job_name for s in submissions.all_submissions(sweep_root)]
     live = {j.array_job_id for j in commands.query(names).values() if not j.ended}
     cancelled = sorted(live)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runner.config_schema import NotifierConf, load_target
+from runner.config.schema import NotifierConf, load_target
+from runner.config.secrets import redact_obj
 from runner.errors import ConfigError
-from runner.secrets import redact_obj
 
 
 @dataclass

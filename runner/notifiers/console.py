@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.console import Console
 
-from runner import secrets
+from runner.config import secrets
 from runner.notifiers.base import (
     Event,
     Notifier,

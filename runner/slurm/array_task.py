@@ -23,17 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import RunInterrupted, SlurmError
-from runner.paths import RunPaths
-from runner.run_id import id_from_dirname
-from runner.slurm import commands
-from runner.slurm.submissions import read_tasks
-from runner.state import Lease, State, claim, finish, read_state, update_lease
-from runner.worker import (
+from runner.execution.worker import (
     EXIT_LEASE_LOST,
     _default_interrupt,
     _redirect_output,
     execute,
 )
+from runner.planning.run_id import id_from_dirname
+from runner.slurm import commands
+from runner.slurm.submissions import read_tasks
+from runner.storage.paths import RunPaths
+from runner.storage.state import Lease, State, claim, finish, read_state, update_lease
 
 
 class TimeLimitPolicy:

@@ -14,9 +14,9 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from runner.config_schema import SlurmLauncherConf
+from runner.config.schema import SlurmLauncherConf
 from runner.errors import ConfigError
-from runner.paths import SubmissionPaths
+from runner.storage.paths import SubmissionPaths
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.atomic import write_json_atomic
-from runner.paths import SubmissionPaths, SweepPaths
+from runner.storage.atomic import write_json_atomic
+from runner.storage.paths import SubmissionPaths, SweepPaths
 
 NEVER_SUBMITTED_S = 60.0
 

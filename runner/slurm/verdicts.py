@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runner.errors import SlurmError
-from runner.metrics import read_tail
-from runner.paths import RunPaths
-from runner.recovery import Death
 from runner.slurm import commands, submissions
 from runner.slurm.commands import JobInfo
-from runner.state import Lease, State
+from runner.storage.metrics import read_tail
+from runner.storage.paths import RunPaths
+from runner.storage.recovery import Death
+from runner.storage.state import Lease, State
 
 _INTERRUPTING = {"CANCELLED": "was cancelled", "NODE_FAIL": "ended with a node failure",
                  "BOOT_FAIL": "failed to boot its node", "PREEMPTED": "was preempted",

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 from runner.errors import SweepError
-from runner.store import SweepStore
+from runner.storage.store import SweepStore
 from runner.study.config import STUDY_FILE
 from runner.study.history import add, load
 

@@ -51,7 +51,7 @@ def read_decisions(run_dir: str | Path) -> list[dict[str, Any]]:
 
 def objective(row: Any, metric: str) -> float | None:
     """A finished run's value of the objective: its summary's, else its last logged one."""
-    from runner.metrics import flatten, last_metrics
+    from runner.storage.metrics import flatten, last_metrics
 
     value = row.summary.get(metric)
     if not isinstance(value, int | float):
@@ -70,7 +70,7 @@ def load(store: Any, metric: str, known: dict[int, str] | None = None) -> list[T
     """Every trial of the study, in trial-number order. ``known``: trial number -> the final
     state a caller already holds it in; such a trial, still in that state, is listed without
     its decisions and value (read once, when it ended)."""
-    from runner.status import scan
+    from runner.results.status import scan
 
     trials = []
     for row in scan(store):

@@ -18,12 +18,12 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from runner.config_schema import validate
+from runner.config.schema import validate
 from runner.errors import SweepError
+from runner.planning.sweep import EXTENT_KEYS
 from runner.study.config import STUDY_FILE, StudyConf, make_pruner, make_sampler
 from runner.study.space import distribution, inside, to_json
 from runner.study.warm import WARM_FILE, check_sources, collect
-from runner.sweep import EXTENT_KEYS
 
 
 def _representative(axis: Any) -> Any:
@@ -35,9 +35,9 @@ def _representative(axis: Any) -> Any:
 
 def plan_study(composer: Any, base: DictConfig, args: list[str], plain: list[str],
                cli_axes: list[Any], config_name: str, sources: dict[str, str]) -> Any:
-    from runner import sweep as sweeps
-    from runner.results import mode_for
-    from runner.tasks import check_task
+    from runner.execution.tasks import check_task
+    from runner.planning import sweep as sweeps
+    from runner.results.aggregate import mode_for
 
     conf = validate(base.sweep, StudyConf, "sweep")
     make_sampler(conf, conf.seed)  # a missing optional dependency is said now
@@ -162,8 +162,8 @@ def grow(store: Any, wanted: int, console: Any,
          rules: dict[str, Any] | None = None) -> None:
     """Set the study's n_trials (``resume <study> sweep.n_trials=N`` and the same command with
     another n_trials both come here), said once."""
-    from runner.atomic import write_text_atomic
     from runner.errors import ConfigError
+    from runner.storage.atomic import write_text_atomic
     from runner.study.source import study_lock
 
     if wanted < 1:

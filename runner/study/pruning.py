@@ -1,12 +1,12 @@
 """Early stopping inside the running task.
 
-Installed into every run of a study with a pruner (a run hook, see ``runner.worker``), the judge
-watches ``runner.log``: each report of the objective at a new resource value (the ``resource``
-key's value, else the step) is judged by optuna's pruner against the study rebuilt from the run
-store, and the decision is appended to the run's ``pruning.jsonl`` (with the pruner's rung
-attributes) before it takes effect. A report judged before (an earlier attempt of this trial,
-resumed) gets the recorded decision again. A stop raises ``runner.TrialPruned`` in the task
-(after its metrics line is written), so ``try/finally`` can save, and the run ends PRUNED.
+Installed into every run of a study with a pruner (a run hook, see ``runner.execution.worker``),
+the judge watches ``runner.log``: each report of the objective at a new resource value (the
+``resource`` key's value, else the step) is judged by optuna's pruner against the study rebuilt
+from the run store, and the decision is appended to the run's ``pruning.jsonl`` (with the pruner's
+rung attributes) before it takes effect. A report judged before (an earlier attempt of this trial,
+resumed) gets the recorded decision again. A stop raises ``runner.TrialPruned`` in the task (after
+its metrics line is written), so ``try/finally`` can save, and the run ends PRUNED.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from runner.study.history import (
 
 class Judge:
     def __init__(self, ctx: Any) -> None:
-        from runner.store import SweepStore
+        from runner.storage.store import SweepStore
         from runner.study.source import StudyDefinition
 
         self.ctx = ctx

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from runner.config_schema import validate
-from runner.run_id import run_dirname, run_id
-from runner.store import RunRef, SweepStore
+from runner.config.schema import validate
+from runner.planning.run_id import run_dirname, run_id
+from runner.storage.store import RunRef, SweepStore
 from runner.study.config import STUDY_FILE, StudyConf
 from runner.study.history import TRIAL_KEY, as_of, load
 from runner.study.sampler_study import SamplerStudy
@@ -69,7 +69,7 @@ class StudyDefinition:
 
     def config(self, params: dict[str, Any]) -> dict[str, Any]:
         """A trial's config: the template with its parameters set (checked first)."""
-        from runner.sweep import set_dotted
+        from runner.planning.sweep import set_dotted
 
         self.check(params)
 
@@ -118,7 +118,7 @@ class StudySource:
     def propose(self) -> RunRef | None | bool:
         """Freeze the next trial (None once the study has ``n_trials``; False: not yet, in
         deterministic mode, while an earlier trial it must see has not ended)."""
-        from runner.sweep import RunSpec
+        from runner.planning.sweep import RunSpec
 
         definition = self.study
         with study_lock(self.store):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.errors import SweepError
-from runner.sweep import Axis
+from runner.planning.sweep import Axis
 
 
 def distribution(axis: Axis) -> Any:

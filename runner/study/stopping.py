@@ -15,7 +15,7 @@ def stop_reason(conf: Any, store: Any, metric: str, direction: str) -> str | Non
     """Why no more trials may be proposed, or None."""
     if conf.target is None and conf.patience is None and conf.timeout is None:
         return None
-    from runner.status import scan
+    from runner.results.status import scan
     from runner.study.history import TRIAL_KEY, objective
 
     rows = scan(store)

@@ -55,10 +55,10 @@ def collect(folders: list[str], dists: dict[str, Any], metric: str,
             template: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The warm history of ``folders`` for a study of ``dists`` (what ``warm_start.json``
     holds) and the notes that say what was taken."""
-    from runner.configfile import load_run_config
-    from runner.metrics import flatten
-    from runner.status import scan
-    from runner.store import SweepStore
+    from runner.config.configfile import load_run_config
+    from runner.results.status import scan
+    from runner.storage.metrics import flatten
+    from runner.storage.store import SweepStore
     from runner.study.space import inside
 
     records: list[dict[str, Any]] = []

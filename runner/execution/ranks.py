@@ -1,0 +1,174 @@
+"""One run on several processes: ``launcher.nproc_per_run=N`` starts N ranks of the task with
+torch's own elastic launcher (what ``torchrun --standalone`` runs), gloo or NCCL as the task
+chooses.
+
+The run's process is the run as ever: it holds the lease, the heartbeat and the FLAG file, and
+in place of the task it runs ``run_ranks``, torch's elastic agent (``torch.distributed.
+launcher.api.elastic_launch``). The agent starts the N ranks as fresh processes with the
+environment ``torch.distributed`` expects (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
+``LOCAL_WORLD_SIZE``, ``GROUP_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) and a rendezvous on a
+port the system picks, so that runs on one machine never meet. Each rank runs the task
+(``task.fn``) with the run's config:
+
+* ``runner.current_run()`` tells it ``rank``, ``local_rank`` and ``world_size``;
+  ``runner.distributed()`` initialises the default process group (gloo on CPU, NCCL on GPUs);
+* rank 0 owns the run's results: its ``runner.log`` records go to ``metrics.jsonl`` and
+  ``progress.csv``, its return value is the run's summary; other ranks' ``runner.log`` calls are
+  dropped, their return values ignored;
+* every rank's output reaches the run's ``stdout.log``/``stderr.log``, each line prefixed with
+  its rank (``[default0]:``), and is kept per rank under ``ranks/``;
+* a rank that raises ends the run CRASHED with that rank's traceback; the agent stops the other
+  ranks. Each rank dies with the run's process (SIGKILL of the run included), so a killed run
+  leaves no rank behind, and a resume starts the ranks again.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+from runner.errors import ConfigError, RunnerError
+from runner.execution.tracebacks import HEADER, frames_below
+
+NPROC_ENV = "RUNNER_NPROC_PER_RUN"
+RANK_ENTRY_ENV = "RUNNER_RANK_ENTRY"  # what each rank runs (default: the task's fn)
+ENTRY = "runner.execution.ranks:run_ranks"
+
+
+class RankFailed(RunnerError):
+    """A rank of a distributed run raised or died; its message holds that rank's traceback."""
+
+
+def check(nproc_per_run: int, execution: dict[str, Any] | None = None) -> None:
+    """Refuse what a distributed run cannot do yet, before anything is written."""
+    if nproc_per_run <= 1:
+        return
+    try:
+        import torch.distributed  # noqa: F401
+    except ImportError:
+        raise ConfigError("launcher.nproc_per_run > 1 starts its ranks with torch's elastic "
+                          "launcher: install torch (pip install torch)") from None
+    trackers = ((execution or {}).get("tracker") or {})  # name -> a tracker's section
+    if isinstance(trackers, dict) and any(isinstance(t, dict) and t.get("_target_")
+                                          for t in trackers.values()):
+        raise ConfigError("launcher.nproc_per_run > 1 with a tracker is not supported yet: "
+                          "rank 0's metrics are in the run's metrics.jsonl (runner "
+                          "wandb-sync and the trackers read single-process runs only)")
+
+
+def rank_env(nproc_per_run: int, env: dict[str, str]) -> dict[str, str]:
+    """A run's environment with its task started as ``nproc_per_run`` ranks."""
+    if nproc_per_run <= 1:
+        return env
+    from runner.execution.worker import ENTRY_ENV
+
+    return {**env, NPROC_ENV: str(nproc_per_run), RANK_ENTRY_ENV: env.get(ENTRY_ENV, ""),
+            ENTRY_ENV: ENTRY}
+
+
+def run_ranks(cfg: Any) -> Any:
+    """The run's process: start the ranks, wait for them, return rank 0's result."""
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    import runner
+
+    ctx = runner.current_run()
+    nproc = int(os.environ[NPROC_ENV])
+    entry = os.environ.get(RANK_ENTRY_ENV) or str(cfg.task.fn)
+    logs = ctx.paths.root / "ranks"
+    logs.mkdir(exist_ok=True)
+    conf = LaunchConfig(
+        min_nodes=1, max_nodes=1, nproc_per_node=nproc,
+        run_id=f"{ctx.run_id}-{ctx.attempt}-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d", rdzv_endpoint="localhost:0",  # a free port: runs never meet
+        max_restarts=0, monitor_interval=0.1, start_method="spawn", role="rank",
+        logs_specs=DefaultLogsSpecs(log_dir=str(logs), redirects=Std.ALL, tee=Std.ALL))
+    try:
+        results = elastic_launch(conf, rank_main)(str(ctx.paths.root), entry, ctx.attempt,
+                                                 os.getpid())
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        message = failure.message
+        if isinstance(message, dict):
+            trace = str((message.get("extraInfo") or {}).get("py_callstack") or "")
+            text = str(message.get("message") or "")
+        else:
+            trace, text = "", str(message or f"exit status {failure.exitcode}")
+        failed = RankFailed(f"rank {rank} of {nproc} failed: {text or failure.exitcode}")
+        if trace:
+            failed.add_note(f"the rank's traceback:\n{_task_frames(trace)}")
+        raise failed from None
+    return results.get(0)
+
+
+def _task_frames(trace: str) -> str:
+    """A rank's traceback from the task's own frame on (the elastic wrapper's and
+    ``rank_main``'s left out)."""
+    rest = frames_below(trace, "rank_main", last=False)
+    return trace.rstrip() if rest is None else "\n".join([HEADER, *rest])
+
+
+def rank_main(run_dir: str, entry: str, attempt: int, agent: int) -> Any:
+    """One rank: the task with the run's config; rank 0 logs, every rank dies with the run."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from runner.config.configfile import load_run_config
+    from runner.execution import context
+    from runner.execution.tasks import load_task
+    from runner.execution.worker import die_with_parent
+    from runner.planning.run_id import id_from_dirname
+    from runner.storage.paths import RunPaths
+
+    die_with_parent(agent)
+    paths = RunPaths(Path(run_dir))
+    rank = int(os.environ.get("RANK", "0"))
+    writer: Any = None
+    if rank == 0:
+        from runner.storage.metrics import MetricsWriter
+
+        writer = MetricsWriter(paths, attempt)
+    sink: Any = writer if writer is not None else _Dropped()
+    ctx = context.RunContext(id_from_dirname(paths.root.name), paths, attempt,
+                             OmegaConf.create(load_run_config(paths)), sink)
+    ctx.info.update(rank=rank, local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+                    world_size=int(os.environ.get("WORLD_SIZE", "1")))
+    context._set_current(ctx)
+    try:
+        result = load_task(entry)(ctx.config)
+    finally:
+        if writer is not None:
+            writer.close()
+    return result if rank == 0 else None
+
+
+class _Dropped:
+    """Where the ``runner.log`` calls of ranks other than 0 go."""
+
+    def log(self, metrics: Any, step: int | None = None) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+def init(backend: str | None = None) -> Any:
+    """``runner.distributed()``: the default process group of this run's ranks (gloo on CPU,
+    NCCL when CUDA is available, unless ``backend`` says), initialised once; returns
+    ``torch.distributed``."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if "RANK" not in os.environ:
+            raise RunnerError("runner.distributed() is for runs started with "
+                              "launcher.nproc_per_run > 1 (no RANK in the environment)")
+        chosen = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+        if chosen == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(chosen)
+    return dist

@@ -1,0 +1,375 @@
+"""Reading a sweep's state: one row per run, counts per state, JSON and a rich table.
+
+A scan costs one ``scandir`` per run. The content of a finished run's FLAG (summary, crash
+reason) is read once and then kept in ``.status-cache.json`` with the run directory's mtime and
+the FLAG's inode, size and mtime: every state change creates or renames a file in the run
+directory (a new directory mtime) and an edit in place changes the FLAG's size or time, so two
+``stat`` calls prove a cached entry current, and ``status`` over 100,000 finished runs lists no
+directory and reads one cache file instead of 100,000 FLAGs. A FLAG that
+cannot be parsed makes that run ``CORRUPT`` with the error; it never stops the scan or changes
+anything on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from runner.config.secrets import redact
+from runner.errors import CorruptStateError
+from runner.storage.atomic import write_text_atomic
+from runner.storage.metrics import last_metrics
+from runner.storage.paths import FLAG_NAMES
+from runner.storage.recovery import Death, observe
+from runner.storage.state import STATE_OF_FLAG, FlagRecord, State, read_flag, read_state
+from runner.storage.store import RunRef, SweepStore
+
+CORRUPT = "CORRUPT"
+STATE_ORDER = [s.value for s in State] + [CORRUPT]
+
+
+@dataclass
+class RunStatus:
+    ref: RunRef
+    state: str
+    record: FlagRecord | None
+    error: str = ""
+
+    @property
+    def lease(self) -> Any:
+        return self.record.lease if self.record and self.state == "RUNNING" else None
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        if self.record is None:
+            return {}
+        return dict(self.record.data.get("summary") or {})
+
+    @property
+    def reason(self) -> str:
+        if self.record is None:
+            return self.error
+        return str(self.record.data.get("reason", ""))
+
+    def duration(self, now: float) -> float | None:
+        if self.record is None:
+            return None
+        if self.state == "RUNNING":
+            return now - float(self.record.data["started"])
+        value = self.record.data.get("duration_s")
+        return float(value) if value not in (None, "") else None
+
+
+_FLAGS = frozenset(FLAG_NAMES)
+_CACHE_VERSION = 3
+_SETTLED_NS = 2_000_000_000
+
+
+class FlagCache:
+    """Parsed terminal FLAGs: run id -> [flag name, file identity, attempt, data, dir mtime]."""
+
+    def __init__(self, store: SweepStore | None = None) -> None:
+        self.path = store.paths.status_cache if store is not None else None
+        self.entries: dict[str, list[Any]] = {}
+        self.dirty = False
+        if self.path is not None:
+            try:
+                data = json.loads(self.path.read_bytes())
+                if data.get("version") == _CACHE_VERSION:
+                    self.entries = data["entries"]
+            except (OSError, ValueError, KeyError, AttributeError):
+                self.entries = {}  # a cache: unreadable means empty
+
+    def put(self, run_id: str, name: str, ident: str, record: FlagRecord, dir_mtime: int) -> None:
+        self.entries[run_id] = [name, ident, record.attempt, record.data, dir_mtime]
+        self.dirty = True
+
+    def save(self) -> None:
+        if self.path is None or not self.dirty:
+            return
+        try:
+            write_text_atomic(self.path, json.dumps(
+                {"version": _CACHE_VERSION, "entries": self.entries}), durable=False)
+        except OSError:
+            pass  # e.g. a read-only sweep directory: the cache is only an accelerator
+
+
+def _ident(st: os.stat_result) -> str:
+    return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _cached(ref: RunRef, cache: FlagCache) -> RunStatus | None:
+    """A finished run straight from the cache: two stats instead of listing the directory.
+
+    Valid while the run directory's mtime is unchanged (no FLAG created, renamed or removed)
+    and the FLAG itself is the same file, unedited.
+    """
+    hit = cache.entries.get(ref.id)
+    if hit is None:
+        return None
+    name, ident, attempt, data, dir_mtime = hit
+    try:
+        if os.stat(ref.dir).st_mtime_ns != dir_mtime:
+            return None
+        path = f"{ref.dir}/{name}"
+        if _ident(os.stat(path)) != ident:
+            return None
+    except OSError:
+        return None
+    return RunStatus(ref, STATE_OF_FLAG[name].value,
+                     FlagRecord(STATE_OF_FLAG[name], attempt, path, data))
+
+
+def read_run(ref: RunRef, details: bool = True, cache: FlagCache | None = None) -> RunStatus:
+    """A run's state from its FLAG files. A live runner may move a FLAG between the listing and
+    the reading: that run is simply read again."""
+    for _ in range(_READ_TRIES):
+        try:
+            return _read_run(ref, details, cache)
+        except FileNotFoundError:
+            continue
+    return RunStatus(ref, CORRUPT, None, f"the FLAG files of {ref.dir} kept changing while "
+                     f"they were read ({_READ_TRIES} tries); read it again")
+
+
+_READ_TRIES = 20
+
+
+def _read_run(ref: RunRef, details: bool, cache: FlagCache | None) -> RunStatus:
+    if cache is not None and details:
+        hit = _cached(ref, cache)
+        if hit is not None:
+            return hit
+        try:
+            dir_mtime = os.stat(ref.dir).st_mtime_ns  # before listing: a later change shows
+        except OSError:
+            dir_mtime = 0
+    try:
+        with os.scandir(ref.dir) as it:
+            flags = [e for e in it if e.name in _FLAGS]
+    except FileNotFoundError:
+        return RunStatus(ref, CORRUPT, None, f"run directory {ref.dir} is missing")
+    try:
+        if len(flags) == 1:
+            name = flags[0].name
+            state = STATE_OF_FLAG[name]
+            if state is State.UNHATCHED or not details:
+                return RunStatus(ref, state.value, None)
+            path = f"{ref.dir}/{name}"
+            record = read_flag(path)
+            # like git's "racily clean" rule: file times are coarse, so a directory changed in
+            # the last seconds may change again within the same tick; cache it later
+            if (cache is not None and state.is_terminal
+                    and time.time_ns() - dir_mtime > _SETTLED_NS):
+                cache.put(ref.id, name, _ident(flags[0].stat()), record, dir_mtime)
+        else:
+            record = read_state(ref.paths)
+    except CorruptStateError as exc:
+        return RunStatus(ref, CORRUPT, None, str(exc))
+    return RunStatus(ref, record.state.value, record)
+
+
+def scan(store: SweepStore, details: bool = True) -> list[RunStatus]:
+    cache = FlagCache(store) if details else None
+    rows = [read_run(ref, details, cache) for ref in store.runs()]
+    if cache is not None:
+        cache.save()
+    return rows
+
+
+def counts(rows: list[RunStatus]) -> dict[str, int]:
+    c = Counter(r.state for r in rows)
+    return {state: c.get(state, 0) for state in STATE_ORDER}
+
+
+def liveness(rows: list[RunStatus], stale_after_s: float,
+             now: float) -> dict[str, tuple[Death | None, str]]:
+    """For the RUNNING rows: the verdict if the holder is gone, and what the cluster says of
+    the run (one batch: one squeue for SLURM)."""
+    running = [r for r in rows if r.state == "RUNNING"]
+    seen = observe([(r.ref.paths, r.lease) for r in running], stale_after_s, now)
+    return {r.ref.id: v for r, v in zip(running, seen, strict=True)}
+
+
+def rows_json(rows: list[RunStatus], now: float) -> list[dict[str, Any]]:
+    live = liveness(rows, float("inf"), now)
+    return [row_json(r, now, *live.get(r.ref.id, (None, ""))) for r in rows]
+
+
+def row_json(row: RunStatus, now: float, dead: Death | None = None, cluster: str = "",
+             with_metrics: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": row.ref.id, "dir": row.ref.dir, "state": row.state,
+        "values": row.ref.values, "summary": row.summary,
+        "attempt": row.record.attempt if row.record else (0 if row.state == "UNHATCHED" else None),
+        "duration_s": row.duration(now),
+    }
+    if row.reason:
+        out["reason"] = row.reason
+    if row.state == "RUNNING":
+        lease = row.lease
+        out["lease"] = {"host": lease.host, "pid": lease.pid, "phase": lease.phase,
+                        "heartbeat": lease.heartbeat, "launcher": lease.launcher}
+        out["stale"] = dead is not None
+        if dead is not None:
+            out["stale_reason"] = dead.reason
+        if cluster:
+            out["cluster_state"] = cluster
+        if with_metrics:
+            out["last_metrics"] = last_metrics(row.ref.paths.metrics)
+    return out
+
+
+def to_json(store: SweepStore, rows: list[RunStatus]) -> dict[str, Any]:
+    now = time.time()
+    return {"sweep_dir": str(store.root), "name": store.manifest.get("name"),
+            "counts": counts(rows), "runs": rows_json(rows, now)}
+
+
+PARALLEL_MIN_RUNS = 20_000
+
+
+def json_text(store: SweepStore, workers: int | None = None) -> str:
+    """``status --json`` as text; big sweeps are scanned by forked workers, one chunk each.
+
+    The same rows as ``to_json(store, scan(store))``: each worker reads its share of the run
+    directories and encodes its rows, and the FLAG cache learns what every worker read.
+    """
+    listed = store.manifest["runs"]
+    cache = FlagCache(store)
+    workers = workers or (min(4, os.cpu_count() or 1) if len(listed) >= PARALLEL_MIN_RUNS else 1)
+    size = -(-len(listed) // workers) if listed else 1
+    chunks = [(i, i + size) for i in range(0, len(listed), size)] or [(0, 0)]
+    now = time.time()
+
+    def work(bounds: tuple[int, int]) -> tuple[str, dict[str, int], dict[str, list[Any]]]:
+        cache.dirty, before = False, dict(cache.entries)
+        rows = [read_run(ref, True, cache) for ref in store.runs(*bounds)]
+        learned = {k: v for k, v in cache.entries.items() if before.get(k) is not v}
+        return (json.dumps(rows_json(rows, now), default=str)[1:-1],
+                dict(Counter(r.state for r in rows)), learned)
+
+    parts = _forked_map(work, chunks)
+    total: Counter[str] = Counter()
+    for _text, part_counts, learned in parts:
+        total.update(part_counts)
+        if learned:
+            cache.entries.update(learned)
+            cache.dirty = True
+    cache.save()
+    head = json.dumps({"sweep_dir": str(store.root), "name": store.manifest.get("name"),
+                       "counts": {s: total.get(s, 0) for s in STATE_ORDER}})
+    return redact(head[:-1] + ', "runs": [' + ",".join(p[0] for p in parts if p[0]) + "]}")
+
+
+def _forked_map(fn: Any, items: list[Any]) -> list[Any]:
+    """``[fn(x) for x in items]``, the items after the first in forked children (2 cores -> ~2x).
+
+    A child that fails is redone in this process, so the result never depends on forking.
+    """
+    if len(items) == 1 or not hasattr(os, "fork"):
+        return [fn(x) for x in items]
+    children = []
+    for item in items[1:]:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: compute, send, and leave without running any parent cleanup
+            os.close(r)
+            try:
+                with os.fdopen(w, "wb") as f:
+                    f.write(pickle.dumps(fn(item)))
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        os.close(w)
+        children.append((pid, r, item))
+    results = [fn(items[0])]
+    for pid, r, item in children:
+        with os.fdopen(r, "rb") as f:
+            data = f.read()
+        _, status = os.waitpid(pid, 0)
+        results.append(pickle.loads(data) if status == 0 and data else fn(item))
+    return results
+
+
+def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> Any:
+    """A rich renderable: counts, then one row per run (varying values, state, time, metrics)."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    now = time.time()
+    varying = store.manifest.get("varying", [])
+    shown = rows if limit is None else _interesting_first(rows)[:limit]
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("id")
+    for key in varying:
+        table.add_column(key)
+    table.add_column("state")
+    table.add_column("time", justify="right")
+    table.add_column("metrics / reason", overflow="fold")
+    colours = {"COMPLETED": "green", "CRASHED": "red", "RUNNING": "cyan", CORRUPT: "magenta",
+               "INTERRUPTED": "yellow", "PRUNED": "blue"}
+    stale_after = float((store.manifest.get("execution", {}).get("runner") or {}).get(
+        "stale_after_s", 120.0))
+    live = liveness(shown, stale_after, now)
+    for row in shown:
+        duration = row.duration(now)
+        state = Text(row.state, style=colours.get(row.state, ""))
+        info = row.reason if row.state in ("CRASHED", "INTERRUPTED", "PRUNED", CORRUPT) else ""
+        if row.state == "CRASHED" and row.record is not None:  # its failure's class first
+            from runner.storage.failures import classify
+
+            info = f"{classify(row.record.data)} failure: {info}"
+        metrics = row.summary or (last_metrics(row.ref.paths.metrics) or {}
+                                  if row.state == "RUNNING" else {})
+        if not info:
+            info = ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()
+                             if k not in ("time", "attempt"))[:120]
+        if row.state == "RUNNING":
+            death, cluster = live.get(row.ref.id, (None, ""))
+            info = " · ".join(x for x in (_placement(row.lease, cluster), info) if x)
+            if death:  # what the next launch will find: say so now
+                state = Text("RUNNING (dead)", style="yellow")
+                then = ("interrupted; `resume` runs it again" if death.state is State.INTERRUPTED
+                        else "crashed")
+                info = f"{death.reason}: {then}"
+        table.add_row(row.ref.id, *(redact(_fmt(row.ref.values.get(k))) for k in varying), state,
+                      f"{duration:.1f}s" if duration is not None else "", redact(info))
+    header = Text(f"{store.root}  ({store.manifest.get('kind')}, {len(rows)} runs)  "
+                  + "  ".join(f"{s.lower()}: {n}" for s, n in counts(rows).items() if n))
+    parts: list[Any] = [header, table]
+    if len(shown) < len(rows):
+        parts.append(Text(f"... {len(rows) - len(shown)} more runs (--all shows every run)"))
+    return Group(*parts)
+
+
+def _placement(lease: Any, cluster: str = "") -> str:
+    """'on cpus 0,1, gpu 0' from a lease's launcher facts (pinned slots, job ids)."""
+    launcher = lease.launcher
+    parts = [f"{key if len(launcher[key]) > 1 else key[:-1]} "
+             f"{','.join(map(str, launcher[key]))}" for key in ("cpus", "gpus")
+             if launcher.get(key)]
+    if launcher.get("backend") == "slurm":
+        job = launcher.get("job") or (f"{launcher['array_job_id']}_{launcher.get('index')}"
+                                      if launcher.get("array_job_id") else "submitting")
+        parts.append(f"job {job} {cluster or lease.phase}"
+                     + (f", requeued {launcher['requeues']}x" if launcher.get("requeues")
+                        else ""))
+    return ("on " + ", ".join(parts)) if parts else ""
+
+
+def _interesting_first(rows: list[RunStatus]) -> list[RunStatus]:
+    rank = {CORRUPT: 0, "CRASHED": 1, "RUNNING": 2, "INTERRUPTED": 3}
+    return sorted(rows, key=lambda r: rank.get(r.state, 4))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
