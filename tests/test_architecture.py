@@ -112,3 +112,14 @@ def test_the_folder_list_draws_the_architecture() -> None:
     packages = sorted(p.parent.name for p in (REPO / "runner").glob("*/__init__.py"))
     assert set(CORE_PACKAGES) | {"runner.cli", "runner.launchers"} <= {
         f"runner.{p}" for p in packages}, packages
+
+
+def test_every_package_is_installed() -> None:
+    # a package left out of pyproject's list imports from a checkout but not from a wheel
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    packages = {".".join(("runner", *p.parent.relative_to(REPO / "runner").parts))
+                for p in (REPO / "runner").rglob("__init__.py")}
+    assert packages - listed == set()

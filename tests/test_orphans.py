@@ -114,7 +114,7 @@ def test_a_child_whose_parent_died_before_it_asked_to_die_with_it_exits(tmp_path
     body = tmp_path / "body"
     code = (
         "import os, sys, time\n"
-        "from runner import worker\n"
+        "from runner.execution import worker\n"
         "parent = os.getpid()\n"
         "if os.fork() == 0:\n"
         "    while os.getppid() == parent:\n"

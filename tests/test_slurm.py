@@ -421,11 +421,11 @@ def test_requeue_on_the_time_limit_warning_resumes_from_the_checkpoint(
 
 def test_arrays_larger_than_max_array_size_are_split_and_chained(
         cluster: Any, project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
-    from runner import cli
+    from runner.cli.main import main
     from runner.slurm import commands
 
     monkeypatch.setattr(commands, "max_array_size", lambda: 2)
-    code = cli.main(["task=toy", "runner.output_dir=outputs", "+sweep=grid", "seed=1",
+    code = main(["task=toy", "runner.output_dir=outputs", "+sweep=grid", "seed=1",
                      "task.lr=0.1,0.2,0.3,0.4,0.5", "task.sleep=0.5", *SLURM,
                      "launcher.max_parallel=2", "runner.progress=false"])
     assert code == 0
