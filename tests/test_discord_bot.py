@@ -72,7 +72,10 @@ def test_sweeps_lists_recent_sweeps_with_counts(sweeps: Project,
             text = (await answer(fake, token)).payload["content"]
             lines = {line.split()[0]: line.split() for line in text.splitlines()[2:-1]}
             assert lines["alpha"][1:4] == ["grid", "4", "4"]  # kind, runs, done
+            assert lines["alpha"][-1] == "baseline,v2"  # its tags
             assert lines["beta"][1:3] == ["grid", "2"] and "1" in lines["beta"][3:]
+
+    assert sweeps.cli("tag", "outputs/alpha", "baseline", "v2").returncode == 0
 
     run(scenario())
 

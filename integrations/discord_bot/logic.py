@@ -162,9 +162,10 @@ class BotLogic:
             return Reply(f"no sweeps under {', '.join(map(str, self.outputs))}")
         states = ["COMPLETED", "RUNNING", "CRASHED", "INTERRUPTED", "PRUNED", "UNHATCHED"]
         rows = [[s.name, s.kind, s.total, *(s.counts.get(k, 0) or "" for k in states),
-                 time.strftime("%m-%d %H:%M", time.localtime(s.modified))] for s in found]
+                 time.strftime("%m-%d %H:%M", time.localtime(s.modified)), ",".join(s.tags)]
+                for s in found]
         header = ["sweep", "kind", "runs", "done", "running", "crashed", "interrupted", "pruned",
-                  "left", "changed"]
+                  "left", "changed", "tags"]
         return Reply(f"**{len(found)} recent sweep(s)**\n" + code_table(header, rows))
 
     def runs(self, sweep: str, state: str | None = None, top: int | None = None,
@@ -226,6 +227,9 @@ class BotLogic:
                  + (f" ({info['reason']})" if info["reason"] else "")
                  + f", attempt {info['attempt']}, {duration_text(info['duration_s'])}"]
         lines.append("values: " + ", ".join(f"{k}={fmt(v)}" for k, v in info["values"].items()))
+        if info["tags"]:
+            lines.append("tags: " + ", ".join(info["tags"]))
+        lines += [f"note: {text}" for text in info["notes"][-3:]]
         if info["metrics"]:
             lines.append("metrics:\n"
                          + code_table(["key", "value"], sorted(info["metrics"].items())))

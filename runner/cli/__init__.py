@@ -12,6 +12,9 @@
     python -m runner retrain-best SWEEP_DIR --metric M --seeds K     best setting, K new seeds
     python -m runner wandb-sync SWEEP_DIR [--dry-run]        upload its offline WandB runs
     python -m runner export-study SWEEP_DIR [--out FILE]     a study as an optuna database
+    python -m runner ls [OUTPUTS ...] [--tag T]              every sweep: states, size, tags
+    python -m runner tag SWEEP_OR_RUN_DIR TAG ... [-r TAG]   tag a sweep or a run
+    python -m runner note SWEEP_OR_RUN_DIR "TEXT"            a note on a sweep or a run
 
 Overrides use Hydra's grammar (``task.lr=0.1,0.01``, ``+sweep=grid``, ``'seed=range(5)'``).
 Re-running the same command resumes the same sweep: its directory name is derived from the

@@ -88,6 +88,13 @@ def cmd_show(argv: list[str]) -> int:
               f"state [bold]{info['state']}[/], attempt {info['attempt']}"
               + (f", {duration:.1f}s" if duration is not None else "")
               + (f": {escape(info['reason'])}" if info["reason"] else ""))
+    for what, marks in (("run", info), ("sweep", info["sweep"])):
+        if marks["tags"]:
+            out.print(f"{what} tags: " + escape(", ".join(marks["tags"])))
+        for note in marks["notes"]:
+            out.print(f"{what} note ({when(note['time'])}"
+                      + (f" by {escape(note['by'])}" if note["by"] else "")
+                      + f"): {escape(note['text'])}")
     out.print("values: " + escape(", ".join(f"{k}={v}" for k, v in info["values"].items())
                                   or "(none swept)"))
     out.print("attempts:" if info["attempts"] else "attempts: none ended yet")
@@ -146,16 +153,7 @@ def cmd_cancel(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     store = SweepStore(args.sweep_dir)
     host = socket.gethostname()
-    live = []
-    for launch in store.manifest.get("launches", []):
-        if launch.get("host") != host:
-            continue
-        try:
-            proc = psutil.Process(int(launch["pid"]))
-            if abs(proc.create_time() - float(launch.get("create_time", 0))) < 1.0:
-                live.append(proc)
-        except (psutil.Error, KeyError, ValueError):
-            continue
+    live = store.live_runners()
     console = stderr_console()
     jobs_left = _cancel_jobs(store, args.timeout, console)
     if not live:

@@ -23,7 +23,9 @@ COMMANDS: dict[str, str] = {
     "compare": "runner.cli.results:cmd_compare",
     "retrain-best": "runner.cli.relaunch:cmd_retrain_best",
     "wandb-sync": "runner.cli.exports:cmd_wandb_sync",
-    "export-study": "runner.cli.exports:cmd_export_study"}
+    "export-study": "runner.cli.exports:cmd_export_study",
+    "ls": "runner.cli.housekeeping:cmd_ls", "tag": "runner.cli.housekeeping:cmd_tag",
+    "note": "runner.cli.housekeeping:cmd_note"}
 SUBCOMMANDS = tuple(COMMANDS)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from runner.config.configfile import load_run_config
 from runner.errors import CorruptStateError, StateError
 from runner.results.status import STATE_ORDER, RunStatus, counts, read_run, scan
+from runner.storage.marks import read_marks
 from runner.storage.metrics import flatten, last_metrics
 from runner.storage.store import RunRef, SweepStore
 
@@ -30,6 +31,7 @@ class SweepInfo:
     kind: str
     modified: float
     counts: dict[str, int]
+    tags: tuple[str, ...] = ()
 
     @property
     def total(self) -> int:
@@ -101,7 +103,8 @@ def list_sweeps(roots: Iterable[Path | str], limit: int | None = None,
             store = SweepStore(d)
             rows = scan(store, details=False)
             out.append(SweepInfo(str(store.manifest.get("name", d.name)), store.root,
-                                 str(store.manifest.get("kind", "")), _mtime(d), counts(rows)))
+                                 str(store.manifest.get("kind", "")), _mtime(d), counts(rows),
+                                 read_marks(store.root).sweep.tags))
         except (StateError, OSError):
             continue  # a sweep being written, or not one of ours
     return out
@@ -239,11 +242,13 @@ def run_summary(store: SweepStore, run: str, keys: Sequence[str] = ()) -> dict[s
     except (OSError, CorruptStateError, ValueError):
         config = {}
     metrics = row.summary or (last_metrics(ref.paths.metrics) or {})
+    marks = read_marks(store.root).of_run(ref.id)
     return {
         "id": ref.id, "sweep": store.root.name, "dir": ref.dir, "state": row.state,
         "reason": row.reason, "duration_s": row.duration(time.time()),
         "attempt": row.record.attempt if row.record else 0,
-        "values": ref.values,
+        "values": ref.values, "tags": list(marks.tags),
+        "notes": [n.text for n in marks.notes],
         "config": {k: v for k, v in config.items() if key_matches(k, keys)},
         "metrics": {k: v for k, v in flatten(metrics).items() if key_matches(k, keys)},
     }

@@ -148,6 +148,7 @@ def markdown(report: Report, how: str) -> str:
     lines = [f"# {m.get('name')}: {report.metric} ({how}, {report.mode})", "",
              f"Sweep `{report.store.root}`, {len(report.results)} runs ({m.get('kind')}), "
              f"report written {time.strftime('%Y-%m-%d %H:%M:%S')}.", "",
+             *_marks_lines(report.store.root),
              f"Best setting: **{report.best.label}**.", "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in stats_table(report.ranked)]
@@ -168,6 +169,19 @@ def markdown(report: Report, how: str) -> str:
               "Data: [runs.csv](runs.csv) (one row per run), [groups.csv](groups.csv), and each "
               "run's `progress.csv`.", ""]
     return "\n".join(lines)
+
+
+def _marks_lines(root: Path) -> list[str]:
+    """The sweep's tags and notes (``python -m runner tag`` / ``note``), as Markdown."""
+    from runner.storage.marks import read_marks
+
+    marks = read_marks(root).sweep
+    lines = [f"Tags: {', '.join(f'`{t}`' for t in marks.tags)}.", ""] if marks.tags else []
+    for note in marks.notes:
+        when = time.strftime("%Y-%m-%d", time.localtime(note.time)) if note.time else ""
+        lines += [f"> {line}" for line in note.text.splitlines()]
+        lines += [f"> ({', '.join(x for x in (note.by, when) if x)})", ""]
+    return lines
 
 
 def _num(x: float) -> str:

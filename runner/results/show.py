@@ -14,6 +14,7 @@ from runner.errors import CorruptStateError
 from runner.planning.run_id import id_from_dirname
 from runner.results.status import read_run
 from runner.storage.failures import classify
+from runner.storage.marks import read_marks
 from runner.storage.metrics import last_metrics
 from runner.storage.paths import FLAG_NAMES, RunPaths
 from runner.storage.state import read_flag
@@ -76,9 +77,12 @@ def describe(run_dir: str | Path) -> dict[str, Any]:
     checkpoints = sorted(str(p) for p in paths.checkpoints.rglob("*") if p.is_file()) \
         if paths.checkpoints.is_dir() else []
     manifest = store.manifest
+    marks = read_marks(store.root)
     return {
         "id": id_from_dirname(paths.root.name), "dir": str(paths.root),
-        "sweep": {"name": manifest.get("name"), "dir": str(store.root)},
+        "sweep": {"name": manifest.get("name"), "dir": str(store.root),
+                  **marks.sweep.as_dict()},
+        **marks.of_run(ref.id).as_dict(),
         "state": row.state, "reason": row.reason or None,
         "attempt": row.record.attempt if row.record else 0,
         "duration_s": row.duration(time.time()), "values": ref.values,

@@ -18,6 +18,7 @@ import pickle
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from runner.config.secrets import redact
@@ -228,7 +229,16 @@ def row_json(row: RunStatus, now: float, dead: Death | None = None, cluster: str
 def to_json(store: SweepStore, rows: list[RunStatus]) -> dict[str, Any]:
     now = time.time()
     return {"sweep_dir": str(store.root), "name": store.manifest.get("name"),
-            "counts": counts(rows), "runs": rows_json(rows, now)}
+            "counts": counts(rows), **_marks_json(store.root), "runs": rows_json(rows, now)}
+
+
+def _marks_json(root: Path) -> dict[str, Any]:
+    """The sweep's tags and notes, and each tagged run's tags, for ``status --json``."""
+    from runner.storage.marks import read_marks
+
+    marks = read_marks(root)
+    return {**marks.sweep.as_dict(),
+            "run_tags": {k: list(v.tags) for k, v in marks.runs.items() if v.tags}}
 
 
 PARALLEL_MIN_RUNS = 20_000
@@ -263,7 +273,8 @@ def json_text(store: SweepStore, workers: int | None = None) -> str:
             cache.dirty = True
     cache.save()
     head = json.dumps({"sweep_dir": str(store.root), "name": store.manifest.get("name"),
-                       "counts": {s: total.get(s, 0) for s in STATE_ORDER}})
+                       "counts": {s: total.get(s, 0) for s in STATE_ORDER},
+                       **_marks_json(store.root)})
     return redact(head[:-1] + ', "runs": [' + ",".join(p[0] for p in parts if p[0]) + "]}")
 
 
@@ -318,6 +329,9 @@ def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> 
     stale_after = float((store.manifest.get("execution", {}).get("runner") or {}).get(
         "stale_after_s", 120.0))
     live = liveness(shown, stale_after, now)
+    from runner.storage.marks import read_marks
+
+    run_marks = read_marks(store.root).runs
     for row in shown:
         duration = row.duration(now)
         state = Text(row.state, style=colours.get(row.state, ""))
@@ -339,14 +353,33 @@ def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> 
                 then = ("interrupted; `resume` runs it again" if death.state is State.INTERRUPTED
                         else "crashed")
                 info = f"{death.reason}: {then}"
+        tags = run_marks[row.ref.id].tags if row.ref.id in run_marks else ()
+        if tags:
+            info = " · ".join(x for x in (info, "tags: " + ", ".join(tags)) if x)
         table.add_row(row.ref.id, *(redact(_fmt(row.ref.values.get(k))) for k in varying), state,
                       f"{duration:.1f}s" if duration is not None else "", redact(info))
     header = Text(f"{store.root}  ({store.manifest.get('kind')}, {len(rows)} runs)  "
                   + "  ".join(f"{s.lower()}: {n}" for s, n in counts(rows).items() if n))
-    parts: list[Any] = [header, table]
+    parts: list[Any] = [header, *_annotation_lines(store.root), table]
     if len(shown) < len(rows):
         parts.append(Text(f"... {len(rows) - len(shown)} more runs (--all shows every run)"))
     return Group(*parts)
+
+
+def _annotation_lines(root: Path) -> list[Any]:
+    """The sweep's tags and its last note, under the header."""
+    from rich.text import Text
+
+    from runner.storage.marks import read_marks
+
+    marks = read_marks(root).sweep
+    lines = []
+    if marks.tags:
+        lines.append(Text("tags: " + redact(", ".join(marks.tags))))
+    if marks.notes:
+        more = f" (and {len(marks.notes) - 1} earlier)" if len(marks.notes) > 1 else ""
+        lines.append(Text(f"note{more}: " + redact(marks.notes[-1].text)))
+    return lines
 
 
 def _placement(lease: Any, cluster: str = "") -> str:

@@ -131,6 +131,15 @@ class SweepPaths:
         return self.root / ".manifest.lock"
 
     @property
+    def annotations(self) -> Path:
+        """The sweep's and its runs' tags and notes (``runner.storage.annotations``)."""
+        return self.root / "annotations.json"
+
+    @property
+    def annotations_lock(self) -> Path:
+        return self.root / ".annotations.lock"
+
+    @property
     def git_diff(self) -> Path:
         return self.root / "git.diff"
 

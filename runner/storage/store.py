@@ -134,6 +134,24 @@ class SweepStore:
             raise StateError(f"run '{prefix}' matches {len(matches)} runs of {self.root}")
         return matches[0]
 
+    def live_runners(self) -> list[Any]:
+        """The runner processes launching this sweep that are alive on this host (each launch
+        records its host, pid and the process's start time, so a reused pid is not taken)."""
+        import psutil
+
+        host = socket.gethostname()
+        live = []
+        for launch in self.manifest.get("launches", []):
+            if launch.get("host") != host:
+                continue
+            try:
+                proc = psutil.Process(int(launch["pid"]))
+                if abs(proc.create_time() - float(launch.get("create_time", 0))) < 1.0:
+                    live.append(proc)
+            except (psutil.Error, KeyError, ValueError, TypeError):
+                continue
+        return live
+
     def set_fingerprint(self, fingerprint: str) -> None:
         """Record the sweep's fingerprint anew (computed another way by an older version)."""
         fd = os.open(self.paths.manifest_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)

@@ -1,0 +1,165 @@
+"""Keeping many sweeps in order: ``ls`` (every sweep under the output folders), ``tag`` and
+``note`` (on a sweep or a run)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+
+from runner.cli.consoles import stderr_console
+from runner.config import secrets
+from runner.errors import RunnerError
+
+
+def cmd_ls(argv: list[str]) -> int:
+    """Every sweep under the output folders: kind, runs per state, size, last activity, tags."""
+    from runner.results.queries import list_sweeps
+    from runner.storage.marks import read_marks
+    from runner.storage.usage import disk_usage
+
+    parser = argparse.ArgumentParser(prog="python -m runner ls", description=cmd_ls.__doc__)
+    parser.add_argument("outputs", type=Path, nargs="*",
+                        help="output folders (default: ./outputs)")
+    parser.add_argument("--tag", action="append", default=[],
+                        help="only sweeps with this tag (repeat: all of them)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--no-size", action="store_true",
+                        help="skip measuring each sweep's size on disk (faster)")
+    args = parser.parse_args(argv)
+    roots = args.outputs or [Path("outputs")]
+    missing = [str(r) for r in roots if not r.is_dir()]
+    if missing:
+        raise RunnerError(f"no output folder {', '.join(missing)} (give the folder sweeps go "
+                          "to, runner.output_dir; default: outputs)")
+    rows = []
+    for info in list_sweeps(roots):
+        marks = read_marks(info.root)
+        if not set(args.tag) <= set(marks.sweep.tags):
+            continue
+        from runner.storage.store import SweepStore
+
+        live = len(SweepStore(info.root).live_runners())
+        rows.append({
+            "name": info.name, "dir": str(info.root), "kind": info.kind, "runs": info.total,
+            "counts": {k: v for k, v in info.counts.items() if v},
+            "done": sum(info.counts.get(s, 0) for s in ("COMPLETED", "PRUNED")),
+            "bytes": None if args.no_size else disk_usage(info.root),
+            "last_activity": info.modified, "live_runners": live,
+            "tags": list(marks.sweep.tags), "notes": len(marks.sweep.notes)})
+    if args.json:
+        sys.stdout.write(secrets.redact(json.dumps({"sweeps": rows}, indent=1)) + "\n")
+        return 0
+    if not rows:
+        stderr_console().print(
+            f"no sweep under {', '.join(map(str, roots))}"
+            + (f" tagged {', '.join(args.tag)}" if args.tag else "")
+            + "; `python -m runner +sweep=grid ...` starts one")
+        return 0
+    _print_listing(rows)
+    return 0
+
+
+def _print_listing(rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    from runner.storage.usage import human_size
+
+    table = Table(show_edge=False, header_style="bold")
+    for name, justify in (("sweep", "left"), ("kind", "left"), ("runs", "right"),
+                          ("done", "right"), ("states", "left"), ("size", "right"),
+                          ("last activity", "right"), ("tags", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    now = time.time()
+    for row in rows:
+        states = ", ".join(f"{n} {s.lower()}" for s, n in row["counts"].items()
+                           if s not in ("COMPLETED",))
+        live = " [cyan](live)[/]" if row["live_runners"] else ""
+        table.add_row(escape(Path(row["dir"]).name) + live, escape(row["kind"]), str(row["runs"]),
+                      f"{row['done']}/{row['runs']}", escape(states),
+                      "" if row["bytes"] is None else human_size(row["bytes"]),
+                      _ago(now - row["last_activity"]),
+                      escape(", ".join(row["tags"]))
+                      + (f" ({row['notes']} note{'s' if row['notes'] > 1 else ''})"
+                         if row["notes"] else ""))
+    secrets.table_console().print(table)
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"
+
+
+def _target(path: Path, run: str | None) -> tuple[Path, str | None, str]:
+    """(sweep folder, run id or None, what to call it) for a sweep folder (``--run`` picks one
+    of its runs by id or prefix) or a run folder."""
+    from runner.storage.store import SweepStore, run_of_dir
+
+    if (path / "sweep.json").is_file():
+        store = SweepStore(path)
+        if run is None:
+            return store.root, None, f"sweep {store.root}"
+        ref = store.find(run)
+        return store.root, ref.id, f"run {ref.id} of {store.root}"
+    if run is not None:
+        raise RunnerError(f"--run {run}: {path} is not a sweep folder (give the sweep's folder "
+                          "and --run, or the run's folder alone)")
+    store, ref = run_of_dir(path)
+    return store.root, ref.id, f"run {ref.id} of {store.root}"
+
+
+def cmd_tag(argv: list[str]) -> int:
+    """Tag a sweep or a run (``ls --tag`` finds them); with no tag, say its tags."""
+    from runner.storage.marks import change_marks, read_marks
+
+    parser = argparse.ArgumentParser(prog="python -m runner tag", description=cmd_tag.__doc__)
+    parser.add_argument("path", type=Path, help="a sweep folder, or a run folder")
+    parser.add_argument("tags", nargs="*", help="tags to add, e.g. baseline paper-fig-2")
+    parser.add_argument("--remove", "-r", action="append", default=[], metavar="TAG",
+                        help="a tag to take away (repeat for more)")
+    parser.add_argument("--run", help="a run of the sweep, by id or a unique prefix")
+    args = parser.parse_intermixed_args(argv)
+    root, run_id, what = _target(args.path, args.run)
+    if args.tags or args.remove:
+        marks = change_marks(root, run_id, tuple(args.tags), tuple(args.remove))
+    else:
+        data = read_marks(root)
+        marks = data.sweep if run_id is None else data.of_run(run_id)
+    out = secrets.table_console()
+    out.print(f"{escape(what)}: " + (escape(", ".join(marks.tags)) if marks.tags
+                                     else "no tags"))
+    return 0
+
+
+def cmd_note(argv: list[str]) -> int:
+    """Write a note on a sweep or a run; with no text, show its notes."""
+    from runner.storage.marks import change_marks, read_marks
+
+    parser = argparse.ArgumentParser(prog="python -m runner note", description=cmd_note.__doc__)
+    parser.add_argument("path", type=Path, help="a sweep folder, or a run folder")
+    parser.add_argument("text", nargs="?", help="the note (quote it)")
+    parser.add_argument("--run", help="a run of the sweep, by id or a unique prefix")
+    parser.add_argument("--clear", action="store_true", help="remove its notes")
+    args = parser.parse_intermixed_args(argv)
+    root, run_id, what = _target(args.path, args.run)
+    if args.text is not None or args.clear:
+        marks = change_marks(root, run_id, note=args.text, clear_notes=args.clear)
+    else:
+        data = read_marks(root)
+        marks = data.sweep if run_id is None else data.of_run(run_id)
+    out = secrets.table_console()
+    if not marks.notes:
+        out.print(f"{escape(what)}: no notes")
+    for note in marks.notes:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(note.time)) if note.time else "?"
+        out.print(f"{escape(what)}, {when}" + (f" by {escape(note.by)}" if note.by else "")
+                  + f":\n  {escape(note.text)}")
+    return 0
