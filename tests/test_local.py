@@ -302,6 +302,22 @@ def test_a_failure_budget_stops_new_runs_and_the_next_launch_goes_on(project) ->
     assert later["CRASHED"] - counts["CRASHED"] in (3, 4), later  # (2 at a time: one more)
 
 
+def test_a_full_disk_starts_no_new_run_and_marks_nothing_crashed(project) -> None:
+    """runner.min_free_gb: below it no new run starts, the end says why, nothing is CRASHED,
+    and the next launch (with room) goes on where it stopped."""
+    proc = project.run("seed=range(4)", "runner.min_free_gb=1e12")  # a petabyte free: never
+    counts = project.status()["counts"]
+    assert counts["UNHATCHED"] == 4 and counts["CRASHED"] == 0, counts
+    assert "GB free on the disk of" in proc.stderr and "runner.min_free_gb=1e+12" in proc.stderr
+    assert "goes on where it stopped" in proc.stderr and proc.returncode != 0
+    assert "none was marked crashed" in proc.stderr and "Look at a crash" not in proc.stderr
+    assert "Traceback" not in proc.stderr
+    bad = project.run("seed=range(4)", "runner.min_free_gb=-1")
+    assert bad.returncode != 0 and "runner.min_free_gb" in bad.stderr
+    project.run("seed=range(4)", check=True)
+    assert project.status()["counts"]["COMPLETED"] == 4
+
+
 def test_retries_by_class_of_failure(project) -> None:
     """runner.retries=2: a run killed by a signal (a machine's failure) runs again, up to twice
     (every attempt kept and classed); a task's own exception is not retried by default."""

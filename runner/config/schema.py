@@ -43,6 +43,9 @@ class RunnerConf:
     # bounded automatic retries of a crashed run, by the class of its failure
     # (runner.storage.failures: task, timeout, signal, oom, node); by default the machine's only
     retries: int = field(default=0, metadata={"min": 0})
+    # below this much free space (GB) on the output folder's disk no new run starts: the sweep
+    # ends saying so and the next launch goes on (null: no check)
+    min_free_gb: float | None = field(default=None, metadata={"min": 0.0})
     retry_on: list[str] = field(default_factory=lambda: list(MACHINE))
 
 

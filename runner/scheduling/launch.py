@@ -181,11 +181,17 @@ def execute(store: Any, execution: dict[str, Any], console: Console) -> int:
                       f"{store.root}` says which file and what to do")
     if result.stopped:
         left = result.counts.get("UNHATCHED", 0) + result.counts.get("INTERRUPTED", 0)
-        console.print(f"[red]stopped[/]: {result.stopped}, so no new run started ({left} left). "
-                      "Look at a crash (`python -m runner status "
-                      f"{store.root} --state crashed`), fix the cause and run the same command "
-                      "again: it goes on where it stopped (add runner.retry_crashed=true to "
-                      "retry the crashed runs)")
+        if result.full_disk:
+            console.print(f"[red]stopped[/]: {result.stopped}, so no new run started ({left} "
+                          "left) and none was marked crashed. Free some space (`python -m runner "
+                          "ls` shows what each sweep takes) and run the same command again: it "
+                          "goes on where it stopped")
+        else:
+            console.print(f"[red]stopped[/]: {result.stopped}, so no new run started ({left} "
+                          "left). Look at a crash (`python -m runner status "
+                          f"{store.root} --state crashed`), fix the cause and run the same "
+                          "command again: it goes on where it stopped (add "
+                          "runner.retry_crashed=true to retry the crashed runs)")
     elif not result.launched and not result.detached and not result.interrupted \
             and not result.running_elsewhere:
         console.print(nothing_ran(result.counts))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -51,6 +52,7 @@ class SweepResult:
     detached: bool = False  # handed over to a cluster without waiting (launcher.wait=false)
     launched: int = 0  # runs this invocation started (re-attached ones not counted)
     stopped: str = ""  # why no new run was started (the failure budget), if so
+    full_disk: bool = False  # ... because the disk had less than runner.min_free_gb free
 
     @property
     def exit_code(self) -> int:
@@ -194,6 +196,7 @@ class _SweepLoop:
         self.tried: set[str] = set()  # at most one attempt per run per invocation
         self.tally = {"done": 0, "crashed": 0}
         self.stopped = ""  # the failure budget spent: why no new run starts
+        self.full_disk = False  # ... spent on disk space (runner.min_free_gb), not on crashes
         self.retrying: dict[str, int] = {}  # run id -> retries this launch gave it
         launches = store.manifest.get("launches") or [{}]  # this launch's code, in each lease
         code = (launches[-1].get("code") or {}).get("id")
@@ -252,8 +255,15 @@ class _SweepLoop:
         return False
 
     def budget_spent(self) -> str:
-        """Why no new run may start (``runner.max_failures``, ``runner.failure_streak``)."""
+        """Why no new run may start (``runner.max_failures``, ``runner.failure_streak``,
+        ``runner.min_free_gb``)."""
         conf, crashed = self.runner_conf, self.tally["crashed"]
+        if conf.min_free_gb is not None:
+            free = shutil.disk_usage(self.store.root).free / 1e9
+            if free < conf.min_free_gb:
+                self.full_disk = True
+                return (f"{free:.2f} GB free on the disk of {self.store.root.parent}, under "
+                        f"runner.min_free_gb={conf.min_free_gb:g}")
         if conf.max_failures is not None and crashed >= conf.max_failures:
             return (f"{crashed} runs crashed in this launch (runner.max_failures="
                     f"{conf.max_failures})")
@@ -369,7 +379,7 @@ class _SweepLoop:
         final = scan(self.store)  # parsed, not only listed: a corrupt FLAG is counted as such
         result = SweepResult(counts(final), interrupted,
                              [r.ref.id for r in final if r.state == CORRUPT], elsewhere,
-                             detached, len(self.tried), self.stopped)
+                             detached, len(self.tried), self.stopped, self.full_disk)
         _emit(self.notifiers, SweepFinished(self.store.root, self.name, result.counts,
                                             time.time() - self.started, interrupted,
                                             self.stopped))
