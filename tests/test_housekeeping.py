@@ -19,7 +19,8 @@ from conftest import REPO, Project, wait_for
 
 def _sweep(project: Project, *overrides: str) -> Path:
     project.run("+sweep=grid", "task.lr=0.1,0.2", "seed=1", *overrides, check=True)
-    return project.sweep_dir()
+    named = [o.split("=", 1)[1] for o in overrides if o.startswith("runner.name=")]
+    return project.root / "outputs" / named[0] if named else project.sweep_dir()
 
 
 def test_tags_and_notes_on_a_sweep_and_a_run_show_everywhere(project: Project) -> None:
@@ -172,3 +173,93 @@ def test_a_file_others_wrote_is_read_as_data_only(project: Project) -> None:
     assert not read_marks(sweep).sweep
     out = project.cli("ls", "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["sweeps"][0]["tags"] == []
+
+
+def _age_sweep(sweep: Path, days: float) -> None:
+    then = time.time() - days * 86400
+    for path in (sweep / "runs", sweep / "sweep.json"):
+        os.utime(path, (then, then))
+
+
+def test_clean_is_a_dry_run_until_yes_and_keeps_what_is_tagged_keep(project: Project) -> None:
+    old = _sweep(project, "runner.name=old")
+    kept = _sweep(project, "runner.name=kept")
+    new = _sweep(project, "runner.name=new")
+    assert project.cli("tag", str(kept), "keep").returncode == 0
+    _age_sweep(old, 40)
+    _age_sweep(kept, 40)
+
+    dry = project.cli("clean", "--older-than", "30d")
+    assert dry.returncode == 0 and f"would delete sweep {old}" in dry.stdout
+    assert str(kept) not in dry.stdout and str(new) not in dry.stdout
+    assert "dry run: 1 folder(s)" in dry.stderr and "--yes" in dry.stderr
+    assert old.is_dir()
+    done = project.cli("clean", "--older-than", "30d", "--yes")
+    assert done.returncode == 0 and f"deleted sweep {old}" in done.stdout, done.stderr
+    assert not old.exists() and kept.is_dir() and new.is_dir()
+    assert not [p for p in (project.root / "outputs").iterdir() if p.name.startswith(".trash")]
+    names = [s["name"] for s in json.loads(project.cli("ls", "--json").stdout)["sweeps"]]
+    assert sorted(names) == ["kept", "new"]
+
+
+def test_clean_by_state_and_into_an_archive(project: Project) -> None:
+    import tarfile
+
+    project.run("+sweep=grid", "task.mode=raise", "seed=1,2", "runner.name=broken")
+    mixed = project.run("+sweep=grid", "task.mode=ok,raise", "seed=1", "runner.name=mixed")
+    assert mixed.returncode == 1
+    out = project.cli("clean", "--state", "crashed", "--archive", "archive", "--yes")
+    assert out.returncode == 0, out.stderr
+    assert not (project.root / "outputs" / "broken").exists()
+    assert (project.root / "outputs" / "mixed").is_dir()
+    with tarfile.open(project.root / "archive" / "broken.tar.gz") as tar:
+        names = tar.getnames()
+    assert "broken/sweep.json" in names and any(n.endswith("CRASH.txt") for n in names)
+    again = project.cli("clean", "outputs/mixed", "--archive", "archive")  # a named sweep
+    assert f"would archive sweep {project.root / 'outputs' / 'mixed'} (" in again.stdout
+
+
+def test_clean_checkpoints_keeps_the_best_runs_and_those_tagged_keep(project: Project) -> None:
+    sweep = _sweep(project, "task.lr=0.1,0.2,0.3", "runner.name=ck")
+    rows = {r["values"]["task.lr"]: r for r in project.status(sweep)["runs"]}
+    for row in rows.values():
+        (Path(row["dir"]) / "checkpoints").mkdir()
+        (Path(row["dir"]) / "checkpoints" / "model.pt").write_bytes(b"w" * 100_000)
+    assert project.cli("tag", rows[0.1]["dir"], "keep").returncode == 0
+    out = project.cli("clean", str(sweep), "--checkpoints", "--keep-best", "1",
+                      "--metric", "score", "--mode", "max", "--yes")
+    assert out.returncode == 0, out.stderr
+    left = {lr: (Path(r["dir"]) / "checkpoints").is_dir() for lr, r in rows.items()}
+    assert left == {0.1: True, 0.2: False, 0.3: True}  # tagged keep, deleted, the best
+    assert project.status(sweep)["counts"]["COMPLETED"] == 3  # every run is still there
+
+
+def test_clean_never_touches_a_sweep_in_use(project: Project) -> None:
+    proc = project.popen("+sweep=grid", "seed=1", "task.mode=wait_file", "runner.name=busy")
+    try:
+        wait_for(lambda: any(p.name.startswith("RUNNING") for p in
+                             (project.root / "outputs").rglob("RUNNING")))
+        out = project.cli("clean", "outputs/busy", "--yes")
+        assert "outputs/busy: a runner of it is alive on this host" in out.stderr, out.stderr
+        assert out.stderr.startswith("skipped ")
+        assert (project.root / "outputs" / "busy" / "sweep.json").is_file()
+    finally:
+        (project.markers / "release").touch()
+        proc.communicate(timeout=60)
+
+
+def test_clean_refuses_vague_or_bad_requests_and_clears_what_a_killed_clean_left(
+        project: Project) -> None:
+    sweep = _sweep(project, "runner.name=one")
+    for args, says in ((["clean"], "say what to clean"),
+                       (["clean", "--older-than", "soon"], "--older-than soon"),
+                       (["clean", "--state", "done"], "--state DONE"),
+                       (["clean", "--checkpoints", "--keep-best", "2"], "go together")):
+        out = project.cli(*args)
+        assert out.returncode != 0 and says in out.stderr and "Traceback" not in out.stderr
+    left = project.root / "outputs" / ".trash-old-1234abcd"
+    (left / "runs").mkdir(parents=True)  # a clean killed between its rename and its delete
+    assert [s["name"] for s in json.loads(project.cli("ls", "--json").stdout)["sweeps"]] == [
+        "one"]
+    assert project.cli("clean", str(sweep), "--yes").returncode == 0
+    assert not left.exists() and not sweep.exists()

@@ -163,3 +163,124 @@ def cmd_note(argv: list[str]) -> int:
         out.print(f"{escape(what)}, {when}" + (f" by {escape(note.by)}" if note.by else "")
                   + f":\n  {escape(note.text)}")
     return 0
+
+
+def _age(text: str) -> float:
+    """'30d', '12h', '90min', '2w', '45s' -> seconds."""
+    import re
+
+    units = {"s": 1, "min": 60, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|min|m|h|d|w)", text.strip())
+    if not match:
+        raise RunnerError(f"--older-than {text}: give a number and a unit, e.g. 30d, 12h, 90min")
+    return float(match.group(1)) * units[match.group(2)]
+
+
+KEEP = "keep"  # a sweep or run tagged keep is never cleaned
+
+
+def cmd_clean(argv: list[str]) -> int:
+    """Delete or archive whole sweeps, or the checkpoints of runs, by age, tag or state; a dry
+    run unless --yes. A sweep in use (a live runner, a RUNNING lease) or tagged keep is never
+    touched."""
+    from runner.results.queries import list_sweeps, select_runs
+    from runner.results.status import STATE_ORDER, read_run
+    from runner.storage import cleanup
+    from runner.storage.marks import read_marks
+    from runner.storage.store import SweepStore
+    from runner.storage.usage import disk_usage, human_size
+
+    parser = argparse.ArgumentParser(prog="python -m runner clean", description=cmd_clean.__doc__)
+    parser.add_argument("dirs", type=Path, nargs="*",
+                        help="output folders or sweep folders (default: ./outputs)")
+    parser.add_argument("--older-than", metavar="AGE", help="last activity longer ago (30d, 12h)")
+    parser.add_argument("--tag", action="append", default=[], help="sweeps with this tag")
+    parser.add_argument("--state", action="append", default=[], type=str.upper,
+                        help="sweeps whose every run is in this state (repeat for more); with "
+                             "--checkpoints: runs in this state")
+    parser.add_argument("--checkpoints", action="store_true",
+                        help="delete runs' checkpoints/ folders, not whole sweeps")
+    parser.add_argument("--keep-best", type=int, metavar="K",
+                        help="with --checkpoints: keep those of the best K runs by --metric")
+    parser.add_argument("--metric", help="the metric --keep-best ranks by, e.g. val/acc")
+    parser.add_argument("--mode", choices=["max", "min"], help="max or min is better")
+    parser.add_argument("--archive", type=Path, metavar="DIR",
+                        help="move whole sweeps into DIR/<sweep>.tar.gz instead of deleting")
+    parser.add_argument("--yes", action="store_true", help="do it (default: say what would go)")
+    args = parser.parse_args(argv)
+    bad = [s for s in args.state if s not in STATE_ORDER]
+    if bad:
+        raise RunnerError(f"--state {bad[0]}: one of {', '.join(STATE_ORDER)}")
+    if (args.keep_best is not None) != bool(args.metric):
+        raise RunnerError("--keep-best K and --metric M go together (the best K runs by M keep "
+                          "their checkpoints)")
+    if args.keep_best is not None and (args.keep_best < 0 or not args.checkpoints):
+        raise RunnerError("--keep-best takes a number >= 0, with --checkpoints")
+    if args.archive and args.checkpoints:
+        raise RunnerError("--archive moves whole sweeps; --checkpoints deletes checkpoints only")
+    older = _age(args.older_than) if args.older_than else None
+    roots = args.dirs or [Path("outputs")]
+    missing = [str(r) for r in roots if not r.is_dir()]
+    if missing:
+        raise RunnerError(f"no folder {', '.join(missing)}")
+    named = [r for r in roots if (r / "sweep.json").is_file()]
+    if not (named or older is not None or args.tag or args.state or args.checkpoints):
+        raise RunnerError("say what to clean: --older-than AGE, --tag T, --state S, "
+                          "--checkpoints, or sweep folders by name (nothing is cleaned by "
+                          "default)")
+    mode = None
+    if args.metric:
+        from runner.results.aggregate import mode_for
+
+        mode = mode_for(args.metric, args.mode)
+    console = stderr_console()
+    now = time.time()
+    plan: list[tuple[str, Path, int]] = []  # (what, folder, bytes)
+    for info in list_sweeps(roots):
+        marks = read_marks(info.root)
+        if KEEP in marks.sweep.tags or not set(args.tag) <= set(marks.sweep.tags):
+            continue
+        if older is not None and now - info.modified < older:
+            continue
+        store = SweepStore(info.root)
+        if args.state and not args.checkpoints and \
+                set(s for s, n in info.counts.items() if n) - set(args.state):
+            continue
+        busy = cleanup.why_busy(store)
+        if busy:
+            console.print(f"skipped {escape(str(info.root))}: {escape(busy)}")
+            continue
+        if not args.checkpoints:
+            plan.append(("sweep", info.root, disk_usage(info.root)))
+            continue
+        keep = {r.ref.id for r in select_runs(store, None, args.metric, mode or "min",
+                                              args.keep_best)} if args.keep_best else set()
+        for ref in store.runs():
+            folder = ref.paths.checkpoints
+            if ref.id in keep or KEEP in marks.of_run(ref.id).tags or not folder.is_dir():
+                continue
+            if args.state and read_run(ref).state not in args.state:
+                continue
+            plan.append(("checkpoints", folder, disk_usage(folder)))
+    total = sum(n for _, _, n in plan)
+    verb = "archive" if args.archive else "delete"
+    out = secrets.table_console()
+    for what, folder, size in plan:
+        out.print(f"{verb + 'd' if args.yes else 'would ' + verb} {what} "
+                  f"{escape(str(folder))} ({human_size(size)})")
+    if not plan:
+        console.print("nothing to clean: no sweep matches (a sweep tagged keep, in use, or "
+                      "not matching every filter is left alone)")
+        return 0
+    if not args.yes:
+        console.print(f"dry run: {len(plan)} folder(s), {human_size(total)}; add --yes to "
+                      f"{verb} them")
+        return 0
+    for what, folder, _ in plan:
+        if what == "sweep" and args.archive:
+            cleanup.archive(folder, args.archive)
+        cleanup.remove_tree(folder)
+    for parent in {folder.parent for _, folder, _ in plan}:
+        cleanup.remove_leftovers(parent)
+    console.print(f"{verb}d {len(plan)} folder(s), {human_size(total)} freed")
+    return 0

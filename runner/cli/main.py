@@ -25,7 +25,7 @@ COMMANDS: dict[str, str] = {
     "wandb-sync": "runner.cli.exports:cmd_wandb_sync",
     "export-study": "runner.cli.exports:cmd_export_study",
     "ls": "runner.cli.housekeeping:cmd_ls", "tag": "runner.cli.housekeeping:cmd_tag",
-    "note": "runner.cli.housekeeping:cmd_note"}
+    "note": "runner.cli.housekeeping:cmd_note", "clean": "runner.cli.housekeeping:cmd_clean"}
 SUBCOMMANDS = tuple(COMMANDS)
 
 
