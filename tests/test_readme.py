@@ -86,7 +86,7 @@ NEEDS = {"discord": "no secret found in $DISCORD_WEBHOOK_URL",
          "tracker=wandb": "needs a WandB API key",
          "gpus_per_run": "no GPU is visible"}
 SUBCOMMANDS = ("status", "show", "rerun", "resume", "cancel", "report", "compare",
-               "retrain-best", "wandb-sync", "export-study", "ls", "tag", "note", "clean")
+               "retrain-best", "wandb-sync", "export-study", "ls", "tag", "note", "clean", "extend")
 
 
 def _block_commands() -> list[str]:

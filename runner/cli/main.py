@@ -25,7 +25,8 @@ COMMANDS: dict[str, str] = {
     "wandb-sync": "runner.cli.exports:cmd_wandb_sync",
     "export-study": "runner.cli.exports:cmd_export_study",
     "ls": "runner.cli.housekeeping:cmd_ls", "tag": "runner.cli.housekeeping:cmd_tag",
-    "note": "runner.cli.housekeeping:cmd_note", "clean": "runner.cli.housekeeping:cmd_clean"}
+    "note": "runner.cli.housekeeping:cmd_note", "clean": "runner.cli.housekeeping:cmd_clean",
+    "extend": "runner.cli.relaunch:cmd_extend"}
 SUBCOMMANDS = tuple(COMMANDS)
 
 

@@ -124,6 +124,41 @@ def cmd_retrain_best(argv: list[str]) -> int:
     return launching.execute(store, plan.execution, console)
 
 
+def cmd_extend(argv: list[str]) -> int:
+    """More runs in an existing sweep: its recorded command with wider axes (more seeds, more
+    values), expanded again; the runs it lacks are frozen into it and the sweep is launched."""
+    import time
+
+    from runner.planning.extend import extension
+    from runner.scheduling.scheduler import check_execution
+    from runner.storage.store import SweepStore
+
+    parser = argparse.ArgumentParser(prog="python -m runner extend", description=cmd_extend.__doc__)
+    parser.add_argument("sweep_dir", type=Path)
+    parser.add_argument("overrides", nargs="*",
+                        help="wider axes ('seed=range(5)', task.lr=0.1,0.01,0.001), and runner.* "
+                             "or launcher.* settings for this launch")
+    parser.add_argument("--no-launch", action="store_true", help="add the runs, launch nothing")
+    args = parser.parse_intermixed_args(argv)
+    store = SweepStore(args.sweep_dir)
+    wider, how = split_launch_overrides(args.overrides)
+    plan, new = extension(store, wider)
+    execution = _with_exec_overrides(store.manifest, store.manifest["execution"], how)
+    check_execution(execution)
+    console = stderr_console()
+    if new:
+        store.add_runs(new, {"overrides": wider, "time": time.time()})
+        console.print(f"added {len(new)} run(s) to {store.root} ({' '.join(wider)}): "
+                      f"{len(plan.runs)} in all")
+    else:
+        console.print(f"nothing to add: every run of {' '.join(wider)} is in {store.root} "
+                      "already; a wider axis adds runs")
+    if args.no_launch:
+        console.print(f"launch them with `python -m runner resume {store.root}`")
+        return 0
+    return launching.execute(store, execution, console)
+
+
 def _with_exec_overrides(manifest: dict[str, Any], execution: dict[str, Any],
                          overrides: list[str]) -> dict[str, Any]:
     """The execution sections with runner/launcher/notifier overrides applied (via Hydra)."""

@@ -183,7 +183,8 @@ class SweepStore:
         finally:
             os.close(fd)
 
-    def add_runs(self, runs: list[RunSpec]) -> list[RunRef]:
+    def add_runs(self, runs: list[RunSpec],
+                 record: dict[str, Any] | None = None) -> list[RunRef]:
         """Freeze more runs into this sweep (a Hydra sweeper's next batch, a search's next
         trial); runs it already lists are left as they are. Returns the refs of ``runs``.
 
@@ -191,6 +192,8 @@ class SweepStore:
         ``runs/``; the manifest then lists them in one atomic rewrite, under the manifest lock
         (two processes adding at once both land). A kill before that rewrite leaves unlisted
         directories, which are never launched and are rebuilt by the next ``add_runs``.
+        ``record``: appended to the manifest's ``extensions`` in the same rewrite (what
+        ``extend`` added, and from which overrides).
         """
         fd = os.open(self.paths.manifest_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
@@ -211,6 +214,9 @@ class SweepStore:
                     manifest["axes"], manifest["varying"],
                     before[0]["values"] if before else None, (r.values for r in new))
                 manifest["varying_rule"] = VARYING_RULE
+                if record is not None:
+                    manifest["extensions"] = [*manifest.get("extensions", []),
+                                              {**record, "added": len(new)}]
                 self._write(manifest)
         finally:
             os.close(fd)
