@@ -37,6 +37,8 @@ def test_only_runner_is_installed_at_the_top_level(installed: Path) -> None:
     assert sorted(p.name for p in (installed / "hydra_plugins").iterdir()) == [
         "runner_launcher", "runner_sweeper"]
     assert (installed / "runner" / "examples" / "mnist" / "data" / "mnist_5k.npz").is_file()
+    assert sorted(p.name for p in (installed / "runner" / "web" / "static").iterdir()) == [
+        "app.css", "app.js", "index.html"]  # the web view's page ships with the package
 
 
 def test_the_mnist_example_runs_from_another_folder(installed: Path, tmp_path: Path) -> None:

@@ -86,7 +86,8 @@ NEEDS = {"discord": "no secret found in $DISCORD_WEBHOOK_URL",
          "tracker=wandb": "needs a WandB API key",
          "gpus_per_run": "no GPU is visible"}
 SUBCOMMANDS = ("status", "show", "rerun", "resume", "cancel", "report", "compare",
-               "retrain-best", "wandb-sync", "export-study", "ls", "tag", "note", "clean", "extend")
+               "retrain-best", "wandb-sync", "export-study", "ls", "tag", "note", "clean",
+               "extend", "serve")
 
 
 def _block_commands() -> list[str]:
@@ -170,6 +171,16 @@ def test_every_readme_subcommand_runs_on_a_real_sweep(project) -> None:  # noqa:
             words[words.index("sweep.n_trials=80")] = "sweep.n_trials=6"
         if words[3] == "retrain-best":
             words[words.index("--seeds") + 1] = "2"
+        if words[3] == "serve":  # a server: it starts and says where (tests/test_web.py)
+            server = subprocess.Popen([sys.executable, *words[1:], "--port", "0"],
+                                      cwd=project.root, env=project.env(), text=True,
+                                      stderr=subprocess.PIPE)
+            assert server.stderr is not None
+            first = server.stderr.readline()
+            server.terminate()
+            server.communicate(timeout=30)
+            assert first.startswith("serving ") and "http://127.0.0.1:" in first, first
+            continue
         quiet = ["runner.progress=false"] if words[3] in ("resume", "rerun") else []
         proc = project.cli(*words[3:], *quiet)
         said = proc.stdout + proc.stderr

@@ -17,6 +17,7 @@
     python -m runner note SWEEP_OR_RUN_DIR "TEXT"            a note on a sweep or a run
     python -m runner clean [DIR ...] --older-than 30d [--yes]   delete or archive old sweeps
     python -m runner extend SWEEP_DIR 'seed=range(5)'        more runs in the same sweep
+    python -m runner serve [OUTPUTS ...] [--port 8765]       a live, read-only web view
 
 Overrides use Hydra's grammar (``task.lr=0.1,0.01``, ``+sweep=grid``, ``'seed=range(5)'``).
 Re-running the same command resumes the same sweep: its directory name is derived from the

@@ -26,7 +26,7 @@ COMMANDS: dict[str, str] = {
     "export-study": "runner.cli.exports:cmd_export_study",
     "ls": "runner.cli.housekeeping:cmd_ls", "tag": "runner.cli.housekeeping:cmd_tag",
     "note": "runner.cli.housekeeping:cmd_note", "clean": "runner.cli.housekeeping:cmd_clean",
-    "extend": "runner.cli.relaunch:cmd_extend"}
+    "extend": "runner.cli.relaunch:cmd_extend", "serve": "runner.cli.serve:cmd_serve"}
 SUBCOMMANDS = tuple(COMMANDS)
 
 

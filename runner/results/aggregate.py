@@ -193,13 +193,18 @@ def collect(store: SweepStore, metric: str, how: str = "final", mode: str = "max
     if mode not in ("max", "min"):
         raise RunnerError(f"--mode '{mode}' is not one of: max, min")
     reduce(np.array([0.0]), how, mode)  # validate --reduce before reading anything
-    rows = scan(store)
-    results = [_run_result(row, metric, how, mode) for row in rows]
+    results = results_of(scan(store), metric, how, mode)
     if not any(r.value is not None or len(r.steps) for r in results):
         known = sorted({k for r in results for k in r.summary})
         raise RunnerError(f"no run of {store.root} logged the metric '{metric}'"
                           + (f"; summaries have: {', '.join(known)}" if known else ""))
     return results
+
+
+def results_of(rows: list[RunStatus], metric: str, how: str = "final", mode: str = "max"
+               ) -> list[RunResult]:
+    """Each run's series of ``metric`` and its reduced value (rows read by the caller)."""
+    return [_run_result(row, metric, how, mode) for row in rows]
 
 
 def group_runs(store: SweepStore, results: list[RunResult]) -> list[Group]:

@@ -199,11 +199,13 @@ def select_runs(store: SweepStore, state: str | None = None, sort: str | None = 
 _BOOKKEEPING = frozenset({"step", "time", "attempt"})
 
 
-def metric_names(store: SweepStore, sample: int = 5, head_bytes: int = 65536) -> list[str]:
+def metric_names(store: SweepStore, sample: int = 5, head_bytes: int = 65536,
+                 rows: list[RunStatus] | None = None) -> list[str]:
     """Metric names the sweep's runs logged: finished runs' summaries, and the keys in the
-    first lines of a few runs' metrics files (a metric logged rarely may be missed)."""
+    first lines of a few runs' metrics files (a metric logged rarely may be missed). ``rows``:
+    the runs as the caller read them (else scanned here)."""
     names: set[str] = set()
-    for row in scan(store):
+    for row in scan(store) if rows is None else rows:
         names.update(flatten(row.summary))
     for ref in store.runs()[:sample]:
         try:
