@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from conftest import REPO, Project, wait_for
 
 
@@ -95,20 +93,20 @@ def test_ls_filters_by_tag_and_marks_a_live_sweep(project: Project) -> None:
     assert "Traceback" not in missing.stderr
 
 
-@pytest.mark.parametrize("args, says", [
-    (["tag", "{sweep}", "bad tag"], "tag 'bad tag'"),
-    (["tag", "{sweep}", "@everyone"], "tag '@everyone'"),
-    (["note", "{sweep}", "   "], "the note is empty"),
-    (["note", "{sweep}", "x" * 2001], "at most 2000"),
-    (["tag", "{sweep}", "--run", "zzzz", "a"], "zzzz"),
-    (["tag", "{sweep}/runs", "a"], "runs"),
-])
-def test_bad_tags_and_notes_are_refused_before_anything_is_written(
-        project: Project, args: list[str], says: str) -> None:
+BAD = [(["tag", "{sweep}", "bad tag"], "tag 'bad tag'"),
+       (["tag", "{sweep}", "@everyone"], "tag '@everyone'"),
+       (["note", "{sweep}", "   "], "the note is empty"),
+       (["note", "{sweep}", "x" * 2001], "at most 2000"),
+       (["tag", "{sweep}", "--run", "zzzz", "a"], "zzzz"),
+       (["tag", "{sweep}/runs", "a"], "runs")]
+
+
+def test_bad_tags_and_notes_are_refused_before_anything_is_written(project: Project) -> None:
     sweep = _sweep(project)
-    out = project.cli(*(a.format(sweep=sweep) for a in args))
-    assert out.returncode != 0 and says in out.stderr and "Traceback" not in out.stderr
-    assert not (sweep / "annotations.json").exists()
+    for args, says in BAD:
+        out = project.cli(*(a.format(sweep=sweep) for a in args))
+        assert out.returncode != 0 and says in out.stderr and "Traceback" not in out.stderr
+        assert not (sweep / "annotations.json").exists()
 
 
 def _add_tags(root: str, prefix: str, n: int) -> None:

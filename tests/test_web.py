@@ -124,6 +124,11 @@ def test_the_api_pages_filters_and_sorts_in_the_server(served: tuple[Project, Se
         "CRASHED"
     _, search = server.get("/api/sweeps/search/search?metric=val/acc")
     assert len(search["points"]) == 8 and set(search["params"]) == {"task.lr", "task.channels"}
+    assert set(search["importances"]) == {"task.lr", "task.channels"}  # PED-ANOVA, as report
+    assert abs(sum(search["importances"].values()) - 1) < 1e-6
+    _, compared = server.get("/api/compare?sweeps=alpha,search&metric=val/acc")
+    assert [s["name"] for s in compared["sweeps"]] == ["alpha", "search"]
+    assert [g["label"] for g in compared["sweeps"][0]["groups"]] == labels
     assert _tree(project.root / "outputs") == before  # read-only: not one byte written
 
 
@@ -251,6 +256,14 @@ def test_the_pages_load_filter_sort_and_draw(served: tuple[Project, Server], bro
     names = _all(browser, "#sweeps tr[data-sweep]", "e.dataset.sweep")
     assert sorted(names) == ["alpha", "beta", "search"]
     _shot(browser, "sweeps", tmp_path)
+    _click(browser, "input.pick[value='alpha']")
+    _click(browser, "input.pick[value='search']")
+    _click(browser, "a#compare")
+    wait_for(lambda: _all(browser, "#comparison .legendtext"), 30)
+    legend = _all(browser, "#comparison .legendtext")
+    assert "alpha: task.lr=0.3 (n=2)" in legend and len(legend) == 3 + 8, legend
+    assert len(_all(browser, "#compare-table tbody tr")) == 11
+    _shot(browser, "compare", tmp_path)
 
     browser.get(server.base + "/#/sweep/alpha")
     wait_for(lambda: len(_all(browser, "#runs tr[data-run]")) == 6, 30)
@@ -285,6 +298,7 @@ def test_the_pages_load_filter_sort_and_draw(served: tuple[Project, Server], bro
     wait_for(lambda: _all(browser, "#parallel .main-svg"), 30)
     wait_for(lambda: _all(browser, "#best .main-svg"), 30)
     assert len(_all(browser, "[data-param] .main-svg")) >= 2
+    wait_for(lambda: _all(browser, "#importances .main-svg"), 30)
     _shot(browser, "search", tmp_path)
     assert _console_errors(browser) == []
 

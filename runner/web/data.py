@@ -201,14 +201,28 @@ class Catalog:
             mode = "max"
         params = [k for k in store.manifest.get("varying", []) if k not in ("trial",)]
         points = []
-        for result in results_of(rows, metric, "final", mode):
+        results = results_of(rows, metric, "final", mode)
+        for result in results:
             value = result.value
             if value is None and len(result.series):  # pruned: where it stopped
                 value = float(result.series[-1])
             points.append({"id": result.id, "state": result.state,
                            "values": {k: result.values.get(k) for k in params},
                            "metric": _number(value)})
-        return {"metric": metric, "mode": mode, "params": params, "points": points}
+        from runner.results.importances import importances
+        from runner.results.report import log_axes
+
+        keys, logs = log_axes(store)
+        found = importances(results, keys, logs, mode) if keys else None
+        return {"metric": metric, "mode": mode, "params": params, "points": points,
+                "importances": found, "log": sorted(logs)}
+
+    def compare(self, names: list[str], metric: str) -> dict[str, Any]:
+        """Several sweeps' curves of one metric, each grouped as ``report`` groups it."""
+        if not 1 <= len(names) <= 8:
+            raise StateError("compare 1 to 8 sweeps")
+        return {"metric": metric,
+                "sweeps": [{"name": n, **self.curves(n, metric)} for n in names]}
 
 
 def _objective(manifest: dict[str, Any]) -> str | None:

@@ -143,13 +143,18 @@ def create_app(roots: list[Path], token: str | None = None, host: str = "127.0.0
         return as_json(catalog.search(request.path_params["sweep"],
                                       request.query_params.get("metric", "")))
 
+    async def compare(request: Request) -> Response:
+        names = [n for n in request.query_params.get("sweeps", "").split(",") if n]
+        return as_json(catalog.compare(names, request.query_params.get("metric", "")))
+
     routes = [Route("/", page(index)), Route("/static/{name}", page(static)),
               Route("/api/sweeps", page(sweeps)),
               Route("/api/sweeps/{sweep}/runs", page(runs)),
               Route("/api/sweeps/{sweep}/runs/{run}", page(run)),
               Route("/api/sweeps/{sweep}/runs/{run}/series", page(series)),
               Route("/api/sweeps/{sweep}/curves", page(curves)),
-              Route("/api/sweeps/{sweep}/search", page(search))]
+              Route("/api/sweeps/{sweep}/search", page(search)),
+              Route("/api/compare", page(compare))]
     return Starlette(routes=routes)
 
 

@@ -86,9 +86,20 @@ function showError(err) {
 async function sweepsView() {
   setWhere("every sweep");
   const main = document.getElementById("main");
+  const picked = new Set();
+  const link = el("a", { id: "compare" });
+  const compareLink = () => {
+    const names = [...picked];
+    link.textContent = names.length > 1 ? `compare ${names.length} sweeps` : "tick two sweeps or more to compare them";
+    if (names.length > 1) link.setAttribute("href", `#/compare/${names.map(encodeURIComponent).join(",")}`);
+    else link.removeAttribute("href");
+  };
+  compareLink();
   const render = async () => {
     const data = await api("/api/sweeps");
     const rows = data.sweeps.map((s) => el("tr", { "data-sweep": s.name },
+      el("td", {}, el("input", { type: "checkbox", class: "pick", value: s.name, checked: picked.has(s.name),
+                                 onchange: (e) => { if (e.target.checked) picked.add(s.name); else picked.delete(s.name); compareLink(); } })),
       el("td", {}, el("a", { href: `#/sweep/${encodeURIComponent(s.name)}`, text: s.name }),
          s.title !== s.name ? el("div", { class: "muted", text: s.title }) : null),
       el("td", { text: s.kind }),
@@ -102,9 +113,9 @@ async function sweepsView() {
          s.notes ? el("span", { class: "muted", text: ` ${s.notes} note(s)` }) : null)));
     fill(main, 
       el("h1", { text: `${data.sweeps.length} sweep(s)` }),
-      el("p", { class: "muted", text: `under ${data.roots.join(", ")}` }),
+      el("p", { class: "muted" }, `under ${data.roots.join(", ")} · `, link),
       data.sweeps.length ? el("table", { id: "sweeps" },
-        el("thead", {}, el("tr", {}, ["sweep", "kind", "runs", "done", "other states", "last activity", "tags"].map((h) => el("th", { text: h })))),
+        el("thead", {}, el("tr", {}, ["", "sweep", "kind", "runs", "done", "other states", "last activity", "tags"].map((h) => el("th", { text: h })))),
         el("tbody", {}, rows)) : el("p", { text: "no sweep yet: python -m runner +sweep=grid ... starts one" }));
   };
   await poll(render);
@@ -253,7 +264,14 @@ async function drawCharts(name, kind, metric, curves, search) {
   const numeric = found.params.filter((k) => done.every((p) => typeof p.values[k] === "number"));
   const parallel = el("div", { id: "parallel", class: "chart" }), best = el("div", { id: "best", class: "chart" });
   const scatters = numeric.map((k) => el("div", { class: "chart", "data-param": k }));
-  fill(search, parallel, best, ...scatters);
+  const matter = found.importances ? el("div", { id: "importances", class: "chart" }) : null;
+  fill(search, parallel, best, matter, ...scatters);
+  if (matter) {
+    const names = Object.keys(found.importances).reverse();
+    Plotly.react(matter, [{ type: "bar", orientation: "h", y: names, x: names.map((k) => found.importances[k]) }],
+                 { ...PLOT_LAYOUT, title: { text: `what mattered for ${metric} (PED-ANOVA, sums to 1)` }, margin: { ...PLOT_LAYOUT.margin, l: 140 } },
+                 { displaylogo: false, responsive: true });
+  }
   const dims = numeric.map((k) => ({ label: k, values: done.map((p) => p.values[k]) }));
   dims.push({ label: metric, values: done.map((p) => p.metric) });
   Plotly.react(parallel, [{ type: "parcoords", line: { color: done.map((p) => p.metric), colorscale: "Viridis", showscale: true }, dimensions: dims }],
@@ -271,9 +289,44 @@ async function drawCharts(name, kind, metric, curves, search) {
     const k = div.dataset.param;
     Plotly.react(div, [{ x: done.map((p) => p.values[k]), y: done.map((p) => p.metric), type: "scatter", mode: "markers",
                          text: done.map((p) => `${p.id} ${p.state}`), marker: { color: done.map((p) => p.state === "PRUNED" ? "#5e35b1" : "#0277bd") } }],
-                 { ...PLOT_LAYOUT, title: { text: `${metric} against ${k}` }, xaxis: { title: { text: k } }, yaxis: { title: { text: metric } } },
+                 { ...PLOT_LAYOUT, title: { text: `${metric} against ${k}` }, xaxis: { title: { text: k }, type: found.log.includes(k) ? "log" : "linear" },
+                   yaxis: { title: { text: metric } } },
                  { displaylogo: false, responsive: true });
   });
+}
+
+// ------------------------------------------------------------------ several sweeps
+
+async function compareView(names) {
+  setWhere(`compare ${names.join(", ")}`);
+  const main = document.getElementById("main");
+  const first = await api(`/api/sweeps/${encodeURIComponent(names[0])}/runs?limit=1`);
+  const metrics = first.metrics;
+  const pick = el("select", { id: "metric" }, metrics.map((m) => el("option", { value: m, text: m })));
+  pick.value = first.metric && metrics.includes(first.metric) ? first.metric : metrics[0];
+  const chart = el("div", { id: "comparison", class: "chart" }), table = el("div");
+  fill(main, el("h1", { text: `compare ${names.length} sweeps` }), el("h2", {}, "curves of ", pick,
+       el("span", { class: "muted", text: " a colour per setting, a line style per sweep" })), chart, table);
+  const dashes = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot", "solid", "dash"];
+  const draw = async () => {
+    if (typeof Plotly === "undefined" || !pick.value) return;
+    const data = await api(`/api/compare?sweeps=${names.map(encodeURIComponent).join(",")}&metric=${encodeURIComponent(pick.value)}`);
+    const colours = new Map();
+    const traces = [], rows = [];
+    data.sweeps.forEach((sweep, j) => sweep.groups.forEach((g) => {
+      if (!colours.has(g.label)) colours.set(g.label, `hsl(${(colours.size * 137.5) % 360}, 65%, 45%)`);
+      traces.push({ x: g.steps, y: g.mean, name: `${sweep.name}: ${g.label} (n=${g.n})`, type: "scatter", mode: "lines",
+                    line: { color: colours.get(g.label), dash: dashes[j] } });
+      rows.push(el("tr", {}, el("td", { text: sweep.name }), el("td", { text: g.label }), el("td", { class: "num", text: g.n }),
+                   el("td", { class: "num", text: fmt(g.final_mean) }), el("td", { class: "num", text: g.ci[0] === null ? "n/a" : `[${fmt(g.ci[0])}, ${fmt(g.ci[1])}]` })));
+    }));
+    Plotly.react(chart, traces, { ...PLOT_LAYOUT, showlegend: true, xaxis: { title: { text: "step" } }, yaxis: { title: { text: data.metric } } },
+                 { displaylogo: false, responsive: true });
+    fill(table, el("table", { id: "compare-table" }, el("thead", {}, el("tr", {}, ["sweep", "setting", "n", `final ${data.metric} (mean)`, "95% CI (t)"].map((h) => el("th", { text: h })))),
+                   el("tbody", {}, rows)));
+  };
+  pick.addEventListener("change", draw);
+  await poll(draw);
 }
 
 // ------------------------------------------------------------------ one run
@@ -340,6 +393,7 @@ function route() {
   let shown;
   if (parts[0] === "sweep" && parts[1]) shown = sweepView(parts[1]);
   else if (parts[0] === "run" && parts[1] && parts[2]) shown = runView(parts[1], parts[2]);
+  else if (parts[0] === "compare" && parts[1]) shown = compareView(hash.split("/")[1].split(",").map(decodeURIComponent));
   else shown = sweepsView();
   shown.catch(showError);
 }
