@@ -105,6 +105,10 @@ def test_the_api_pages_filters_and_sorts_in_the_server(served: tuple[Project, Se
     assert status == 200
     assert {s["name"]: (s["kind"], s["runs"], s["done"]) for s in data["sweeps"]} == {
         "alpha": ("grid", 6, 6), "beta": ("grid", 2, 1), "search": ("random", 8, 8)}
+    status, first = server.get("/api/sweeps/beta/runs")  # a fresh server: the page at once ...
+    assert status == 200 and len(first["runs"]) == 2 and first["runs_in_sweep"] == 2
+    counted = wait_for(lambda: server.get("/api/sweeps/beta/runs")[1]["counts"], 30)
+    assert counted["CRASHED"] == 1 and counted["COMPLETED"] == 1  # ... its counts on a later poll
     status, page = server.get("/api/sweeps/alpha/runs?limit=4&sort=task.lr&order=desc")
     assert status == 200 and page["total"] == 6 and len(page["runs"]) == 4
     assert [r["values"]["task.lr"] for r in page["runs"]] == [0.3, 0.3, 0.2, 0.2]
@@ -320,7 +324,7 @@ def test_a_run_finishing_while_the_page_is_open_shows_up(project: Project, brows
         started = time.monotonic()
         wait_for(lambda: states() == ["COMPLETED", "COMPLETED"], 30)  # no reload
         assert time.monotonic() - started < 20
-        assert "2 completed" in _all(browser, "#counts")[0]
+        wait_for(lambda: "2 completed" in _all(browser, "#counts")[0], 30)  # (the snapshot)
         _shot(browser, "live", tmp_path)
         assert _console_errors(browser) == []
     finally:

@@ -18,7 +18,7 @@ from runner.storage.marks import read_marks
 from runner.storage.metrics import last_metrics
 from runner.storage.paths import FLAG_NAMES, RunPaths
 from runner.storage.state import read_flag
-from runner.storage.store import run_of_dir
+from runner.storage.store import RunRef, SweepStore, run_of_dir
 
 
 def _attempts(paths: RunPaths) -> list[dict[str, Any]]:
@@ -67,7 +67,11 @@ def _number(value: Any) -> float | None:
 
 
 def describe(run_dir: str | Path) -> dict[str, Any]:
-    store, ref = run_of_dir(run_dir)
+    return describe_run(*run_of_dir(run_dir))
+
+
+def describe_run(store: SweepStore, ref: RunRef) -> dict[str, Any]:
+    """Everything about one run of ``store`` (``show``'s data, also the web view's)."""
     paths = ref.paths
     row = read_run(ref)
     try:

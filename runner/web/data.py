@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from runner.results.status import (
     row_json,
 )
 from runner.storage.marks import read_marks
-from runner.storage.store import SweepStore
+from runner.storage.store import RunRef, SweepStore
 
 PAGE_MAX = 500
 TAIL_BYTES = 16_384
@@ -62,10 +63,35 @@ def dumps(obj: Any) -> str:
     return redact(json.dumps(clean(obj), default=str))
 
 
+REFRESH_S = 2.0  # a sweep's snapshot of every run is read again at most this often
+CONTAINED_S = 10.0  # how long a sweep's symlink check holds
+
+
+@dataclass
+class _Sweep:
+    """What the server keeps of one sweep: its store (the manifest re-read only when it
+    changed), an in-memory FLAG cache, and the last snapshot of every run's state."""
+
+    store: SweepStore
+    cache: FlagCache | None = None  # loaded by the first scan (a page needs none)
+    checked: float = 0.0  # when check_contained last passed
+    rows: list[RunStatus] | None = None
+    metrics: list[str] = field(default_factory=list)
+    scanned: float = 0.0
+    scanning: bool = False
+    ids: dict[str, RunRef] = field(default_factory=dict)
+    ids_of: int = -1  # (the manifest object the index was built from)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    scanned_event: threading.Condition = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scanned_event = threading.Condition(self.lock)
+
+
 class Catalog:
     def __init__(self, roots: list[Path]) -> None:
         self.roots = roots
-        self._caches: dict[Path, FlagCache] = {}
+        self._sweeps: dict[Path, _Sweep] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ sweeps
@@ -83,68 +109,135 @@ class Catalog:
                         "notes": len(marks.notes)})
         return out
 
-    def store(self, name: str) -> SweepStore:
-        if "/" in name or name.startswith("."):
+    def sweep(self, name: str) -> _Sweep:
+        """A sweep under the roots by its folder's name (none holding a symbolic link)."""
+        if not name or "/" in name or name.startswith("."):
             raise StateError(f"no sweep named '{name}'")
-        return queries.find_sweep(self.roots, name, contained=True)
-
-    def rows(self, store: SweepStore) -> list[RunStatus]:
-        """Every run's state, read through this sweep's in-memory FLAG cache."""
+        for root in self.roots:
+            folder = Path(root) / name
+            if folder.is_dir() and not folder.is_symlink() and (folder / "sweep.json").is_file():
+                break
+        else:
+            raise StateError(f"no sweep named '{name}' under {', '.join(map(str, self.roots))}")
         with self._lock:
-            cache = self._caches.get(store.root)
-            if cache is None:
-                cache = FlagCache(store)  # the sweep's own cache file, read once ...
+            sweep = self._sweeps.get(folder)
+            if sweep is None:
+                sweep = self._sweeps[folder] = _Sweep(SweepStore(folder))
+        now = time.monotonic()
+        if now - sweep.checked > CONTAINED_S:
+            queries.check_contained(folder)
+            sweep.checked = now
+        sweep.store.refresh()
+        return sweep
+
+    def store(self, name: str) -> SweepStore:
+        return self.sweep(name).store
+
+    def _scan(self, sweep: _Sweep) -> None:
+        try:
+            if sweep.cache is None:
+                cache = FlagCache(sweep.store)  # the sweep's own cache file, read once ...
                 cache.path = None  # ... and never written: the server writes nothing
-                self._caches[store.root] = cache
-        return [read_run(ref, True, cache) for ref in store.runs()]
+                sweep.cache = cache
+            rows = [read_run(ref, True, sweep.cache) for ref in sweep.store.runs()]
+            metrics = queries.metric_names(sweep.store, rows=rows)
+            with sweep.lock:
+                sweep.rows, sweep.metrics, sweep.scanned = rows, metrics, time.monotonic()
+        finally:
+            with sweep.lock:
+                sweep.scanning = False
+                sweep.scanned_event.notify_all()
+
+    def snapshot(self, sweep: _Sweep, wait: bool) -> list[RunStatus] | None:
+        """Every run's state: the last snapshot, read again in the background once it is older
+        than ``REFRESH_S``; ``wait``: read now if there is none yet (else None meanwhile)."""
+        with sweep.lock:
+            stale = time.monotonic() - sweep.scanned > REFRESH_S
+            start = stale and not sweep.scanning and (sweep.rows is not None or not wait)
+            if start:
+                sweep.scanning = True
+        if start:
+            threading.Thread(target=self._scan, args=(sweep,), daemon=True).start()
+        if sweep.rows is None and wait:
+            with sweep.lock:  # one scan at a time builds the first snapshot; others wait for it
+                while sweep.rows is None and sweep.scanning:
+                    sweep.scanned_event.wait()
+                mine = sweep.rows is None
+                if mine:
+                    sweep.scanning = True
+            if mine:
+                self._scan(sweep)
+        return sweep.rows
+
+    def find(self, sweep: _Sweep, run_id: str) -> RunRef:
+        """A run by its full id (an index, rebuilt when the manifest changes) or a prefix."""
+        manifest = sweep.store.manifest
+        if sweep.ids_of != id(manifest):
+            sweep.ids = {ref.id: ref for ref in sweep.store.runs()}
+            sweep.ids_of = id(manifest)
+        found = sweep.ids.get(run_id)
+        return found if found is not None else queries.find_run(sweep.store, run_id)
 
     # ------------------------------------------------------------------ runs of a sweep
 
     def runs_page(self, name: str, offset: int = 0, limit: int = 50, state: str = "",
                   text: str = "", sort: str = "", order: str = "asc") -> dict[str, Any]:
-        store = self.store(name)
+        """One page of a sweep's runs. The page's runs are read afresh; the counts, the order
+        and the filters come from the sweep's snapshot. The first page of the manifest's order
+        needs no snapshot: it is served at once, its counts follow on a later poll."""
+        sweep = self.sweep(name)
+        store = sweep.store
         manifest = store.manifest
-        rows = every = self.rows(store)
-        total_counts = counts(rows)
-        if state:
-            rows = [r for r in rows if r.state == state.upper()]
-        if text:
-            wanted = text.lower()
-            rows = [r for r in rows if wanted in _haystack(r)]
-        if sort:
-            rows = _sorted(rows, sort, order == "desc", manifest.get("axes", []))
         limit = max(1, min(PAGE_MAX, limit))
-        page = rows[offset:offset + limit]
+        plain = not (state or text or sort)
+        rows = sweep.rows if plain else self.snapshot(sweep, wait=True)
+        if rows is None:  # (plain) the manifest's order: the page alone
+            refs = store.runs(offset, offset + limit)
+            total, total_counts, selected = len(manifest["runs"]), None, None
+        else:
+            total_counts = counts(rows)
+            selected = rows
+            if state:
+                selected = [r for r in selected if r.state == state.upper()]
+            if text:
+                wanted = text.lower()
+                selected = [r for r in selected if wanted in _haystack(r)]
+            if sort:
+                selected = _sorted(selected, sort, order == "desc", manifest.get("axes", []))
+            refs = [r.ref for r in selected[offset:offset + limit]]
+            total = len(selected)
+        page = [read_run(ref, True, sweep.cache) for ref in refs]  # as they are now
         now = time.time()
         stale = float((manifest.get("execution", {}).get("runner") or {}).get(
             "stale_after_s", 120.0))
         live = liveness(page, stale, now)
-        run_marks = read_marks(store.root).runs
+        marks = read_marks(store.root)
         out = []
         for row in page:
             item = row_json(row, now, *live.get(row.ref.id, (None, "")))
             item["metrics"] = _shown_metrics(row)
-            item["tags"] = list(run_marks[row.ref.id].tags) if row.ref.id in run_marks else []
+            item["tags"] = list(marks.of_run(row.ref.id).tags)
             out.append(item)
-        marks = read_marks(store.root).sweep
+        if plain:
+            self.snapshot(sweep, wait=False)  # (after the page: read on while it is sent)
         return {"name": store.root.name, "title": manifest.get("name"),
                 "kind": manifest.get("kind"), "dir": str(store.root),
                 "axes": manifest.get("axes", []), "varying": manifest.get("varying", []),
-                "counts": total_counts, "total": len(rows), "offset": offset, "limit": limit,
-                "runs": out, "tags": list(marks.tags),
-                "notes": [n.as_dict() for n in marks.notes],
-                "metrics": queries.metric_names(store, rows=every),
-                "metric": _objective(manifest)}
+                "counts": total_counts, "runs_in_sweep": len(manifest["runs"]),
+                "total": total, "offset": offset, "limit": limit, "runs": out,
+                "tags": list(marks.sweep.tags), "notes": [n.as_dict() for n in marks.sweep.notes],
+                "metrics": sweep.metrics if rows is not None else queries.metric_names(
+                    store, rows=page), "metric": _objective(manifest)}
 
     # ------------------------------------------------------------------ one run
 
     def run(self, name: str, run_id: str) -> dict[str, Any]:
-        from runner.results.show import describe
+        from runner.results.show import describe_run
         from runner.study.history import DECISIONS
 
-        store = self.store(name)
-        ref = queries.find_run(store, run_id)
-        info = describe(ref.dir)
+        sweep = self.sweep(name)
+        ref = self.find(sweep, run_id)
+        info = describe_run(sweep.store, ref)
         paths = ref.paths
         info["logs"] = {"stdout": _tail(paths.stdout), "stderr": _tail(paths.stderr)}
         crash = paths.root / "CRASH.txt"
@@ -159,8 +252,8 @@ class Catalog:
     def series(self, name: str, run_id: str, metric: str) -> dict[str, Any]:
         from runner.results.aggregate import read_series
 
-        store = self.store(name)
-        ref = queries.find_run(store, run_id)
+        sweep = self.sweep(name)
+        ref = self.find(sweep, run_id)
         steps, values = read_series(str(ref.paths.metrics), metric)
         return {"metric": metric, "steps": steps.tolist(), "values": values.tolist()}
 
@@ -171,8 +264,9 @@ class Catalog:
         from runner.results.aggregate import group_runs, mode_for, rank, results_of
         from runner.results.plots import aligned
 
-        store = self.store(name)
-        rows = self.rows(store)[:MAX_SERIES_RUNS]
+        sweep = self.sweep(name)
+        store = sweep.store
+        rows = (self.snapshot(sweep, wait=True) or [])[:MAX_SERIES_RUNS]
         try:
             mode = mode_for(metric)
         except Exception:  # noqa: BLE001 (a name that says neither: rank by max)
@@ -193,8 +287,9 @@ class Catalog:
         """For a random search or a study: each run's parameters and final metric, in order."""
         from runner.results.aggregate import mode_for, results_of
 
-        store = self.store(name)
-        rows = self.rows(store)[:MAX_SERIES_RUNS]
+        sweep = self.sweep(name)
+        store = sweep.store
+        rows = (self.snapshot(sweep, wait=True) or [])[:MAX_SERIES_RUNS]
         try:
             mode = mode_for(metric)
         except Exception:  # noqa: BLE001

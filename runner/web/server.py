@@ -50,6 +50,7 @@ def is_loopback(host: str) -> bool:
 
 def create_app(roots: list[Path], token: str | None = None, host: str = "127.0.0.1") -> Any:
     from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import FileResponse, PlainTextResponse, Response
     from starlette.routing import Route
@@ -118,34 +119,40 @@ def create_app(roots: list[Path], token: str | None = None, host: str = "127.0.0
             return PlainTextResponse("not found", 404)
         return FileResponse(STATIC / name, media_type=PAGES[name])
 
+    async def in_thread(fn: Any, *args: Any) -> Response:
+        """The store is read off the event loop: one slow page never holds up the others."""
+        return as_json(await run_in_threadpool(fn, *args))
+
     async def sweeps(request: Request) -> Response:
-        return as_json({"roots": [str(r) for r in roots], "sweeps": catalog.sweeps()})
+        return await in_thread(lambda: {"roots": [str(r) for r in roots],
+                                        "sweeps": catalog.sweeps()})
 
     async def runs(request: Request) -> Response:
         q = request.query_params
-        return as_json(catalog.runs_page(
-            request.path_params["sweep"], number(request, "offset", 0),
+        return await in_thread(
+            catalog.runs_page, request.path_params["sweep"], number(request, "offset", 0),
             number(request, "limit", 50), q.get("state", ""), q.get("q", ""),
-            q.get("sort", ""), q.get("order", "asc")))
+            q.get("sort", ""), q.get("order", "asc"))
 
     async def run(request: Request) -> Response:
-        return as_json(catalog.run(request.path_params["sweep"], request.path_params["run"]))
+        return await in_thread(catalog.run, request.path_params["sweep"],
+                               request.path_params["run"])
 
     async def series(request: Request) -> Response:
-        return as_json(catalog.series(request.path_params["sweep"], request.path_params["run"],
-                                      request.query_params.get("metric", "")))
+        return await in_thread(catalog.series, request.path_params["sweep"],
+                               request.path_params["run"], request.query_params.get("metric", ""))
 
     async def curves(request: Request) -> Response:
-        return as_json(catalog.curves(request.path_params["sweep"],
-                                      request.query_params.get("metric", "")))
+        return await in_thread(catalog.curves, request.path_params["sweep"],
+                               request.query_params.get("metric", ""))
 
     async def search(request: Request) -> Response:
-        return as_json(catalog.search(request.path_params["sweep"],
-                                      request.query_params.get("metric", "")))
+        return await in_thread(catalog.search, request.path_params["sweep"],
+                               request.query_params.get("metric", ""))
 
     async def compare(request: Request) -> Response:
         names = [n for n in request.query_params.get("sweeps", "").split(",") if n]
-        return as_json(catalog.compare(names, request.query_params.get("metric", "")))
+        return await in_thread(catalog.compare, names, request.query_params.get("metric", ""))
 
     routes = [Route("/", page(index)), Route("/static/{name}", page(static)),
               Route("/api/sweeps", page(sweeps)),

@@ -111,7 +111,7 @@ async function sweepsView() {
       el("td", { class: "num", text: ago(s.last_activity) }),
       el("td", {}, s.tags.map((t) => el("span", { class: "tag", text: t })),
          s.notes ? el("span", { class: "muted", text: ` ${s.notes} note(s)` }) : null)));
-    fill(main, 
+    fill(main,
       el("h1", { text: `${data.sweeps.length} sweep(s)` }),
       el("p", { class: "muted" }, `under ${data.roots.join(", ")} · `, link),
       data.sweeps.length ? el("table", { id: "sweeps" },
@@ -149,7 +149,7 @@ async function sweepView(name) {
     // runs are running (their curves grow)
     const signature = JSON.stringify(data.counts);
     polls += 1;
-    if (signature !== drawn || (data.counts.RUNNING && polls % 4 === 0)) {
+    if (data.counts && (signature !== drawn || (data.counts.RUNNING && polls % 4 === 0))) {
       if (!charts.redraw) buildCharts(charts, name, data); else charts.redraw();
       drawn = signature;
     }
@@ -160,14 +160,16 @@ async function sweepView(name) {
 }
 
 function renderHead(head, data, s, render) {
-  fill(head, 
+  const counts = data.counts || {};
+  fill(head,
     el("h1", { text: data.name }),
-    el("p", { class: "muted" }, `${data.kind} sweep · ${data.total} run(s) shown of ${Object.values(data.counts).reduce((a, b) => a + b, 0)} · ${data.dir}`),
+    el("p", { class: "muted" }, `${data.kind} sweep · ${data.total} run(s) shown of ${data.runs_in_sweep} · ${data.dir}`),
     data.tags.length ? el("p", {}, "tags: ", data.tags.map((t) => el("span", { class: "tag", text: t }))) : null,
     data.notes.length ? el("p", {}, `note: ${data.notes[data.notes.length - 1].text}`) : null,
-    el("div", { id: "counts" }, STATES.filter((k) => data.counts[k]).map((k) =>
+    el("div", { id: "counts" }, data.counts ? null : el("span", { class: "muted", text: "counting the runs' states…" }),
+      STATES.filter((k) => counts[k]).map((k) =>
       el("span", { class: "chip" + (s.state === k ? " on" : ""), style: `background: var(--${k})`,
-                   "data-state": k, text: `${data.counts[k]} ${k.toLowerCase()}`,
+                   "data-state": k, text: `${counts[k]} ${k.toLowerCase()}`,
                    onclick: () => { s.state = s.state === k ? "" : k; s.offset = 0; syncControls(); render(); } }))));
 }
 
@@ -339,7 +341,7 @@ async function runView(sweep, id) {
   const render = async () => {
     const r = await api(`/api/sweeps/${encodeURIComponent(sweep)}/runs/${encodeURIComponent(id)}`);
     if (!built) { fill(main, top, chart); buildRunChart(chart, sweep, id, r.metrics_keys); built = true; }
-    fill(top, 
+    fill(top,
       el("p", {}, el("a", { href: `#/sweep/${encodeURIComponent(sweep)}`, text: `‹ ${sweep}` })),
       el("h1", { text: r.id }),
       el("dl", { id: "facts" },
