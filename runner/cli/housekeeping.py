@@ -32,11 +32,7 @@ def cmd_ls(argv: list[str]) -> int:
     parser.add_argument("--no-size", action="store_true",
                         help="skip measuring each sweep's size on disk (faster)")
     args = parser.parse_args(argv)
-    roots = args.outputs or [Path("outputs")]
-    missing = [str(r) for r in roots if not r.is_dir()]
-    if missing:
-        raise RunnerError(f"no output folder {', '.join(missing)} (give the folder sweeps go "
-                          "to, runner.output_dir; default: outputs)")
+    roots = output_folders(args.outputs)
     rows = []
     for info in list_sweeps(roots):
         marks = read_marks(info.root)
@@ -63,6 +59,16 @@ def cmd_ls(argv: list[str]) -> int:
         return 0
     _print_listing(rows)
     return 0
+
+
+def output_folders(given: list[Path]) -> list[Path]:
+    """The output folders a command was given (default: ./outputs), each checked to exist."""
+    roots = given or [Path("outputs")]
+    missing = [str(r) for r in roots if not r.is_dir()]
+    if missing:
+        raise RunnerError(f"no output folder {', '.join(missing)} (give the folder sweeps go "
+                          "to, runner.output_dir; default: outputs)")
+    return roots
 
 
 def _print_listing(rows: list[dict[str, Any]]) -> None:

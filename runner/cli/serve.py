@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from runner.cli.consoles import stderr_console
+from runner.cli.housekeeping import output_folders
 from runner.errors import RunnerError
 
 
@@ -19,11 +20,7 @@ def cmd_serve(argv: list[str]) -> int:
                         help="default 127.0.0.1 (this machine only); any other address asks "
                              "for the token printed at the start")
     args = parser.parse_args(argv)
-    roots = args.outputs or [Path("outputs")]
-    missing = [str(r) for r in roots if not r.is_dir()]
-    if missing:
-        raise RunnerError(f"no output folder {', '.join(missing)} (give the folder sweeps go "
-                          "to, runner.output_dir; default: outputs)")
+    roots = output_folders(args.outputs)
     try:
         import plotly  # noqa: F401
         import starlette  # noqa: F401
