@@ -261,3 +261,44 @@ def test_clean_refuses_vague_or_bad_requests_and_clears_what_a_killed_clean_left
         "one"]
     assert project.cli("clean", str(sweep), "--yes").returncode == 0
     assert not left.exists() and not sweep.exists()
+
+
+def test_clean_runs_removes_their_outputs_and_keeps_their_record(project: Project) -> None:
+    import tarfile
+
+    project.run("+sweep=grid", "task.mode=ok,raise", "seed=1,2", "runner.name=mixed")
+    sweep = project.root / "outputs" / "mixed"
+    rows = {(r["values"]["task.mode"], r["values"]["seed"]): r
+            for r in project.status(sweep)["runs"]}
+    for row in rows.values():
+        (Path(row["dir"]) / "checkpoints").mkdir()
+        (Path(row["dir"]) / "checkpoints" / "model.pt").write_bytes(b"w" * 50_000)
+    assert project.cli("tag", rows[("raise", 2)]["dir"], "keep").returncode == 0
+    dry = project.cli("clean", str(sweep), "--runs", "--state", "crashed")
+    assert dry.returncode == 0 and dry.stdout.count("would delete run outputs") == 1, dry.stdout
+    out = project.cli("clean", str(sweep), "--runs", "--state", "crashed", "--archive", "old",
+                      "--yes")
+    assert out.returncode == 0, out.stderr
+    gone = Path(rows[("raise", 1)]["dir"])
+    left = {p.name for p in gone.iterdir()}
+    assert {"CRASH.txt", "config.yaml", "values.json", "cleaned.json"} <= left <= {
+        "CRASH.txt", "config.yaml", "values.json", "cleaned.json", ".lock", "attempts"}, left
+    cleaned = json.loads((gone / "cleaned.json").read_text())
+    assert {"stdout.log", "stderr.log", "metrics.jsonl", "checkpoints/"} <= set(cleaned["removed"])
+    with tarfile.open(project.root / "old" / "mixed" / f"{gone.name}.tar.gz") as tar:
+        assert f"{gone.name}/checkpoints/model.pt" in tar.getnames()
+    for kept in (rows[("raise", 2)], rows[("ok", 1)], rows[("ok", 2)]):  # tagged keep, COMPLETED
+        assert (Path(kept["dir"]) / "checkpoints" / "model.pt").is_file()
+    status = {r["id"]: r for r in project.status(sweep)["runs"]}
+    assert status[rows[("raise", 1)]["id"]]["state"] == "CRASHED"  # still said, and why
+    assert "ValueError" in status[rows[("raise", 1)]["id"]]["reason"]
+    shown = project.cli("show", str(gone)).stdout
+    assert "outputs removed by clean on" in shown and "stdout.log" in shown
+    groups = (sweep / "report" / "loss" / "groups.csv")
+    assert project.cli("report", str(sweep), "--metric", "loss").returncode == 0
+    import csv
+
+    crashed = {g["group"]: g["crashed"] for g in csv.DictReader(groups.read_text().splitlines())}
+    assert crashed == {"task.mode=ok": "0", "task.mode=raise": "2"}  # still counted as crashed
+    again = project.cli("clean", str(sweep), "--runs", "--state", "crashed")
+    assert "nothing to clean" in again.stderr  # nothing left to remove there

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -186,107 +188,161 @@ KEEP = "keep"  # a sweep or run tagged keep is never cleaned
 
 
 def cmd_clean(argv: list[str]) -> int:
-    """Delete or archive whole sweeps, or the checkpoints of runs, by age, tag or state; a dry
-    run unless --yes. A sweep in use (a live runner, a RUNNING lease) or tagged keep is never
-    touched."""
-    from runner.results.queries import list_sweeps, select_runs
-    from runner.results.status import STATE_ORDER, read_run
+    """Delete or archive whole sweeps, or runs' outputs or checkpoints, by age, tag or state; a
+    dry run unless --yes. A sweep in use (a live runner, a RUNNING lease) and anything tagged
+    keep are never touched."""
+    from runner.results.status import STATE_ORDER
     from runner.storage import cleanup
-    from runner.storage.marks import read_marks
-    from runner.storage.store import SweepStore
-    from runner.storage.usage import disk_usage, human_size
+    from runner.storage.usage import human_size
 
     parser = argparse.ArgumentParser(prog="python -m runner clean", description=cmd_clean.__doc__)
     parser.add_argument("dirs", type=Path, nargs="*",
                         help="output folders or sweep folders (default: ./outputs)")
-    parser.add_argument("--older-than", metavar="AGE", help="last activity longer ago (30d, 12h)")
-    parser.add_argument("--tag", action="append", default=[], help="sweeps with this tag")
+    parser.add_argument("--older-than", metavar="AGE",
+                        help="last activity longer ago (30d, 12h); with --runs or --checkpoints: "
+                             "the run's last change")
+    parser.add_argument("--tag", action="append", default=[],
+                        help="sweeps with this tag; with --runs or --checkpoints: runs with it "
+                             "(or in a sweep with it)")
     parser.add_argument("--state", action="append", default=[], type=str.upper,
                         help="sweeps whose every run is in this state (repeat for more); with "
-                             "--checkpoints: runs in this state")
-    parser.add_argument("--checkpoints", action="store_true",
-                        help="delete runs' checkpoints/ folders, not whole sweeps")
+                             "--runs or --checkpoints: runs in this state")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--runs", action="store_true",
+                      help="remove the outputs of runs (logs, metrics, checkpoints, files the "
+                           "task wrote), keeping each run's config, values and state history")
+    what.add_argument("--checkpoints", action="store_true",
+                      help="delete runs' checkpoints/ folders only")
     parser.add_argument("--keep-best", type=int, metavar="K",
-                        help="with --checkpoints: keep those of the best K runs by --metric")
+                        help="with --runs or --checkpoints: spare the best K runs by --metric")
     parser.add_argument("--metric", help="the metric --keep-best ranks by, e.g. val/acc")
     parser.add_argument("--mode", choices=["max", "min"], help="max or min is better")
     parser.add_argument("--archive", type=Path, metavar="DIR",
-                        help="move whole sweeps into DIR/<sweep>.tar.gz instead of deleting")
+                        help="first pack each sweep (DIR/<sweep>.tar.gz) or run "
+                             "(DIR/<sweep>/<run>.tar.gz) into DIR")
     parser.add_argument("--yes", action="store_true", help="do it (default: say what would go)")
     args = parser.parse_args(argv)
     bad = [s for s in args.state if s not in STATE_ORDER]
     if bad:
         raise RunnerError(f"--state {bad[0]}: one of {', '.join(STATE_ORDER)}")
+    per_run = args.runs or args.checkpoints
     if (args.keep_best is not None) != bool(args.metric):
-        raise RunnerError("--keep-best K and --metric M go together (the best K runs by M keep "
-                          "their checkpoints)")
-    if args.keep_best is not None and (args.keep_best < 0 or not args.checkpoints):
-        raise RunnerError("--keep-best takes a number >= 0, with --checkpoints")
+        raise RunnerError("--keep-best K and --metric M go together (the best K runs by M are "
+                          "spared)")
+    if args.keep_best is not None and (args.keep_best < 0 or not per_run):
+        raise RunnerError("--keep-best takes a number >= 0, with --runs or --checkpoints")
     if args.archive and args.checkpoints:
-        raise RunnerError("--archive moves whole sweeps; --checkpoints deletes checkpoints only")
-    older = _age(args.older_than) if args.older_than else None
+        raise RunnerError("--archive packs sweeps or runs; --checkpoints deletes checkpoints")
     roots = args.dirs or [Path("outputs")]
     missing = [str(r) for r in roots if not r.is_dir()]
     if missing:
         raise RunnerError(f"no folder {', '.join(missing)}")
     named = [r for r in roots if (r / "sweep.json").is_file()]
-    if not (named or older is not None or args.tag or args.state or args.checkpoints):
-        raise RunnerError("say what to clean: --older-than AGE, --tag T, --state S, "
+    if not (named or args.older_than or args.tag or args.state or per_run):
+        raise RunnerError("say what to clean: --older-than AGE, --tag T, --state S, --runs, "
                           "--checkpoints, or sweep folders by name (nothing is cleaned by "
                           "default)")
-    mode = None
+    filters = Filters(_age(args.older_than) if args.older_than else None, args.tag, args.state)
     if args.metric:
         from runner.results.aggregate import mode_for
 
-        mode = mode_for(args.metric, args.mode)
+        filters.best = (args.keep_best, args.metric, mode_for(args.metric, args.mode))
     console = stderr_console()
-    now = time.time()
-    plan: list[tuple[str, Path, int]] = []  # (what, folder, bytes)
-    for info in list_sweeps(roots):
-        marks = read_marks(info.root)
-        if KEEP in marks.sweep.tags or not set(args.tag) <= set(marks.sweep.tags):
-            continue
-        if older is not None and now - info.modified < older:
-            continue
-        store = SweepStore(info.root)
-        if args.state and not args.checkpoints and \
-                set(s for s, n in info.counts.items() if n) - set(args.state):
-            continue
-        busy = cleanup.why_busy(store)
-        if busy:
-            console.print(f"skipped {escape(str(info.root))}: {escape(busy)}")
-            continue
-        if not args.checkpoints:
-            plan.append(("sweep", info.root, disk_usage(info.root)))
-            continue
-        keep = {r.ref.id for r in select_runs(store, None, args.metric, mode or "min",
-                                              args.keep_best)} if args.keep_best else set()
-        for ref in store.runs():
-            folder = ref.paths.checkpoints
-            if ref.id in keep or KEEP in marks.of_run(ref.id).tags or not folder.is_dir():
-                continue
-            if args.state and read_run(ref).state not in args.state:
-                continue
-            plan.append(("checkpoints", folder, disk_usage(folder)))
-    total = sum(n for _, _, n in plan)
+    kind = "runs" if args.runs else "checkpoints" if args.checkpoints else "sweeps"
+    plan = targets(roots, kind, filters, console)
+    total = sum(t.size for t in plan)
     verb = "archive" if args.archive else "delete"
     out = secrets.table_console()
-    for what, folder, size in plan:
-        out.print(f"{verb + 'd' if args.yes else 'would ' + verb} {what} "
-                  f"{escape(str(folder))} ({human_size(size)})")
+    for target in plan:
+        out.print(f"{verb + 'd' if args.yes else 'would ' + verb} {target.what} "
+                  f"{escape(str(target.folder))} ({human_size(target.size)})")
     if not plan:
-        console.print("nothing to clean: no sweep matches (a sweep tagged keep, in use, or "
-                      "not matching every filter is left alone)")
+        console.print("nothing to clean: nothing matches (a sweep or run tagged keep, a sweep "
+                      "in use, or one not matching every filter is left alone)")
         return 0
     if not args.yes:
         console.print(f"dry run: {len(plan)} folder(s), {human_size(total)}; add --yes to "
                       f"{verb} them")
         return 0
-    for what, folder, _ in plan:
-        if what == "sweep" and args.archive:
-            cleanup.archive(folder, args.archive)
-        cleanup.remove_tree(folder)
-    for parent in {folder.parent for _, folder, _ in plan}:
+    for target in plan:
+        if target.what == "run outputs":
+            cleanup.clear_run(target.folder, args.archive)
+            continue
+        if args.archive:
+            cleanup.archive(target.folder, args.archive)
+        cleanup.remove_tree(target.folder)
+    for parent in {t.folder.parent for t in plan if t.what != "run outputs"}:
         cleanup.remove_leftovers(parent)
     console.print(f"{verb}d {len(plan)} folder(s), {human_size(total)} freed")
     return 0
+
+
+@dataclasses.dataclass
+class Filters:
+    older: float | None  # seconds
+    tags: list[str]
+    states: list[str]
+    best: tuple[int, str, str] | None = None  # (K, metric, mode): the best K runs are spared
+
+
+@dataclasses.dataclass
+class Target:
+    what: str  # sweep, run outputs, checkpoints
+    folder: Path
+    size: int
+
+
+def targets(roots: list[Path], kind: str, f: Filters, console: Any) -> list[Target]:
+    """What ``clean`` would remove: whole sweeps (``kind`` sweeps), or runs' outputs or
+    checkpoints, matching every filter; sweeps in use or tagged keep are left out (and said)."""
+    from runner.results.queries import list_sweeps, select_runs
+    from runner.results.status import read_run
+    from runner.storage import cleanup
+    from runner.storage.marks import read_marks
+    from runner.storage.store import SweepStore
+    from runner.storage.usage import disk_usage
+
+    now = time.time()
+    out: list[Target] = []
+    for info in list_sweeps(roots):
+        marks = read_marks(info.root)
+        if KEEP in marks.sweep.tags:
+            continue
+        if kind == "sweeps":
+            if not set(f.tags) <= set(marks.sweep.tags) or (
+                    f.older is not None and now - info.modified < f.older) or (
+                    f.states and {s for s, n in info.counts.items() if n} - set(f.states)):
+                continue
+        store = SweepStore(info.root)
+        busy = cleanup.why_busy(store)
+        if busy:
+            console.print(f"skipped {escape(str(info.root))}: {escape(busy)}")
+            continue
+        if kind == "sweeps":
+            out.append(Target("sweep", info.root, disk_usage(info.root)))
+            continue
+        spared = {r.ref.id for r in select_runs(store, None, f.best[1], f.best[2], f.best[0])
+                  } if f.best and f.best[0] else set()
+        for ref in store.runs():
+            tags = marks.of_run(ref.id).tags
+            if ref.id in spared or KEEP in tags:
+                continue
+            if f.tags and not set(f.tags) <= set(tags) | set(marks.sweep.tags):
+                continue
+            row = read_run(ref)
+            if f.states and row.state not in f.states:
+                continue
+            if f.older is not None:
+                changed = os.stat(row.record.path).st_mtime if row.record else os.stat(
+                    ref.dir).st_mtime
+                if now - changed < f.older:
+                    continue
+            if kind == "checkpoints":
+                if ref.paths.checkpoints.is_dir():
+                    out.append(Target("checkpoints", ref.paths.checkpoints,
+                                      disk_usage(ref.paths.checkpoints)))
+            else:
+                size = cleanup.outputs_size(ref.paths)
+                if size:
+                    out.append(Target("run outputs", ref.paths.root, size))
+    return out

@@ -131,6 +131,12 @@ def cmd_show(argv: list[str]) -> int:
         Path(v).name for k, v in files.items() if k != "checkpoints" and Path(v).exists()))
               + (f"; {len(files['checkpoints'])} checkpoint file(s) in checkpoints/"
                  if files["checkpoints"] else ""))
+    if info["cleaned"]:
+        gone = info["cleaned"]
+        out.print(f"outputs removed by clean on {when(gone.get('time'))}: "
+                  + escape(", ".join(map(str, gone.get("removed") or [])))
+                  + (f" (archived in {escape(str(gone['archive']))})" if gone.get("archive")
+                     else ""))
     out.print("config:\n" + escape(dump_yaml(info["config"])).rstrip())
     return 0
 

@@ -99,4 +99,15 @@ def describe_run(store: SweepStore, ref: RunRef) -> dict[str, Any]:
                   "stderr": str(paths.stderr), "metrics": str(paths.metrics),
                   "progress": str(paths.progress), "checkpoints": checkpoints},
         "config": config,
+        "cleaned": _cleaned(paths),
     }
+
+
+def _cleaned(paths: RunPaths) -> dict[str, Any] | None:
+    """What ``clean --runs`` removed of the run's outputs (None: nothing)."""
+    try:
+        with open(paths.cleaned, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -16,7 +16,8 @@ import uuid
 from pathlib import Path
 
 from runner.errors import CorruptStateError, StateError
-from runner.storage.atomic import fsync_dir
+from runner.storage.atomic import fsync_dir, write_json_atomic
+from runner.storage.paths import FLAG_NAMES, RunPaths
 from runner.storage.state import State, read_state
 from runner.storage.store import SweepStore
 
@@ -76,3 +77,61 @@ def archive(root: Path, dest: Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return final
+
+
+def _record_names(paths: RunPaths) -> set[str]:
+    """What a run keeps when its outputs go: its frozen config and values, its state and the
+    history of its attempts (small; ``status``, ``show`` and ``report`` still tell what ran)."""
+    return {*FLAG_NAMES, paths.config.name, paths.values.name, paths.attempts.name,
+            paths.lock.name, paths.cleaned.name}
+
+
+def _outputs(paths: RunPaths) -> list[os.DirEntry[str]]:
+    keep = _record_names(paths)
+    with os.scandir(paths.root) as entries:
+        return [e for e in entries if e.name not in keep and not e.name.startswith(TRASH)]
+
+
+def outputs_size(paths: RunPaths) -> int:
+    """Bytes of a run's outputs (logs, metrics, checkpoints, files the task wrote)."""
+    from runner.storage.usage import disk_usage
+
+    total = 0
+    for entry in _outputs(paths):
+        st = entry.stat(follow_symlinks=False)
+        total += st.st_blocks * 512
+        if entry.is_dir(follow_symlinks=False):
+            total += disk_usage(entry.path)
+    return total
+
+
+def clear_run(run_dir: Path, archive_dir: Path | None = None) -> list[str]:
+    """Remove a run's outputs, keeping its record (``_record_names``); first pack the whole run
+    into ``archive_dir/<sweep>/<run>.tar.gz`` if given. Each output is renamed into one hidden
+    folder (atomic, one by one), ``cleaned.json`` says what went, then the folder is deleted; a
+    clean killed halfway leaves the rest, which the next clean of this run removes."""
+    import json
+    import time
+
+    paths = RunPaths(run_dir)
+    packed = None
+    if archive_dir is not None:
+        packed = str(archive(run_dir, archive_dir / run_dir.parent.parent.name))
+    remove_leftovers(run_dir)
+    trash = run_dir / f"{TRASH}outputs-{uuid.uuid4().hex[:8]}"
+    trash.mkdir()
+    names = []
+    for entry in _outputs(paths):
+        os.rename(entry.path, trash / entry.name)
+        names.append(entry.name + ("/" if entry.is_dir(follow_symlinks=False) else ""))
+    fsync_dir(run_dir)
+    before: list[str] = []
+    try:
+        with open(paths.cleaned, encoding="utf-8") as f:
+            before = list(json.load(f).get("removed", []))
+    except (OSError, ValueError, AttributeError):
+        pass
+    write_json_atomic(paths.cleaned, {"time": time.time(), "removed": sorted({*before, *names}),
+                                      "archive": packed})
+    shutil.rmtree(trash, ignore_errors=True)
+    return names

@@ -110,6 +110,11 @@ class RunPaths:
     def attempts(self) -> Path:
         return self.root / "attempts"
 
+    @property
+    def cleaned(self) -> Path:
+        """What ``clean --runs`` removed of this run's outputs, and when."""
+        return self.root / "cleaned.json"
+
     def flag(self, name: str) -> Path:
         assert name in FLAG_NAMES, name
         return self.root / name
