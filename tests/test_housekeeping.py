@@ -58,6 +58,10 @@ def test_tags_and_notes_on_a_sweep_and_a_run_show_everywhere(project: Project) -
     assert project.cli("report", str(sweep), "--metric", "loss").returncode == 0
     md = (sweep / "report" / "loss" / "report.md").read_text()
     assert "Tags: `baseline`." in md and "> lr 0.2 looks unstable" in md and "> see run 2" in md
+    import csv
+
+    runs_csv = (sweep / "report" / "loss" / "runs.csv").read_text().splitlines()
+    assert {r["run_id"]: r["tags"] for r in csv.DictReader(runs_csv)}[run_id] == "diverged"
 
     from runner.results import queries
 

@@ -261,18 +261,22 @@ def rank(groups: list[Group], mode: str) -> list[Group]:
     return sorted(groups, key=score)
 
 
-def runs_csv(results: list[RunResult], metric: str) -> str:
-    """A tidy table: one row per run, its values, state, the metric and every summary key."""
+def runs_csv(results: list[RunResult], metric: str,
+             tags: dict[str, tuple[str, ...]] | None = None) -> str:
+    """A tidy table: one row per run, its values, state, the metric, every summary key and
+    (``tags``: run id -> its tags) its tags."""
     value_keys = list(dict.fromkeys(k for r in results for k in r.values))
     summary_keys = list(dict.fromkeys(k for r in results for k in r.summary))
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["run_id", "state", *value_keys, metric,
-                     *(f"summary.{k}" for k in summary_keys), "dir"])
+                     *(f"summary.{k}" for k in summary_keys), *(["tags"] if tags else []),
+                     "dir"])
     for r in results:
         writer.writerow([r.id, r.state, *(r.values.get(k, "") for k in value_keys),
                          "" if r.value is None else r.value,
-                         *(r.summary.get(k, "") for k in summary_keys), r.dir])
+                         *(r.summary.get(k, "") for k in summary_keys),
+                         *([" ".join(tags.get(r.id, ()))] if tags else []), r.dir])
     return buf.getvalue()
 
 

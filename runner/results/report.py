@@ -81,7 +81,10 @@ def make_report(store: SweepStore, metric: str, mode: str = "max", how: str = "f
     groups = group_runs(store, results)
     ranked = rank(groups, mode)
     out = out or report_dir(store, metric)
-    files = {"runs.csv": write(out / "runs.csv", runs_csv(results, metric)),
+    from runner.storage.marks import read_marks
+
+    run_tags = {k: v.tags for k, v in read_marks(store.root).runs.items() if v.tags}
+    files = {"runs.csv": write(out / "runs.csv", runs_csv(results, metric, run_tags)),
              "groups.csv": write(out / "groups.csv", groups_csv(ranked))}
     # figures show the best settings (all of them for up to 10), one colour per setting
     shown = ranked[:MAX_FINALS]
