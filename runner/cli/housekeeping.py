@@ -46,7 +46,7 @@ def cmd_ls(argv: list[str]) -> int:
         rows.append({
             "name": info.name, "dir": str(info.root), "kind": info.kind, "runs": info.total,
             "counts": {k: v for k, v in info.counts.items() if v},
-            "done": sum(info.counts.get(s, 0) for s in ("COMPLETED", "PRUNED")),
+            "done": info.done,
             "bytes": None if args.no_size else disk_usage(info.root),
             "last_activity": info.modified, "live_runners": live,
             "tags": list(marks.sweep.tags), "notes": len(marks.sweep.notes)})
@@ -139,8 +139,7 @@ def cmd_tag(argv: list[str]) -> int:
     if args.tags or args.remove:
         marks = change_marks(root, run_id, tuple(args.tags), tuple(args.remove))
     else:
-        data = read_marks(root)
-        marks = data.sweep if run_id is None else data.of_run(run_id)
+        marks = read_marks(root).of(run_id)
     out = secrets.table_console()
     out.print(f"{escape(what)}: " + (escape(", ".join(marks.tags)) if marks.tags
                                      else "no tags"))
@@ -161,8 +160,7 @@ def cmd_note(argv: list[str]) -> int:
     if args.text is not None or args.clear:
         marks = change_marks(root, run_id, note=args.text, clear_notes=args.clear)
     else:
-        data = read_marks(root)
-        marks = data.sweep if run_id is None else data.of_run(run_id)
+        marks = read_marks(root).of(run_id)
     out = secrets.table_console()
     if not marks.notes:
         out.print(f"{escape(what)}: no notes")

@@ -37,6 +37,11 @@ class SweepInfo:
     def total(self) -> int:
         return sum(self.counts.values())
 
+    @property
+    def done(self) -> int:
+        """Runs that ended as planned (COMPLETED, or PRUNED by a study's pruner)."""
+        return sum(self.counts.get(s, 0) for s in ("COMPLETED", "PRUNED"))
+
 
 def _inside(path: str | Path, root: Path) -> bool:
     """``path`` (symlinks resolved) is ``root`` or lies under it."""

@@ -331,7 +331,7 @@ def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> 
     live = liveness(shown, stale_after, now)
     from runner.storage.marks import read_marks
 
-    run_marks = read_marks(store.root).runs
+    marks = read_marks(store.root)
     for row in shown:
         duration = row.duration(now)
         state = Text(row.state, style=colours.get(row.state, ""))
@@ -353,26 +353,23 @@ def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> 
                 then = ("interrupted; `resume` runs it again" if death.state is State.INTERRUPTED
                         else "crashed")
                 info = f"{death.reason}: {then}"
-        tags = run_marks[row.ref.id].tags if row.ref.id in run_marks else ()
+        tags = marks.of_run(row.ref.id).tags
         if tags:
             info = " · ".join(x for x in (info, "tags: " + ", ".join(tags)) if x)
         table.add_row(row.ref.id, *(redact(_fmt(row.ref.values.get(k))) for k in varying), state,
                       f"{duration:.1f}s" if duration is not None else "", redact(info))
     header = Text(f"{store.root}  ({store.manifest.get('kind')}, {len(rows)} runs)  "
                   + "  ".join(f"{s.lower()}: {n}" for s, n in counts(rows).items() if n))
-    parts: list[Any] = [header, *_annotation_lines(store.root), table]
+    parts: list[Any] = [header, *_annotation_lines(marks.sweep), table]
     if len(shown) < len(rows):
         parts.append(Text(f"... {len(rows) - len(shown)} more runs (--all shows every run)"))
     return Group(*parts)
 
 
-def _annotation_lines(root: Path) -> list[Any]:
-    """The sweep's tags and its last note, under the header."""
+def _annotation_lines(marks: Any) -> list[Any]:
+    """The sweep's tags and its last note (its ``Marks``), under the header."""
     from rich.text import Text
 
-    from runner.storage.marks import read_marks
-
-    marks = read_marks(root).sweep
     lines = []
     if marks.tags:
         lines.append(Text("tags: " + redact(", ".join(marks.tags))))

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import ConfigError
-from runner.storage.atomic import write_json_atomic
+from runner.storage.atomic import no_follow, write_json_atomic
 from runner.storage.paths import SweepPaths
 
 MAX_BYTES = 4 << 20  # a bigger file is not read (another user's, or not ours)
@@ -66,6 +66,10 @@ class SweepMarks:
     def of_run(self, run_id: str) -> Marks:
         return self.runs.get(run_id, Marks())
 
+    def of(self, run_id: str | None) -> Marks:
+        """The sweep's marks (``run_id`` None) or one run's."""
+        return self.sweep if run_id is None else self.of_run(run_id)
+
     def as_dict(self) -> dict[str, Any]:
         return {"version": 1, "sweep": self.sweep.as_dict(),
                 "runs": {k: v.as_dict() for k, v in sorted(self.runs.items()) if v}}
@@ -93,11 +97,7 @@ def read_marks(sweep_root: Path | str) -> SweepMarks:
     """The sweep's tags and notes (none when it has no file, or an unreadable one)."""
     path = SweepPaths(Path(sweep_root)).annotations
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return SweepMarks()
-    try:
-        with os.fdopen(fd, "rb") as f:
+        with open(path, "rb", opener=no_follow) as f:
             raw = f.read(MAX_BYTES + 1)
         data = json.loads(raw) if len(raw) <= MAX_BYTES else {}
     except (OSError, ValueError):
@@ -145,7 +145,7 @@ def change_marks(sweep_root: Path | str, run_id: str | None = None, add: tuple[s
         for left in paths.root.glob(f".{paths.annotations.name}.tmp-*"):
             left.unlink(missing_ok=True)  # a writer killed mid-write (only the holder writes)
         current = read_marks(paths.root)
-        old = current.sweep if run_id is None else current.of_run(run_id)
+        old = current.of(run_id)
         tags = [t for t in dict.fromkeys((*old.tags, *add)) if t not in remove]
         if len(tags) > MAX_TAGS:
             raise ConfigError(f"at most {MAX_TAGS} tags on a sweep or a run")

@@ -18,10 +18,10 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from runner.config.secrets import redact
-from runner.errors import StateError
+from runner.errors import RunnerError, StateError
 from runner.results import queries
 from runner.results.status import (
     FlagCache,
@@ -31,6 +31,7 @@ from runner.results.status import (
     read_run,
     row_json,
 )
+from runner.storage.atomic import no_follow
 from runner.storage.marks import read_marks
 from runner.storage.store import RunRef, SweepStore
 
@@ -101,7 +102,7 @@ class Catalog:
         for info in queries.list_sweeps(self.roots, contained=True):
             marks = read_marks(info.root).sweep
             total = info.total
-            done = sum(info.counts.get(s, 0) for s in ("COMPLETED", "PRUNED"))
+            done = info.done
             out.append({"name": info.root.name, "title": info.name, "kind": info.kind,
                         "runs": total, "counts": info.counts, "done": done,
                         "progress": done / total if total else 0.0,
@@ -261,16 +262,13 @@ class Catalog:
 
     def curves(self, name: str, metric: str) -> dict[str, Any]:
         """Mean and 95% band over seeds per setting, grouped as ``report`` groups them."""
-        from runner.results.aggregate import group_runs, mode_for, rank, results_of
+        from runner.results.aggregate import group_runs, rank, results_of
         from runner.results.plots import aligned
 
         sweep = self.sweep(name)
         store = sweep.store
         rows = (self.snapshot(sweep, wait=True) or [])[:MAX_SERIES_RUNS]
-        try:
-            mode = mode_for(metric)
-        except Exception:  # noqa: BLE001 (a name that says neither: rank by max)
-            mode = "max"
+        mode = _mode(metric)
         groups = rank(group_runs(store, results_of(rows, metric, "final", mode)), mode)
         out = []
         for group in groups[:MAX_CURVES]:
@@ -285,15 +283,12 @@ class Catalog:
 
     def search(self, name: str, metric: str) -> dict[str, Any]:
         """For a random search or a study: each run's parameters and final metric, in order."""
-        from runner.results.aggregate import mode_for, results_of
+        from runner.results.aggregate import results_of
 
         sweep = self.sweep(name)
         store = sweep.store
         rows = (self.snapshot(sweep, wait=True) or [])[:MAX_SERIES_RUNS]
-        try:
-            mode = mode_for(metric)
-        except Exception:  # noqa: BLE001
-            mode = "max"
+        mode = _mode(metric)
         params = [k for k in store.manifest.get("varying", []) if k not in ("trial",)]
         points = []
         results = results_of(rows, metric, "final", mode)
@@ -318,6 +313,16 @@ class Catalog:
             raise StateError("compare 1 to 8 sweeps")
         return {"metric": metric,
                 "sweeps": [{"name": n, **self.curves(n, metric)} for n in names]}
+
+
+def _mode(metric: str) -> str:
+    """The metric's direction when its name says it (loss: min, acc: max), else max."""
+    from runner.results.aggregate import mode_for
+
+    try:
+        return mode_for(metric)
+    except RunnerError:
+        return "max"
 
 
 def _objective(manifest: dict[str, Any]) -> str | None:
@@ -369,12 +374,19 @@ def _shown_metrics(row: RunStatus) -> dict[str, Any]:
     return {}
 
 
-def _tail(path: Path, size: int = TAIL_BYTES) -> str:
+def _opened(path: Path) -> BinaryIO | None:
+    """A run's file opened for reading, never through a symbolic link (None: not there)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        return open(path, "rb", opener=no_follow)  # noqa: SIM115 (the callers close it)
     except OSError:
+        return None
+
+
+def _tail(path: Path, size: int = TAIL_BYTES) -> str:
+    f = _opened(path)
+    if f is None:
         return ""
-    with os.fdopen(fd, "rb") as f:
+    with f:
         end = f.seek(0, os.SEEK_END)
         f.seek(max(0, end - size))
         data = f.read(size)
@@ -383,14 +395,13 @@ def _tail(path: Path, size: int = TAIL_BYTES) -> str:
 
 def _jsonl(path: Path, limit: int = 1000) -> list[Any]:
     out: deque[Any] = deque(maxlen=limit)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
+    f = _opened(path)
+    if f is None:
         return []
-    with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
+    with f:
         for line in f:
             try:
-                out.append(json.loads(line))
+                out.append(json.loads(line.decode("utf-8", "replace")))
             except ValueError:
                 continue  # a torn last line
     return list(out)
@@ -398,11 +409,10 @@ def _jsonl(path: Path, limit: int = 1000) -> list[Any]:
 
 def _metric_keys(path: Path, head: int = 65536) -> list[str]:
     keys: set[str] = set()
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
+    f = _opened(path)
+    if f is None:
         return []
-    with os.fdopen(fd, "rb") as f:
+    with f:
         lines = f.read(head).splitlines()
     for line in lines:
         try:
