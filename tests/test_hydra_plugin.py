@@ -539,3 +539,104 @@ def test_the_terminal_shows_the_jobs_output_and_a_failure_as_hydra_would(app: Ap
     assert 'app.py", line' in tail and "in my_app" in tail, tail
     assert "hydra/_internal" not in tail and "HYDRA_FULL_ERROR=1" in tail
     assert "its output: " in tail and "stderr.log" in tail
+
+
+def test_a_jobs_fast_copies_are_omegaconfs_copies_and_the_task_gets_omegaconfs_own(
+        app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside run_job, a composed config is copied child by child through pickle: the copy is
+    the one ``copy.deepcopy`` makes (values, flags, parent links, interpolations into the Hydra
+    node, the masked copy HydraConfig keeps), a node that does not pickle is copied the usual
+    way, and the task itself sees OmegaConf's own deepcopy."""
+    import copy
+
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.utils import JobRuntime
+    from hydra.types import RunMode
+    from omegaconf import DictConfig, OmegaConf, open_dict
+
+    from runner.hydra_plugin.copies import fast_copies
+
+    monkeypatch.chdir(app.root)
+    GlobalHydra.instance().clear()
+    JobRuntime.instance().set("name", "app")
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(
+        str(app.root / "conf")))
+    master = loader.load_configuration("config", ["db=postgresql", "lr=0.1"], RunMode.MULTIRUN)
+    cfg = loader.load_sweep_config(master, ["db=postgresql", "lr=0.1"])
+    with open_dict(cfg):
+        cfg.where = "${hydra:job.name}/${db.user}"  # an interpolation through the Hydra node
+        cfg.nested = {"deep": {"list": [1, {"x": "${lr}"}], "none": None}}
+    OmegaConf.set_readonly(cfg.hydra, True)
+
+    def shape(c: Any) -> Any:
+        return (OmegaConf.to_yaml(c), OmegaConf.is_struct(c), OmegaConf.is_readonly(c.hydra),
+                OmegaConf.is_readonly(c.nested), [n for n in c.nested.deep.list])
+
+    expected = copy.deepcopy(cfg)
+    ran: list[Any] = []
+
+    def task(task_cfg: DictConfig) -> str:
+        ran.append(DictConfig.__deepcopy__)
+        return "done"
+
+    with fast_copies(task) as job_task:
+        fast = copy.deepcopy(cfg)
+        masked = OmegaConf.masked_copy(cfg, "hydra")
+        assert job_task(cfg) == "done" and job_task.__name__ == "task"
+    assert shape(fast) == shape(expected) == shape(cfg)
+    assert fast.hydra._get_parent() is fast and fast.nested.deep._get_parent() is fast.nested
+    assert fast.nested.deep.list[1]._get_parent() is fast.nested.deep.list
+    assert fast.nested is not cfg.nested and fast.nested.deep.list[1].x == 0.1
+    assert masked.hydra.job.name == cfg.hydra.job.name and masked.hydra._get_parent() is masked
+    with fast_copies(task):  # copies of one copy are independent
+        fast.nested.deep.none = "changed"
+    assert cfg.nested.deep.none is None
+    assert ran == [DictConfig.__deepcopy__]  # the task ran with OmegaConf's own deepcopy
+
+    class Opaque:  # a value pickle cannot take (a class defined in a function)
+        pass
+
+    odd = OmegaConf.create({"a": {"b": 1}}, flags={"allow_objects": True})
+    odd.a.obj = Opaque()
+    with fast_copies(task):
+        copied = copy.deepcopy(odd)
+    assert copied.a.b == 1 and isinstance(copied.a.obj, Opaque)
+
+
+def test_the_job_echo_follows_only_the_jobs_that_run(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The echo reads the files of the jobs running now (a poll costs the same however many
+    jobs a batch has), prints an ended job's last unfinished line, and reads all at the end."""
+    import io
+
+    from runner.hydra_plugin import terminal
+    from runner.storage.store import RunRef
+
+    monkeypatch.setattr(terminal, "POLL_S", 0.02)
+    jobs = {}
+    for num in range(300):
+        run_dir = tmp_path / "runs" / f"job{num}"
+        run_dir.mkdir(parents=True)
+        jobs[str(run_dir)] = num
+    out, err = io.StringIO(), io.StringIO()
+    looked: list[Path] = []
+    size = terminal._size
+    monkeypatch.setattr(terminal, "_size", lambda p: looked.append(p) or size(p))
+    echo = terminal.JobEcho(jobs, prefix=True, out=out, err=err)
+    looked.clear()
+
+    def ref(num: int) -> Any:
+        return RunRef(f"job{num}", f"job{num}", {}, str(tmp_path / "runs" / f"job{num}"))
+
+    with echo:
+        echo.started(ref(7))
+        (tmp_path / "runs" / "job7" / "stdout.log").write_text("hello\npartial")
+        wait_for(lambda: "[#7] hello" in out.getvalue(), timeout=5)
+        assert "partial" not in out.getvalue()  # an unfinished line waits for its end
+        assert {p.parent.name for p in looked} == {"job7"}  # not the 299 others
+        echo.ended(ref(7))
+        wait_for(lambda: "[#7] partial" in out.getvalue(), timeout=5)
+        (tmp_path / "runs" / "job9" / "stderr.log").write_text("never started here\n")
+    assert "[#9] never started here" in err.getvalue()  # everything is read at the end

@@ -17,11 +17,30 @@ from __future__ import annotations
 
 import copy
 import pickle
+from collections.abc import Sequence
 from typing import Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+_PARSED: dict[tuple[str, ...], list[Override]] = {}
+_PARSER: list[OverridesParser] = []
+
+
+def parse(overrides: Sequence[str]) -> list[Override]:
+    """A job's overrides parsed by Hydra's grammar, once per batch (the composing and the run
+    ids both need them; the parsed overrides are only read)."""
+    key = tuple(overrides)
+    parsed = _PARSED.get(key)
+    if parsed is None:
+        if len(_PARSED) >= 20_000:
+            _PARSED.clear()
+        if not _PARSER:
+            _PARSER.append(OverridesParser.create())
+        parsed = _PARSED[key] = _PARSER[0].parse_overrides(list(key))
+    return parsed
 
 
 class SweepConfigs:
@@ -33,7 +52,6 @@ class SweepConfigs:
         # each job composed once: the sweeper's batch check (``validate_batch_is_legal``)
         # composes it first and drops it; the launcher's call then gets that same object
         self._checked: dict[tuple[int, tuple[str, ...]], DictConfig] = {}
-        self._parser = OverridesParser.create()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.loader, name)
@@ -55,7 +73,7 @@ class SweepConfigs:
         return cfg
 
     def _from_template(self, master: DictConfig, overrides: list[str]) -> DictConfig | None:
-        parsed = self._parser.parse_overrides(overrides)
+        parsed = parse(overrides)
         repo = getattr(self.loader, "repository", None)
         if repo is None or any(o.is_hydra_override() or o.is_sweep_override() for o in parsed):
             return None

@@ -35,6 +35,7 @@ from runner.config.configfile import load_run_config
 from runner.config.secrets import redact
 from runner.execution.tracebacks import HEADER, frames_below
 from runner.hydra_plugin import returns
+from runner.hydra_plugin.copies import fast_copies
 from runner.storage.atomic import write_json_atomic
 
 HYDRA_FILE = "hydra.json"  # the job's Hydra node (JSON: a tenth of YAML's cost to write)
@@ -60,8 +61,9 @@ def run(_cfg: Any) -> Any:
 
         context = HydraContext(config_loader=None, callbacks=Callbacks(config))  # type: ignore[arg-type]
     setup_globals()
-    ret = hydra_run_job(hydra_context=context, task_function=task, config=config,
-                  job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+    with fast_copies(task) as job_task:
+        ret = hydra_run_job(hydra_context=context, task_function=job_task, config=config,
+                            job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
     _keep(ctx.paths.root, ret, ctx.attempt)
     if ret.status is JobStatus.FAILED:
         raise ret._return_value

@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from hydra.errors import CompactHydraException, HydraException
 from hydra.types import HydraContext, TaskFunction
@@ -36,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from runner.config import secrets
 from runner.hydra_plugin import job
+from runner.hydra_plugin.compose import parse
 from runner.hydra_plugin.config import BACKENDS, RUNNER_KEYS
 from runner.hydra_plugin.job import JobFailed  # noqa: F401  (where it was first defined)
 from runner.hydra_plugin.terminal import JobEcho
@@ -102,7 +102,7 @@ def values_of(overrides: Sequence[str]) -> dict[str, Any]:
     """A job's overrides as runner's values (``db=mysql model.lr=0.1`` -> two keys; a package
     override keeps its package: ``db@source=mysql`` and ``db@destination=mysql`` are two)."""
     values: dict[str, Any] = {}
-    for override in OverridesParser.create().parse_overrides(list(overrides)):
+    for override in parse(overrides):
         values[override_key(override)] = (None if override.is_delete()
                                           else plain(override.value()))
     return values
@@ -293,8 +293,8 @@ def _run(store: Any, specs: list[RunSpec], execution: dict[str, Any],
     jobs = {refs[s.id].dir: int(s.index or 0) for s in specs}
     several = int(execution["launcher"].get("max_parallel") or os.cpu_count() or 1) > 1 \
         and len(specs) > 1
-    with JobEcho(jobs, prefix=several) if echo else contextlib.nullcontext():
-        result = run_sweep(store, execution, console, only={s.id for s in specs})
+    with JobEcho(jobs, prefix=several) if echo else contextlib.nullcontext() as watch:
+        result = run_sweep(store, execution, console, only={s.id for s in specs}, watch=watch)
     if result.interrupted:
         console.print(f"interrupted: the same command resumes {store.root}")
         raise KeyboardInterrupt

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -41,6 +41,14 @@ from runner.storage.failures import check_classes, classify
 from runner.storage.recovery import recover
 from runner.storage.state import State, claim
 from runner.storage.store import RunRef, SweepStore
+
+
+class RunWatch(Protocol):
+    """Told of each run that one invocation starts (or adopts) and of its end."""
+
+    def started(self, run: RunRef) -> None: ...
+
+    def ended(self, run: RunRef) -> None: ...
 
 
 @dataclass
@@ -159,8 +167,9 @@ class _SweepLoop:
     """One invocation's work on a sweep: what it launches, watches and tallies."""
 
     def __init__(self, store: SweepStore, execution: dict[str, Any], console: Console,
-                 only: set[str] | None = None) -> None:
+                 only: set[str] | None = None, watch: RunWatch | None = None) -> None:
         self.store, self.console = store, console
+        self.watch = watch
         self.runner_conf = validate(execution.get("runner"), RunnerConf, "runner")
         secrets.add_env_names(self.runner_conf.secret_env)  # known to every process from here
         # the launcher first: one that forks this process does so before any thread starts
@@ -214,6 +223,9 @@ class _SweepLoop:
         self.pending = [r.ref for r in rows if self._runnable(r)]
         self.active = [h for h in (self.launcher.adopt(r.ref, r.lease) for r in rows
                                    if r.state == "RUNNING") if h is not None]
+        if self.watch is not None:
+            for handle in self.active:
+                self.watch.started(handle.run)
         elsewhere = sum(1 for r in rows if r.state == "RUNNING") - len(self.active)
         to_propose = self.source.remaining() if self.source is not None else 0
         _emit(self.notifiers, SweepStarted(self.store.root, self.name, len(rows),
@@ -309,6 +321,8 @@ class _SweepLoop:
                 launcher.release(ref)  # another runner claimed it first
             else:
                 self.active.append(launcher.launch(ref, lease))
+                if self.watch is not None:
+                    self.watch.started(ref)
         launcher.flush()
 
     def show_progress(self, display: _Display) -> None:
@@ -325,6 +339,8 @@ class _SweepLoop:
     def collect_ended(self) -> None:
         for handle in self.launcher.wait(self.active, timeout=1.0):
             self.active.remove(handle)
+            if self.watch is not None:
+                self.watch.ended(handle.run)
             try:
                 row = _ended(self.store, handle, self.notifiers, self.tally)
             except OSError as exc:  # e.g. its directory was deleted while it ran
@@ -388,10 +404,11 @@ class _SweepLoop:
 
 
 def run_sweep(store: SweepStore, execution: dict[str, Any], console: Console | None = None,
-              only: set[str] | None = None) -> SweepResult:
-    """Launch what is left of the sweep (of the runs in ``only``, if given) and watch it end."""
+              only: set[str] | None = None, watch: RunWatch | None = None) -> SweepResult:
+    """Launch what is left of the sweep (of the runs in ``only``, if given) and watch it end;
+    ``watch`` is told of each run this process starts or adopts and of its end."""
     console = console or secrets.console(stderr=True, highlight=False)
-    loop = _SweepLoop(store, execution, console, only)
+    loop = _SweepLoop(store, execution, console, only, watch)
     elsewhere = loop.begin()
     interrupted = detached = False
     display = _Display(console, len(loop.pending) + len(loop.active),
