@@ -88,7 +88,7 @@ def test_ls_filters_by_tag_and_marks_a_live_sweep(project: Project) -> None:
         assert [s["name"] for s in tagged] == ["done"]
         assert busy.is_dir()
     finally:
-        (project.markers / "release").touch()
+        project.release()
         proc.communicate(timeout=60)
     none = project.cli("ls", "--tag", "nope")
     assert none.returncode == 0 and "no sweep under outputs tagged nope" in none.stderr
@@ -239,14 +239,13 @@ def test_clean_checkpoints_keeps_the_best_runs_and_those_tagged_keep(project: Pr
 def test_clean_never_touches_a_sweep_in_use(project: Project) -> None:
     proc = project.popen("+sweep=grid", "seed=1", "task.mode=wait_file", "runner.name=busy")
     try:
-        wait_for(lambda: any(p.name.startswith("RUNNING") for p in
-                             (project.root / "outputs").rglob("RUNNING")))
+        wait_for(lambda: project.running("busy") > 0)
         out = project.cli("clean", "outputs/busy", "--yes")
         assert "outputs/busy: a runner of it is alive on this host" in out.stderr, out.stderr
         assert out.stderr.startswith("skipped ")
         assert (project.root / "outputs" / "busy" / "sweep.json").is_file()
     finally:
-        (project.markers / "release").touch()
+        project.release()
         proc.communicate(timeout=60)
 
 

@@ -615,3 +615,66 @@ def test_a_study_on_the_cluster_prunes_and_survives_a_scancelled_trial(
                          "task.sleep=0.0", timeout=180)
     assert pruned.returncode == 0, pruned.stdout + pruned.stderr
     assert "pruned" in pruned.stderr
+
+
+REFUSING_SBATCH = """#!/bin/bash
+# SLURM's own words for a QOS submit limit, for the first {times} submissions; then the real one
+n=$(cat {count} 2>/dev/null || echo 0)
+if [ "$n" -lt {times} ]; then
+  echo $((n + 1)) > {count}
+  echo "sbatch: error: QOSMaxSubmitJobPerUserLimit" >&2
+  echo "sbatch: error: Batch job submission failed: Job violates accounting/QOS policy" \
+       "(job submit limit, user's size and/or time limits)" >&2
+  exit 1
+fi
+exec {real} "$@"
+"""
+
+
+def test_a_submission_refused_for_a_limit_waits_and_goes_again(
+        cluster: Any, project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sbatch refused twice for a submit limit (the test cluster has no accounting, so a script
+    in front of the real sbatch answers as a QOS limit does): the runs are given back as they
+    were, submitted again after a wait, and each runs once; no run is counted as failed."""
+    real = shutil.which("sbatch")
+    assert real is not None
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    wrapper = bindir / "sbatch"
+    wrapper.write_text(REFUSING_SBATCH.format(times=2, count=tmp_path / "refused", real=real))
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    proc = project.run("+sweep=grid", "seed=1", "task.lr=0.1,0.2", *SLURM, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("not submitted now") == 2, proc.stderr
+    assert "accounting/QOS policy" in proc.stderr and "next try in" in proc.stderr
+    assert {r["state"] for r in rows(project).values()} == {"COMPLETED"}
+    assert project.markers_of("start") == {rid: 1 for rid in rows(project)}
+    # each run's one attempt: the refused claims were undone, not recorded as failures
+    attempts = sorted(p.name for r in rows(project).values()
+                      for p in (Path(r["dir"]) / "attempts").iterdir())
+    assert attempts == ["0.UNHATCHED", "0.UNHATCHED"]
+    refused = [json.loads((d / "submission.json").read_text())
+               for d in submission_dirs(project.sweep_dir())]
+    assert sum(1 for s in refused if s.get("error") and not s.get("job_id")) == 2
+
+
+def test_which_sbatch_refusals_pass_with_time() -> None:
+    from runner.errors import SlurmError
+    from runner.slurm.commands import refused_for_now
+
+    for later in ("sbatch: error: Batch job submission failed: Job violates accounting/QOS "
+                  "policy (job submit limit, user's size and/or time limits)",
+                  "sbatch: error: AssocMaxSubmitJobLimit",
+                  "sbatch: error: Slurm temporarily unable to accept job, sleeping and retrying",
+                  "sbatch: error: Batch job submission failed: Socket timed out on send/recv "
+                  "operation",
+                  "sbatch: error: Batch job submission failed: Unable to contact slurm "
+                  "controller (connect failure)"):
+        assert refused_for_now(SlurmError(f"sbatch failed: {later}")), later
+    for never in ("sbatch: error: Batch job submission failed: Invalid partition name specified",
+                  "sbatch: error: invalid partition specified: nope",
+                  "sbatch: error: Batch job submission failed: Invalid job array specification",
+                  "sbatch: error: Batch job submission failed: Requested node configuration is "
+                  "not available"):
+        assert not refused_for_now(SlurmError(f"sbatch failed: {never}")), never

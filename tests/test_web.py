@@ -313,14 +313,14 @@ def test_a_run_finishing_while_the_page_is_open_shows_up(project: Project, brows
     proc = project.popen("+sweep=grid", "seed=1,2", "task.mode=wait_file", "runner.name=live")
     server = None
     try:
-        wait_for(lambda: len(list((project.root / "outputs").rglob("RUNNING"))) == 2, 60)
+        wait_for(lambda: project.running("live") == 2, 60)
         server = Server(project)
         browser.get(server.base + "/#/sweep/live")
 
         def states() -> list[str]:
             return _all(browser, "#runs tr[data-run]", "e.dataset.state")
         wait_for(lambda: states() == ["RUNNING", "RUNNING"], 30)
-        (project.markers / "release").touch()
+        project.release()
         started = time.monotonic()
         wait_for(lambda: states() == ["COMPLETED", "COMPLETED"], 30)  # no reload
         assert time.monotonic() - started < 20
@@ -328,7 +328,7 @@ def test_a_run_finishing_while_the_page_is_open_shows_up(project: Project, brows
         _shot(browser, "live", tmp_path)
         assert _console_errors(browser) == []
     finally:
-        (project.markers / "release").touch()
+        project.release()
         proc.communicate(timeout=60)
         if server is not None:
             server.stop()

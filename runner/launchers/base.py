@@ -103,8 +103,18 @@ class Launcher(abc.ABC):
     def launch(self, run: RunRef, lease: Lease) -> RunHandle:
         """Start one leased run (or queue it for ``flush``)."""
 
-    def flush(self) -> None:  # noqa: B027 (optional hook)
-        """Start what ``launch`` queued (a batch backend submits it all in one call here)."""
+    def flush(self) -> list[RunHandle]:
+        """Start what ``launch`` queued (a batch backend submits it all in one call here).
+        Returns the handles of runs it gave back instead (unclaimed, as they were: the
+        scheduler refused them for now, see ``held_s``); the sweep loop starts them later."""
+        return []
+
+    def held_s(self) -> float:
+        """Seconds before this launcher takes more runs (0: now), e.g. after the scheduler
+        refused a submission for a limit; ``hold_reason`` says why."""
+        return 0.0
+
+    hold_reason = ""
 
     def adopt(self, run: RunRef, lease: Lease) -> RunHandle | None:
         """A handle to watch a run that a runner before this one launched, if this backend can

@@ -58,6 +58,10 @@ class SlurmRunHandle(RunHandle):
             commands.scancel([self.job])
 
 
+class _RefusedForNow(SlurmError):
+    """sbatch refused for a limit or a busy controller: the runs wait and go again later."""
+
+
 @dataclass
 class _Batch:
     """Runs claimed for one submission, not yet submitted."""
@@ -82,6 +86,8 @@ class SlurmLauncher(Launcher):
         self._batches: list[_Batch] = []
         self._array_limit: int | None = None
         self._next_poll = 0.0
+        self._hold_s = 0.0  # the last wait after a refusal for a limit (0: none)
+        self._held_until = 0.0
 
     @classmethod
     def is_available(cls) -> bool:
@@ -166,13 +172,42 @@ class SlurmLauncher(Launcher):
         self._batches[-1].handles.append(handle)
         return handle
 
-    def flush(self) -> None:
-        """Submit every batch claimed since the last flush (one sbatch call per batch)."""
+    def flush(self) -> list[RunHandle]:
+        """Submit every batch claimed since the last flush (one sbatch call per batch). A
+        submission the scheduler refuses for a limit gives its runs (and the later batches')
+        back, unclaimed, and holds further submissions for a while (from ``poll_s``, doubling
+        up to 10 min)."""
         previous: str | None = None
+        given_back: list[RunHandle] = []
         for batch in self._batches:
-            if batch.handles:  # (a batch whose only claim failed has none)
+            if not batch.handles:  # (a batch whose only claim failed has none)
+                continue
+            if given_back:
+                self._give_back(batch, "")
+                given_back += batch.handles
+                continue
+            try:
                 previous = self._submit(batch, previous)
+            except _RefusedForNow as exc:
+                self._hold_s = min(max(2 * self._hold_s, float(self.conf.poll_s)), 600.0)
+                self._held_until = time.monotonic() + self._hold_s
+                self.hold_reason = f"{exc} ({len(batch.handles)} run(s) wait)"
+                given_back += batch.handles
+            else:
+                self._hold_s = 0.0
         self._batches = []
+        return given_back
+
+    def held_s(self) -> float:
+        return max(0.0, self._held_until - time.monotonic())
+
+    def _give_back(self, batch: _Batch, error: str) -> None:
+        for handle in batch.handles:  # nothing runs: give every run back as it was
+            unclaim(handle.run.paths, handle.lease.token)
+        if error:
+            batch.submission.error = error
+            submissions.write(submissions.paths_of(self.store.root, batch.submission.id),
+                              batch.submission)
 
     def _submit(self, batch: _Batch, after: str | None) -> str:
         sub = batch.submission
@@ -193,10 +228,9 @@ class SlurmLauncher(Launcher):
             job = commands.sbatch(paths.script, cwd,
                                   [f"--dependency=afterany:{after}"] if after else [])
         except SlurmError as exc:
-            for handle in batch.handles:  # nothing runs: give every run back as it was
-                unclaim(handle.run.paths, handle.lease.token)
-            sub.error = str(exc)
-            submissions.write(paths, sub)
+            self._give_back(batch, str(exc))
+            if commands.refused_for_now(exc):
+                raise _RefusedForNow(f"{exc}; submitted again later") from None
             raise SlurmError(f"{exc} (script: {paths.script}); no run was started, the sweep "
                              "is as it was") from None
         sub.job_id = job

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from runner.config import secrets
@@ -295,7 +296,8 @@ class _SweepLoop:
             if self.stopped:
                 self.console.print(f"[red]no new run starts[/]: {self.stopped}; the "
                                    f"{len(self.active)} running end first")
-        while len(self.active) < launcher.max_parallel and not self.stopped:
+        while len(self.active) < launcher.max_parallel and not self.stopped \
+                and not launcher.held_s():
             if not self.pending and (len(self.active) >= launcher.proposal_slots
                                      or not self._propose()):
                 break
@@ -323,7 +325,16 @@ class _SweepLoop:
                 self.active.append(launcher.launch(ref, lease))
                 if self.watch is not None:
                     self.watch.started(ref)
-        launcher.flush()
+        given_back = launcher.flush()
+        for handle in given_back:  # refused for now (e.g. a queue limit): they go again later
+            self.active.remove(handle)
+            self.tried.discard(handle.run.id)
+            if self.watch is not None:
+                self.watch.ended(handle.run)
+        if given_back:
+            self.pending[:0] = [h.run for h in given_back]
+            self.console.print(f"[yellow]not submitted now[/]: {escape(launcher.hold_reason)}; "
+                               f"next try in {launcher.held_s():.0f}s")
 
     def show_progress(self, display: _Display) -> None:
         display.add(self.proposed)
@@ -431,6 +442,8 @@ def run_sweep(store: SweepStore, execution: dict[str, Any], console: Console | N
                 loop.show_progress(display)
                 if loop.active:
                     loop.collect_ended()
+                elif loop.pending and loop.launcher.held_s() and not loop.stopped:
+                    time.sleep(min(1.0, loop.launcher.held_s()))  # (the launcher asked to wait)
                 elif loop.stopped or not loop.watch_others(display):
                     break
     except KeyboardInterrupt:

@@ -22,6 +22,13 @@ from runner.errors import SlurmError
 TERMINAL = frozenset({"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
                       "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "SPECIAL_EXIT", "TIMEOUT"})
 _SQUEUE_FORMAT = "%F|%K|%A|%T|%r|%N|%j"
+# sbatch refusals that pass with time: a submit or queue limit of the user, the account or the
+# QOS (QOSMaxSubmitJobPerUserLimit, AssocMaxSubmitJobLimit, ... all read "Job violates
+# accounting/QOS policy"), the controller's job count, a busy or unreachable controller
+_REFUSED_FOR_NOW = ("accounting/QOS policy", "MaxSubmitJob", "SubmitJobsLimit", "MaxJobCount",
+                    "Job count limit", "temporarily unable to accept", "temporarily unavailable",
+                    "Socket timed out", "Unable to contact slurm controller",
+                    "Zero Bytes were transmitted")
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,12 @@ def _call(args: list[str], cwd: str | Path | None = None, timeout: float = 60.0)
         message = (proc.stderr or proc.stdout).strip() or f"exit status {proc.returncode}"
         raise SlurmError(f"{args[0]} failed: {message}")
     return proc.stdout
+
+
+def refused_for_now(error: SlurmError) -> bool:
+    """Whether sbatch refused for a limit or a busy controller (try again later), not for what
+    was asked (a bad partition, a bad option: no later try helps)."""
+    return any(words.lower() in str(error).lower() for words in _REFUSED_FOR_NOW)
 
 
 def parse_job_id(output: str) -> str:
