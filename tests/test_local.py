@@ -300,6 +300,13 @@ def test_a_failure_budget_stops_new_runs_and_the_next_launch_goes_on(project) ->
     assert "runner.max_failures=3" in again.stderr
     later = project.status()["counts"]
     assert later["CRASHED"] - counts["CRASHED"] in (3, 4), later  # (2 at a time: one more)
+    rate = project.run("task.mode=raise", "seed=range(40)", "launcher.max_parallel=2",
+                       "runner.failure_streak=null", "runner.max_failure_rate=0.5",
+                       "runner.name=rate")
+    assert "of the 10 runs that ended in this launch crashed (100%, over " \
+        "runner.max_failure_rate=0.5)" in rate.stderr, rate.stderr
+    counts = project.status(project.root / "outputs" / "rate")["counts"]
+    assert counts["CRASHED"] in (10, 11) and counts["UNHATCHED"] >= 29, counts
 
 
 def test_a_full_disk_starts_no_new_run_and_marks_nothing_crashed(project) -> None:

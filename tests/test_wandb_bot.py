@@ -75,7 +75,23 @@ def wandb_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeW
         try:
             yield fake
         finally:
-            wandb.teardown()  # the service wandb.Api() started in this process
+            _teardown_within(wandb, 20.0)  # the service wandb.Api() started in this process
+
+
+def _teardown_within(wandb: Any, seconds: float) -> None:
+    """``wandb.teardown()``, bounded: after a scan cancelled mid-page the service's connection
+    may be gone, and teardown then waits for wandb-core's own idle timeout (10 minutes)."""
+    import threading
+
+    import psutil
+
+    done = threading.Event()
+    threading.Thread(target=lambda: (wandb.teardown(), done.set()), daemon=True).start()
+    if not done.wait(seconds):
+        for child in psutil.Process().children():
+            if "wandb-core" in child.name():
+                child.kill()
+        done.wait(seconds)
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,9 @@ class RunnerConf:
     # a full disk, a bad config: null, no limit); the next launch goes on where it stopped
     max_failures: int | None = field(default=None, metadata={"min": 1})
     failure_streak: int | None = field(default=20, metadata={"min": 1})
+    # ... and once more than this share of the runs that ended in one launch crashed, judged
+    # from the 10th ended run on (null: no rate)
+    max_failure_rate: float | None = field(default=None, metadata={"min": 0.0, "max": 1.0})
     # bounded automatic retries of a crashed run, by the class of its failure
     # (runner.storage.failures: task, timeout, signal, oom, node); by default the machine's only
     retries: int = field(default=0, metadata={"min": 0})

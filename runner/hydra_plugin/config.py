@@ -70,6 +70,7 @@ class RunnerLauncherConf:
     mode: Optional[str] = None  # noqa: UP045
     max_failures: Optional[int] = None  # noqa: UP045 (a failure budget, as runner.max_failures)
     failure_streak: Optional[int] = 20  # noqa: UP045
+    max_failure_rate: Optional[float] = None  # noqa: UP045
     min_free_gb: Optional[float] = None  # noqa: UP045 (as runner.min_free_gb)
     retries: int = 0  # retry a crashed job up to this many times if its failure is of a class in
     retry_on: List[str] = field(default_factory=lambda: list(MACHINE))  # noqa: UP006
@@ -79,7 +80,7 @@ class RunnerLauncherConf:
 
 RUNNER_KEYS = ("retry_crashed", "on_config_change", "on_code_change", "heartbeat_s",
                "stale_after_s", "progress", "secret_env", "metric", "mode", "max_failures",
-               "failure_streak", "min_free_gb", "retries", "retry_on")
+               "failure_streak", "max_failure_rate", "min_free_gb", "retries", "retry_on")
 
 
 def sweep_id(overrides: Any, config_name: Any) -> str:

@@ -43,6 +43,8 @@ from runner.storage.recovery import recover
 from runner.storage.state import State, claim
 from runner.storage.store import RunRef, SweepStore
 
+FAILURE_RATE_AFTER = 10  # ended runs before runner.max_failure_rate is judged
+
 
 class RunWatch(Protocol):
     """Told of each run that one invocation starts (or adopts) and of its end."""
@@ -204,7 +206,7 @@ class _SweepLoop:
         self.pending: list[RunRef] = []
         self.active: list[RunHandle] = []
         self.tried: set[str] = set()  # at most one attempt per run per invocation
-        self.tally = {"done": 0, "crashed": 0}
+        self.tally = {"done": 0, "crashed": 0, "ended": 0}
         self.stopped = ""  # the failure budget spent: why no new run starts
         self.full_disk = False  # ... spent on disk space (runner.min_free_gb), not on crashes
         self.retrying: dict[str, int] = {}  # run id -> retries this launch gave it
@@ -280,6 +282,12 @@ class _SweepLoop:
         if conf.max_failures is not None and crashed >= conf.max_failures:
             return (f"{crashed} runs crashed in this launch (runner.max_failures="
                     f"{conf.max_failures})")
+        ended = self.tally["ended"]
+        if conf.max_failure_rate is not None and ended >= FAILURE_RATE_AFTER and \
+                crashed > conf.max_failure_rate * ended:
+            return (f"{crashed} of the {ended} runs that ended in this launch crashed "
+                    f"({100 * crashed / ended:.0f}%, over runner.max_failure_rate="
+                    f"{conf.max_failure_rate:g})")
         if conf.failure_streak is not None and not self.tally["done"] and \
                 crashed >= conf.failure_streak:
             return (f"the first {crashed} runs to end all crashed (runner.failure_streak="
@@ -477,6 +485,7 @@ def _ended(store: SweepStore, handle: RunHandle, notifiers: list[Notifier],
            tally: dict[str, int]) -> RunStatus:
     reconcile(handle.run.paths, handle.lease, handle.poll())
     row = read_run(handle.run)
+    tally["ended"] += row.state in ("COMPLETED", "CRASHED", "PRUNED")
     if row.state == "COMPLETED":
         tally["done"] += 1
     elif row.state == "CRASHED":
