@@ -142,7 +142,6 @@ def test_a_pinned_runs_ranks_share_its_slot(ddp: Project) -> None:
 
 
 @pytest.mark.parametrize("extra, said", [
-    (["tracker=tensorboard"], "launcher.nproc_per_run > 1 with a tracker is not supported yet"),
     (["launcher._target_=one_process.OneProcess"],
      "launcher.nproc_per_run=2: OneProcess starts one process per run"),
 ])
@@ -155,3 +154,27 @@ def test_what_a_distributed_run_cannot_do_yet_is_refused_before_anything_is_writ
     assert proc.returncode != 0 and said in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (ddp.root / "outputs").exists() or not any((ddp.root / "outputs").iterdir())
+
+
+def test_rank_zero_runs_the_trackers_one_tracked_run_per_run(
+        ddp: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tracker=wandb (the real package, offline) on a run of two ranks: one WandB run, with
+    rank 0's metrics and summary; the run's own process tracks nothing."""
+    pytest.importorskip("wandb")
+    from wandb_offline_reader import load_run
+
+    for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        (tmp_path / name.lower()).mkdir()
+        monkeypatch.setenv(name, str(tmp_path / name.lower()))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    ddp.run(*command("tracker=wandb", "tracker.wandb.project=ddp"), check=True)
+    (run,) = runs(ddp)
+    (tracked,) = sorted(run.glob("wandb/offline-run-*/run-*.wandb"))  # one, not one per rank
+    meta, config, summary, history = load_run(tracked)
+    assert meta["project"] == "ddp" and meta["name"] == run.name and meta["exit_code"] == 0
+    assert [(h["sum"], h["rank"]) for h in history if "sum" in h] == [(3.0, 0)]
+    assert summary["world"] == 2 and summary["sum"] == 3.0
+    assert config["task"]["lr"] == 0.1

@@ -13,8 +13,9 @@ port the system picks, so that runs on one machine never meet. Each rank runs th
 * ``runner.current_run()`` tells it ``rank``, ``local_rank`` and ``world_size``;
   ``runner.distributed()`` initialises the default process group (gloo on CPU, NCCL on GPUs);
 * rank 0 owns the run's results: its ``runner.log`` records go to ``metrics.jsonl`` and
-  ``progress.csv``, its return value is the run's summary; other ranks' ``runner.log`` calls are
-  dropped, their return values ignored;
+  ``progress.csv`` and to the run's trackers (``tracker=wandb``: one tracked run, rank 0's), its
+  return value is the run's summary; other ranks' ``runner.log`` calls are dropped, their
+  return values ignored;
 * every rank's output reaches the run's ``stdout.log``/``stderr.log``, each line prefixed with
   its rank (``[default0]:``), and is kept per rank under ``ranks/``;
 * a rank that raises ends the run CRASHED with that rank's traceback; the agent stops the other
@@ -33,6 +34,7 @@ from runner.execution.tracebacks import HEADER, frames_below
 
 NPROC_ENV = "RUNNER_NPROC_PER_RUN"
 RANK_ENTRY_ENV = "RUNNER_RANK_ENTRY"  # what each rank runs (default: the task's fn)
+RANK_TRACKERS_ENV = "RUNNER_RANK_TRACKERS"  # the run's trackers, which rank 0 runs
 ENTRY = "runner.execution.ranks:run_ranks"
 
 
@@ -49,22 +51,18 @@ def check(nproc_per_run: int, execution: dict[str, Any] | None = None) -> None:
     except ImportError:
         raise ConfigError("launcher.nproc_per_run > 1 starts its ranks with torch's elastic "
                           "launcher: install torch (pip install torch)") from None
-    trackers = ((execution or {}).get("tracker") or {})  # name -> a tracker's section
-    if isinstance(trackers, dict) and any(isinstance(t, dict) and t.get("_target_")
-                                          for t in trackers.values()):
-        raise ConfigError("launcher.nproc_per_run > 1 with a tracker is not supported yet: "
-                          "rank 0's metrics are in the run's metrics.jsonl (runner "
-                          "wandb-sync and the trackers read single-process runs only)")
 
 
 def rank_env(nproc_per_run: int, env: dict[str, str]) -> dict[str, str]:
     """A run's environment with its task started as ``nproc_per_run`` ranks."""
     if nproc_per_run <= 1:
         return env
+    from runner.execution import trackers
     from runner.execution.worker import ENTRY_ENV
 
+    # the trackers are rank 0's, which logs the run's metrics; the run's own process has none
     return {**env, NPROC_ENV: str(nproc_per_run), RANK_ENTRY_ENV: env.get(ENTRY_ENV, ""),
-            ENTRY_ENV: ENTRY}
+            ENTRY_ENV: ENTRY, RANK_TRACKERS_ENV: env.get(trackers.ENV, ""), trackers.ENV: ""}
 
 
 def run_ranks(cfg: Any) -> Any:
@@ -138,12 +136,39 @@ def rank_main(run_dir: str, entry: str, attempt: int, agent: int) -> Any:
     ctx.info.update(rank=rank, local_rank=int(os.environ.get("LOCAL_RANK", "0")),
                     world_size=int(os.environ.get("WORLD_SIZE", "1")))
     context._set_current(ctx)
+    tracked = _start_trackers(ctx, writer) if rank == 0 else []
+    state, summary = "CRASHED", {}
     try:
         result = load_task(entry)(ctx.config)
+        if tracked:
+            from runner.config.secrets import redact_obj
+            from runner.execution.worker import summary_of
+
+            state, summary = "COMPLETED", redact_obj(summary_of(result))
+    except KeyboardInterrupt:
+        state = "INTERRUPTED"
+        raise
     finally:
+        if tracked:
+            from runner.execution.trackers import finish_all
+
+            finish_all(tracked, state, summary)
         if writer is not None:
             writer.close()
     return result if rank == 0 else None
+
+
+def _start_trackers(ctx: Any, writer: Any) -> list[Any]:
+    """Rank 0 mirrors the run's metrics into its trackers (``tracker=...``), fed by its
+    ``runner.log`` records."""
+    from runner.execution.trackers import from_env
+
+    started = []
+    for tracker in from_env(RANK_TRACKERS_ENV):
+        tracker.start(ctx)
+        started.append(tracker)
+        writer.sinks.append(tracker.log)
+    return started
 
 
 class _Dropped:

@@ -98,6 +98,20 @@ def env_value(section: dict[str, Any] | None) -> str:
     return json.dumps(section or {})
 
 
-def from_env() -> list[Tracker]:
-    raw = os.environ.get(ENV)
+def from_env(var: str = ENV) -> list[Tracker]:
+    raw = os.environ.get(var)
     return create_trackers(json.loads(raw)) if raw else []
+
+
+def finish_all(trackers: list[Tracker], state: str, summary: dict[str, Any]) -> None:
+    """A tracker is a mirror: its failure to finish is reported, never turned into the run's."""
+    import sys
+
+    from runner.config.secrets import redact
+
+    for tracker in trackers:
+        try:
+            tracker.finish(state, summary)
+        except Exception as exc:
+            print(redact(f"runner: tracker {type(tracker).__name__} could not finish: {exc}"),
+                  file=sys.stderr, flush=True)

@@ -36,7 +36,7 @@ from runner.config.secrets import redact, redact_obj
 from runner.errors import RunInterrupted, TrialPruned
 from runner.execution import context
 from runner.execution.tasks import load_task
-from runner.execution.trackers import Tracker, from_env
+from runner.execution.trackers import Tracker, finish_all, from_env
 from runner.planning.run_id import id_from_dirname
 from runner.storage.metrics import MetricsWriter, flatten, read_tail
 from runner.storage.paths import RunPaths
@@ -81,16 +81,6 @@ class Heartbeat(threading.Thread):
                       file=sys.stderr, flush=True)
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
-
-
-def _finish_trackers(trackers: list[Tracker], state: str, summary: dict[str, Any]) -> None:
-    """A tracker is a mirror: its failure to finish is reported, never turned into the run's."""
-    for tracker in trackers:
-        try:
-            tracker.finish(state, summary)
-        except Exception as exc:
-            print(redact(f"runner: tracker {type(tracker).__name__} could not finish: {exc}"),
-                  file=sys.stderr, flush=True)
 
 
 def _ignore_stop_signals(installed: bool) -> None:
@@ -168,7 +158,7 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
         _complete(paths, token, summary, started, beat, install_signals)
     except TrialPruned as exc:  # the study's pruner stopped it: final, not a crash
         _ignore_stop_signals(install_signals)
-        _finish_trackers(trackers, "PRUNED", {})
+        finish_all(trackers, "PRUNED", {})
         beat.stop.set()
         finish(paths, token, State.PRUNED,
                {"reason": str(exc), "pruned_at": exc.at,
@@ -178,7 +168,7 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
     except (RunInterrupted, KeyboardInterrupt) as exc:
         _ignore_stop_signals(install_signals)
         signum = exc.signum if isinstance(exc, RunInterrupted) else signal.SIGINT
-        _finish_trackers(trackers, "INTERRUPTED", {})
+        finish_all(trackers, "INTERRUPTED", {})
         beat.stop.set()
         outcome = on_interrupt(signum)
         if outcome is not None:
@@ -193,7 +183,7 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
             _complete(paths, token, summary, started, beat, install_signals)
         else:
             _ignore_stop_signals(install_signals)
-            _finish_trackers(trackers, "CRASHED", {})
+            finish_all(trackers, "CRASHED", {})
             status = code if isinstance(code, int) else EXIT_CRASHED
             beat.stop.set()
             finish(paths, token, State.CRASHED,
@@ -202,7 +192,7 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
             return status
     except BaseException as exc:
         _ignore_stop_signals(install_signals)
-        _finish_trackers(trackers, "CRASHED", {})
+        finish_all(trackers, "CRASHED", {})
         beat.stop.set()
         finish(paths, token, State.CRASHED,
                {"reason": f"{type(exc).__name__}: {exc}", "exit_status": EXIT_CRASHED,
@@ -216,7 +206,7 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
             writer.close()
         sys.stdout.flush()
         sys.stderr.flush()
-    _finish_trackers(trackers, "COMPLETED", summary)
+    finish_all(trackers, "COMPLETED", summary)
     return EXIT_COMPLETED
 
 
