@@ -178,3 +178,23 @@ def test_rank_zero_runs_the_trackers_one_tracked_run_per_run(
     assert [(h["sum"], h["rank"]) for h in history if "sum" in h] == [(3.0, 0)]
     assert summary["world"] == 2 and summary["sum"] == 3.0
     assert config["task"]["lr"] == 0.1
+
+
+def test_a_rank_killed_mid_run_interrupts_the_run_and_the_next_launch_resumes_it(
+        ddp: Project) -> None:
+    """SIGKILL of one rank (a user, a node's OOM killer): the run is INTERRUPTED, saying which
+    rank, no rank is left, and the same command runs it again to the end."""
+    proc = ddp.popen(*command("task.mode=wait"))
+    wait_for(lambda: len(list(ddp.root.glob("outputs/*/runs/*/rank-*.json"))) == 2, 120)
+    (run,) = runs(ddp)
+    pids = {r: json.loads((run / f"rank-{r}.json").read_text())["pid"] for r in (0, 1)}
+    os.kill(pids[1], signal.SIGKILL)
+    proc.communicate(timeout=60)
+    (row,) = ddp.status()["runs"]
+    assert row["state"] == "INTERRUPTED", row
+    assert row["reason"] == "rank 1 of 2 was killed by SIGKILL"
+    wait_for(lambda: not any(_alive(pid) for pid in pids.values()), 20)
+    (ddp.root / "release").touch()
+    ddp.run(*command("task.mode=wait"), check=True)
+    (row,) = ddp.status()["runs"]
+    assert row["state"] == "COMPLETED" and row["attempt"] == 2

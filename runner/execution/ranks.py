@@ -19,17 +19,20 @@ port the system picks, so that runs on one machine never meet. Each rank runs th
 * every rank's output reaches the run's ``stdout.log``/``stderr.log``, each line prefixed with
   its rank (``[default0]:``), and is kept per rank under ``ranks/``;
 * a rank that raises ends the run CRASHED with that rank's traceback; the agent stops the other
-  ranks. Each rank dies with the run's process (SIGKILL of the run included), so a killed run
-  leaves no rank behind, and a resume starts the ranks again.
+  ranks. A rank killed from outside (SIGKILL, SIGTERM, SIGINT, SIGHUP: a user, an OOM killer)
+  ends the run INTERRUPTED, saying which rank, and the next launch resumes it. Each rank dies
+  with the run's process (SIGKILL of the run included), so a killed run leaves no rank behind,
+  and a resume starts the ranks again.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import uuid
 from typing import Any
 
-from runner.errors import ConfigError, RunnerError
+from runner.errors import ConfigError, RunInterrupted, RunnerError
 from runner.execution.tracebacks import HEADER, frames_below
 
 NPROC_ENV = "RUNNER_NPROC_PER_RUN"
@@ -40,6 +43,19 @@ ENTRY = "runner.execution.ranks:run_ranks"
 
 class RankFailed(RunnerError):
     """A rank of a distributed run raised or died; its message holds that rank's traceback."""
+
+
+class RankInterrupted(RunInterrupted):
+    """A rank was killed (SIGKILL, SIGTERM, ...): the run is INTERRUPTED, and resumes."""
+
+    def __init__(self, signum: int, reason: str) -> None:
+        super().__init__(signum)
+        self.reason = reason
+
+
+# a rank ended by one of these was stopped from outside (a user, a node's OOM killer, the
+# scheduler), not failed by its task: the run is INTERRUPTED and the next launch resumes it
+_STOPPING = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
 
 def check(nproc_per_run: int, execution: dict[str, Any] | None = None) -> None:
@@ -89,6 +105,10 @@ def run_ranks(cfg: Any) -> Any:
                                                  os.getpid())
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
+        if failure.exitcode < 0 and -failure.exitcode in _STOPPING:  # killed, not failed:
+            name = signal.Signals(-failure.exitcode).name            # the run resumes
+            raise RankInterrupted(-failure.exitcode,
+                                  f"rank {rank} of {nproc} was killed by {name}") from None
         message = failure.message
         if isinstance(message, dict):
             trace = str((message.get("extraInfo") or {}).get("py_callstack") or "")

@@ -173,6 +173,7 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
         outcome = on_interrupt(signum)
         if outcome is not None:
             state, reason = outcome
+            reason = getattr(exc, "reason", None) or reason  # (e.g. which rank was killed)
             finish(paths, token, state, {"reason": reason, "duration_s": time.time() - started},
                    traceback.format_exc() if state is State.CRASHED else "")
         return 128 + signum
