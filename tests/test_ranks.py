@@ -198,3 +198,24 @@ def test_a_rank_killed_mid_run_interrupts_the_run_and_the_next_launch_resumes_it
     ddp.run(*command("task.mode=wait"), check=True)
     (row,) = ddp.status()["runs"]
     assert row["state"] == "COMPLETED" and row["attempt"] == 2
+
+
+def test_a_hung_rank_ends_its_run_at_the_timeout_with_every_rank(ddp: Project) -> None:
+    """A rank that hangs (SIGSTOP) cannot hang the sweep: launcher.timeout_min ends the run,
+    CRASHED with the timeout as its reason, and no rank is left, the stopped one included."""
+    proc = ddp.popen(*command("task.mode=wait", "launcher.timeout_min=0.15",
+                              "launcher.kill_grace_s=2"))
+    wait_for(lambda: len(list(ddp.root.glob("outputs/*/runs/*/rank-*.json"))) == 2, 120)
+    (run,) = runs(ddp)
+    pids = {r: json.loads((run / f"rank-{r}.json").read_text())["pid"] for r in (0, 1)}
+    os.kill(pids[1], signal.SIGSTOP)
+    try:
+        proc.communicate(timeout=90)
+        (row,) = ddp.status()["runs"]
+        assert row["state"] == "CRASHED" and "timed out after launcher.timeout_min=0.15" in \
+            row["reason"], row
+        wait_for(lambda: not any(_alive(pid) for pid in pids.values()), 20)
+    finally:
+        for pid in pids.values():  # (nothing of the test left behind, whatever happened)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
