@@ -29,6 +29,7 @@ from fakes.discord_api import FakeDiscordAPI, Request
 from fakes.wandb_graphql import ENTITY, FakeRun, FakeWandb
 from runner.errors import StateError
 from runner.integrations.discord_bot.logic import BotLogic, Caller
+from runner.integrations.discord_bot.wandb_source import teardown_wandb
 
 KEY = "k" * 40
 POSTS = f"/channels/{CHANNEL}/messages"
@@ -68,30 +69,13 @@ def wandb_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeW
     monkeypatch.setenv("WANDB_API_KEY", KEY)
     monkeypatch.setenv("WANDB_SERVICE", "")  # wandb.Api() sets it: restored (unset) afterwards
     monkeypatch.delenv("WANDB_SERVICE")
-    import wandb
 
     with FakeWandb(runs) as fake:
         monkeypatch.setenv("WANDB_BASE_URL", fake.url)
         try:
             yield fake
         finally:
-            _teardown_within(wandb, 20.0)  # the service wandb.Api() started in this process
-
-
-def _teardown_within(wandb: Any, seconds: float) -> None:
-    """``wandb.teardown()``, bounded: after a scan cancelled mid-page the service's connection
-    may be gone, and teardown then waits for wandb-core's own idle timeout (10 minutes)."""
-    import threading
-
-    import psutil
-
-    done = threading.Event()
-    threading.Thread(target=lambda: (wandb.teardown(), done.set()), daemon=True).start()
-    if not done.wait(seconds):
-        for child in psutil.Process().children():
-            if "wandb-core" in child.name():
-                child.kill()
-        done.wait(seconds)
+            teardown_wandb()  # the service wandb.Api() started in this process (bounded)
 
 
 @pytest.fixture(scope="module")
@@ -664,3 +648,28 @@ def test_a_watched_run_named_to_ping_pings_nobody(
     text = run(scenario())
     assert "@\u200beveryone free nitro" in text and f"<@\u200b&{ROLE}>" in text, text
     assert "@\u200bhere" in text
+
+
+def test_the_bots_wandb_teardown_is_bounded(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """WandB's teardown waiting on a service that never hears it (a scan given up mid-page)
+    does not keep the bot from exiting: after the bound the service is killed."""
+    import shutil
+    import subprocess
+    import threading
+
+    import wandb
+
+    core = tmp_path / "wandb-core"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", core)
+    service = subprocess.Popen([str(core), "300"])
+    never = threading.Event()
+    monkeypatch.setattr(wandb, "teardown", lambda *a, **k: never.wait(300))
+    started = time.monotonic()
+    try:
+        teardown_wandb(seconds=1.0)
+        assert time.monotonic() - started < 5
+        assert service.wait(timeout=5) == -9  # killed, not left to run
+    finally:
+        service.kill()
+        never.set()

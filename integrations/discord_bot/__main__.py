@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from runner.integrations.discord_bot.app import RunnerBot
     from runner.integrations.discord_bot.launches import open_log
     from runner.integrations.discord_bot.logic import BotLogic
+    from runner.integrations.discord_bot.wandb_source import teardown_wandb
 
     logic = BotLogic(conf)
     os.close(open_log(logic.log_dir / "bot.log", conf.private_files))  # (0600 unless not private)
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
               f"stopped (details in {logic.log_dir / 'bot.log'})", file=sys.stderr)
         logging.getLogger("runner.discord_bot").error("stopped: %s", redact(repr(exc)))
         return 1
+    finally:
+        teardown_wandb()  # (WandB's exit hook could wait on its service for 10 minutes)
     return 0
 
 

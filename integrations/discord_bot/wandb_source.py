@@ -345,3 +345,31 @@ class WandbSource:
     def close(self) -> None:
         for pool in self._pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def teardown_wandb(seconds: float = 20.0) -> None:
+    """``wandb.teardown()`` (what WandB's own exit hook does), bounded: after a scan given up
+    mid-page the service's connection may be gone, and WandB's teardown then waits for its
+    service (wandb-core) to stop by itself, 10 minutes or more. After ``seconds`` the service
+    is killed. Nothing happens in a process that never imported wandb."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is None:
+        return
+    import psutil
+
+    done = threading.Event()
+
+    def teardown() -> None:
+        try:
+            wandb.teardown()
+        finally:
+            done.set()
+
+    threading.Thread(target=teardown, name="wandb-teardown", daemon=True).start()
+    if not done.wait(seconds):
+        for child in psutil.Process().children():
+            if "wandb-core" in child.name():
+                child.kill()
+        done.wait(seconds)
