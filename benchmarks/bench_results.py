@@ -1,11 +1,13 @@
-"""Speed of `report` on 1,000 runs of 1,000 logged steps each, against a naive read.
+"""Speed of `report` and of `runner.load()` against a naive read of the same files, at
+several sizes (runs x logged steps), so that the growth shows:
 
-    python benchmarks/bench_results.py [--runs 1000] [--steps 1000]
+    python benchmarks/bench_results.py [--sizes 1000x1000,10000x100,100000x100]
 
 Baseline (same run, same files): json.loads of every line of every run's metrics.jsonl, which is
 what any reader of these files must at least do naively. The report reads the same files, then
-aggregates 100 settings x 10 seeds, bootstraps the intervals, and draws and writes both figures
-and the CSV and Markdown files.
+aggregates the settings (10 seeds each), bootstraps the intervals, and draws and writes both
+figures and the CSV and Markdown files. ``runner.load()`` builds the runs table and the
+metrics table (pandas DataFrames, every logged step of every run).
 """
 
 from __future__ import annotations
@@ -50,17 +52,13 @@ def build(root: Path, n_runs: int, steps: int) -> Path:
     return store.root
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=1000)
-    parser.add_argument("--steps", type=int, default=1000)
-    args = parser.parse_args()
-    sys.path.insert(0, str(REPO))
+def measure(n_runs: int, steps: int) -> None:
+    import runner
     from runner.results.report import make_report
     from runner.storage.store import SweepStore
 
     with tempfile.TemporaryDirectory() as tmp:
-        sweep = build(Path(tmp), args.runs, args.steps)
+        sweep = build(Path(tmp), n_runs, steps)
         files = sorted(Path(sweep, "runs").glob("*/metrics.jsonl"))
         t0 = time.perf_counter()
         count = 0
@@ -72,10 +70,27 @@ def main() -> None:
         t0 = time.perf_counter()
         report = make_report(SweepStore(sweep), "val/acc", "max", "final")
         full = time.perf_counter() - t0
-    print(f"{len(files)} runs, {count:,} logged steps")
-    print(f"naive json.loads of every line (baseline): {naive:6.2f} s  1.00x")
-    print(f"report (read, aggregate, plot, write):      {full:6.2f} s  {full / naive:.2f}x")
-    print(f"best setting: {report.best.label}")
+        t0 = time.perf_counter()
+        results = runner.load(sweep)
+        metrics = results.metrics()
+        runs = results.runs()
+        loaded = time.perf_counter() - t0
+        assert len(metrics) == count and len(runs) == len(files), (len(metrics), count)
+    print(f"{len(files):,} runs, {count:,} logged steps (best setting: {report.best.label})")
+    print(f"  naive json.loads of every line (baseline): {naive:7.2f} s  1.00x")
+    print(f"  report (read, aggregate, plot, write):      {full:7.2f} s  {full / naive:.2f}x")
+    print(f"  runner.load(): runs() and metrics()         {loaded:7.2f} s  {loaded / naive:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1000x1000,10000x100,100000x100",
+                        help="runs x steps, comma-separated")
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO))
+    for size in args.sizes.split(","):
+        n_runs, steps = (int(x) for x in size.lower().split("x"))
+        measure(n_runs, steps)
 
 
 if __name__ == "__main__":

@@ -195,6 +195,20 @@ def test_torn_metrics_tail_is_skipped_but_a_bad_middle_line_is_an_error(tmp_path
         list(read_metrics(path))
 
 
+def test_a_whole_metrics_file_reads_as_it_does_line_by_line(tmp_path):
+    """(A complete file is parsed in one go: the same records as line by line, blank lines
+    skipped, NaN kept.)"""
+    import math
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 0, "loss": NaN}\n\n{"step": 1, "val": {"acc": 0.5}}\n')
+    records = list(read_metrics(path))
+    assert [r["step"] for r in records] == [0, 1] and math.isnan(records[0]["loss"])
+    assert records[1]["val"] == {"acc": 0.5}
+    path.write_text('{"step": 0}\n{"step": 1}\n')
+    assert [r["step"] for r in read_metrics(path)] == [0, 1]
+
+
 def test_leases_of_other_hosts_die_by_heartbeat_age():
     from dataclasses import replace
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from runner.errors import RunnerError
 from runner.results.status import scan
 from runner.storage.metrics import flatten, read_metrics
-from runner.storage.store import SweepStore
+from runner.storage.store import RunRef, SweepStore
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -74,23 +74,31 @@ class SweepResults:
         read them, also when one step was logged in several calls; ``latest=False``: every
         attempt's rows as logged."""
         pd = _pandas()
-        frames = []
+        records: list[dict[str, Any]] = []
+        owners: list[int] = []  # each record's run, as an index into ``logged``
+        logged: list[RunRef] = []
         for ref in self.store.runs():
-            records = list(read_metrics(ref.paths.metrics))
-            if not records:
-                continue
-            frame = pd.DataFrame.from_records(records)
-            if keys is not None:
-                frame = frame[[c for c in ("step", "time", "attempt", *keys) if c in frame]]
-            if latest:  # (last(): per column, the last value logged, skipping the gaps)
-                frame = frame.groupby("step", as_index=False, sort=True).last()
-            frame.insert(0, "id", ref.id)
-            for i, (key, value) in enumerate(ref.values.items()):
-                frame.insert(1 + i, key, value)
-            frames.append(frame)
-        if not frames:
+            before = len(records)
+            records.extend(read_metrics(ref.paths.metrics))
+            if len(records) > before:
+                owners.extend([len(logged)] * (len(records) - before))
+                logged.append(ref)
+        if not records:
             return pd.DataFrame(columns=["id", "step", "time", "attempt"])
-        return pd.concat(frames, ignore_index=True)
+        # one frame for the whole sweep (a frame per run cost a millisecond of pandas per run)
+        frame = pd.DataFrame.from_records(records)
+        if keys is not None:
+            frame = frame[[c for c in ("step", "time", "attempt", *keys) if c in frame]]
+        frame.insert(0, "_run", owners)
+        if latest:  # (last(): per column, the last value logged, skipping the gaps)
+            frame = frame.groupby(["_run", "step"], as_index=False, sort=True).last()
+        run = frame.pop("_run").to_numpy()
+        frame.insert(0, "id", pd.Series([r.id for r in logged], dtype=object).to_numpy()[run])
+        swept = list(dict.fromkeys(k for r in logged for k in r.values))
+        for i, key in enumerate(swept):  # each run's value on each of its rows
+            column = pd.Series([r.values.get(key, float("nan")) for r in logged])
+            frame.insert(1 + i, key, column.iloc[run].to_numpy())
+        return frame
 
     def groups(self, metric: str, mode: str | None = None, how: str = "final") -> pd.DataFrame:
         """Per setting (every varying value but the seed), best first: what ``report`` tables."""

@@ -59,6 +59,14 @@ def read_metrics(path: Path) -> Iterator[dict[str, Any]]:
         data = path.read_text()
     except FileNotFoundError:
         return
+    if data.endswith("\n"):  # a whole file (the usual case): one parse for all its lines
+        try:
+            records = json.loads("[" + data[:-1].replace("\n", ",") + "]")
+        except json.JSONDecodeError:
+            records = None  # (a blank or bad line: line by line below says which)
+        if records is not None and all(type(r) is dict for r in records):
+            yield from records
+            return
     lines = data.split("\n")
     for i, line in enumerate(lines):
         if not line.strip():
