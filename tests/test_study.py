@@ -557,3 +557,34 @@ def test_enqueued_settings_are_the_first_trials(study: Project) -> None:
         refused = study.run(*args("sweep.n_trials=4", f"sweep.enqueue={bad}",
                                   "runner.name=bad"))
         assert refused.returncode != 0 and said in refused.stderr, refused.stderr
+
+
+@pytest.mark.parametrize("variant", ["grow", "patience"])
+def test_kill_matrix_a_growing_or_stopping_study_loses_and_repeats_no_trial(
+        study: Project, variant: str) -> None:
+    """The runner SIGKILLed with a trial asked but not frozen, then: the same study given more
+    trials (grow), or one with a stopping rule (patience); trials stay contiguous, none twice,
+    and a rule that stops the study says so."""
+    hooks = study.root / "killhooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(KILL_HOOKS)
+    base = args("launcher.max_parallel=2", "sweep.sampler=tpe", "sweep.seed=0",
+                "task.sleep=0.02", *(["sweep.patience=2"] if variant == "patience" else []))
+    env = {**study.env(), "KILL_POINT": "asked", "KILL_ONCE": str(study.root / "killed"),
+           "KILL_AFTER": "3"}
+    env["PYTHONPATH"] = f"{hooks}{os.pathsep}{env['PYTHONPATH']}"
+    first = subprocess.run(study.args(*base, "sweep.n_trials=5"), cwd=study.root, env=env,
+                           text=True, capture_output=True, timeout=300, start_new_session=True)
+    assert (study.root / "killed").exists(), first.stdout + first.stderr  # the kill happened
+    n_trials = 7 if variant == "grow" else 12
+    again = study.run(*base, f"sweep.n_trials={n_trials}", "runner.retry_crashed=true",
+                      timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    rows = trials(study)
+    assert [r["values"]["trial"] for r in rows] == list(range(len(rows)))  # none lost
+    assert len({r["id"] for r in rows}) == len(rows)  # none proposed twice
+    assert {r["state"] for r in rows} == {"COMPLETED"}
+    if variant == "grow":
+        assert len(rows) == 7
+    else:
+        assert len(rows) == 12 or "sweep.patience=2" in again.stderr, again.stderr
