@@ -188,6 +188,10 @@ def test_a_rank_killed_mid_run_interrupts_the_run_and_the_next_launch_resumes_it
     wait_for(lambda: len(list(ddp.root.glob("outputs/*/runs/*/rank-*.json"))) == 2, 120)
     (run,) = runs(ddp)
     pids = {r: json.loads((run / f"rank-{r}.json").read_text())["pid"] for r in (0, 1)}
+    (row,) = ddp.status()["runs"]  # the lease names every rank's process and host
+    facts = row["lease"]["launcher"]
+    assert {r: facts[f"rank{r}"]["pid"] for r in (0, 1)} == pids, facts
+    assert all(facts[f"rank{r}"]["host"] for r in (0, 1))
     os.kill(pids[1], signal.SIGKILL)
     proc.communicate(timeout=60)
     (row,) = ddp.status()["runs"]

@@ -31,6 +31,7 @@ class RunContext:
     config: Any
     writer: MetricsWriter
     info: dict[str, Any] = field(default_factory=dict)
+    lease_token: str = field(default="", repr=False)  # (the run's lease: its ranks sign in)
 
     @property
     def run_dir(self) -> Path:

@@ -102,7 +102,7 @@ def run_ranks(cfg: Any) -> Any:
         logs_specs=DefaultLogsSpecs(log_dir=str(logs), redirects=Std.ALL, tee=Std.ALL))
     try:
         results = elastic_launch(conf, rank_main)(str(ctx.paths.root), entry, ctx.attempt,
-                                                 os.getpid())
+                                                 os.getpid(), ctx.lease_token)
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
         if failure.exitcode < 0 and -failure.exitcode in _STOPPING:  # killed, not failed:
@@ -129,8 +129,9 @@ def _task_frames(trace: str) -> str:
     return trace.rstrip() if rest is None else "\n".join([HEADER, *rest])
 
 
-def rank_main(run_dir: str, entry: str, attempt: int, agent: int) -> Any:
-    """One rank: the task with the run's config; rank 0 logs, every rank dies with the run."""
+def rank_main(run_dir: str, entry: str, attempt: int, agent: int, token: str = "") -> Any:
+    """One rank: the task with the run's config; rank 0 logs, every rank dies with the run;
+    each rank signs its process and host into the run's lease (``rank<N>``)."""
     from pathlib import Path
 
     from omegaconf import OmegaConf
@@ -145,6 +146,14 @@ def rank_main(run_dir: str, entry: str, attempt: int, agent: int) -> Any:
     die_with_parent(agent)
     paths = RunPaths(Path(run_dir))
     rank = int(os.environ.get("RANK", "0"))
+    if token:  # (merged into the lease's launcher facts: each rank its own key)
+        import socket
+
+        from runner.storage.state import update_lease
+
+        update_lease(paths, token, launcher={f"rank{rank}": {
+            "pid": os.getpid(), "host": socket.gethostname(),
+            "local_rank": int(os.environ.get("LOCAL_RANK", "0"))}})
     writer: Any = None
     if rank == 0:
         from runner.storage.metrics import MetricsWriter

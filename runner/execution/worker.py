@@ -140,7 +140,7 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
         cfg = load_run_config(paths)
         writer = MetricsWriter(paths, lease.attempt)
         ctx = context.RunContext(id_from_dirname(paths.root.name), paths, lease.attempt,
-                                 OmegaConf.create(cfg), writer)
+                                 OmegaConf.create(cfg), writer, lease_token=token)
         context._set_current(ctx)
         for tracker in from_env():
             tracker.start(ctx)
