@@ -7,6 +7,11 @@ It logs ``train/loss`` every ``task.log_every`` steps, ``val/loss`` and ``val/ac
 through ``runner.log``, saves a checkpoint at the end of every epoch into the run's
 ``checkpoints/`` directory, and continues from it when the run is resumed. It uses CUDA when a GPU
 is visible (``task.device=auto``).
+
+With ``launcher.nproc_per_run=N`` it trains with DistributedDataParallel on N ranks (gloo on
+CPU, NCCL on GPUs, one GPU per rank): every rank takes its share of each batch of
+``task.batch_size`` (the same global batch and number of steps as one process), rank 0 logs and
+saves the checkpoint, and every rank resumes from it.
 """
 
 from __future__ import annotations
@@ -50,10 +55,10 @@ class Net(nn.Module):
         return self.head(self.features(x))
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(f"cuda:{local_rank}" if name == "cuda" else name)
 
 
 @torch.no_grad()
@@ -77,11 +82,15 @@ def main(cfg: Any) -> dict[str, float]:
     runner.seed_everything(cfg.seed)  # random, NumPy and torch
     if task.get("threads"):
         torch.set_num_threads(int(task.threads))
-    device = pick_device(str(task.device))
+    run = runner.current_run()
+    world, rank = run.world_size, run.rank
+    device = pick_device(str(task.device), run.local_rank)
+    dist = runner.distributed() if world > 1 else None  # (gloo on CPU, NCCL on GPUs)
     x_train, y_train, x_val, y_val = (t.to(device) for t in load_mnist(int(task.train_size)))
     model = Net(int(task.channels)).to(device)
+    trained: nn.Module = model if dist is None else nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = torch.optim.Adam(model.parameters(), lr=float(task.lr))
-    run = runner.current_run()
     ckpt = run.checkpoint_dir / "last.pt"
     start_epoch, step = 0, 0
     if ckpt.exists():
@@ -95,14 +104,21 @@ def main(cfg: Any) -> dict[str, float]:
     val_loss, val_acc = evaluate(model, x_val, y_val)
     for epoch in range(start_epoch, int(task.epochs)):
         t0, seen = time.perf_counter(), 0
-        perm = torch.randperm(len(x_train), device=device)
+        perm = torch.randperm(len(x_train), device=device)  # (the same on every rank)
         for i in range(0, len(perm), batch):
-            idx = perm[i : i + batch]
-            loss = nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
+            if dist is None:
+                idx = perm[i : i + batch]
+                loss = nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
+            else:  # this rank's share of the global batch; DDP averages the ranks' gradients,
+                whole = perm[i : i + batch]  # so each rank's sum is scaled to make that the
+                idx = whole[rank::world]     # global batch's mean (a share may be empty)
+                total = nn.functional.cross_entropy(trained(x_train[idx]), y_train[idx],
+                                                    reduction="sum")
+                loss = total * (world / len(whole))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            step, seen = step + 1, seen + len(idx)
+            step, seen = step + 1, seen + len(idx) * world
             if step % int(task.log_every) == 0:
                 runner.log({"train/loss": loss.item(), "epoch": epoch}, step=step)
             if task.get("eval_every") and step % int(task.eval_every) == 0:
@@ -111,6 +127,13 @@ def main(cfg: Any) -> dict[str, float]:
         val_loss, val_acc = evaluate(model, x_val, y_val)
         runner.log({"val/loss": val_loss, "val/acc": val_acc,
                     "samples_per_s": seen / (time.perf_counter() - t0)}, step=step)
-        save_checkpoint(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(),
-                               "rng": torch.get_rng_state(), "epoch": epoch, "step": step})
+        if rank == 0:  # (one writer; the others wait for it before the next epoch)
+            save_checkpoint(ckpt, {"model": model.state_dict(), "opt": opt.state_dict(),
+                                   "rng": torch.get_rng_state(), "epoch": epoch, "step": step})
+        if dist is not None:
+            dist.barrier()
+    if dist is not None:  # a clean end: gloo can abort at exit without it
+        del trained
+        dist.barrier()
+        dist.destroy_process_group()
     return {"val/loss": val_loss, "val/acc": val_acc, "steps": step}
