@@ -89,6 +89,9 @@ class StudyDefinition:
         return {str(k): v for k, v in resolved.items()}
 
 
+FULL_COLLECT_EVERY = 256
+
+
 class StudySource:
     def __init__(self, store: SweepStore) -> None:
         self.store = store
@@ -96,6 +99,7 @@ class StudySource:
         self.sampling = SamplerStudy(definition.conf, definition.dists, definition.direction,
                                      definition.name, definition.warm)
         self.stopped: str | None = None  # a stopping rule that ended the proposals, if one did
+        self.proposals = 0
 
     def _synced(self, number: int) -> Any:
         return self.sampling.sync(lambda known: load(self.store, self.study.metric, known),
@@ -157,6 +161,11 @@ class StudySource:
         # what the study holds now lives as long as the study: out of the collector's sight,
         # so that a full collection (which walks every tracked object) does not grow with the
         # study and land, tens of ms long, in some later proposal; what is freed later by
-        # reference counting is freed as before
+        # reference counting is freed as before, and cyclic garbage kept by a freeze is
+        # collected once every FULL_COLLECT_EVERY proposals (one proposal in 256 pays it)
+        self.proposals += 1
+        if self.proposals % FULL_COLLECT_EVERY == 0:
+            gc.unfreeze()
+            gc.collect()
         gc.freeze()
         return ref
