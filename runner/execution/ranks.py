@@ -165,7 +165,11 @@ def rank_main(run_dir: str, entry: str, attempt: int, agent: int, token: str = "
     ctx.info.update(rank=rank, local_rank=int(os.environ.get("LOCAL_RANK", "0")),
                     world_size=int(os.environ.get("WORLD_SIZE", "1")))
     context._set_current(ctx)
-    tracked = _start_trackers(ctx, writer) if rank == 0 else []
+    tracked: list[Any] = []  # rank 0 mirrors the run's records into the run's trackers
+    if rank == 0:
+        from runner.execution.trackers import start_into
+
+        start_into(tracked, ctx, writer, RANK_TRACKERS_ENV)
     state, summary = "CRASHED", {}
     try:
         result = load_task(entry)(ctx.config)
@@ -185,19 +189,6 @@ def rank_main(run_dir: str, entry: str, attempt: int, agent: int, token: str = "
         if writer is not None:
             writer.close()
     return result if rank == 0 else None
-
-
-def _start_trackers(ctx: Any, writer: Any) -> list[Any]:
-    """Rank 0 mirrors the run's metrics into its trackers (``tracker=...``), fed by its
-    ``runner.log`` records."""
-    from runner.execution.trackers import from_env
-
-    started = []
-    for tracker in from_env(RANK_TRACKERS_ENV):
-        tracker.start(ctx)
-        started.append(tracker)
-        writer.sinks.append(tracker.log)
-    return started
 
 
 class _Dropped:

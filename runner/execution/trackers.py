@@ -103,6 +103,15 @@ def from_env(var: str = ENV) -> list[Tracker]:
     return create_trackers(json.loads(raw)) if raw else []
 
 
+def start_into(started: list[Tracker], ctx: RunContext, writer: Any, var: str = ENV) -> None:
+    """Start the trackers handed over in ``var`` for ``ctx``, each fed by ``writer``'s records;
+    each is added to ``started`` once started (so a later one's failure still finishes it)."""
+    for tracker in from_env(var):
+        tracker.start(ctx)
+        started.append(tracker)
+        writer.sinks.append(tracker.log)
+
+
 def finish_all(trackers: list[Tracker], state: str, summary: dict[str, Any]) -> None:
     """A tracker is a mirror: its failure to finish is reported, never turned into the run's."""
     import sys

@@ -36,7 +36,7 @@ from runner.config.secrets import redact, redact_obj
 from runner.errors import RunInterrupted, TrialPruned
 from runner.execution import context
 from runner.execution.tasks import load_task
-from runner.execution.trackers import Tracker, finish_all, from_env
+from runner.execution.trackers import Tracker, finish_all, start_into
 from runner.planning.run_id import id_from_dirname
 from runner.storage.metrics import MetricsWriter, flatten, read_tail
 from runner.storage.paths import RunPaths
@@ -142,10 +142,7 @@ def execute(paths: RunPaths, token: str, *, heartbeat_s: float = 10.0,
         ctx = context.RunContext(id_from_dirname(paths.root.name), paths, lease.attempt,
                                  OmegaConf.create(cfg), writer, lease_token=token)
         context._set_current(ctx)
-        for tracker in from_env():
-            tracker.start(ctx)
-            trackers.append(tracker)
-            writer.sinks.append(tracker.log)
+        start_into(trackers, ctx, writer)
         for hook in filter(None, os.environ.get(HOOKS_ENV, "").split(",")):
             load_task(hook)(ctx)
         fn = load_task(os.environ.get(ENTRY_ENV) or cfg.get("task", {}).get("fn", ""))

@@ -16,6 +16,7 @@ are Hydra's own words.
 from __future__ import annotations
 
 import copy
+import functools
 import pickle
 from collections.abc import Sequence
 from typing import Any
@@ -25,22 +26,21 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-_PARSED: dict[tuple[str, ...], list[Override]] = {}
-_PARSER: list[OverridesParser] = []
-
 
 def parse(overrides: Sequence[str]) -> list[Override]:
     """A job's overrides parsed by Hydra's grammar, once per batch (the composing and the run
     ids both need them; the parsed overrides are only read)."""
-    key = tuple(overrides)
-    parsed = _PARSED.get(key)
-    if parsed is None:
-        if len(_PARSED) >= 20_000:
-            _PARSED.clear()
-        if not _PARSER:
-            _PARSER.append(OverridesParser.create())
-        parsed = _PARSED[key] = _PARSER[0].parse_overrides(list(key))
-    return parsed
+    return _parsed(tuple(overrides))
+
+
+@functools.lru_cache(maxsize=20_000)
+def _parsed(overrides: tuple[str, ...]) -> list[Override]:
+    return _parser().parse_overrides(list(overrides))
+
+
+@functools.cache
+def _parser() -> OverridesParser:
+    return OverridesParser.create()
 
 
 class SweepConfigs:
