@@ -195,6 +195,20 @@ def colours_in(path: Path, palette: list) -> list[int]:
             if tuple(int(round(x * 255)) for x in c[:3]) in present]
 
 
+@pytest.fixture
+def wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """wandb offline, every file it writes inside tmp_path, no key, no service, no network."""
+    for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        path = tmp_path / name.lower()
+        path.mkdir()
+        monkeypatch.setenv(name, str(path))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc key either
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
 @pytest.hookimpl(optionalhook=True)  # (xdist's hook: absent with -p no:xdist)
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: one worker more than CPUs, since many tests wait on processes, the cluster or

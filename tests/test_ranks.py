@@ -157,19 +157,12 @@ def test_what_a_distributed_run_cannot_do_yet_is_refused_before_anything_is_writ
 
 
 def test_rank_zero_runs_the_trackers_one_tracked_run_per_run(
-        ddp: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        ddp: Project, wandb_offline: None) -> None:
     """tracker=wandb (the real package, offline) on a run of two ranks: one WandB run, with
     rank 0's metrics and summary; the run's own process tracks nothing."""
     pytest.importorskip("wandb")
     from wandb_offline_reader import load_run
 
-    for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
-        (tmp_path / name.lower()).mkdir()
-        monkeypatch.setenv(name, str(tmp_path / name.lower()))
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
     ddp.run(*command("tracker=wandb", "tracker.wandb.project=ddp"), check=True)
     (run,) = runs(ddp)
     (tracked,) = sorted(run.glob("wandb/offline-run-*/run-*.wandb"))  # one, not one per rank

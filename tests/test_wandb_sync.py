@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,20 +16,7 @@ from fakes.wandb_graphql import ENTITY, FakeWandb
 pytest.importorskip("wandb")
 
 
-@pytest.fixture
-def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
-        path = tmp_path / name.lower()
-        path.mkdir()
-        monkeypatch.setenv(name, str(path))
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc key
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.delenv("WANDB_SERVICE", raising=False)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-
-
-def test_offline_runs_are_synced_once_and_then_watched(project: Project, offline: None,
+def test_offline_runs_are_synced_once_and_then_watched(project: Project, wandb_offline: None,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     proc = project.run("tracker=wandb", "tracker.wandb.project=nodes", "task.lr=0.1,0.2",
                        "seed=1,2", "task.steps=4")
@@ -92,7 +78,7 @@ def test_offline_runs_are_synced_once_and_then_watched(project: Project, offline
 
 
 def test_a_resumed_run_is_synced_as_one_wandb_run_and_a_running_one_waits(
-        project: Project, offline: None, monkeypatch: pytest.MonkeyPatch) -> None:
+        project: Project, wandb_offline: None, monkeypatch: pytest.MonkeyPatch) -> None:
     # the first attempt logs its steps and then waits for a file that comes only after the kill
     proc = project.popen("tracker=wandb", "tracker.wandb.project=nodes", "task.sleep=0.12",
                          "task.steps=12", "task.mode=wait_file")

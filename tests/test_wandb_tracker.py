@@ -16,24 +16,11 @@ pytest.importorskip("wandb")
 from wandb_offline_reader import load_run  # noqa: E402
 
 
-@pytest.fixture
-def wandb_env(tmp_path, monkeypatch):
-    """wandb offline, every file it writes inside tmp_path, no key, no network."""
-    for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
-        path = tmp_path / name.lower()
-        path.mkdir()
-        monkeypatch.setenv(name, str(path))
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc key either
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-
-
 def wandb_files(run_dir: str) -> list[Path]:
     return sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
 
 
-def test_every_run_is_a_wandb_run_in_the_sweeps_group(project, wandb_env):
+def test_every_run_is_a_wandb_run_in_the_sweeps_group(project, wandb_offline):
     proc = project.run("tracker=wandb", "tracker.wandb.project=mnist", "task.lr=0.1,0.2",
                        "seed=3")
     assert proc.returncode == 0, proc.stderr
@@ -51,7 +38,7 @@ def test_every_run_is_a_wandb_run_in_the_sweeps_group(project, wandb_env):
         assert summary["score"] == row["summary"]["score"]
 
 
-def test_a_resumed_run_continues_the_same_wandb_run(project, wandb_env):
+def test_a_resumed_run_continues_the_same_wandb_run(project, wandb_offline):
     # the first attempt logs its steps and then waits for a file that comes only after the kill
     proc = project.popen("tracker=wandb", "task.sleep=0.4", "task.steps=40",
                          "task.mode=wait_file")
@@ -75,7 +62,7 @@ def test_a_resumed_run_continues_the_same_wandb_run(project, wandb_env):
     assert meta["id"] == first_id.strip() and meta["exit_code"] == 0
 
 
-def test_online_without_a_key_is_refused_before_anything_runs(project, wandb_env, monkeypatch):
+def test_online_without_a_key_is_refused_before_anything_runs(project, wandb_offline, monkeypatch):
     monkeypatch.delenv("WANDB_MODE")
     proc = project.run("tracker=wandb")
     assert proc.returncode == 2
@@ -83,7 +70,7 @@ def test_online_without_a_key_is_refused_before_anything_runs(project, wandb_env
     assert not (project.root / "outputs").exists()
 
 
-def test_online_with_an_unreachable_server_fails_fast_with_a_clear_reason(project, wandb_env,
+def test_online_with_an_unreachable_server_fails_fast_with_a_clear_reason(project, wandb_offline,
                                                                           monkeypatch):
     monkeypatch.delenv("WANDB_MODE")
     monkeypatch.setenv("WANDB_API_KEY", "a" * 40)
@@ -96,7 +83,7 @@ def test_online_with_an_unreachable_server_fails_fast_with_a_clear_reason(projec
     assert row["state"] == "CRASHED" and row["reason"]
 
 
-def test_disabled_mode_tracks_nothing_and_runs(project, wandb_env, monkeypatch):
+def test_disabled_mode_tracks_nothing_and_runs(project, wandb_offline, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     proc = project.run("tracker=wandb")
     assert proc.returncode == 0, proc.stderr
@@ -104,7 +91,7 @@ def test_disabled_mode_tracks_nothing_and_runs(project, wandb_env, monkeypatch):
     assert wandb_files(row["dir"]) == []
 
 
-def test_the_fork_server_imports_the_trackers_once_per_sweep(tmp_path, wandb_env):
+def test_the_fork_server_imports_the_trackers_once_per_sweep(tmp_path, wandb_offline):
     import json as _json
 
     from rich.console import Console
@@ -141,7 +128,7 @@ def test_the_fork_server_imports_the_trackers_once_per_sweep(tmp_path, wandb_env
     assert "WANDB_SERVICE" not in loop.launcher.extra_env
 
 
-def test_a_sweeps_runs_share_one_wandb_service_that_ends_with_the_sweep(project, wandb_env):
+def test_a_sweeps_runs_share_one_wandb_service_that_ends_with_the_sweep(project, wandb_offline):
     import psutil
 
     def wandb_helpers() -> list[psutil.Process]:
