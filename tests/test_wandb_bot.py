@@ -664,7 +664,12 @@ def test_the_bots_wandb_teardown_is_bounded(tmp_path: Path,
     shutil.copy(shutil.which("sleep") or "/bin/sleep", core)
     service = subprocess.Popen([str(core), "300"])
     never = threading.Event()
-    monkeypatch.setattr(wandb, "teardown", lambda *a, **k: never.wait(300))
+
+    def hung_teardown(*args: Any, **kwargs: Any) -> None:  # as WandB does once its service
+        never.wait(300)                                     # is killed: sys.exit(-9)
+        raise SystemExit(-9)
+
+    monkeypatch.setattr(wandb, "teardown", hung_teardown)
     started = time.monotonic()
     try:
         teardown_wandb(seconds=1.0)
