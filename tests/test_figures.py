@@ -101,3 +101,16 @@ def test_integer_axes_get_integer_ticks_and_log_labels_never_collide() -> None:
     assert len(shown) >= 2, shown  # a short log range keeps its labels ...
     assert plots.layout_problems(fig, 100) == []  # ... none on top of another
     plt.close(fig)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_the_pareto_figure_of_two_to_four_objectives_is_readable(tmp_path: Path, k: int) -> None:
+    from runner.results.pareto import Point, front
+
+    rng = np.random.default_rng(k)
+    metrics = ["val/accuracy_of_the_model", "cost_in_gpu_hours", "latency/ms", "params"][:k]
+    modes = ["max", "min", "min", "min"][:k]
+    points = [tuple(float(x) for x in rng.uniform(0, [1, 500, 40, 1e6][:k])) for _ in range(300)]
+    members = [p.values for p in front([Point(i, v) for i, v in enumerate(points)], modes)]
+    check(plots.pareto(points, members, metrics, modes, tmp_path / f"pareto-{k}.png",
+                       title=f"{LONG}: the Pareto front of {' and '.join(metrics)}"))

@@ -134,6 +134,7 @@ def test_every_readme_command_plans_as_written(tmp_path: Path) -> None:
 # a README placeholder and what stands for it in the test below
 PLACEHOLDERS = {"outputs/<sweep>/runs/<run>": "run", "outputs/<sweep-a>": "grid",
                 "outputs/<sweep-b>": "other", "outputs/<study>": "study",
+                "outputs/<mo-study>": "mo-study",
                 "outputs/<sweep>": "grid", "multirun/app-<fingerprint>": "grid"}
 
 
@@ -141,6 +142,13 @@ def readme_subcommands() -> list[str]:
     """Every `python -m runner <subcommand> ...` line of the README's code blocks and text."""
     lines = _block_commands() + re.findall(r"`(python -m runner [a-z-]+ [^`]*)`", README)
     return sorted({ln for ln in lines if shlex.split(ln)[3] in SUBCOMMANDS})
+
+
+MO_TASK = """
+def main(cfg):  # (channels**2 * 1250 parameters: 4 -> 20,000)
+    return {"val/acc": 1 - abs(cfg.task.lr - 0.1) - 1 / cfg.task.channels,
+            "params": cfg.task.channels ** 2 * 1250}
+"""
 
 
 def test_every_readme_subcommand_runs_on_a_real_sweep(project) -> None:  # noqa: ANN001
@@ -158,14 +166,21 @@ def test_every_readme_subcommand_runs_on_a_real_sweep(project) -> None:  # noqa:
     project.run("+sweep=optuna", "sweep.n_trials=4", "sweep.metric=val/acc",
                 "task.lr=interval(0.01,0.3)", *common, check=True)
     (study,) = [d for d in (project.root / "outputs").iterdir() if d not in (grid, other)]
+    (project.root / "mo.py").write_text(MO_TASK)  # val/acc against the model's size
+    (project.root / "conf" / "task" / "mo.yaml").write_text("name: mo\nfn: mo:main\nlr: 0.1\n"
+                                                            "channels: 8\n")
+    project.run("task=mo", "+sweep=optuna", "sweep.n_trials=6", "sweep.metric=[val/acc,params]",
+                "sweep.mode=[max,min]", "task.lr=interval(0.01,0.3)", "task.channels=4,8,16,32",
+                "runner.name=mo-study", *common, check=True)
     paths = {"grid": grid, "other": other, "study": study,
+             "mo-study": project.root / "outputs" / "mo-study",
              "run": sorted((grid / "runs").iterdir())[0]}
     commands = readme_subcommands()
     assert {shlex.split(c)[3] for c in commands} == set(SUBCOMMANDS), commands
     for command in commands:
         for placeholder, name in PLACEHOLDERS.items():
             command = command.replace(placeholder, str(paths[name]))
-        assert "<" not in command, command
+        assert not re.search(r"<[a-z]", command), command  # (a placeholder: <=20000 is not)
         words = [w.strip("[]") for w in shlex.split(command)]
         if words[3] == "resume" and "sweep.n_trials=80" in words:  # the study grows by 2
             words[words.index("sweep.n_trials=80")] = "sweep.n_trials=6"

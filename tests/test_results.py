@@ -63,7 +63,7 @@ def test_report_aggregates_match_independent_computation(results_project):
         assert float(g["ci_low"]) == pytest.approx(lo) and float(g["ci_high"]) == pytest.approx(hi)
         assert float(g["ci_low"]) <= float(g["mean"]) <= float(g["ci_high"])
     md = (sweep / "report" / "acc" / "report.md").read_text()
-    assert "Best setting: **task.lr=0.3**" in md and "![acc over steps](curves.png)" in md
+    assert "Best setting by acc: **task.lr=0.3**" in md and "![acc over steps](curves.png)" in md
     rows = list(csv.DictReader(io.StringIO((sweep / "report" / "acc" / "runs.csv").read_text())))
     assert len(rows) == 9
     crashed = [r for r in rows if r["state"] == "CRASHED"]

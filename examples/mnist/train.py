@@ -136,4 +136,7 @@ def main(cfg: Any) -> dict[str, float]:
         del trained
         dist.barrier()
         dist.destroy_process_group()
-    return {"val/loss": val_loss, "val/acc": val_acc, "steps": step}
+    # params: the model's size, an objective to trade against accuracy (sweep.metric=[val/acc,
+    # params] sweep.mode=[max,min])
+    return {"val/loss": val_loss, "val/acc": val_acc, "steps": step,
+            "params": sum(p.numel() for p in model.parameters())}

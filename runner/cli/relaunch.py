@@ -92,30 +92,34 @@ def cmd_resume(argv: list[str]) -> int:
 
 def cmd_retrain_best(argv: list[str]) -> int:
     """A new sweep of the best setting with K new seeds; re-running it resumes it."""
-    from runner.results.report import make_report, retrain_plan
+    from runner.results.report import make_report, picked, retrain_plan
     from runner.scheduling.scheduler import check_execution
     from runner.storage.store import SweepStore
 
     parser = _results_parser("retrain-best", "1")
     parser.add_argument("--seeds", type=int, required=True, help="how many new seeds")
+    parser.add_argument("--pick", default=None,
+                        help="a study of several objectives: the setting of its Pareto front "
+                             "to retrain, by constraints and weights, e.g. "
+                             "'cost<=2,val/acc=1' (default: the best by --metric)")
     parser.add_argument("overrides", nargs="*", help="runner.* or launcher.* overrides")
     args = parser.parse_intermixed_args(argv)  # overrides before or after the options
     args.mode = _mode(args)
     parent = SweepStore(args.sweep_dir)
     report = make_report(parent, args.metric, args.mode, args.reduce)
+    setting, said = picked(report, args.pick)
     if (parent.manifest.get("origin") or {}).get("by") == "hydra":  # the app runs its jobs
         from runner.hydra_plugin.commands import retrain_best
 
         if args.overrides:
             raise RunnerError("retrain-best of a Hydra sweep takes no overrides: it re-runs "
                               "the app's command (give hydra.launcher.* settings there)")
-        return retrain_best(report, args.seeds, stderr_console())
-    plan = retrain_plan(report, args.seeds)
+        return retrain_best(report, args.seeds, stderr_console(), setting, said, args.pick)
+    plan = retrain_plan(report, args.seeds, setting, args.pick)
     plan.execution = _with_exec_overrides(parent.manifest, plan.execution, args.overrides)
     check_execution(plan.execution)
     console = stderr_console()
-    console.print(f"retraining {report.best.label} (mean {args.metric} "
-                  f"{report.best.stats()['mean']:.4g}) with seeds "
+    console.print(f"retraining {said} with seeds "
                   f"{', '.join(str(r.values[list(r.values)[-1]]) for r in plan.runs)}")
     store, created = SweepStore.create(plan, parent.root.parent, parent.manifest.get(
         "config_name", "config"), parent.manifest.get("config_dirs", []))

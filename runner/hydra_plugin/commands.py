@@ -34,14 +34,16 @@ def rerun_refusal(manifest: dict[str, Any], run_dir: Path) -> RunnerError:
                        f"{shlex.join([*command, *overrides])}")
 
 
-def retrain_best(report: Any, seeds: int, console: Any) -> int:
-    """Run the app again: the best setting's own job overrides, seeds no job of the sweep used,
-    into ``<sweep>-retrain-<digest>`` (re-running the same retrain resumes it)."""
+def retrain_best(report: Any, seeds: int, console: Any, setting: Any = None,
+                 said: str = "", pick: str | None = None) -> int:
+    """Run the app again: the best setting's (or ``setting``'s: ``--pick``) own job overrides,
+    seeds no job of the sweep used, into ``<sweep>-retrain-<digest>`` (re-running the same
+    retrain resumes it)."""
     from runner.results.aggregate import seed_key, used_seeds
 
     if seeds < 1:
         raise RunnerError(f"--seeds must be >= 1, got {seeds}")
-    best = report.best
+    best = setting or report.best
     store = report.store
     template = next((r for r in best.runs if r.value is not None), None)
     if template is None:
@@ -62,11 +64,12 @@ def retrain_best(report: Any, seeds: int, console: Any) -> int:
     hydra_args = [a for a in args if a.startswith(("hydra", "--", "-"))
                   and a not in ("-m", "--multirun") and not a.startswith("hydra.sweep.dir=")
                   and not a.lstrip("+~").startswith(("hydra/sweeper", "hydra.sweeper"))]
-    digest = hashlib.sha1(f"{report.metric}|{report.mode}|{seeds}".encode()).hexdigest()[:6]
+    digest = hashlib.sha1(f"{report.metric}|{report.mode}|{seeds}".encode()
+                          + (f"|{pick}".encode() if pick else b"")).hexdigest()[:6]
     target = store.root.with_name(f"{store.root.name}-retrain-{digest}")
     argv = [python, script, "-m", *hydra_args, "hydra/sweeper=basic", *kept, seed_override,
             f"hydra.sweep.dir={target}"]
-    console.print(f"retraining {best.label} (mean {report.metric} {best.stats()['mean']:.4g}) "
-                  f"with {key} {new_seeds}: {shlex.join(argv)}")
+    said = said or f"{best.label} (mean {report.metric} {best.stats()['mean']:.4g})"
+    console.print(f"retraining {said} with {key} {new_seeds}: {shlex.join(argv)}")
     cwd = (store.manifest.get("origin") or {}).get("cwd") or None
     return subprocess.run(argv, cwd=cwd, check=False).returncode

@@ -475,3 +475,41 @@ def importances(found: dict[str, float], metric: str, path: Path, title: str = "
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(title or f"{metric}: what mattered", fontsize=10)
     return _save(plt, fig, path)
+
+
+def pareto(points: Sequence[tuple[float, ...]], on_front: Sequence[tuple[float, ...]],
+           metrics: Sequence[str], modes: Sequence[str], path: Path, title: str = "") -> Path:
+    """Several objectives: every setting as a dot, the Pareto front's in colour (for two
+    objectives joined as the staircase they trace); with more than two, a panel per pair of
+    objectives (the front is the front over all of them, so a front dot may look dominated in
+    a pair's view)."""
+    from itertools import combinations
+
+    plt = _pyplot()
+    pairs = list(combinations(range(len(metrics)), 2))[:6]
+    cols = min(3, len(pairs))
+    rows = math.ceil(len(pairs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.0 * cols, 4.2 * rows), dpi=100,
+                             squeeze=False)
+    colour = colours(1)[0]
+    front_set = set(on_front)
+    for ax, (i, j) in zip(axes.flat, pairs, strict=False):
+        rest = [p for p in points if p not in front_set]
+        if rest:
+            ax.scatter([p[i] for p in rest], [p[j] for p in rest], s=18, color="0.6",
+                       alpha=0.7, label="dominated")
+        ax.scatter([p[i] for p in on_front], [p[j] for p in on_front], s=30, color=colour,
+                   zorder=3, label=f"Pareto front ({len(on_front)})")
+        if len(metrics) == 2 and len(on_front) > 1:
+            line = sorted(on_front, key=lambda p: p[i])
+            ax.step([p[i] for p in line], [p[j] for p in line], color=colour, linewidth=1.2,
+                    where="pre" if modes[i] == "max" else "post",  # the attained edge
+                    zorder=2)
+        ax.set_xlabel(f"{metrics[i]} ({modes[i]} is better)")
+        ax.set_ylabel(f"{metrics[j]} ({modes[j]} is better)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(pairs):]:
+        ax.set_visible(False)
+    fig.suptitle(title or "Pareto front", fontsize=11)
+    return _save(plt, fig, path)

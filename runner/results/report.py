@@ -14,7 +14,7 @@ from runner.config.configfile import load_run_config
 from runner.errors import RunnerError
 from runner.planning.run_id import run_dirname, run_id
 from runner.planning.sweep import Plan, RunSpec, set_dotted
-from runner.results import plots
+from runner.results import pareto, plots
 from runner.results.aggregate import (
     CI_METHOD,
     Group,
@@ -36,6 +36,28 @@ MAX_FINALS = 30  # settings in the final-metric figure
 
 
 @dataclass
+class Front:
+    """A study's objectives, their directions, its Pareto front (best first by the first
+    objective) and how many settings it has in all."""
+
+    metrics: list[str]
+    modes: list[str]
+    members: list[pareto.Point[Group]]
+    settings: int
+    points: list[pareto.Point[Group]]  # every setting with a value of each objective
+
+
+def study_front(store: SweepStore, how: str = "final") -> Front | None:
+    """The Pareto front of a study of several objectives (None for any other sweep)."""
+    found = pareto.study_objectives(store.manifest)
+    if found is None:
+        return None
+    metrics, modes = found
+    points, settings = pareto.group_points(store, metrics, modes, how)
+    return Front(metrics, modes, pareto.front(points, modes), settings, points)
+
+
+@dataclass
 class Report:
     store: SweepStore
     metric: str
@@ -45,6 +67,8 @@ class Report:
     ranked: list[Group]
     files: dict[str, Path]
     importances: dict[str, float] | None = None  # what mattered (a search), if it says
+    pareto: Front | None = None  # a study of several objectives: its Pareto front
+
 
     @property
     def best(self) -> Group:
@@ -117,7 +141,16 @@ def make_report(store: SweepStore, metric: str, mode: str = "max", how: str = "f
             files[f"importances.{ext}"] = plots.importances(
                 found, metric, out / f"importances.{ext}",
                 title=f"{store.root.name}: what mattered for {metric}")
-    report = Report(store, metric, mode, results, groups, ranked, files, found)
+    front = study_front(store, how)
+    if front is not None:
+        files["pareto.csv"] = write(out / "pareto.csv", front_csv(front))
+        for ext in formats(svg, pdf):
+            files[f"pareto.{ext}"] = plots.pareto(
+                [p.values for p in front.points], [p.values for p in front.members],
+                front.metrics, front.modes, out / f"pareto.{ext}",
+                title=f"{store.root.name}: the Pareto front of {' and '.join(front.metrics)} "
+                      f"({len(front.members)} of {front.settings} settings)")
+    report = Report(store, metric, mode, results, groups, ranked, files, found, front)
     files["report.md"] = write(out / "report.md", markdown(report, how))
     return report
 
@@ -128,6 +161,41 @@ def report_dir(store: SweepStore, metric: str) -> Path:
 
     name = re.sub(r"[^\w.=-]+", "-", metric).strip("-.") or "metric"
     return store.root / "report" / check_component(name, "--metric")
+
+
+def front_table(front: Front) -> tuple[list[str], list[list[str]]]:
+    """The front as a table: each setting's mean of every objective, and its runs."""
+    header = ["setting", *(f"{m} ({d})" for m, d in zip(front.metrics, front.modes,
+                                                          strict=True)), "n/runs"]
+    rows = [[p.item.label, *(_num(v) for v in p.values), f"{len(p.item.values)}/"
+             f"{len(p.item.runs)}"] for p in front.members]
+    return header, rows
+
+
+def front_csv(front: Front) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    keys = [k for k, _ in front.members[0].item.key] if front.members else []
+    writer.writerow([*keys, *front.metrics, "runs"])
+    for p in front.members:
+        writer.writerow([*(v for _, v in p.item.key), *p.values, len(p.item.runs)])
+    return buf.getvalue()
+
+
+def _front_lines(front: Front | None) -> list[str]:
+    if front is None:
+        return []
+    header, rows = front_table(front)
+    return [f"## Pareto front: {len(front.members)} of {front.settings} settings", "",
+            "The settings no other setting beats on every objective at once (means over their "
+            "runs); `retrain-best --pick` chooses among them.", "",
+            "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *("| " + " | ".join(row) + " |" for row in rows), "",
+            f"![the Pareto front of {' and '.join(front.metrics)}](pareto.png)", "",
+            "Data: [pareto.csv](pareto.csv).", ""]
 
 
 def stats_table(groups: list[Group]) -> list[list[str]]:
@@ -152,7 +220,8 @@ def markdown(report: Report, how: str) -> str:
              f"Sweep `{report.store.root}`, {len(report.results)} runs ({m.get('kind')}), "
              f"report written {time.strftime('%Y-%m-%d %H:%M:%S')}.", "",
              *_marks_lines(report.store.root),
-             f"Best setting: **{report.best.label}**.", "",
+             f"Best setting by {report.metric}: **{report.best.label}**.", "",
+             *_front_lines(report.pareto),
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(row) + " |" for row in stats_table(report.ranked)]
     lines += ["", f"{CI_METHOD}. `pruned`: trials a study's pruner stopped early; `missing`: "
@@ -232,11 +301,34 @@ def compare(stores: list[SweepStore], metric: str, mode: str, how: str, out: Pat
 
 # ---------------------------------------------------------------- retrain-best
 
-def retrain_plan(report: Report, seeds: int) -> Plan:
-    """A new sweep: the best setting's frozen config with ``seeds`` seeds the parent never used."""
+def picked(report: Report, text: str | None) -> tuple[Group, str]:
+    """The setting ``retrain-best`` retrains: the best by the report's metric, or (``--pick``)
+    the one chosen from a study's Pareto front; and a line that says which and why."""
+    if not text:
+        best = report.best
+        return best, f"{best.label} (mean {report.metric} {best.stats()['mean']:.4g})"
+    front = report.pareto
+    if front is None:
+        raise RunnerError(f"--pick chooses from the Pareto front of a study of several "
+                          f"objectives; {report.store.root} has one objective: retrain-best "
+                          "takes its best setting by --metric")
+    if not front.members:
+        raise RunnerError(f"--pick: no setting of {report.store.root} has a value of every "
+                          f"objective ({', '.join(front.metrics)}) yet")
+    chosen, why = pareto.choose(front.members, front.metrics, front.modes,
+                                pareto.parse_pick(text, front.metrics))
+    group = next(g for g in report.groups if g.key == chosen.item.key)
+    shown = ", ".join(f"{m} {v:.4g}" for m, v in zip(front.metrics, chosen.values, strict=True))
+    return group, f"{group.label} ({shown}; picked by {why})"
+
+
+def retrain_plan(report: Report, seeds: int, setting: Group | None = None,
+                 pick: str | None = None) -> Plan:
+    """A new sweep: the best setting's (or ``setting``'s: ``--pick``) frozen config with
+    ``seeds`` seeds the parent never used."""
     if seeds < 1:
         raise RunnerError(f"--seeds must be >= 1, got {seeds}")
-    best = report.best
+    best = setting or report.best
     if not len(best.values):
         raise RunnerError(f"no setting of {report.store.root} has a value of {report.metric}")
     key = seed_key(report.store)
@@ -251,7 +343,8 @@ def retrain_plan(report: Report, seeds: int) -> Plan:
         set_dotted(cfg, key, seed)
         runs.append(RunSpec(run_id(values), run_dirname(values), values, cfg))
     parent = report.store.manifest
-    digest = hashlib.sha1(f"{report.metric}|{report.mode}|{seeds}".encode()).hexdigest()[:6]
+    digest = hashlib.sha1(f"{report.metric}|{report.mode}|{seeds}".encode()
+                          + (f"|{pick}".encode() if pick else b"")).hexdigest()[:6]
     execution = copy.deepcopy(parent.get("execution", {}))
     execution.setdefault("runner", {})["name"] = None
     return Plan(name=f"{parent.get('name')}-retrain-{digest}", kind="retrain", runs=runs,
@@ -261,4 +354,4 @@ def retrain_plan(report: Report, seeds: int) -> Plan:
                 notes=[f"retrain of {best.label} from {report.store.root}"],
                 parent={"sweep_dir": str(report.store.root), "name": parent.get("name"),
                         "setting": base_values, "metric": report.metric, "mode": report.mode,
-                        "mean": best.stats()["mean"]})
+                        "mean": best.stats()["mean"], **({"pick": pick} if pick else {})})

@@ -65,6 +65,9 @@ def print_best(store: Any, execution: dict[str, Any], console: Console, top: int
     notifiers = execution.get("notifier") or {}
     sweep_cfg = execution.get("sweep") or {}
     objective = sweep_cfg.get("metric") if isinstance(sweep_cfg, dict) else None
+    if isinstance(objective, list) and not runner_cfg.get("metric"):
+        print_front(store, console, top * 2)
+        return
     metric = runner_cfg.get("metric") or objective or next(
         (n.get("metric") for n in notifiers.values() if isinstance(n, dict) and n.get("metric")),
         None)
@@ -95,6 +98,27 @@ def print_best(store: Any, execution: dict[str, Any], console: Console, top: int
     console.print(f"results: `python -m runner status {store.root}`, `python -m runner report "
                   f"{store.root}{hint}`" + (f" (metrics: {', '.join(names[:8])})" if names else "")
                   + f"; {setting}=<name> shows the best runs here")
+
+
+def print_front(store: Any, console: Console, top: int) -> None:
+    """The end of a study of several objectives: the runs on its Pareto front."""
+    from runner.results import pareto
+    from runner.results.status import render
+
+    found = pareto.study_objectives(store.manifest)
+    if found is None:
+        return
+    metrics, modes = found
+    rows, scored = pareto.run_front(store, metrics, modes)
+    named = ", ".join(f"{m} ({d})" for m, d in zip(metrics, modes, strict=True))
+    if not rows:
+        console.print(f"Pareto front of {named}: no completed trial has a value of each yet")
+        return
+    more = f", the first {top} shown" if len(rows) > top else ""
+    console.print(f"Pareto front of {named}: {len(rows)} of {scored} completed trial(s){more} "
+                  f"(`python -m runner report {store.root}` draws it; `retrain-best --pick` "
+                  "chooses from it)")
+    secrets.table_console().print(render(store, rows[:top], None))
 
 
 def launch_code(store: Any, execution: dict[str, Any], console: Console) -> dict[str, Any]:

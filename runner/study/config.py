@@ -7,7 +7,7 @@ from typing import Any
 
 from runner.errors import ConfigError
 
-SAMPLERS = ("tpe", "random", "gp", "cmaes", "qmc")
+SAMPLERS = ("tpe", "random", "gp", "cmaes", "qmc", "nsga2", "nsga3")
 PRUNERS = ("none", "median", "asha", "hyperband")
 STUDY_FILE = "study.json"  # in the sweep directory: the trial template and the space
 
@@ -16,8 +16,9 @@ STUDY_FILE = "study.json"  # in the sweep directory: the trial template and the 
 class StudyConf:
     kind: str = "optuna"
     n_trials: int = field(default=20, metadata={"min": 1})  # every trial ever proposed counts
-    metric: str | None = None  # the objective (default: runner.metric)
-    mode: str | None = field(default=None, metadata={"choices": (None, "max", "min")})
+    # the objective (default: runner.metric), or a list of them (runner.study.objectives)
+    metric: Any = None
+    mode: Any = None  # max or min (a list: one per objective); default: from the metric's name
     sampler: str = field(default="tpe", metadata={"choices": SAMPLERS})
     pruner: str = field(default="none", metadata={"choices": PRUNERS})
     # a report's resource: this logged key's value (e.g. epoch), else runner.log's step
@@ -36,6 +37,8 @@ class StudyConf:
     # from rungs, BOHB's; else 0)
     random_fraction: float | None = field(default=None, metadata={"min": 0, "max": 1})
     seed: int = 0
+    # nsga2/nsga3: trials per generation (default: optuna's 50)
+    population: int | None = field(default=None, metadata={"min": 2})
     params: dict[str, Any] = field(default_factory=dict)
     # proposals that do not depend on finish order: trial n is asked from the results of
     # trials 0 .. n-ahead-1 (waiting for them to end) with the `ahead` trials before it pending,
@@ -73,7 +76,15 @@ def trial_seed(seed: int, number: int) -> int:
 
 
 def make_sampler(conf: StudyConf, seed: int) -> Any:
+    import warnings
+
     optuna = _optuna()
+    with warnings.catch_warnings():  # (qmc and nsga3 are "experimental": said once, here)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _sampler(optuna, conf, seed)
+
+
+def _sampler(optuna: Any, conf: StudyConf, seed: int) -> Any:
     samplers = optuna.samplers
     try:
         if conf.sampler == "tpe":  # running trials count as pending (constant liar)
@@ -81,6 +92,10 @@ def make_sampler(conf: StudyConf, seed: int) -> Any:
                                        n_startup_trials=conf.startup_trials)
         if conf.sampler == "random":
             return samplers.RandomSampler(seed=seed)
+        if conf.sampler == "nsga2":
+            return samplers.NSGAIISampler(seed=seed, population_size=conf.population or 50)
+        if conf.sampler == "nsga3":
+            return samplers.NSGAIIISampler(seed=seed, population_size=conf.population or 50)
         if conf.sampler == "qmc":
             return samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
         if conf.sampler == "cmaes":

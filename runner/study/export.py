@@ -15,6 +15,7 @@ from runner.errors import SweepError
 from runner.storage.store import SweepStore
 from runner.study.config import STUDY_FILE
 from runner.study.history import add, load
+from runner.study.objectives import optuna_directions
 
 EXPORT_FILE = "optuna.db"
 
@@ -38,7 +39,7 @@ def export_study(sweep_dir: Path, out: Path | None = None) -> tuple[Path, int]:
     try:
         study = optuna.create_study(
             storage=f"sqlite:///{tmp}", study_name=definition.name,
-            direction="maximize" if definition.direction == "max" else "minimize")
+            directions=optuna_directions(definition.direction))
         study.set_user_attr("metric", definition.metric)
         study.set_user_attr("sweep", str(store.root))
         for trial in trials:

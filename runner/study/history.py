@@ -18,6 +18,9 @@ from typing import Any
 from runner.study.config import StudyConf, make_pruner, make_sampler
 
 DECISIONS = "pruning.jsonl"
+# the sampler's own attributes of a trial when it was asked (e.g. NSGA-II's generation), frozen
+# with the trial's run, so a study rebuilt after a kill or a resume is the one it asked from
+PROPOSAL = "proposal.json"
 TRIAL_KEY = "trial"  # the trial number among a run's values
 
 
@@ -27,6 +30,7 @@ class Trial:
     params: dict[str, Any]
     state: str  # a runner state: COMPLETED, PRUNED, CRASHED, RUNNING, UNHATCHED, ...
     value: float | None = None
+    values: list[float] | None = None  # a study of several objectives: one per objective
     intermediate: dict[int, float] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
     decisions: dict[int, bool] = field(default_factory=dict)  # step -> pruned
@@ -66,10 +70,30 @@ FINAL = ("COMPLETED", "PRUNED", "CRASHED", "CORRUPT")
 NOT_SEEN = "NOT_SEEN"  # a sampler's view of a trial it must not learn from (runner.study.fidelity)
 
 
-def load(store: Any, metric: str, known: dict[int, str] | None = None) -> list[Trial]:
-    """Every trial of the study, in trial-number order. ``known``: trial number -> the final
-    state a caller already holds it in; such a trial, still in that state, is listed without
-    its decisions and value (read once, when it ended)."""
+def read_proposal(run_dir: str | Path) -> dict[str, Any]:
+    try:
+        data = json.loads((Path(run_dir) / PROPOSAL).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def objectives_of(row: Any, metric: str | list[str]) -> tuple[float | None, list[float] | None]:
+    """A finished run's (value, values): the objective's value, or (several objectives) every
+    one's, None unless each has one."""
+    if isinstance(metric, str):
+        return objective(row, metric), None
+    values = [objective(row, m) for m in metric]
+    return None, (None if any(v is None for v in values) else [float(v) for v in values
+                                                                   if v is not None])
+
+
+def load(store: Any, metric: str | list[str], known: dict[int, str] | None = None
+         ) -> list[Trial]:
+    """Every trial of the study, in trial-number order (``metric``: the objective, or a list of
+    them). ``known``: trial number -> the final state a caller already holds it in; such a
+    trial, still in that state, is listed without its decisions and value (read once, when it
+    ended)."""
     from runner.results.status import scan
 
     trials = []
@@ -82,13 +106,14 @@ def load(store: Any, metric: str, known: dict[int, str] | None = None) -> list[T
         trials.append(trial)
         if known and known.get(number) == row.state and row.state in FINAL:
             continue
+        trial.attrs.update(read_proposal(row.ref.dir))
         for record in read_decisions(row.ref.dir):
             step = int(record["step"])
             trial.intermediate[step] = float(record["value"])
             trial.attrs.update(record.get("attrs") or {})
             trial.decisions[step] = bool(record.get("prune"))
         if row.state == "COMPLETED":
-            trial.value = objective(row, metric)
+            trial.value, trial.values = objectives_of(row, metric)
     return sorted(trials, key=lambda t: t.number)
 
 
@@ -109,13 +134,16 @@ def as_of(trials: list[Trial], number: int, ahead: int) -> list[Trial] | None:
     return seen
 
 
-def study_of(trials: list[Trial], conf: StudyConf, dists: dict[str, Any], direction: str,
-             name: str) -> Any:
-    """An in-memory optuna study holding ``trials`` (numbers 0, 1, ... in order)."""
+def study_of(trials: list[Trial], conf: StudyConf, dists: dict[str, Any],
+             direction: str | list[str], name: str) -> Any:
+    """An in-memory optuna study holding ``trials`` (numbers 0, 1, ... in order);
+    ``direction``: a list for a study of several objectives."""
     import optuna
 
+    from runner.study.objectives import optuna_directions
+
     study = optuna.create_study(
-        study_name=name, direction="maximize" if direction == "max" else "minimize",
+        study_name=name, directions=optuna_directions(direction),
         sampler=make_sampler(conf, conf.seed),
         pruner=make_pruner(conf))
     for trial in trials:
@@ -123,11 +151,13 @@ def study_of(trials: list[Trial], conf: StudyConf, dists: dict[str, Any], direct
     return study
 
 
-def optuna_state(trial: Trial) -> tuple[Any, float | None]:
+def optuna_state(trial: Trial) -> tuple[Any, list[float] | None]:
     from optuna.trial import TrialState
 
+    if trial.state == "COMPLETED" and trial.values is not None:
+        return TrialState.COMPLETE, list(trial.values)
     if trial.state == "COMPLETED" and trial.value is not None:
-        return TrialState.COMPLETE, trial.value
+        return TrialState.COMPLETE, [trial.value]
     if trial.state == "PRUNED":
         return TrialState.PRUNED, None
     if trial.state in FINAL or trial.state == NOT_SEEN:  # crashed, corrupt, no objective
@@ -139,8 +169,8 @@ def add(study: Any, trial: Trial, dists: dict[str, Any]) -> None:
     from optuna.trial import create_trial
 
     params = {k: v for k, v in trial.params.items() if k in dists}
-    state, value = optuna_state(trial)
-    study.add_trial(create_trial(state=state, value=value, params=params,
+    state, values = optuna_state(trial)
+    study.add_trial(create_trial(state=state, values=values, params=params,
                                  distributions={k: dists[k] for k in params},
                                  intermediate_values=dict(trial.intermediate),
                                  system_attrs=dict(trial.attrs)))
@@ -162,7 +192,7 @@ def update(study: Any, trial: Trial, offset: int = 0) -> bool:
     for key, attr in trial.attrs.items():
         if frozen.system_attrs.get(key) != attr:
             storage.set_trial_system_attr(tid, key, attr)
-    state, value = optuna_state(trial)
+    state, values = optuna_state(trial)
     if state != TrialState.RUNNING:
-        storage.set_trial_state_values(tid, state, None if value is None else [value])
+        storage.set_trial_state_values(tid, state, values)
     return True

@@ -22,6 +22,7 @@ from runner.config.schema import validate
 from runner.errors import SweepError
 from runner.planning.sweep import EXTENT_KEYS
 from runner.study.config import STUDY_FILE, StudyConf, make_pruner, make_sampler
+from runner.study.objectives import as_stored, objectives
 from runner.study.space import distribution, inside, to_json
 from runner.study.warm import WARM_FILE, check_sources, collect
 
@@ -37,17 +38,13 @@ def plan_study(composer: Any, base: DictConfig, args: list[str], plain: list[str
                cli_axes: list[Any], config_name: str, sources: dict[str, str]) -> Any:
     from runner.execution.tasks import check_task
     from runner.planning import sweep as sweeps
-    from runner.results.aggregate import mode_for
 
     conf = validate(base.sweep, StudyConf, "sweep")
+    runner_cfg = base.get("runner") or {}
+    metrics, directions = objectives(conf, runner_cfg)
     make_sampler(conf, conf.seed)  # a missing optional dependency is said now
     make_pruner(conf)
-    runner_cfg = base.get("runner") or {}
-    metric = conf.metric or runner_cfg.get("metric")
-    if not metric:
-        raise SweepError("sweep=optuna needs the objective: sweep.metric=<a key the task logs "
-                         "or returns, e.g. val/acc>")
-    direction = mode_for(str(metric), conf.mode or runner_cfg.get("mode"))
+    metric, direction = as_stored(metrics, directions)
     plain_keys = {o.split("=", 1)[0].lstrip("+~") for o in plain}
     defaults = sweeps._task_axes(base, "random") or {}
     axes = sweeps._merge_axes(sweeps._params_axes({**defaults, **conf.params}, sweeps.NO_LIMITS),
@@ -89,13 +86,13 @@ def plan_study(composer: Any, base: DictConfig, args: list[str], plain: list[str
             warm_notes = [f"warm start: the study's history of {kept} trial(s), frozen when it "
                           "was created"]
         else:
-            history, warm_notes = collect(folders, dists, str(metric), template)
+            history, warm_notes = collect(folders, dists, metric, template)
             files[WARM_FILE] = json.dumps(history, indent=1, default=str)
     if conf.deterministic and conf.ahead is None:  # frozen with the study: resumes keep it
         launcher = execution.get("launcher") or {}
         settings["ahead"] = int(launcher.get("max_parallel") or os.cpu_count() or 1)
     study = {"settings": settings,
-             "space": to_json(dists), "metric": str(metric), "direction": direction,
+             "space": to_json(dists), "metric": metric, "direction": direction,
              "template": template, "interpolated": bool(interpolated)}
     text = json.dumps(study, indent=1, sort_keys=True, default=str)
     fingerprint = identity(study)  # (its extent aside: n_trials may grow)
@@ -104,7 +101,9 @@ def plan_study(composer: Any, base: DictConfig, args: list[str], plain: list[str
         axes=["trial", *dists], varying=["trial", *dists], execution=execution,
         overrides=list(args), fingerprint=fingerprint,
         notes=[f"a study of {conf.n_trials} trial(s): {conf.sampler} sampler, "
-               f"{conf.pruner} pruner, {direction} {metric}"
+               f"{conf.pruner} pruner, "
+               + ", ".join(f"{d} {m}" for m, d in zip(metrics, directions, strict=True))
+               + (" (its Pareto front)" if len(metrics) > 1 else "")
                + (f", deterministic ({settings.get('ahead')} ahead)" if conf.deterministic
                   else ""), *warm_notes], sources=sources,
         files={STUDY_FILE: text, **files}, source="runner.study.source:StudySource",
@@ -135,9 +134,11 @@ def check_enqueued(enqueue: list[Any], dists: dict[str, Any]) -> None:
 
 
 def identity(study: dict[str, Any]) -> str:
-    """What makes a study the same study: everything in study.json but how far it goes."""
+    """What makes a study the same study: everything in study.json but how far it goes (a
+    setting left at its default, null, counts as absent: a study frozen before that setting
+    existed is the same study)."""
     same = {**study, "settings": {k: v for k, v in study["settings"].items()
-                                  if k not in EXTENT}}
+                                  if k not in EXTENT and v is not None}}
     return hashlib.sha1(json.dumps(same, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -52,6 +52,7 @@ class Judge:
     def report(self, record: dict[str, Any]) -> None:
         """A metrics sink: ``record`` is the flattened line runner.log wrote (with its step)."""
         metric = self.study.metric
+        assert isinstance(metric, str)  # (a study of several objectives has no pruner)
         value = record.get(metric)
         if isinstance(value, bool) or not isinstance(value, int | float):
             return

@@ -33,7 +33,7 @@ def sampler_for(conf: StudyConf, number: int, rung: float | None) -> Any:
     return make_sampler(conf, seed)
 
 
-def study_for(conf: StudyConf, dists: dict[str, Any], direction: str, name: str,
+def study_for(conf: StudyConf, dists: dict[str, Any], direction: str | list[str], name: str,
               rung: float | None) -> Any:
     """An empty optuna study for the trials as the sampler sees them. Learning from a rung, it
     has no pruner: with optuna's Hyperband the sampler would see only the trials of the new
@@ -45,7 +45,7 @@ def study_for(conf: StudyConf, dists: dict[str, Any], direction: str, name: str,
 
 
 class SamplerStudy:
-    def __init__(self, conf: StudyConf, dists: dict[str, Any], direction: str,
+    def __init__(self, conf: StudyConf, dists: dict[str, Any], direction: str | list[str],
                  name: str, warm: list[Trial] | None = None) -> None:
         self.conf, self.dists, self.direction, self.name = conf, dists, direction, name
         self.warm = list(warm or [])  # other sweeps' ended trials, before the study's own

@@ -24,7 +24,7 @@ from runner.config.schema import validate
 from runner.planning.run_id import run_dirname, run_id
 from runner.storage.store import RunRef, SweepStore
 from runner.study.config import STUDY_FILE, StudyConf
-from runner.study.history import TRIAL_KEY, as_of, load
+from runner.study.history import PROPOSAL, TRIAL_KEY, as_of, load
 from runner.study.sampler_study import SamplerStudy
 from runner.study.space import from_json, inside
 from runner.study.warm import load_warm
@@ -47,8 +47,9 @@ class StudyDefinition:
         data = json.loads((store.root / STUDY_FILE).read_text())
         self.conf = validate(data["settings"], StudyConf, "sweep")
         self.dists = from_json(data["space"])
-        self.metric: str = data["metric"]
-        self.direction: str = data["direction"]
+        # the objective and its direction, or lists of them (runner.study.objectives)
+        self.metric: str | list[str] = data["metric"]
+        self.direction: str | list[str] = data["direction"]
         self.template: dict[str, Any] = data["template"]
         self.interpolated: bool = bool(data.get("interpolated"))
         self.name = f"runner-{store.root.name}"
@@ -90,6 +91,14 @@ class StudyDefinition:
 
 
 FULL_COLLECT_EVERY = 256
+
+
+def proposal_files(study: Any, trial: Any) -> dict[str, str]:
+    """The sampler's attributes of the trial it just asked (e.g. NSGA-II's generation), to be
+    frozen with the trial's run (``history.PROPOSAL``); none for samplers that keep none."""
+    attrs = {k: v for k, v in study._storage.get_trial(trial._trial_id).system_attrs.items()
+             if k != "fixed_params"}  # (sweep.enqueue's, in study.json already)
+    return {PROPOSAL: json.dumps(attrs, sort_keys=True, default=str)} if attrs else {}
 
 
 class StudySource:
@@ -150,7 +159,8 @@ class StudySource:
             assert trial.number == number + len(definition.warm), (trial.number, number)
             values = {TRIAL_KEY: number, **trial.params}
             spec = RunSpec(run_id(values), run_dirname(values), values,
-                           definition.config(dict(trial.params)), index=number)
+                           definition.config(dict(trial.params)), index=number,
+                           files=proposal_files(study, trial))
             try:
                 (ref,) = self.store.add_runs([spec])
             except BaseException:

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 
-def stop_reason(conf: Any, store: Any, metric: str, direction: str) -> str | None:
+def stop_reason(conf: Any, store: Any, metric: Any, direction: Any) -> str | None:
     """Why no more trials may be proposed, or None."""
     if conf.target is None and conf.patience is None and conf.timeout is None:
         return None
@@ -19,9 +19,12 @@ def stop_reason(conf: Any, store: Any, metric: str, direction: str) -> str | Non
     from runner.study.history import TRIAL_KEY, objective
 
     rows = scan(store)
-    done = sorted((int(r.ref.values[TRIAL_KEY]), v) for r in rows if r.state == "COMPLETED"
-                   and isinstance(r.ref.values.get(TRIAL_KEY), int)
-                   and (v := objective(r, metric)) is not None)
+    if conf.target is None and conf.patience is None:  # (one objective's rules)
+        done = []
+    else:
+        done = sorted((int(r.ref.values[TRIAL_KEY]), v) for r in rows if r.state == "COMPLETED"
+                      and isinstance(r.ref.values.get(TRIAL_KEY), int)
+                      and (v := objective(r, metric)) is not None)
     better = (lambda a, b: a > b) if direction in ("max", "maximize") else (lambda a, b: a < b)
     if conf.target is not None:
         hit = next(((n, v) for n, v in done if v == conf.target or better(v, conf.target)), None)

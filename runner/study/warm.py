@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import SweepError
-from runner.study.history import Trial, objective
+from runner.study.history import Trial, objectives_of
 
 WARM_FILE = "warm_start.json"
 _MISSING = object()
@@ -51,10 +51,11 @@ def _select(config: dict[str, Any], key: str) -> Any:
     return node
 
 
-def collect(folders: list[str], dists: dict[str, Any], metric: str,
+def collect(folders: list[str], dists: dict[str, Any], metric: str | list[str],
             template: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The warm history of ``folders`` for a study of ``dists`` (what ``warm_start.json``
-    holds) and the notes that say what was taken."""
+    holds) and the notes that say what was taken (``metric``: a list for a study of several
+    objectives, whose history needs a value of each)."""
     from runner.config.configfile import load_run_config
     from runner.results.status import scan
     from runner.storage.metrics import flatten
@@ -69,8 +70,8 @@ def collect(folders: list[str], dists: dict[str, Any], metric: str,
         for row in scan(SweepStore(folder)):
             if row.state != "COMPLETED":
                 continue
-            value = objective(row, metric)
-            if value is None:
+            value, values = objectives_of(row, metric)
+            if value is None and values is None:
                 no_value += 1
                 continue
             config = load_run_config(row.ref.paths)
@@ -89,11 +90,12 @@ def collect(folders: list[str], dists: dict[str, Any], metric: str,
                     differing.setdefault(key.replace("/", "."),
                                          (theirs.get(key), mine.get(key)))
             records.append({"sweep": folder, "run": row.ref.id, "params": params,
-                            "value": value})
+                            **({"value": value} if values is None else {"values": values})})
     names = ", ".join(Path(f).name for f in folders)
+    named = metric if isinstance(metric, str) else " and of ".join(metric)
     notes = [f"warm start: {len(records)} ended trial(s) of {names} taken as history"
              + (f"; {outside} outside this study's space left out" if outside else "")
-             + (f"; {no_value} without a value of {metric} left out" if no_value else "")]
+             + (f"; {no_value} without a value of {named} left out" if no_value else "")]
     if differing:
         shown = "; ".join(f"{k}={a!r} there, {b!r} here" for k, (a, b) in
                           sorted(differing.items())[:5])
@@ -102,7 +104,7 @@ def collect(folders: list[str], dists: dict[str, Any], metric: str,
                      "values are taken as they are")
     if not records:
         raise SweepError(f"sweep.warm_start: {names} has no ended trial with a value of "
-                         f"{metric} inside this study's space ({', '.join(dists)})")
+                         f"{named} inside this study's space ({', '.join(dists)})")
     return {"version": 1, "trials": records, "differing": sorted(differing)}, notes
 
 
@@ -113,5 +115,7 @@ def load_warm(root: Path) -> list[Trial]:
         return []
     records = json.loads(path.read_text()).get("trials") or []
     k = len(records)
-    return [Trial(i - k, dict(r["params"]), "COMPLETED", float(r["value"]))
+    return [Trial(i - k, dict(r["params"]), "COMPLETED",
+                  None if "values" in r else float(r["value"]),
+                  [float(v) for v in r["values"]] if "values" in r else None)
             for i, r in enumerate(records)]

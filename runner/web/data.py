@@ -329,7 +329,11 @@ def _objective(manifest: dict[str, Any]) -> str | None:
     execution = manifest.get("execution") or {}
     sweep = execution.get("sweep") or {}
     runner_cfg = execution.get("runner") or {}
-    return (sweep.get("metric") if isinstance(sweep, dict) else None) or runner_cfg.get("metric")
+    metric = (sweep.get("metric") if isinstance(sweep, dict) else None) or \
+        runner_cfg.get("metric")
+    if isinstance(metric, list):  # a study of several objectives: its first
+        return str(metric[0]) if metric else None
+    return metric
 
 
 def _haystack(row: RunStatus) -> str:
