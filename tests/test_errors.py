@@ -63,6 +63,13 @@ CASES = {
                           r"runner.retry_on: 'sigal' is not a failure class \(did you mean "
                           r"signal\?\); the classes are task, timeout, signal, oom, node"),
     "zero max_parallel": Case(["launcher.max_parallel=0"], r"launcher.max_parallel=0 must be >= 1"),
+    "nodes on the local launcher": Case(["launcher.nodes=2"],
+                                        r"Could not override 'launcher.nodes': no such key: a "
+                                        r"setting of launcher=slurm, not of launcher=local\n"),
+    "gpus on the local launcher": Case(["launcher.gpus_per_run=1"],
+                                       r"'launcher.gpus_per_run': no such key: a setting of "
+                                       r"launcher=pinned and launcher=slurm, not of "
+                                       r"launcher=local"),
     "seeds not a count": Case(["+sweep=grid", "sweep.seeds=abc"],
                               r"sweep.seeds='abc' must be a count \(3: seeds 0, 1, 2\) or a list"),
     "subset larger than the sweep": Case(["+sweep=grid", "seed=1,2", "task.lr=0.1",

@@ -17,7 +17,7 @@ from conftest import Project, wait_for
 pytest.importorskip("torch")
 
 TASK = '''
-import json, os, time
+import json, os, socket, time
 from pathlib import Path
 import runner
 
@@ -33,7 +33,8 @@ def main(cfg):
     env = {k: os.environ.get(k) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE",
            "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")}
     (ctx.run_dir / f"rank-{ctx.rank}.json").write_text(json.dumps(
-        {**env, "pid": os.getpid(), "cpus": sorted(os.sched_getaffinity(0)),
+        {**env, "pid": os.getpid(), "host": socket.gethostname(),
+         "cpus": sorted(os.sched_getaffinity(0)),
          "threads": os.environ.get("OMP_NUM_THREADS")}))
     if t.mode == "raise" and ctx.rank == 1:
         raise ValueError(f"rank {ctx.rank} fails on purpose")

@@ -1,5 +1,6 @@
-"""The SLURM launcher against a real single-node cluster (slurmctld + slurmd + munge on
-localhost), started by ``tests/slurm/cluster-up.sh`` when the tests run as root."""
+"""The SLURM launcher against a real cluster of two nodes on localhost (slurmctld, munge and one
+slurmd per node, each node its own hostname and address), started by ``tests/slurm/cluster-up.sh``
+when the tests run as root."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def cluster() -> Any:
     if os.geteuid() == 0 and shutil.which("apt-get"):
         proc = subprocess.run(["bash", str(CLUSTER / "cluster-up.sh")], capture_output=True,
                               text=True, timeout=900, stdin=subprocess.DEVNULL,
-                              env={**os.environ, "SLURM_ACCOUNTING": "0", "SLURM_CPUS": "4"})
+                              env={**os.environ, "SLURM_ACCOUNTING": "0", "SLURM_CPUS": "2",
+                                   "SLURM_NODES": "2"})
         assert proc.returncode == 0, f"cluster-up.sh failed:\n{proc.stdout}\n{proc.stderr}"
         started = True
     elif not _sinfo_works():
@@ -201,6 +203,100 @@ def test_a_run_of_two_ranks_runs_them_on_its_node(cluster: Any, project: Project
     assert "[rank0]:rank 0 of 2: sum 3.0" in out and "[rank1]:rank 1 of 2: sum 3.0" in out
     envs = [json.loads((Path(row["dir"]) / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert [e["RANK"] for e in envs] == ["0", "1"] and envs[0]["WORLD_SIZE"] == "2"
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_a_run_on_two_nodes_runs_its_ranks_on_both(cluster: Any, project: Project) -> None:
+    """launcher.nodes=2 launcher.nproc_per_run=2: one job of two nodes, torch's elastic agent on
+    each (srun), 4 ranks with the environment torch.distributed expects, one run of the store:
+    rank 0's summary, every rank's output and its process and host in the attempt's record."""
+    pytest.importorskip("torch")
+    from test_ranks import with_ddp_task
+
+    with_ddp_task(project)
+    proc = project.run("task=ddp", "launcher.nodes=2", "launcher.nproc_per_run=2",
+                       "launcher.cpus_per_run=2", *SLURM, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = rows(project).values()
+    assert row["state"] == "COMPLETED", row
+    assert row["summary"]["world"] == 4 and row["summary"]["sum"] == 10.0  # 1 + 2 + 3 + 4
+    run = Path(row["dir"])
+    envs = [json.loads((run / f"rank-{r}.json").read_text()) for r in range(4)]
+    assert [(e["RANK"], e["LOCAL_RANK"], e["GROUP_RANK"], e["WORLD_SIZE"], e["host"])
+            for e in envs] == [("0", "0", "0", "4", "node1"), ("1", "1", "0", "4", "node1"),
+                               ("2", "0", "1", "4", "node2"), ("3", "1", "1", "4", "node2")]
+    assert {e["MASTER_ADDR"] for e in envs} == {"node1"}
+    out = (run / "stdout.log").read_text()
+    for r in range(4):
+        assert f"[rank{r}]:rank {r} of 4: sum 10.0" in out
+    (sub,) = submission_dirs(project.sweep_dir())
+    assert "#SBATCH --nodes=2" in (sub / "job.sbatch").read_text()
+    (record,) = terminal_records(project.sweep_dir())
+    signed = {k: v for k, v in record["launcher"].items() if k.startswith("rank")}
+    assert {k: (v["pid"], v["host"]) for k, v in signed.items()} == {
+        f"rank{r}": (envs[r]["pid"], envs[r]["host"]) for r in range(4)}
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(m["sum"], m["rank"]) for m in metrics] == [(10.0, 0)]  # rank 0's only
+
+
+def test_a_rank_failing_on_the_second_node_crashes_the_run_and_stops_the_first(
+        cluster: Any, project: Project) -> None:
+    """Rank 1 (on node2) raises while rank 0 (on node1) would wait for it: the run is CRASHED
+    with rank 1's traceback, and no rank is left on either node."""
+    pytest.importorskip("torch")
+    from test_ranks import with_ddp_task
+
+    with_ddp_task(project)
+    proc = project.run("task=ddp", "task.mode=raise", "launcher.nodes=2", *SLURM, timeout=240)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (row,) = rows(project).values()
+    assert row["state"] == "CRASHED"
+    assert row["reason"] == "RankFailed: rank 1 of 2 failed: ValueError: rank 1 fails on purpose"
+    run = Path(row["dir"])
+    crash = (run / "CRASH.txt").read_text()
+    assert "the rank's traceback:" in crash and "raise ValueError" in crash
+    pids = [json.loads((run / f"rank-{r}.json").read_text())["pid"] for r in (0, 1)]
+    assert wait_for(lambda: all(_gone(p) for p in pids), 30)
+
+
+def test_a_rank_killed_on_the_second_node_interrupts_the_run_and_it_resumes(
+        cluster: Any, project: Project) -> None:
+    """SIGKILL of rank 1 on node2 mid-run: every rank on both nodes ends, the run is INTERRUPTED
+    saying which rank, and the same command runs it again to the end (attempt 2)."""
+    pytest.importorskip("torch")
+    from test_ranks import with_ddp_task
+
+    with_ddp_task(project)
+    command = ("task=ddp", "task.mode=wait", "launcher.nodes=2", *SLURM)
+    runner = project.popen(*command)
+    run_dir: list[Path] = []
+
+    def both_ranks_up() -> bool:
+        found = rows_so_far(project)
+        run_dir[:] = [Path(r["dir"]) for r in found.values()]
+        return bool(run_dir) and all((run_dir[0] / f"rank-{r}.json").exists() for r in (0, 1))
+
+    assert wait_for(both_ranks_up, 120)
+    ranks = [json.loads((run_dir[0] / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert [r["host"] for r in ranks] == ["node1", "node2"]
+    os.kill(ranks[1]["pid"], signal.SIGKILL)
+    out, _ = runner.communicate(timeout=120)
+    (row,) = rows(project).values()
+    assert row["state"] == "INTERRUPTED", out
+    assert row["reason"] == "rank 1 of 2 was killed by SIGKILL"
+    assert wait_for(lambda: all(_gone(r["pid"]) for r in ranks), 30)
+    (project.root / "release").touch()
+    again = project.run(*command, timeout=240)
+    assert again.returncode == 0, again.stdout + again.stderr
+    (row,) = rows(project).values()
+    assert row["state"] == "COMPLETED" and row["attempt"] == 2 and row["summary"]["sum"] == 3.0
 
 
 def test_a_crashing_run_is_recorded_with_its_traceback(cluster: Any, project: Project) -> None:
@@ -598,7 +694,8 @@ def test_a_study_on_the_cluster_prunes_and_survives_a_scancelled_trial(
                "task.sleep=0.5", "task.epochs=4", *SLURM, "launcher.max_parallel=2")
     runner = project.popen(*command)
     started = wait_for(lambda: running_on_node(project), 60)
-    assert len(rows(project)) <= 2  # asked as slots free: never more trials out than slots
+    # asked as slots free: never more trials out (queued or running) than slots
+    assert sum(r["state"] in ("UNHATCHED", "RUNNING") for r in rows(project).values()) <= 2
     # a trial whose worker runs on the node (a job still queued would just run later)
     job = next(iter(started.values()))["launcher"]["array_job_id"]
     subprocess.run(["scancel", job], check=True)
@@ -611,7 +708,8 @@ def test_a_study_on_the_cluster_prunes_and_survives_a_scancelled_trial(
     assert [r["values"]["trial"] for r in final] == list(range(5))
     assert {r["state"] for r in final} == {"COMPLETED"}
     pruned = project.run(*command, "sweep.pruner=asha", "sweep.resource=epoch",
-                         "sweep.reduction_factor=2", "sweep.n_trials=6", "runner.name=asha",
+                         "sweep.reduction_factor=2", "sweep.min_resource=1", "sweep.n_trials=6",
+                         "runner.name=asha",
                          "task.sleep=0.0", timeout=180)
     assert pruned.returncode == 0, pruned.stdout + pruned.stderr
     assert "pruned" in pruned.stderr

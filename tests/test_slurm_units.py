@@ -56,8 +56,9 @@ def test_script_golden_every_option_and_a_path_with_spaces_and_quotes() -> None:
                    partition="gpu", account="lab", qos="high", constraint="a100",
                    sbatch_extra=["--exclusive", "#SBATCH --nodelist=n1"],
                    setup=["module load cuda/12", "source ~/env.sh"], max_requeue=2,
-                   signal_delay_s=120)
+                   signal_delay_s=120, nodes=2)
     _check_golden("every-option.sbatch", text)
+    assert "#SBATCH --nodes=2\n#SBATCH --ntasks-per-node=1\n" in text  # one agent per node
     assert "#SBATCH --array=0-11%4" in text and "#SBATCH --time=120" in text
     assert "#SBATCH --signal=B:USR1@120" in text and "#SBATCH --gres=gpu:2" in text
     assert "#SBATCH --mem=7680M" in text and "#SBATCH --job-name=toy_grid_1.20261123" in text

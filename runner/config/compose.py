@@ -108,9 +108,12 @@ class Composer:
                 raise ConfigError(bad) from None
             first, sep, rest = _explain(exc, self.dirs).partition("\n")
             hint = self._nested_hint(first, overrides, config_name)
+            other = "" if hint else self._other_option_hint(first, overrides, config_name)
             if hint:  # the likely fix first; adding a top-level key second
                 first = re.sub(r"\(to add it, write (\S+)\)", r"\1 would add a new top-level "
                                r"key instead", first.replace("no such key", "no such key" + hint))
+            elif other:  # another option of the group has it: the chosen one cannot do it
+                first = re.sub(r" \(to add it, write \S+\)", "", first) + other
             raise ConfigError(first + sep + rest) from None
         with open_dict(cfg):
             del cfg["hydra"]
@@ -144,6 +147,40 @@ class Composer:
             return ""
         value = mine[0].split("=", 1)[1] if "=" in mine[0] else "..."
         return ": did you mean " + " or ".join(f"{h}.{key}={value}" for h in homes[:3]) + "?"
+
+    def _other_option_hint(self, message: str, overrides: Sequence[str],
+                           config_name: str) -> str:
+        """``launcher.nodes=2`` under ``launcher=local``: the key is another option's of the
+        same group (``launcher=slurm``), which says what the chosen one cannot do."""
+        found = re.search(r"Could not override '([^'.]+)\.([^'.]+)'", message)
+        if not found:
+            return ""
+        group, key = found.groups()
+        chosen = next((o.split("=", 1)[1] for o in overrides
+                       if o.lstrip("+~").split("=")[0] == group and "=" in o), None)
+        owners = []
+        for d in self.dirs:
+            for path in sorted((d / group).glob("*.yaml")) if (d / group).is_dir() else ():
+                try:
+                    node = OmegaConf.load(path)
+                except Exception:  # (a file that does not parse says nothing here)
+                    continue
+                if isinstance(node, DictConfig) and key in node and path.stem not in owners:
+                    owners.append(path.stem)
+        if not owners or chosen in owners:
+            return ""
+        if chosen is None:  # the config's own choice
+            from hydra import compose
+
+            rest = [o for o in overrides if o.lstrip("+~").split("=")[0] != f"{group}.{key}"]
+            try:
+                cfg = compose(config_name=config_name, overrides=_open_mappings(rest),
+                              return_hydra_config=True)
+                chosen = str(cfg.hydra.runtime.choices.get(group))
+            except Exception:
+                return ""
+        return (f": a setting of {' and '.join(f'{group}={o}' for o in owners[:3])}, not of "
+                f"{group}={chosen}")
 
     def source(self, group: str, option: Any = None) -> Path | None:
         """The file that option ``option`` (default: the last composition's) of ``group`` is."""

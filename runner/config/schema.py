@@ -116,6 +116,8 @@ class SlurmLauncherConf(LauncherConf):
     """``launcher=slurm``: one sbatch job array per submission; see conf/launcher/slurm.yaml."""
 
     _target_: str = "runner.launchers.slurm.SlurmLauncher"
+    # a run's ranks on this many nodes (nproc_per_run on each; cpus/gpus/mem per node)
+    nodes: int = field(default=1, metadata={"min": 1})
     cpus_per_run: int = field(default=1, metadata={"min": 1})
     gpus_per_run: int = field(default=0, metadata={"min": 0})
     mem_gb: float | None = field(default=None, metadata={"min": 0.0})

@@ -69,16 +69,19 @@ def check(nproc_per_run: int, execution: dict[str, Any] | None = None) -> None:
                           "launcher: install torch (pip install torch)") from None
 
 
-def rank_env(nproc_per_run: int, env: dict[str, str]) -> dict[str, str]:
-    """A run's environment with its task started as ``nproc_per_run`` ranks."""
-    if nproc_per_run <= 1:
+def rank_env(nproc_per_run: int, env: dict[str, str], entry: str = ENTRY,
+             **more: str) -> dict[str, str]:
+    """A run's environment with its task started as ``nproc_per_run`` ranks by ``entry`` (a
+    backend that starts ranks on several nodes gives its own, and what it needs in ``more``)."""
+    if nproc_per_run <= 1 and entry == ENTRY:
         return env
     from runner.execution import trackers
     from runner.execution.worker import ENTRY_ENV
 
     # the trackers are rank 0's, which logs the run's metrics; the run's own process has none
     return {**env, NPROC_ENV: str(nproc_per_run), RANK_ENTRY_ENV: env.get(ENTRY_ENV, ""),
-            ENTRY_ENV: ENTRY, RANK_TRACKERS_ENV: env.get(trackers.ENV, ""), trackers.ENV: ""}
+            ENTRY_ENV: entry, RANK_TRACKERS_ENV: env.get(trackers.ENV, ""), trackers.ENV: "",
+            **more}
 
 
 def run_ranks(cfg: Any) -> Any:
@@ -104,22 +107,36 @@ def run_ranks(cfg: Any) -> Any:
         results = elastic_launch(conf, rank_main)(str(ctx.paths.root), entry, ctx.attempt,
                                                  os.getpid(), ctx.lease_token)
     except ChildFailedError as exc:
-        rank, failure = exc.get_first_failure()
-        if failure.exitcode < 0 and -failure.exitcode in _STOPPING:  # killed, not failed:
-            name = signal.Signals(-failure.exitcode).name            # the run resumes
-            raise RankInterrupted(-failure.exitcode,
-                                  f"rank {rank} of {nproc} was killed by {name}") from None
-        message = failure.message
-        if isinstance(message, dict):
-            trace = str((message.get("extraInfo") or {}).get("py_callstack") or "")
-            text = str(message.get("message") or "")
-        else:
-            trace, text = "", str(message or f"exit status {failure.exitcode}")
-        failed = RankFailed(f"rank {rank} of {nproc} failed: {text or failure.exitcode}")
-        if trace:
-            failed.add_note(f"the rank's traceback:\n{_task_frames(trace)}")
-        raise failed from None
+        raise failure_error(first_failure(exc), nproc) from None
     return results.get(0)
+
+
+def first_failure(exc: Any) -> dict[str, Any]:
+    """The first rank that failed, of torch's ``ChildFailedError``, as plain data (rank, exit
+    code, message, traceback, time): what a node tells the run on another node."""
+    rank, failure = exc.get_first_failure()
+    message = failure.message
+    if isinstance(message, dict):
+        trace = str((message.get("extraInfo") or {}).get("py_callstack") or "")
+        text = str(message.get("message") or "")
+    else:
+        trace, text = "", str(message or "")
+    return {"rank": int(rank), "exitcode": int(failure.exitcode), "message": text,
+            "trace": trace, "time": float(failure.timestamp or 0)}
+
+
+def failure_error(failure: dict[str, Any], world: int) -> BaseException:
+    """The run's end for a failed rank: INTERRUPTED (the run resumes) for a rank killed from
+    outside, else CRASHED with the rank's traceback from the task's frame on."""
+    rank, code = failure["rank"], failure["exitcode"]
+    if code < 0 and -code in _STOPPING:  # killed, not failed: the run resumes
+        name = signal.Signals(-code).name
+        return RankInterrupted(-code, f"rank {rank} of {world} was killed by {name}")
+    failed = RankFailed(f"rank {rank} of {world} failed: "
+                        f"{failure['message'] or f'exit status {code}'}")
+    if failure["trace"]:
+        failed.add_note(f"the rank's traceback:\n{_task_frames(failure['trace'])}")
+    return failed
 
 
 def _task_frames(trace: str) -> str:

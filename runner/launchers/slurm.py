@@ -35,6 +35,16 @@ from runner.storage.state import Lease, State, finish, read_state, unclaim, upda
 if TYPE_CHECKING:
     from runner.storage.store import RunRef, SweepStore
 
+
+def run_env(conf: SlurmLauncherConf, env: dict[str, str]) -> dict[str, str]:
+    """A run's environment: its ranks on its node (``nproc_per_run``) or on its ``nodes``."""
+    if conf.nodes > 1:
+        from runner.slurm import nodes
+
+        return rank_env(int(conf.nproc_per_run), env, nodes.ENTRY,
+                        **{nodes.NODES_ENV: str(conf.nodes)})
+    return rank_env(int(conf.nproc_per_run), env)
+
 STUDY_SLOTS = 8  # trials out at once when a study's launcher.max_parallel is not set
 DRIVER = "loop"  # the submission directory of the sweep loop's own job (wait=false)
 
@@ -76,7 +86,8 @@ class SlurmLauncher(Launcher):
     runs_here = False  # on the cluster's nodes
 
     config_class = SlurmLauncherConf
-    ranks = True  # on one node: the array task runs the ranks (runner.execution.ranks)
+    ranks = True  # the array task runs the ranks: on its node (runner.execution.ranks) or on
+    #               launcher.nodes nodes (runner.slurm.nodes)
     detach_on_interrupt = True  # Ctrl-C leaves the jobs to SLURM; `resume` re-attaches
     claim_phase = "queued"
     requires = "SLURM's sbatch and squeue on the PATH (run it on a login node)"
@@ -102,6 +113,13 @@ class SlurmLauncher(Launcher):
             raise ConfigError(f"launcher.max_parallel={conf.max_parallel} must be >= 1")
         if conf.poll_s <= 0:
             raise ConfigError(f"launcher.poll_s={conf.poll_s} must be > 0")
+        if conf.nodes > 1:
+            try:
+                import torch.distributed  # noqa: F401
+            except ImportError:
+                raise ConfigError(f"launcher.nodes={conf.nodes} starts a run's ranks on each "
+                                  "node with torch's elastic launcher: install torch (pip "
+                                  "install torch)") from None
 
     @property
     def max_parallel(self) -> int:
@@ -221,7 +239,7 @@ class SlurmLauncher(Launcher):
             self.conf, job_name=sub.job_name,
             array=ArraySpec(len(batch.handles), self.conf.max_parallel), paths=paths,
             cwd=cwd, python=self.conf.python or sys.executable,
-            env=rank_env(int(self.conf.nproc_per_run), self.extra_env),
+            env=run_env(self.conf, self.extra_env),
             heartbeat_s=float(self.runner_conf.heartbeat_s)))
         submissions.write(paths, sub)
         try:
@@ -249,7 +267,7 @@ class SlurmLauncher(Launcher):
         return render_script(conf, job_name=job_name(conf.job_name or os.path.basename(
             sweep_root), "<submission>"), array=ArraySpec(runs, conf.max_parallel),
             paths=paths, cwd=os.getcwd(), python=conf.python or sys.executable,
-            env=rank_env(int(conf.nproc_per_run), env), heartbeat_s=heartbeat_s)
+            env=run_env(conf, env), heartbeat_s=heartbeat_s)
 
     def adopt(self, run: RunRef, lease: Lease) -> RunHandle | None:
         """Watch a run that an earlier runner submitted (resume re-attaches, never resubmits)."""

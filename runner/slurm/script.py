@@ -33,6 +33,8 @@ def sbatch_options(conf: SlurmLauncherConf, job_name: str, array: ArraySpec) -> 
     """The ``#SBATCH`` options, shared resource names translated to SLURM's."""
     options = [f"--job-name={job_name}", f"--array={array}",
                "--output=/dev/null", f"--cpus-per-task={conf.cpus_per_run}"]
+    if conf.nodes > 1:  # one task per node: each runs its node's ranks (runner.slurm.nodes)
+        options += [f"--nodes={conf.nodes}", "--ntasks-per-node=1"]
     if conf.gpus_per_run:
         options.append(f"--gres=gpu:{conf.gpus_per_run}")
     if conf.mem_gb:

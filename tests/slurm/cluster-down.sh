@@ -34,7 +34,8 @@ stop_daemon() {  # stop_daemon PIDFILE COMM
 }
 
 # 1. cancel every job while the controller and node daemon are up; wait until they are gone
-if pid_of /run/slurmctld.pid slurmctld >/dev/null && pid_of /run/slurmd.pid slurmd >/dev/null; then
+if pid_of /run/slurmctld.pid slurmctld >/dev/null \
+    && for f in /run/slurmd.pid /run/slurmd-*.pid; do pid_of "$f" slurmd && break; done >/dev/null; then
   ids=$(squeue -h -o %A 2>/dev/null | sort -u | tr '\n' ' ')
   if [ -n "${ids// /}" ]; then
     log "cancelling jobs: $ids"
@@ -44,7 +45,10 @@ if pid_of /run/slurmctld.pid slurmctld >/dev/null && pid_of /run/slurmd.pid slur
 fi
 
 # 2. daemons: node daemon first, munge last (the others need it to shut down cleanly)
-stop_daemon /run/slurmd.pid          slurmd
+for f in /run/slurmd.pid /run/slurmd-*.pid; do   # (one per node when several run here)
+  [ -e "$f" ] || continue
+  stop_daemon "$f" slurmd
+done
 stop_daemon /run/slurmctld.pid       slurmctld
 stop_daemon /run/slurmdbd.pid        slurmdbd
 if [ "${SLURM_PURGE:-0}" = 1 ] && pid_of /run/mysqld/mysqld.pid mariadbd >/dev/null; then
@@ -53,9 +57,10 @@ fi
 stop_daemon /run/mysqld/mysqld.pid   mariadbd
 stop_daemon /run/munge/munged.pid    munged
 
+sed -i '/^# slurm-fake-nodes begin$/,/^# slurm-fake-nodes end$/d' /etc/hosts
 if [ "${SLURM_PURGE:-0}" = 1 ]; then
   rm -rf /var/lib/slurm/slurmctld/* /var/lib/slurm/slurmd/* \
-         /var/log/slurm/slurmctld.log /var/log/slurm/slurmd.log /var/log/slurm/slurmdbd.log \
+         /var/log/slurm/slurmctld.log /var/log/slurm/slurmd*.log /var/log/slurm/slurmdbd.log \
          /var/log/slurm/jobcomp.log
   log "state, logs and accounting database purged"
 fi

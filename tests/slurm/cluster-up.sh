@@ -5,7 +5,12 @@
 # Run as root. Env knobs:
 #   SLURM_ACCOUNTING=1  (default) MariaDB + slurmdbd so that sacct works (submitit needs sacct)
 #   SLURM_ACCOUNTING=0  no database; sacct prints "accounting storage is disabled"
-#   SLURM_CPUS=N        CPUs to advertise (default nproc; more than nproc oversubscribes the host)
+#   SLURM_CPUS=N        CPUs to advertise per node (default nproc; more than nproc oversubscribes
+#                       the host)
+#   SLURM_NODES=N       N nodes on this one host (default 1): node1..nodeN, one slurmd each
+#                       (slurmd -N, its own port, NodeAddr 127.0.0.K, its own hostname through
+#                       unshare --uts), named in /etc/hosts; changing N (or the CPUs) restarts
+#                       the node daemons and the controller
 #   SLURM_CLEAN=1       blank cluster: wipe controller state (job ids restart at 1) and drop the
 #                       accounting database (only takes effect for daemons not yet running)
 #   SLURM_UP_TIMEOUT    seconds to wait for each daemon / the node (default 60)
@@ -58,9 +63,30 @@ fi
 # --- 2. config ----------------------------------------------------------------------
 NODE=$(hostname -s)
 NCPU=${SLURM_CPUS:-$(nproc)}
+NODES=${SLURM_NODES:-1}
 MEM=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
 OVERRIDE=""
 [ "$NCPU" -gt "$(nproc)" ] && OVERRIDE="SlurmdParameters=config_overrides"
+if [ "$NODES" -gt 1 ]; then
+  # several slurmd on one host: each its own name, port, address, pid, spool and log
+  OVERRIDE="SlurmdParameters=config_overrides"   # (together they claim more than the host has)
+  DAEMON_LINES="SlurmdPidFile=/run/slurmd-%n.pid
+SlurmdSpoolDir=/var/lib/slurm/slurmd/%n
+SlurmdLogFile=/var/log/slurm/slurmd-%n.log"
+  NODE_LINES=""
+  for i in $(seq 1 "$NODES"); do
+    NODE_LINES="${NODE_LINES}NodeName=node$i NodeHostname=node$i NodeAddr=127.0.0.$i Port=$((6820 + i)) CPUs=${NCPU} RealMemory=$((MEM / NODES)) State=UNKNOWN
+"
+  done
+  NODE_NAMES=$(seq -f 'node%g' 1 "$NODES" | tr '\n' ' ')
+else
+  DAEMON_LINES="SlurmdPidFile=/run/slurmd.pid
+SlurmdSpoolDir=/var/lib/slurm/slurmd
+SlurmdLogFile=/var/log/slurm/slurmd.log"
+  NODE_LINES="NodeName=${NODE} NodeAddr=127.0.0.1 CPUs=${NCPU} RealMemory=${MEM} State=UNKNOWN
+"
+  NODE_NAMES=$NODE
+fi
 if [ "$ACCT" = 1 ]; then
   ACCT_LINES="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1"
@@ -83,11 +109,9 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 ReturnToService=2
 SlurmctldPidFile=/run/slurmctld.pid
-SlurmdPidFile=/run/slurmd.pid
 StateSaveLocation=/var/lib/slurm/slurmctld
-SlurmdSpoolDir=/var/lib/slurm/slurmd
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
-SlurmdLogFile=/var/log/slurm/slurmd.log
+${DAEMON_LINES}
 SlurmctldDebug=info
 SlurmdDebug=info
 SchedulerType=sched/backfill
@@ -104,14 +128,31 @@ JobAcctGatherFrequency=5
 JobCompType=jobcomp/filetxt
 JobCompLoc=/var/log/slurm/jobcomp.log
 ${OVERRIDE}
-NodeName=${NODE} NodeAddr=127.0.0.1 CPUs=${NCPU} RealMemory=${MEM} State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+${NODE_LINES}PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 )
 CONF_CHANGED=0
 if [ ! -f /etc/slurm/slurm.conf ] || [ "$(cat /etc/slurm/slurm.conf)" != "$CONF_NEW" ]; then
+  if [ -f /etc/slurm/slurm.conf ] && [ "$(grep '^NodeName=' /etc/slurm/slurm.conf)" != "$(printf '%s' "$NODE_LINES" | grep '^NodeName=')" ]; then
+    # other nodes (or CPUs): reconfigure cannot switch them; stop the node daemons and the
+    # controller (their jobs with them), started again below
+    log "the nodes changed: restarting slurmd and slurmctld"
+    for f in /run/slurmd.pid /run/slurmd-*.pid /run/slurmctld.pid; do
+      [ -s "$f" ] || continue
+      pid=$(tr -dc 0-9 < "$f"); kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$pid" 2>/dev/null || true; rm -f "$f"
+    done
+  fi
   printf '%s\n' "$CONF_NEW" > /etc/slurm/slurm.conf
   CONF_CHANGED=1
+fi
+# the fake nodes' names resolve to their addresses (the launcher looks up MASTER_ADDR)
+sed -i '/^# slurm-fake-nodes begin$/,/^# slurm-fake-nodes end$/d' /etc/hosts
+if [ "$NODES" -gt 1 ]; then
+  { echo "# slurm-fake-nodes begin"
+    for i in $(seq 1 "$NODES"); do echo "127.0.0.$i node$i"; done
+    echo "# slurm-fake-nodes end"; } >> /etc/hosts
 fi
 
 # --- 3. directories & munge key -------------------------------------------------------
@@ -198,7 +239,20 @@ else
   log "slurmctld started (pid $(cat /run/slurmctld.pid))"
 fi
 
-if pid_alive /run/slurmd.pid slurmd; then
+if [ "$NODES" -gt 1 ]; then
+  for n in $NODE_NAMES; do
+    if pid_alive "/run/slurmd-$n.pid" slurmd; then
+      log "slurmd $n already running (pid $(cat "/run/slurmd-$n.pid"))"
+    else
+      rm -f "/run/slurmd-$n.pid"
+      install -d -o slurm -g slurm -m 0755 "/var/lib/slurm/slurmd/$n"
+      # its own hostname, so that its tasks (and gloo's addresses) see the node they are on
+      unshare --uts sh -c "hostname $n && exec /usr/sbin/slurmd -N $n"   # forks
+      wait_for 10 test -s "/run/slurmd-$n.pid"
+      log "slurmd $n started (pid $(cat "/run/slurmd-$n.pid"))"
+    fi
+  done
+elif pid_alive /run/slurmd.pid slurmd; then
   log "slurmd already running (pid $(cat /run/slurmd.pid))"
 else
   rm -f /run/slurmd.pid
@@ -207,22 +261,24 @@ else
   log "slurmd started (pid $(cat /run/slurmd.pid))"
 fi
 
-# --- 7. wait until the node takes jobs ------------------------------------------------------
+# --- 7. wait until every node takes jobs ----------------------------------------------------
 deadline=$(( $(date +%s) + TIMEOUT ))
-state=""
-while :; do
-  state=$(sinfo -h -n "$NODE" -o %T 2>/dev/null || true)
-  case "$state" in
-    idle|mixed|allocated|completing) break ;;
-    down*|drain*|fail*) scontrol update NodeName="$NODE" State=RESUME >/dev/null 2>&1 || true ;;
-  esac
-  if [ "$(date +%s)" -ge "$deadline" ]; then
-    tail -n 20 /var/log/slurm/slurmctld.log /var/log/slurm/slurmd.log >&2 || true
-    die "node $NODE not usable (state='$state')"
-  fi
-  sleep 0.2
+for NODE in $NODE_NAMES; do
+  state=""
+  while :; do
+    state=$(sinfo -h -n "$NODE" -o %T 2>/dev/null || true)
+    case "$state" in
+      idle|mixed|allocated|completing) break ;;
+      down*|drain*|fail*) scontrol update NodeName="$NODE" State=RESUME >/dev/null 2>&1 || true ;;
+    esac
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      tail -n 20 /var/log/slurm/slurmctld.log /var/log/slurm/slurmd*.log >&2 || true
+      die "node $NODE not usable (state='$state')"
+    fi
+    sleep 0.2
+  done
 done
 if [ "$ACCT" = 1 ]; then
   wait_for "$TIMEOUT" sacct -n -X -j 1 || die "sacct does not answer"
 fi
-log "node $NODE is $state; up in $(awk -v a="$T_START" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')s"
+log "node(s) $NODE_NAMES: $state; up in $(awk -v a="$T_START" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')s"
