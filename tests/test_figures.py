@@ -114,3 +114,30 @@ def test_the_pareto_figure_of_two_to_four_objectives_is_readable(tmp_path: Path,
     members = [p.values for p in front([Point(i, v) for i, v in enumerate(points)], modes)]
     check(plots.pareto(points, members, metrics, modes, tmp_path / f"pareto-{k}.png",
                        title=f"{LONG}: the Pareto front of {' and '.join(metrics)}"))
+
+
+def test_the_lcbench_benchmark_figure_is_readable(tmp_path: Path) -> None:
+    """``benchmarks/lcbench.png``: six methods' best-so-far against compute, over many cases."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import bench_lcbench as bench
+    finally:
+        sys.path.pop(0)
+    rng = np.random.default_rng(0)
+    traces: dict[str, list[object]] = {}
+    for m, method in enumerate(("random", "random+asha", "tpe", "tpe+asha",
+                                "tpe+asha (optuna's view)", "hydra-optuna batch (tpe)")):
+        traces[method] = []
+        for _case in range(20):
+            trace = bench.Trace()
+            used, best = 0, 0.0
+            while used < bench.BUDGET_TRIALS * bench.EPOCHS:
+                used += int(rng.integers(3, bench.EPOCHS + 1))
+                best = max(best, 100 * (1 - rng.random() ** (1 + m / 3)))
+                trace.add(used, used * 60.0, best)
+            traces[method].append(trace)
+    path = tmp_path / "lcbench.png"
+    bench.figure(traces, path, bench.BUDGET_TRIALS * bench.EPOCHS)  # type: ignore[arg-type]
+    check(path)

@@ -102,8 +102,9 @@ def test_a_study_runs_n_trials_asynchronously_and_the_same_command_continues(
 
 def test_asha_prunes_inside_the_task_and_pruned_is_its_own_state(study: Project) -> None:
     proc = study.run(*args("sweep.n_trials=12", "sweep.pruner=asha", "sweep.resource=epoch",
-                           "sweep.reduction_factor=2", "sweep.startup_trials=2",
-                           "launcher.max_parallel=1", "sweep.sampler=random"), timeout=300)
+                           "sweep.reduction_factor=2", "sweep.min_resource=1",
+                           "sweep.startup_trials=2", "launcher.max_parallel=1",
+                           "sweep.sampler=random"), timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = trials(study)
     states = [r["state"] for r in rows]
@@ -134,18 +135,26 @@ def test_asha_prunes_inside_the_task_and_pruned_is_its_own_state(study: Project)
     seen = sampling.sync(lambda known: load(store, "val/acc", known), 12).get_trials()
     rung = sampling._rung
     assert rung is not None and math.isfinite(rung)  # (6 epochs: few trials ran them all)
-    for row, trial in zip(rows, seen, strict=True):
+    reports = []
+    for row in rows:
         run = next(p for p in (sweep / "runs").iterdir() if p.name.endswith(row["id"]))
-        recorded = {d["step"]: d["value"] for d in map(
-            json.loads, (run / "pruning.jsonl").read_text().splitlines())}
+        reports.append({d["step"]: d["value"] for d in map(
+            json.loads, (run / "pruning.jsonl").read_text().splitlines())})
+    went_on = min(r[1] for r in reports if max(r) >= rung)  # (epoch 1's worst of those)
+    for row, trial, recorded in zip(rows, seen, reports, strict=True):
         if max(recorded) >= rung:
             assert (trial.state.name, trial.value) == ("COMPLETE", recorded[int(rung)])
         else:
-            assert trial.state.name == "FAIL"  # stopped below the rung: not seen
+            # stopped at the first rung (epoch 1) worse than every trial that went on: pending
+            # for good, among the bad ones for TPE; any other stopped below the rung: left out
+            assert row["state"] == "PRUNED"
+            bad = max(recorded) < 2 and recorded[1] < went_on
+            assert trial.state.name == ("RUNNING" if bad else "FAIL")
     assert sum(t.state.name == "COMPLETE" for t in seen) >= 5
     resumed = study.run(*args("sweep.n_trials=12", "sweep.pruner=asha", "sweep.resource=epoch",
-                              "sweep.reduction_factor=2", "sweep.startup_trials=2",
-                              "launcher.max_parallel=1", "sweep.sampler=random"), timeout=300)
+                              "sweep.reduction_factor=2", "sweep.min_resource=1",
+                              "sweep.startup_trials=2", "launcher.max_parallel=1",
+                              "sweep.sampler=random"), timeout=300)
     assert resumed.returncode == 0
     assert [r["state"] for r in trials(study)] == states  # PRUNED is final: never run again
 
@@ -519,6 +528,17 @@ def test_a_finished_study_is_extended_by_the_same_command_with_more_trials(
     resumed = study.cli("resume", str(legacy), "sweep.n_trials=9")
     assert resumed.returncode == 0, resumed.stderr
     assert "the study goes on to 9 trial(s)" in resumed.stderr and len(trials(study)) == 9
+    # frozen under an older default of a setting its pruner (none) never uses: the same study
+    frozen = json.loads((legacy / "study.json").read_text())
+    assert frozen["settings"]["pruner"] == "none" and frozen["settings"]["min_resource"] == 3
+    frozen["settings"]["min_resource"] = 1
+    (legacy / "study.json").write_text(json.dumps(frozen))
+    legacy.rename(sweep)  # (under today's name)
+    SweepStore(sweep).set_fingerprint("its-fingerprint-then")
+    older = study.run(*base, "sweep.n_trials=10", timeout=300)
+    assert older.returncode == 0, older.stderr
+    assert "the study goes on to 10 trial(s)" in older.stderr
+    assert "config changed" not in older.stderr and len(trials(study)) == 10
 
 
 def test_stopping_rules_end_proposals_and_say_which(study: Project) -> None:

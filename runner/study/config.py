@@ -23,7 +23,7 @@ class StudyConf:
     pruner: str = field(default="none", metadata={"choices": PRUNERS})
     # a report's resource: this logged key's value (e.g. epoch), else runner.log's step
     resource: str | None = None
-    min_resource: int = field(default=1, metadata={"min": 1})
+    min_resource: int = field(default=3, metadata={"min": 1})
     max_resource: int | None = field(default=None, metadata={"min": 1})  # hyperband
     reduction_factor: int = field(default=3, metadata={"min": 2})
     startup_trials: int = field(default=5, metadata={"min": 0})  # median, tpe: before judging

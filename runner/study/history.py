@@ -68,6 +68,9 @@ def objective(row: Any, metric: str) -> float | None:
 
 FINAL = ("COMPLETED", "PRUNED", "CRASHED", "CORRUPT")
 NOT_SEEN = "NOT_SEEN"  # a sampler's view of a trial it must not learn from (runner.study.fidelity)
+# ... of a trial pruned below the rung it models: pending for good, which TPE's constant liar
+# counts among the bad trials (runner.study.fidelity)
+BELOW_RUNG = "BELOW_RUNG"
 
 
 def read_proposal(run_dir: str | Path) -> dict[str, Any]:
@@ -162,7 +165,7 @@ def optuna_state(trial: Trial) -> tuple[Any, list[float] | None]:
         return TrialState.PRUNED, None
     if trial.state in FINAL or trial.state == NOT_SEEN:  # crashed, corrupt, no objective
         return TrialState.FAIL, None
-    return TrialState.RUNNING, None  # RUNNING, UNHATCHED, INTERRUPTED: pending
+    return TrialState.RUNNING, None  # RUNNING, UNHATCHED, INTERRUPTED, BELOW_RUNG: pending
 
 
 def add(study: Any, trial: Trial, dists: dict[str, Any]) -> None:

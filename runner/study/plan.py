@@ -133,12 +133,19 @@ def check_enqueued(enqueue: list[Any], dists: dict[str, Any]) -> None:
                                  f"{dists[key]}")
 
 
+# the rungs of ASHA and Hyperband: settings that change nothing under another pruner
+RUNG_SETTINGS = ("min_resource", "max_resource", "reduction_factor")
+
+
 def identity(study: dict[str, Any]) -> str:
     """What makes a study the same study: everything in study.json but how far it goes (a
     setting left at its default, null, counts as absent: a study frozen before that setting
-    existed is the same study)."""
+    existed is the same study; a setting that changes nothing under the study's pruner, such as
+    a rung's size without ASHA or Hyperband, is left out, so a new default of it leaves every
+    such study the same)."""
+    unused = () if study["settings"].get("pruner") in ("asha", "hyperband") else RUNG_SETTINGS
     same = {**study, "settings": {k: v for k, v in study["settings"].items()
-                                  if k not in EXTENT and v is not None}}
+                                  if k not in EXTENT and k not in unused and v is not None}}
     return hashlib.sha1(json.dumps(same, sort_keys=True, default=str).encode()).hexdigest()
 
 

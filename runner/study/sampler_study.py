@@ -15,9 +15,9 @@ from typing import Any
 
 from runner.study.config import StudyConf, make_sampler, trial_seed
 from runner.study.fidelity import applies, random_fraction, view
-from runner.study.history import FINAL, NOT_SEEN, Trial, add, study_of, update
+from runner.study.history import BELOW_RUNG, FINAL, NOT_SEEN, Trial, add, study_of, update
 
-SEEN_FINAL = (*FINAL, NOT_SEEN)
+SEEN_FINAL = (*FINAL, NOT_SEEN, BELOW_RUNG)  # states a trial the sampler holds never leaves
 
 
 def sampler_for(conf: StudyConf, number: int, rung: float | None) -> Any:
@@ -66,7 +66,8 @@ class SamplerStudy:
             self.forget()  # a finished trial runs again (retry, rerun): start afresh
             trials = [*self.warm, *load({})]
         self._ended.update((t.number, t.state) for t in trials if t.state in FINAL)
-        seen, rung = view(trials, self.conf, len(self.dists), self._reached)
+        seen, rung = view(trials, self.conf, len(self.dists), self._reached,
+                          str(self.direction))
         study = self.optuna
         if study is None or rung != self._rung:  # (the sampler models another rung now)
             self._held, self._rung = {}, rung
