@@ -213,39 +213,6 @@ def _gone(pid: int) -> bool:
     return False
 
 
-def test_a_run_on_two_nodes_runs_its_ranks_on_both(cluster: Any, project: Project) -> None:
-    """launcher.nodes=2 launcher.nproc_per_run=2: one job of two nodes, torch's elastic agent on
-    each (srun), 4 ranks with the environment torch.distributed expects, one run of the store:
-    rank 0's summary, every rank's output and its process and host in the attempt's record."""
-    pytest.importorskip("torch")
-    from test_ranks import with_ddp_task
-
-    with_ddp_task(project)
-    proc = project.run("task=ddp", "launcher.nodes=2", "launcher.nproc_per_run=2",
-                       "launcher.cpus_per_run=2", *SLURM, timeout=240)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    (row,) = rows(project).values()
-    assert row["state"] == "COMPLETED", row
-    assert row["summary"]["world"] == 4 and row["summary"]["sum"] == 10.0  # 1 + 2 + 3 + 4
-    run = Path(row["dir"])
-    envs = [json.loads((run / f"rank-{r}.json").read_text()) for r in range(4)]
-    assert [(e["RANK"], e["LOCAL_RANK"], e["GROUP_RANK"], e["WORLD_SIZE"], e["host"])
-            for e in envs] == [("0", "0", "0", "4", "node1"), ("1", "1", "0", "4", "node1"),
-                               ("2", "0", "1", "4", "node2"), ("3", "1", "1", "4", "node2")]
-    assert {e["MASTER_ADDR"] for e in envs} == {"node1"}
-    out = (run / "stdout.log").read_text()
-    for r in range(4):
-        assert f"[rank{r}]:rank {r} of 4: sum 10.0" in out
-    (sub,) = submission_dirs(project.sweep_dir())
-    assert "#SBATCH --nodes=2" in (sub / "job.sbatch").read_text()
-    (record,) = terminal_records(project.sweep_dir())
-    signed = {k: v for k, v in record["launcher"].items() if k.startswith("rank")}
-    assert {k: (v["pid"], v["host"]) for k, v in signed.items()} == {
-        f"rank{r}": (envs[r]["pid"], envs[r]["host"]) for r in range(4)}
-    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [(m["sum"], m["rank"]) for m in metrics] == [(10.0, 0)]  # rank 0's only
-
-
 def test_a_rank_failing_on_the_second_node_crashes_the_run_and_stops_the_first(
         cluster: Any, project: Project) -> None:
     """Rank 1 (on node2) raises while rank 0 (on node1) would wait for it: the run is CRASHED
@@ -266,10 +233,13 @@ def test_a_rank_failing_on_the_second_node_crashes_the_run_and_stops_the_first(
     assert wait_for(lambda: all(_gone(p) for p in pids), 30)
 
 
-def test_a_rank_killed_on_the_second_node_interrupts_the_run_and_it_resumes(
+def test_a_run_on_two_nodes_runs_a_rank_on_each_and_resumes_after_a_rank_is_killed(
         cluster: Any, project: Project) -> None:
-    """SIGKILL of rank 1 on node2 mid-run: every rank on both nodes ends, the run is INTERRUPTED
-    saying which rank, and the same command runs it again to the end (attempt 2)."""
+    """launcher.nodes=2: one job of two nodes, torch's elastic agent on each (one srun step),
+    ranks with the environment torch.distributed expects. SIGKILL of rank 1 on node2 mid-run:
+    every rank on both nodes ends, the run is INTERRUPTED saying which rank, and the same
+    command runs it again to the end (attempt 2): one run of the store, rank 0's summary and
+    metrics, every rank's output, each rank's process and host in the attempt's record."""
     pytest.importorskip("torch")
     from test_ranks import with_ddp_task
 
@@ -284,8 +254,11 @@ def test_a_rank_killed_on_the_second_node_interrupts_the_run_and_it_resumes(
         return bool(run_dir) and all((run_dir[0] / f"rank-{r}.json").exists() for r in (0, 1))
 
     assert wait_for(both_ranks_up, 120)
-    ranks = [json.loads((run_dir[0] / f"rank-{r}.json").read_text()) for r in (0, 1)]
-    assert [r["host"] for r in ranks] == ["node1", "node2"]
+    run = run_dir[0]
+    ranks = [json.loads((run / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert [(e["RANK"], e["LOCAL_RANK"], e["GROUP_RANK"], e["WORLD_SIZE"], e["host"])
+            for e in ranks] == [("0", "0", "0", "2", "node1"), ("1", "0", "1", "2", "node2")]
+    assert {e["MASTER_ADDR"] for e in ranks} == {"node1"}
     os.kill(ranks[1]["pid"], signal.SIGKILL)
     out, _ = runner.communicate(timeout=120)
     (row,) = rows(project).values()
@@ -296,7 +269,19 @@ def test_a_rank_killed_on_the_second_node_interrupts_the_run_and_it_resumes(
     again = project.run(*command, timeout=240)
     assert again.returncode == 0, again.stdout + again.stderr
     (row,) = rows(project).values()
-    assert row["state"] == "COMPLETED" and row["attempt"] == 2 and row["summary"]["sum"] == 3.0
+    assert row["state"] == "COMPLETED" and row["attempt"] == 2
+    assert row["summary"]["world"] == 2 and row["summary"]["sum"] == 3.0  # 1 + 2
+    ranks = [json.loads((run / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    out = (run / "stdout.log").read_text()
+    assert "[rank0]:rank 0 of 2: sum 3.0" in out and "[rank1]:rank 1 of 2: sum 3.0" in out
+    assert all("#SBATCH --nodes=2" in (sub / "job.sbatch").read_text()
+               for sub in submission_dirs(project.sweep_dir()))
+    (record,) = terminal_records(project.sweep_dir())
+    signed = {k: v for k, v in record["launcher"].items() if k.startswith("rank")}
+    assert {k: (v["pid"], v["host"]) for k, v in signed.items()} == {
+        f"rank{r}": (ranks[r]["pid"], ranks[r]["host"]) for r in (0, 1)}
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(m["sum"], m["rank"]) for m in metrics] == [(3.0, 0)] * 2  # rank 0's, each attempt
 
 
 def test_a_crashing_run_is_recorded_with_its_traceback(cluster: Any, project: Project) -> None:
