@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent)]
+sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 EPOCHS = 9
 P = 2
@@ -108,16 +108,11 @@ def main() -> None:
                         help="a sweep.* setting other than its default, e.g. min_resource=1")
     args = parser.parse_args()
     import numpy as np
-    import yaml
+    from bench_lcbench import settings as parse_settings
 
     from runner.study.config import StudyConf
 
-    settings = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or key not in StudyConf.__dataclass_fields__:
-            raise SystemExit(f"--set {item}: give KEY=VALUE with a sweep.* key")
-        settings[key] = yaml.safe_load(value)
+    settings = parse_settings(args.set)
     first = settings.get("min_resource", StudyConf().min_resource)
     print(f"toy study: lr log-uniform in [1e-4, 1e-1], best 0.03; ASHA from epoch {first} of "
           f"{EPOCHS}, P={P}, {TRIALS} trials; trials 10-29 with lr < 1e-3 (random: 1/3 of 20 "

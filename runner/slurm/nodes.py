@@ -43,12 +43,12 @@ RESULT = "result.json"
 
 def hostnames(nodelist: str) -> list[str]:
     """SLURM's compact node list (``node[1-2]``) as host names, in order."""
-    out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True,
-                         text=True, timeout=60)
-    if out.returncode != 0 or not out.stdout.split():
-        raise RunnerError(f"scontrol show hostnames {nodelist} failed: "
-                          f"{(out.stderr or out.stdout).strip()}")
-    return out.stdout.split()
+    from runner.slurm.commands import _call
+
+    names = _call(["scontrol", "show", "hostnames", nodelist]).split()
+    if not names:
+        raise RunnerError(f"scontrol show hostnames {nodelist} named no host")
+    return names
 
 
 def free_port() -> int:
