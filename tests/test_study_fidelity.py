@@ -167,3 +167,24 @@ def test_the_sampler_learns_where_the_pruner_said_no() -> None:
     tpe = [low_share(study("tpe+asha", seed)) for seed in seeds]
     rand = [low_share(study("random+asha", seed)) for seed in seeds]
     assert sum(tpe) < sum(rand), (tpe, rand)
+
+
+def test_the_sampler_study_is_what_a_fresh_one_would_be_when_the_bad_ones_change() -> None:
+    """Which stopped trials count as bad depends on the trials that went on: when one goes on
+    from a worse first rung, the trials stopped there are no longer clearly bad, and the study
+    held across proposals shows them as a study built afresh (a resumed runner) does."""
+    from optuna.trial import TrialState
+
+    dists = {"x": distribution(Axis("x", "", list(range(40))))}
+    needs_3 = StudyConf(**{**ASHA.__dict__, "rung_min_trials": 3})
+    store = trials()
+
+    def states(sampling: SamplerStudy) -> list[tuple[TrialState, float | None]]:
+        return [(t.state, t.value) for t in sampling.sync(lambda _: store, 12).get_trials()]
+
+    held = SamplerStudy(needs_3, dists, "max", "t")
+    assert states(held)[4:10] == [(TrialState.RUNNING, None)] * 6  # worse than 0.21 at 3
+    store.append(Trial(11, {"x": 11}, "PRUNED", intermediate=curve(0.5, 9)))  # 0.015 at 3
+    now = states(held)
+    assert now[4:10] == [(TrialState.FAIL, None)] * 6  # no longer below every one that went on
+    assert now == states(SamplerStudy(needs_3, dists, "max", "t"))

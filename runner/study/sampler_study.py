@@ -69,8 +69,8 @@ class SamplerStudy:
         seen, rung = view(trials, self.conf, len(self.dists), self._reached,
                           str(self.direction))
         study = self.optuna
-        if study is None or rung != self._rung:  # (the sampler models another rung now)
-            self._held, self._rung = {}, rung
+        if study is None or rung != self._rung or self._seen_otherwise(seen):
+            self._held, self._rung = {}, rung  # (the sampler models another view now)
             study = study_for(self.conf, self.dists, self.direction, self.name, rung)
         for trial in seen:
             held = self._held.get(trial.number)
@@ -83,6 +83,14 @@ class SamplerStudy:
         study.sampler = sampler_for(self.conf, number, rung)
         self.optuna = study
         return study
+
+    def _seen_otherwise(self, seen: list[Trial]) -> bool:
+        """Whether an ended trial the study holds is seen otherwise now, in the same rung (which
+        stopped trials count as bad depends on the trials that went on): the study is rebuilt,
+        so it is always the one a fresh runner would build."""
+        held = self._held
+        return any(held.get(t.number, t.state) != t.state for t in seen
+                   if held.get(t.number) in SEEN_FINAL)
 
     def asked(self, number: int) -> None:
         """The trial just asked is pending from now on (it is in the study already)."""
