@@ -278,9 +278,13 @@ HOSTILE_FILTERS = [
 def test_hostile_filters_never_stop_the_bots_event_loop(attack_bot: BotLogic) -> None:
     """Each operation's cost is bounded before it runs: a heartbeat on the bot's event loop
     keeps ticking while hostile filters are planned in a worker thread (as the bot does), and
-    each is answered within seconds."""
+    each is answered within seconds. A harmless command first: the first one imports
+    Hydra's plugins (a one-time pause of the loop, not a filter's cost)."""
     import asyncio
     import time
+
+    with pytest.raises(RunnerError, match="keeps none"):
+        attack_bot.launch(Caller(USER, CHANNEL), flt("seed == 99"))
 
     async def main() -> tuple[list[float], list[float]]:
         gaps: list[float] = []

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import Project
 from runner.config.schema import SlurmLauncherConf
 from runner.errors import ConfigError, SlurmError
 from runner.launchers import launcher_config
@@ -280,3 +281,31 @@ def test_unclaim_killed_between_its_two_steps_leaves_a_readable_state(tmp_path: 
     record = read_state(paths)
     assert record.state is State.RUNNING and record.data["token"] == lease.token
     assert json.loads((paths.root / "UNHATCHED").read_text())["attempt"] == 0
+
+
+def test_a_stop_signal_during_sbatch_waits_until_the_job_id_is_recorded(
+        project: Project) -> None:
+    """SIGTERM (SLURM requeueing a sweep loop job, a user's kill) while sbatch answers: the
+    submission ends first, its job id is recorded in the submission and every lease, and only
+    then does the runner stop (leaving the runs to the cluster). Cut off mid-sbatch, the job id
+    was lost and the runs were found interrupted a minute later and run again."""
+    bin_dir = project.root / "bin"
+    bin_dir.mkdir()
+    fakes = {"sbatch": 'kill -TERM "$PPID"; sleep 0.5; echo 4242',
+             "squeue": "exit 0", "scontrol": "echo MaxArraySize = 1001"}
+    for name, body in fakes.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {**project.env(), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(project.args("launcher=slurm", "task.lr=0.1,0.2"), cwd=project.root,
+                          env=env, text=True, capture_output=True, timeout=60)
+    said = proc.stdout + proc.stderr
+    assert "interrupted" in said and "stay with the cluster" in said, said
+    assert "Traceback" not in said, said
+    root = project.sweep_dir()
+    [sub] = submissions.all_submissions(root)
+    assert sub.job_id == "4242", sub
+    for run in sorted((root / "runs").iterdir()):
+        record = read_state(RunPaths(run))
+        assert record.state is State.RUNNING, run
+        assert record.lease.launcher["array_job_id"] == "4242", record.lease.launcher

@@ -133,16 +133,43 @@ def prepare(store: SweepStore, runner_conf: RunnerConf, console: Console,
     return rows
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    def handler(signum: int, frame: Any) -> None:
+class _Interrupts:
+    """SIGTERM and SIGINT stop the sweep loop (KeyboardInterrupt), except while runs are being
+    claimed and launched: there the first one waits until the batch is launched or given back,
+    so no claim is left without its launch (a SLURM submission cut off mid-sbatch leaves runs
+    that recovery only finds interrupted a minute later, and they run again); a second one
+    stops at once."""
+
+    def __init__(self) -> None:
+        self.deferring = False
+        self.waiting = False
+
+    def handler(self, signum: int, frame: Any) -> None:
+        if self.deferring and not self.waiting:
+            self.waiting = True
+            return
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handler)
+                    for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
+        if self.waiting:
+            self.waiting = False
+            raise KeyboardInterrupt
 
 
 class _Display:
@@ -433,9 +460,11 @@ def run_sweep(store: SweepStore, execution: dict[str, Any], console: Console | N
     display = _Display(console, len(loop.pending) + len(loop.active),
                        loop.runner_conf.progress)
     try:
-        with _sigterm_as_interrupt(), display.progress:
+        interrupts = _Interrupts()
+        with interrupts.installed(), display.progress:
             while True:
-                loop.launch_pending()
+                with interrupts.deferred():
+                    loop.launch_pending()
                 if not loop.launcher.waits:
                     detached = True
                     console.print(f"handed {len(loop.active)} run(s) over (launcher.wait="
