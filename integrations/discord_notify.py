@@ -35,6 +35,7 @@ from runner.notifiers.base import (
     Notifier,
     RunEnded,
     SweepFinished,
+    SweepNotice,
     SweepProgress,
     SweepStarted,
 )
@@ -54,7 +55,7 @@ COLOURS = {"started": 0x3498DB, "COMPLETED": 0x2ECC71, "CRASHED": 0xE74C3C,
 class DiscordNotifierConf(NotifierConf):
     _target_: str = "runner.integrations.discord_notify.DiscordNotifier"
     events: list[str] = field(default_factory=lambda: [
-        "sweep_started", "run_crashed", "run_interrupted", "sweep_finished"])
+        "sweep_started", "run_crashed", "run_interrupted", "sweep_notice", "sweep_finished"])
     webhook_url_env: str | None = "DISCORD_WEBHOOK_URL"
     webhook_url_file: str | None = None
     username: str = "runner"
@@ -194,6 +195,9 @@ class DiscordNotifier(Notifier):
                 description += f"\n```\n{tail}\n```"
             return build_message(user, f"Run {event.run_id} {event.state.lower()}",
                                  description, COLOURS.get(event.state, 0), fields)
+        if isinstance(event, SweepNotice):
+            return build_message(user, f"Sweep {event.sweep_name}: notice", event.text,
+                                 COLOURS["CRASHED"], [("directory", str(event.sweep_dir))])
         if isinstance(event, SweepFinished):
             return self._finished(event)
         if isinstance(event, SweepProgress):

@@ -18,7 +18,7 @@ from runner.integrations.discord_notify import (
     DiscordNotifierConf,
     build_message,
 )
-from runner.notifiers.base import SweepStarted
+from runner.notifiers.base import SweepNotice, SweepStarted
 from runner.results.plots import colours
 
 
@@ -129,14 +129,14 @@ def test_a_real_sweep_reports_start_crash_and_finish(project, monkeypatch):
 
 
 def test_slow_or_dead_discord_does_not_slow_the_sweep(project, monkeypatch):
-    with FakeDiscord(delay_s=4.0) as fake:
+    with FakeDiscord(delay_s=12.0) as fake:
         monkeypatch.setenv("DISCORD_WEBHOOK_URL", fake.webhook_url)
         t0 = time.monotonic()
         proc = project.run("notifier=[discord]", "notifier.discord.flush_timeout_s=0.5",
                            "seed=0,1")
         elapsed = time.monotonic() - t0
         assert proc.returncode == 0, proc.stderr
-        assert elapsed < 4.0  # one delivery alone takes 4 s
+        assert elapsed < 10.0  # one delivery alone takes 12 s (the sweep: about 2 s)
         assert project.status()["counts"]["COMPLETED"] == 2  # the run store lost nothing
         assert "still pending at exit" in proc.stderr
 
@@ -203,3 +203,16 @@ def test_a_dead_webhook_adds_seconds_not_half_a_minute_to_a_sweep(project, monke
     assert elapsed < 12, elapsed
     assert "not delivered (the webhook:" in proc.stderr, proc.stderr
     assert fake.token not in proc.stderr
+
+
+def test_a_notice_is_posted_by_default_and_pings_nobody(monkeypatch):
+    """A sweep's notice (a node left out) goes to the channel with the default events."""
+    with FakeDiscord() as discord:
+        n = notifier(discord.webhook_url, monkeypatch)
+        assert "sweep_notice" in n.events
+        n.notify(SweepNotice("/tmp/x", "s", "node @everyone is left out of this sweep"))
+        n.close()
+        (post,) = discord.delivered()
+    embed = post.payload["embeds"][0]
+    assert embed["title"] == "Sweep s: notice"
+    assert embed["description"] == "node @\u200beveryone is left out of this sweep"

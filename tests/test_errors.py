@@ -70,6 +70,10 @@ CASES = {
                                        r"'launcher.gpus_per_run': no such key: a setting of "
                                        r"launcher=pinned and launcher=slurm, not of "
                                        r"launcher=local"),
+    "a packaged option's key under its group": Case(
+        ["notifier.events=[run_crashed]"],
+        r"Could not override 'notifier.events': no such key: notifier=console keeps its keys "
+        r"under notifier.console \(write notifier.console.events\)\n"),
     "seeds not a count": Case(["+sweep=grid", "sweep.seeds=abc"],
                               r"sweep.seeds='abc' must be a count \(3: seeds 0, 1, 2\) or a list"),
     "subset larger than the sweep": Case(["+sweep=grid", "seed=1,2", "task.lr=0.1",

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from conftest import Project, wait_for
+from runner.storage.state import dict_field, read_flag
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -761,3 +762,30 @@ def test_which_sbatch_refusals_pass_with_time() -> None:
                   "sbatch: error: Batch job submission failed: Requested node configuration is "
                   "not available"):
         assert not refused_for_now(SlurmError(f"sbatch failed: {never}")), never
+
+
+def test_a_node_where_runs_fail_for_the_machine_is_left_out_and_the_retries_run_elsewhere(
+        cluster: Any, project: Project) -> None:
+    """node2 is broken (its jobs fail before the worker starts, as on a node with a full /tmp or
+    a broken module): each run that lands there ends CRASHED for the machine (class node); with
+    launcher.bad_node_after=1 node2 is left out of the later submissions (sbatch --exclude), so
+    the retries (runner.retries=1) all run on node1 and the sweep completes; the runner, the
+    notifier and `status` name node2. Before, a retry could land on node2 again."""
+    (project.root / "node_check.sh").write_text('[ "$SLURMD_NODENAME" != node2 ]\n')
+    proc = project.run("task.lr=0.1,0.2,0.3,0.4", *SLURM, "launcher.bad_node_after=1",
+                       "runner.retries=1", "launcher.setup=['bash node_check.sh || exit 1']",
+                       "notifier.console.events=[run_crashed]", timeout=180)
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 0, said
+    sweep = project.sweep_dir()
+    failed = [read_flag(p, "CRASH.txt").data for p in sweep.glob("runs/*/attempts/*.CRASH.txt")]
+    assert failed and all(dict_field(r["launcher"])["node"] == "node2" for r in failed), failed
+    assert all(r["launcher"]["node"] == "node1" for r in terminal_records(sweep))
+    final = rows(project)
+    assert [r["state"] for r in final.values()] == ["COMPLETED"] * 4
+    assert sorted(r["attempt"] for r in final.values()).count(2) == len(failed)
+    assert "notice: node node2 is left out of this sweep's submissions" in said, said
+    status = project.status()
+    assert len(status["notices"]) == 1 and "node node2 is left out" in status["notices"][0]
+    shown = project.cli("status", str(sweep))
+    assert "notice: node node2 is left out" in " ".join(shown.stdout.split())

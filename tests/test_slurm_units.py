@@ -309,3 +309,40 @@ def test_a_stop_signal_during_sbatch_waits_until_the_job_id_is_recorded(
         record = read_state(RunPaths(run))
         assert record.state is State.RUNNING, run
         assert record.lease.launcher["array_job_id"] == "4242", record.lease.launcher
+
+
+def test_a_node_is_left_out_after_k_machine_failures_in_a_row(tmp_path: Path) -> None:
+    """Only failures of the machine count (class node, a node failure), K in a row on one node;
+    a run completing there ends the streak, a task's own failure neither counts nor ends it.
+    The node is named once; bad_node_after=0 uses it again and takes the notice back."""
+    from runner.slurm.bad_nodes import BadNodes
+    from runner.storage import notices
+
+    lost = {"reason": "SLURM job 7_1 ended FAILED without the worker recording a result"}
+    own = {"reason": "ValueError: toy failure"}
+
+    def on(node: str, data: dict[str, object]) -> dict[str, object]:
+        return {**data, "launcher": json.dumps({"node": node})}  # (as a CRASH.txt holds it)
+
+    bad = BadNodes(tmp_path, after=3)
+    bad.saw("a", State.CRASHED, on("n2", lost))
+    bad.saw("b", State.CRASHED, on("n2", lost))
+    bad.saw("c", State.COMPLETED, {"launcher": {"node": "n2"}})  # the streak ends
+    bad.saw("d", State.CRASHED, on("n2", lost))
+    bad.saw("e", State.CRASHED, on("n2", own))  # the task's fault: says nothing of n2
+    bad.saw("f", State.INTERRUPTED, {"reason": "SLURM job 7_5 was cancelled",
+                                     "launcher": {"node": "n2"}})
+    bad.saw("g", State.CRASHED, on("n1", lost))
+    bad.saw("h", State.INTERRUPTED, {"reason": "found interrupted: SLURM job 7_6 ended with a "
+                                               "node failure", "launcher": {"node": "n2"}})
+    assert bad.excluded() == [] and bad.news == []
+    bad.saw("i", State.CRASHED, on("n2", lost))
+    assert bad.excluded() == ["n2"]
+    assert len(bad.news) == 1 and "node n2 is left out" in bad.news[0]
+    assert "3 runs in a row" in bad.news[0] and "d, h, i" in bad.news[0]
+    bad.saw("j", State.CRASHED, on("n2", lost))
+    assert len(bad.news) == 1  # said once
+    assert BadNodes(tmp_path, after=3).excluded() == ["n2"]  # a resume keeps it out
+    assert list(notices.read(tmp_path)) == ["slurm.bad_node:n2"]
+    assert BadNodes(tmp_path, after=0).excluded() == []
+    assert notices.read(tmp_path) == {}

@@ -151,24 +151,15 @@ class Composer:
     def _other_option_hint(self, message: str, overrides: Sequence[str],
                            config_name: str) -> str:
         """``launcher.nodes=2`` under ``launcher=local``: the key is another option's of the
-        same group (``launcher=slurm``), which says what the chosen one cannot do."""
+        same group (``launcher=slurm``), which says what the chosen one cannot do. Or the
+        chosen option keeps its keys under another package (``# @package notifier.console``):
+        the key to write is there."""
         found = re.search(r"Could not override '([^'.]+)\.([^'.]+)'", message)
         if not found:
             return ""
         group, key = found.groups()
         chosen = next((o.split("=", 1)[1] for o in overrides
                        if o.lstrip("+~").split("=")[0] == group and "=" in o), None)
-        owners = []
-        for d in self.dirs:
-            for path in sorted((d / group).glob("*.yaml")) if (d / group).is_dir() else ():
-                try:
-                    node = OmegaConf.load(path)
-                except Exception:  # (a file that does not parse says nothing here)
-                    continue
-                if isinstance(node, DictConfig) and key in node and path.stem not in owners:
-                    owners.append(path.stem)
-        if not owners or chosen in owners:
-            return ""
         if chosen is None:  # the config's own choice
             from hydra import compose
 
@@ -179,6 +170,25 @@ class Composer:
                 chosen = str(cfg.hydra.runtime.choices.get(group))
             except Exception:
                 return ""
+        owners: list[str] = []
+        for d in self.dirs:
+            for path in sorted((d / group).glob("*.yaml")) if (d / group).is_dir() else ():
+                try:
+                    text = path.read_text()
+                    node = OmegaConf.load(path)
+                except Exception:  # (a file that does not parse says nothing here)
+                    continue
+                if not isinstance(node, DictConfig) or key not in node or path.stem in owners:
+                    continue
+                package = re.search(r"^#\s*@package\s+(\S+)", text, re.M)
+                if package and package.group(1) not in (group, "_group_"):
+                    if path.stem == chosen:
+                        return (f": {group}={chosen} keeps its keys under {package.group(1)} "
+                                f"(write {package.group(1)}.{key})")
+                    continue  # (its keys live elsewhere)
+                owners.append(path.stem)
+        if not owners or chosen in owners:
+            return ""
         return (f": a setting of {' and '.join(f'{group}={o}' for o in owners[:3])}, not of "
                 f"{group}={chosen}")
 

@@ -136,6 +136,9 @@ class SlurmLauncherConf(LauncherConf):
     max_queued: int | None = field(default=None, metadata={"min": 1})
     signal_delay_s: int = field(default=90, metadata={"min": 0})
     job_name: str | None = None
+    # a node where this many of the sweep's runs in a row fail for the machine is left out of
+    # later submissions (--exclude) and named in status; 0: never
+    bad_node_after: int = field(default=3, metadata={"min": 0})
 
 
 @dataclass

@@ -116,6 +116,11 @@ class Launcher(abc.ABC):
 
     hold_reason = ""
 
+    def news(self) -> list[str]:
+        """What this launcher found since it was last asked that the user must be told (a node
+        left out of the sweep): the sweep loop prints it and tells the notifiers."""
+        return []
+
     def adopt(self, run: RunRef, lease: Lease) -> RunHandle | None:
         """A handle to watch a run that a runner before this one launched, if this backend can
         (a SLURM job outlives its runner); None leaves it to stale-lease recovery."""

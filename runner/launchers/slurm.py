@@ -25,6 +25,7 @@ from runner.errors import ConfigError, CorruptStateError, SlurmError
 from runner.execution.ranks import rank_env
 from runner.launchers.base import Launcher, RunHandle
 from runner.slurm import commands, submissions
+from runner.slurm.bad_nodes import BadNodes
 from runner.slurm.script import ArraySpec, job_name, render_script
 from runner.slurm.verdicts import judge
 from runner.storage.atomic import write_text_atomic
@@ -99,6 +100,7 @@ class SlurmLauncher(Launcher):
         self._next_poll = 0.0
         self._hold_s = 0.0  # the last wait after a refusal for a limit (0: none)
         self._held_until = 0.0
+        self.bad_nodes = BadNodes(store.root, int(conf.bad_node_after))
 
     @classmethod
     def is_available(cls) -> bool:
@@ -158,7 +160,7 @@ class SlurmLauncher(Launcher):
             self.conf, job_name=sub.job_name, paths=paths, sweep_root=str(self.store.root),
             cwd=cwd, python=self.conf.python or sys.executable, env=self.extra_env))
         submissions.write(paths, sub)
-        sub.job_id = commands.sbatch(paths.script, cwd)
+        sub.job_id = commands.sbatch(paths.script, cwd, self._exclude())
         submissions.write(paths, sub)
         return (f"submitted the sweep loop as job {sub.job_id}: it goes on submitting the "
                 f"sweep's runs as slots free (log: {paths.logs / 'driver.out'})")
@@ -219,6 +221,14 @@ class SlurmLauncher(Launcher):
     def held_s(self) -> float:
         return max(0.0, self._held_until - time.monotonic())
 
+    def _exclude(self) -> list[str]:
+        excluded = self.bad_nodes.excluded()
+        return [f"--exclude={','.join(excluded)}"] if excluded else []
+
+    def news(self) -> list[str]:
+        said, self.bad_nodes.news = self.bad_nodes.news, []
+        return said
+
     def _give_back(self, batch: _Batch, error: str) -> None:
         for handle in batch.handles:  # nothing runs: give every run back as it was
             unclaim(handle.run.paths, handle.lease.token)
@@ -242,15 +252,18 @@ class SlurmLauncher(Launcher):
             env=run_env(self.conf, self.extra_env),
             heartbeat_s=float(self.runner_conf.heartbeat_s)))
         submissions.write(paths, sub)
+        extra = [f"--dependency=afterany:{after}"] if after else []
         try:
-            job = commands.sbatch(paths.script, cwd,
-                                  [f"--dependency=afterany:{after}"] if after else [])
+            job = commands.sbatch(paths.script, cwd, extra + self._exclude())
         except SlurmError as exc:
             self._give_back(batch, str(exc))
             if commands.refused_for_now(exc):
                 raise _RefusedForNow(f"{exc}; submitted again later") from None
-            raise SlurmError(f"{exc} (script: {paths.script}); no run was started, the sweep "
-                             "is as it was") from None
+            left_out = self.bad_nodes.excluded()
+            why = (f"; nodes left out as bad: {', '.join(left_out)} (launcher.bad_node_after=0 "
+                   "uses them again)" if left_out else "")
+            raise SlurmError(f"{exc} (script: {paths.script}){why}; no run was started, the "
+                             "sweep is as it was") from None
         sub.job_id = job
         submissions.write(paths, sub)
         for handle in batch.handles:
@@ -303,6 +316,7 @@ class SlurmLauncher(Launcher):
                 live.append((handle, record.lease))
             else:
                 handle.code = 0
+                self.bad_nodes.saw(handle.run.id, record.state, record.data)
         if not live:
             return
         now = time.time()
@@ -310,9 +324,11 @@ class SlurmLauncher(Launcher):
         for (handle, lease), death in zip(live, verdicts, strict=True):
             if death is None:
                 continue
-            finish(handle.run.paths, lease.token, death.state,
-                   {"reason": death.reason, "duration_s": now - lease.started}, death.details)
+            payload = death.payload(lease, {"reason": death.reason,
+                                            "duration_s": now - lease.started})
+            finish(handle.run.paths, lease.token, death.state, payload, death.details)
             handle.code = 0 if death.state is State.INTERRUPTED else 1
+            self.bad_nodes.saw(handle.run.id, death.state, payload)
 
 
 def cancel_sweep(sweep_root: str | Path,

@@ -82,10 +82,17 @@ class SweepFinished(Event):
     stopped: str = ""  # why no new run was started (a failure budget spent), if so
 
 
+@dataclass
+class SweepNotice(Event):
+    """Something the launcher found that the user must be told (a node left out)."""
+
+    text: str
+
+
 _KINDS = {SweepStarted: "sweep_started", RunEnded: "run_ended", SweepFinished: "sweep_finished",
-          SweepProgress: "sweep_progress"}
+          SweepProgress: "sweep_progress", SweepNotice: "sweep_notice"}
 EVENT_KINDS = ("sweep_started", "run_completed", "run_crashed", "run_interrupted",
-               "run_pruned", "sweep_finished")
+               "run_pruned", "sweep_notice", "sweep_finished")
 
 
 def redacted(event: Event) -> Event:

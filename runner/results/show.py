@@ -17,7 +17,7 @@ from runner.storage.failures import classify
 from runner.storage.marks import read_marks
 from runner.storage.metrics import last_metrics
 from runner.storage.paths import FLAG_NAMES, RunPaths
-from runner.storage.state import read_flag
+from runner.storage.state import dict_field, read_flag
 from runner.storage.store import RunRef, SweepStore, run_of_dir
 
 
@@ -45,18 +45,8 @@ def _attempts(paths: RunPaths) -> list[dict[str, Any]]:
             "pid": int(pid) if pid else None, "start": start, "end": end,
             "duration_s": duration, "reason": data.get("reason"),
             "failure": classify(data) if record.state.value == "CRASHED" else None,
-            "launcher": _mapping(data.get("launcher")), "file": str(path)})
+            "launcher": dict_field(data.get("launcher")), "file": str(path)})
     return sorted(records, key=lambda r: (r.get("attempt", 0), r.get("end") or 1e18))
-
-
-def _mapping(value: Any) -> dict[str, Any]:
-    """A dict field of a FLAG (a CRASH.txt header holds it as JSON text)."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _number(value: Any) -> float | None:

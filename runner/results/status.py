@@ -23,6 +23,7 @@ from typing import Any
 
 from runner.config.secrets import redact
 from runner.errors import CorruptStateError
+from runner.storage import notices
 from runner.storage.atomic import write_text_atomic
 from runner.storage.metrics import last_metrics
 from runner.storage.paths import FLAG_NAMES
@@ -238,7 +239,8 @@ def _marks_json(root: Path) -> dict[str, Any]:
 
     marks = read_marks(root)
     return {**marks.sweep.as_dict(),
-            "run_tags": {k: list(v.tags) for k, v in marks.runs.items() if v.tags}}
+            "run_tags": {k: list(v.tags) for k, v in marks.runs.items() if v.tags},
+            "notices": list(notices.read(root).values())}
 
 
 PARALLEL_MIN_RUNS = 20_000
@@ -360,7 +362,9 @@ def render(store: SweepStore, rows: list[RunStatus], limit: int | None = 50) -> 
                       f"{duration:.1f}s" if duration is not None else "", redact(info))
     header = Text(f"{store.root}  ({store.manifest.get('kind')}, {len(rows)} runs)  "
                   + "  ".join(f"{s.lower()}: {n}" for s, n in counts(rows).items() if n))
-    parts: list[Any] = [header, *_annotation_lines(marks.sweep), table]
+    parts: list[Any] = [header, *_annotation_lines(marks.sweep),
+                        *(Text("notice: " + redact(text), style="yellow")
+                          for text in notices.read(store.root).values()), table]
     if len(shown) < len(rows):
         parts.append(Text(f"... {len(rows) - len(shown)} more runs (--all shows every run)"))
     return Group(*parts)

@@ -33,6 +33,7 @@ from runner.notifiers.base import (
     Notifier,
     RunEnded,
     SweepFinished,
+    SweepNotice,
     SweepProgress,
     SweepStarted,
     create_notifiers,
@@ -382,6 +383,13 @@ class _SweepLoop:
         for notifier in self.notifiers:
             notifier.maybe_digest(progress)
 
+    def tell_news(self) -> None:
+        """What the launcher found that the user must know (a node left out of the sweep):
+        printed here and sent to the notifiers."""
+        for text in self.launcher.news():
+            self.console.print(f"[yellow]notice[/]: {escape(text)}")
+            _emit(self.notifiers, SweepNotice(self.store.root, self.name, text))
+
     def collect_ended(self) -> None:
         for handle in self.launcher.wait(self.active, timeout=1.0):
             self.active.remove(handle)
@@ -479,6 +487,7 @@ def run_sweep(store: SweepStore, execution: dict[str, Any], console: Console | N
                 loop.show_progress(display)
                 if loop.active:
                     loop.collect_ended()
+                    loop.tell_news()
                 elif loop.pending and loop.launcher.held_s() and not loop.stopped:
                     time.sleep(min(1.0, loop.launcher.held_s()))  # (the launcher asked to wait)
                 elif loop.stopped or not loop.watch_others(display):

@@ -10,7 +10,9 @@ recovered on a guess.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from runner.errors import SlurmError
@@ -25,6 +27,7 @@ _INTERRUPTING = {"CANCELLED": "was cancelled", "NODE_FAIL": "ended with a node f
                  "BOOT_FAIL": "failed to boot its node", "PREEMPTED": "was preempted",
                  "DEADLINE": "passed its deadline", "REVOKED": "was revoked",
                  "SPECIAL_EXIT": "was held after a special exit"}
+_ONE_NODE = re.compile(r"[\w.-]+")  # (not a list or range of several nodes)
 
 
 def sweep_root(paths: RunPaths) -> Path:
@@ -61,7 +64,11 @@ def observe(items: Sequence[tuple[RunPaths, Lease]],
             where = f" on {info.node}" if info.node and info.state == "RUNNING" else ""
             why = f" ({info.reason})" if info.reason not in ("", "None") else ""
             note = f"{info.state}{why}{where}"
-        out.append((_verdict(paths, lease, sub, job, info, now), note))
+        death = _verdict(paths, lease, sub, job, info, now)
+        if death is not None and info is not None and _ONE_NODE.fullmatch(info.node) and \
+                not lease.launcher.get("node"):  # (ended before its worker said where)
+            death = replace(death, facts={"node": info.node})
+        out.append((death, note))
     return out
 
 

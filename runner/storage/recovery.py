@@ -33,6 +33,12 @@ class Death:
     state: State
     reason: str
     details: str = ""
+    facts: dict[str, Any] | None = None  # what the cluster says of where it ran (its node)
+
+    def payload(self, lease: Lease, base: dict[str, Any]) -> dict[str, Any]:
+        """The terminal record's payload: ``base``, with the cluster's facts added to the
+        lease's launcher facts."""
+        return {**base, "launcher": {**lease.launcher, **self.facts}} if self.facts else base
 
 
 # backend -> 'module:function' judging that backend's leases: (items, now) -> [(Death|None, seen)]
@@ -94,6 +100,7 @@ def recover(paths_and_leases: list[tuple[RunPaths, Lease]], stale_after_s: float
         payload: dict[str, Any] = {"reason": f"found {death.state.value.lower()}: {death.reason}"}
         if death.state is State.CRASHED:
             payload["duration_s"] = time.time() - lease.started
-        if finish(paths, lease.token, death.state, payload, death.details):
+        if finish(paths, lease.token, death.state, death.payload(lease, payload),
+                  death.details):
             recovered += 1
     return recovered

@@ -133,6 +133,16 @@ def parse_crash_report(text: str) -> tuple[dict[str, str], str]:
     return header, body
 
 
+def dict_field(value: Any) -> dict[str, Any]:
+    """A dict field of a FLAG's data (a CRASH.txt header holds it as JSON text)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
 def read_flag(path: str | Path, name: str | None = None) -> FlagRecord:
     """Parse one FLAG file (``name``: its FLAG name, when the file is an archived copy such as
     ``attempts/1.CRASH.txt``); a torn or foreign file raises ``CorruptStateError``."""
