@@ -520,6 +520,25 @@ def test_a_visible_gpu_runs_one_job_at_a_time_unless_asked(monkeypatch) -> None:
     assert "max_parallel" not in execution_of({"backend": "local"})["launcher"]
 
 
+def test_every_backend_setting_is_a_hydra_launcher_setting() -> None:
+    """What runner's backends can do, a Hydra app can ask for: each key of their config
+    classes is a ``hydra.launcher.*`` key, and reaches the backend as set."""
+    import dataclasses
+
+    from runner.config.schema import PinnedLauncherConf, SlurmLauncherConf
+    from runner.hydra_plugin.config import RunnerLauncherConf
+    from runner.hydra_plugin.launch import execution_of
+
+    plugin = {f.name for f in dataclasses.fields(RunnerLauncherConf)}
+    for conf, backend in ((PinnedLauncherConf, "pinned"), (SlurmLauncherConf, "slurm")):
+        keys = {f.name for f in dataclasses.fields(conf)} - {"_target_", "start_method"}
+        assert keys <= plugin, (backend, sorted(keys - plugin))
+    launcher = execution_of({"backend": "slurm", "nodes": 2, "nproc_per_run": 4,
+                             "max_queued": 10, "bad_node_after": 0})["launcher"]
+    assert (launcher["nodes"], launcher["nproc_per_run"], launcher["max_queued"],
+            launcher["bad_node_after"]) == (2, 4, 10, 0)
+
+
 def test_the_terminal_shows_the_jobs_output_and_a_failure_as_hydra_would(app: App) -> None:
     """Each job's log lines reach the terminal as they come, [#num]-prefixed when several run
     at once; a failed job is reported with the app's own frames and where its output is."""

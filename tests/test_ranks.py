@@ -217,3 +217,44 @@ def test_a_hung_rank_ends_its_run_at_the_timeout_with_every_rank(ddp: Project) -
         for pid in pids.values():  # (nothing of the test left behind, whatever happened)
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+HYDRA_APP = '''
+import hydra
+import runner
+
+@hydra.main(version_base=None, config_path=None, config_name=None)
+def main(cfg):
+    ctx = runner.current_run()
+    dist = runner.distributed()
+    import torch
+    x = torch.tensor([float(ctx.rank + 1)])
+    dist.all_reduce(x)
+    print(f"rank {ctx.rank} of {ctx.world_size}: sum {x.item()}", flush=True)
+    return x.item() * 10 + ctx.rank + cfg.lr
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def test_a_hydra_apps_jobs_run_on_two_ranks_each(tmp_path: Path) -> None:
+    """hydra.launcher.nproc_per_run=2: each job of a Hydra app runs on two ranks that meet (gloo);
+    the job's return (Hydra's JobReturn, the run's summary) is rank 0's, with Hydra's task name,
+    and rank 0 alone writes the job's .hydra/."""
+    import subprocess
+    import sys
+
+    (tmp_path / "app.py").write_text(HYDRA_APP)
+    proc = subprocess.run([sys.executable, "app.py", "-m", "hydra/launcher=runner",
+                           "hydra.launcher.nproc_per_run=2", "+lr=0.1,0.2"], cwd=tmp_path,
+                          text=True, capture_output=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for rank in (0, 1):
+        assert proc.stdout.count(f"[rank{rank}]:rank {rank} of 2: sum 3.0") == 2, proc.stdout
+    (sweep,) = (tmp_path / "multirun").iterdir()
+    returns = [json.loads(p.read_text()) for p in sweep.glob("runs/*/hydra_return.json")]
+    assert sorted((r["value"], r["task_name"]) for r in returns) == [(30.1, "app"), (30.2, "app")]
+    for job in ("0", "1"):
+        assert sorted(p.name for p in (sweep / job / ".hydra").iterdir()) == [
+            "config.yaml", "hydra.yaml", "overrides.yaml"]

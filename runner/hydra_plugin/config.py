@@ -35,6 +35,8 @@ class RunnerLauncherConf:
     max_parallel: Optional[int] = None  # noqa: UP045
     timeout_min: Optional[float] = None  # noqa: UP045
     kill_grace_s: Optional[float] = None  # noqa: UP045
+    # ranks per job (per node on slurm), started by torch's elastic launcher (torchrun's)
+    nproc_per_run: Optional[int] = None  # noqa: UP045
     # pinned and slurm
     cpus_per_run: Optional[int] = None  # noqa: UP045
     gpus_per_run: Optional[int] = None  # noqa: UP045
@@ -57,6 +59,9 @@ class RunnerLauncherConf:
     max_requeue: Optional[int] = None  # noqa: UP045
     signal_delay_s: Optional[int] = None  # noqa: UP045
     job_name: Optional[str] = None  # noqa: UP045
+    nodes: Optional[int] = None  # noqa: UP045 (a job's ranks on this many nodes)
+    max_queued: Optional[int] = None  # noqa: UP045
+    bad_node_after: Optional[int] = None  # noqa: UP045
     # runner's own settings (conf/config.yaml's runner.*)
     retry_crashed: bool = False  # run CRASHED jobs again
     on_config_change: str = "warn"  # a frozen job's config differs from today's: warn or error

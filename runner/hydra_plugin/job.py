@@ -60,11 +60,18 @@ def run(_cfg: Any) -> Any:
         from hydra._internal.callbacks import Callbacks
 
         context = HydraContext(config_loader=None, callbacks=Callbacks(config))  # type: ignore[arg-type]
+        from hydra.core.utils import JobRuntime
+
+        JobRuntime().set("name", str(config.hydra.job.name))  # (JobReturn.task_name, as Hydra)
+    if ctx.rank:  # (a rank of a distributed job: rank 0 saves the job's .hydra/ and outcome)
+        with open_dict(config):
+            config.hydra.output_subdir = None
     setup_globals()
     with fast_copies(task) as job_task:
         ret = hydra_run_job(hydra_context=context, task_function=job_task, config=config,
                             job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
-    _keep(ctx.paths.root, ret, ctx.attempt)
+    if not ctx.rank:
+        _keep(ctx.paths.root, ret, ctx.attempt)
     if ret.status is JobStatus.FAILED:
         raise ret._return_value
     return ret._return_value
