@@ -25,6 +25,10 @@ def main(cfg):
     t = cfg.task
     ctx = runner.current_run()
     dist = runner.distributed()
+    (ctx.run_dir / f"pid-{ctx.rank}").write_text(str(os.getpid()))
+    if t.mode == "stop" and ctx.rank == 1:  # a rank that hangs before the collective
+        import signal
+        os.kill(os.getpid(), signal.SIGSTOP)
     import torch
     x = torch.tensor([float(ctx.rank + 1)])
     dist.all_reduce(x)

@@ -4,6 +4,7 @@ when the tests run as root."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -524,10 +525,18 @@ def test_arrays_larger_than_max_array_size_are_split_and_chained(
 @pytest.fixture(scope="module")
 def time_limited(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A run that outlives its 1-minute limit, started first so that its ~90 s (SLURM checks
-    limits on a ~30 s tick) pass while the other tests run."""
+    limits on a ~30 s tick) pass while the other tests run: a run on two nodes whose rank on
+    node2 hangs (SIGSTOP) before a collective, so that rank 0 on node1 waits in it."""
     project = Project(tmp_path_factory.mktemp("time-limit") / "proj")
-    proc = project.popen("task.mode=hang", *SLURM, "launcher.timeout_min=1",
-                         "launcher.max_requeue=0")
+    if importlib.util.find_spec("torch") is None:
+        proc = project.popen("task.mode=hang", *SLURM, "launcher.timeout_min=1",
+                             "launcher.max_requeue=0")
+    else:
+        from test_ranks import with_ddp_task
+
+        with_ddp_task(project)
+        proc = project.popen("task=ddp", "task.mode=stop", "launcher.nodes=2", *SLURM,
+                             "launcher.timeout_min=1", "launcher.max_requeue=0")
     yield project, proc
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -535,7 +544,8 @@ def time_limited(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def test_a_run_killed_by_its_time_limit_is_a_crash_with_the_reason(time_limited: Any) -> None:
-    """timeout_min=1 and no requeue: SLURM warns at 30 s and kills at 60 s."""
+    """timeout_min=1 and no requeue: SLURM warns at 30 s and kills at 60 s, every rank on both
+    nodes with the job, the hung one included."""
     project, proc = time_limited
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 1, out
@@ -543,6 +553,9 @@ def test_a_run_killed_by_its_time_limit_is_a_crash_with_the_reason(time_limited:
     assert row["state"] == "CRASHED"
     assert "time limit" in row["reason"] and "max_requeue=0 used up" in row["reason"]
     assert "time-limit warning; no requeue left" in (Path(row["dir"]) / "stderr.log").read_text()
+    pids = [int(p.read_text()) for p in Path(row["dir"]).glob("pid-*")]
+    if importlib.util.find_spec("torch") is not None:
+        assert len(pids) == 2 and wait_for(lambda: all(_gone(p) for p in pids), 30)
 
 
 DEAF_TASK = """
