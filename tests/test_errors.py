@@ -74,6 +74,10 @@ CASES = {
         ["notifier.events=[run_crashed]"],
         r"Could not override 'notifier.events': no such key: notifier=console keeps its keys "
         r"under notifier.console \(write notifier.console.events\)\n"),
+    "pools of multi-node runs": Case(["launcher=slurm", "launcher.runs_per_job=2",
+                                      "launcher.nodes=2"],
+                                     r"launcher.runs_per_job=2 packs runs of one node each "
+                                     r"into a job; launcher.nodes=2 gives a run several nodes"),
     "seeds not a count": Case(["+sweep=grid", "sweep.seeds=abc"],
                               r"sweep.seeds='abc' must be a count \(3: seeds 0, 1, 2\) or a list"),
     "subset larger than the sweep": Case(["+sweep=grid", "seed=1,2", "task.lr=0.1",

@@ -483,17 +483,25 @@ def test_cancel_command_scancels_queued_and_running_jobs(cluster: Any,
 def test_requeue_on_the_time_limit_warning_resumes_from_the_checkpoint(
         cluster: Any, project: Project) -> None:
     """SLURM's warning (the signal --signal asks for, sent here at once with scancel) lets the
-    task checkpoint; the job requeues itself and the run resumes from its checkpoint."""
-    runner = project.popen("task.mode=checkpoint", "task.steps=60", *SLURM,
+    task checkpoint; its array task requeues itself and the run resumes from its checkpoint.
+    The warned task is the one that holds the array's own job id: requeued by that id, every
+    task of the array would be (the other run here would restart too)."""
+    runner = project.popen("task.mode=checkpoint", "task.steps=60", "task.lr=0.1,0.2", *SLURM,
                            "launcher.max_requeue=1")
-    wait_for(lambda: running_on_node(project), 60)
+    wait_for(lambda: len(running_on_node(project)) == 2, 60)
     time.sleep(2.0)  # some steps done
-    (lease,) = running_on_node(project).values()
-    subprocess.run(["scancel", "--signal=USR1", "--batch", lease["launcher"]["job_id"]],
+    leases = running_on_node(project)
+    (warned,) = [rid for rid, lease in leases.items()
+                 if lease["launcher"]["job_id"] == lease["launcher"]["array_job_id"]]
+    subprocess.run(["scancel", "--signal=USR1", "--batch", leases[warned]["launcher"]["job"]],
                    check=True)
     out, _ = runner.communicate(timeout=150)
     assert runner.returncode == 0, out
-    (row,) = rows(project).values()
+    final = rows(project)
+    other = next(r for rid, r in final.items() if rid != warned)
+    assert other["state"] == "COMPLETED" and other["summary"]["restarts"] == 0, other
+    assert other["summary"]["resumed_from"] == 0
+    row = final[warned]
     assert row["state"] == "COMPLETED"
     assert row["summary"]["resumed_from"] > 0 and row["summary"]["step"] == 60
     assert row["summary"]["restarts"] == 1
@@ -802,3 +810,81 @@ def test_a_node_where_runs_fail_for_the_machine_is_left_out_and_the_retries_run_
     assert len(status["notices"]) == 1 and "node node2 is left out" in status["notices"][0]
     shown = project.cli("status", str(sweep))
     assert "notice: node node2 is left out" in " ".join(shown.stdout.split())
+
+
+def test_runs_packed_into_pools_take_the_next_run_and_survive_a_lost_and_a_requeued_pool(
+        cluster: Any, project: Project) -> None:
+    """launcher.runs_per_job=2: four runs go out as one job array of two pools (one sbatch
+    call), each running two runs at once on its share of CPUs, leased to the pool's job. Pool A
+    is cancelled mid-run: its runs are INTERRUPTED (SLURM says its job ended) and the waiting
+    runner submits a new pool for them. Pool B is warned of its time limit: it requeues itself,
+    its runs stop INTERRUPTED and the requeued pool runs them again. All four complete."""
+    command = ("task.lr=0.1,0.2,0.3,0.4", "task.mode=wait_file", *SLURM,
+               "launcher.runs_per_job=2")
+    runner = project.popen(*command)
+
+    def four_running() -> dict[str, dict[str, Any]]:
+        found = leased_jobs(project)
+        return found if len(found) == 4 and all(
+            f.get("node") for f in found.values()) else {}
+
+    assert wait_for(four_running, 120), runner.stdout
+    leases = four_running()
+    assert {f["backend"] for f in leases.values()} == {"slurm-pool"}
+    by_pool: dict[str, list[str]] = {}
+    for rid, facts in leases.items():
+        by_pool.setdefault(facts["job"], []).append(rid)
+    assert sorted(len(v) for v in by_pool.values()) == [2, 2], by_pool
+    (lost, lost_runs), (warned, warned_runs) = sorted(by_pool.items())
+    assert len(submission_dirs(project.sweep_dir())) == 1  # one sbatch call
+    subprocess.run(["scancel", lost], check=True)
+    subprocess.run(["scancel", "--signal=USR1", "--batch", warned], check=True)
+
+    def interrupted(run_ids: list[str]) -> bool:
+        found = rows_so_far(project)
+        return all(found[r]["state"] == "INTERRUPTED" or found[r]["attempt"] == 2
+                   for r in run_ids)
+
+    assert wait_for(lambda: interrupted(lost_runs + warned_runs), 120)
+    release(project)
+    out, _ = runner.communicate(timeout=240)
+    assert runner.returncode == 0, out
+    final = rows(project)
+    assert [r["state"] for r in final.values()] == ["COMPLETED"] * 4, final
+    assert sorted(r["attempt"] for r in final.values()) == [2, 2, 2, 2], final
+    for record in terminal_records(project.sweep_dir()):
+        assert record["launcher"]["backend"] == "slurm-pool"
+    pools = [d for d in submission_dirs(project.sweep_dir()) if d.name.startswith("pool-")]
+    assert len(pools) == 2, out  # the first array, and one pool for the lost pool's runs
+    script = (pools[0] / "job.sbatch").read_text()
+    assert "#SBATCH --array=0-1" in script and "#SBATCH --cpus-per-task=2" in script
+    assert out.count("pool(s) of 2 slot(s) as job") == 2, out
+
+
+def test_a_study_in_pools_with_wait_false_needs_no_loop_job(cluster: Any,
+                                                            project: Project) -> None:
+    """A study with launcher.runs_per_job=2 and wait=false: the command submits two pools and
+    leaves; the pools propose the trials themselves as their slots free (TPE sees the results so
+    far) until the study has n_trials, with no sweep loop job."""
+    pytest.importorskip("optuna")
+    from test_study import with_study_task
+
+    with_study_task(project)
+    proc = project.run("task=study", "+sweep=optuna", "sweep.metric=val/acc",
+                       "sweep.n_trials=6", "task.lr=tag(log,interval(0.0001,1.0))",
+                       "sweep.startup_trials=2", "task.epochs=2", *SLURM,
+                       "launcher.runs_per_job=2", "launcher.max_parallel=4",
+                       "launcher.wait=false", timeout=120)
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 0, said
+    assert "submitted 2 pool(s) of 2 slot(s)" in said and "handed the sweep over" in said, said
+
+    def complete() -> bool:
+        found = rows_so_far(project).values()
+        return len(found) == 6 and all(r["state"] == "COMPLETED" for r in found)
+
+    assert wait_for(complete, 240)
+    final = sorted(rows(project).values(), key=lambda r: r["values"]["trial"])
+    assert [r["values"]["trial"] for r in final] == list(range(6))
+    subs = [d.name for d in submission_dirs(project.sweep_dir())]
+    assert len(subs) == 1 and subs[0].startswith("pool-"), subs  # no loop job, one sbatch

@@ -228,7 +228,7 @@ def test_a_job_slurm_requeued_on_its_own_is_interrupted_when_its_restart_fails(
              _slurm_run(tmp_path, "s1", 1, now, "40", requeues=1, max_requeue=3),
              _slurm_run(tmp_path, "s1", 2, now, "40")]
     _squeue(monkeypatch, [JobInfo("40", i, str(41 + i), "FAILED", "None", "vm", "toy.s1")
-                          for i in range(3)], restarts={"41": 1, "42": 1, "43": 0})
+                          for i in range(3)], restarts={"40_0": 1, "40_1": 1, "40_2": 0})
     got = [(v.state.value, v.reason) if v else None
            for v in judge(items, stale_after_s=120, now=now)]
     assert got[0] == ("INTERRUPTED", "SLURM job 40_0 was requeued by SLURM (1 time(s): a lost "
@@ -346,3 +346,17 @@ def test_a_node_is_left_out_after_k_machine_failures_in_a_row(tmp_path: Path) ->
     assert list(notices.read(tmp_path)) == ["slurm.bad_node:n2"]
     assert BadNodes(tmp_path, after=0).excluded() == []
     assert notices.read(tmp_path) == {}
+
+
+def test_pool_script_golden() -> None:
+    """launcher.runs_per_job=3: an array of pools, each with three runs' CPUs, GPUs and memory,
+    requeued on the time-limit warning, running runner's pool loop on the sweep."""
+    from runner.slurm.script import render_pool_script
+
+    conf = SlurmLauncherConf(runs_per_job=3, cpus_per_run=2, gpus_per_run=1, mem_gb=1.5,
+                             partition="gpu", sbatch_extra=["--exclusive"])
+    root = Path("/data/sweeps/toy")
+    paths = SweepPaths(root).submission("pool-20261123-080000-abcdef")
+    _check_golden("pool.sbatch", render_pool_script(
+        conf, job_name=job_name("toy", "pool-20261123-080000-abcdef"), pools=4, paths=paths,
+        sweep_root=str(root), cwd="/data/sweeps", python="/opt/venv/bin/python", env={}))

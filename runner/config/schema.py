@@ -139,6 +139,8 @@ class SlurmLauncherConf(LauncherConf):
     # a node where this many of the sweep's runs in a row fail for the machine is left out of
     # later submissions (--exclude) and named in status; 0: never
     bad_node_after: int = field(default=3, metadata={"min": 0})
+    # > 1: runs packed into allocations (pools) of this many runs each (runner.slurm.pool)
+    runs_per_job: int = field(default=1, metadata={"min": 1})
 
 
 @dataclass

@@ -115,6 +115,20 @@ class Launcher(abc.ABC):
         return 0.0
 
     hold_reason = ""
+    # a pool of the cluster's leaves when nothing is left to claim (False) instead of watching
+    # the runs of other runners (True)
+    watches_others = True
+
+    @property
+    def hands_over(self) -> bool:
+        """Whether runs are claimed elsewhere (pools on a cluster's nodes): the sweep loop then
+        claims none, keeps enough of them alive with ``hand_over`` and waits (``waits``)."""
+        return False
+
+    def hand_over(self, runnable: int, running: int) -> str:
+        """Start what ``runnable`` more runs need (none are claimed here); what it did, said in
+        a line (empty: nothing)."""
+        return ""
 
     def news(self) -> list[str]:
         """What this launcher found since it was last asked that the user must be told (a node

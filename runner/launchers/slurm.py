@@ -12,6 +12,7 @@ up again by ``resume``, which adopts the leases of live jobs instead of submitti
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -115,6 +116,10 @@ class SlurmLauncher(Launcher):
             raise ConfigError(f"launcher.max_parallel={conf.max_parallel} must be >= 1")
         if conf.poll_s <= 0:
             raise ConfigError(f"launcher.poll_s={conf.poll_s} must be > 0")
+        if conf.runs_per_job > 1 and conf.nodes > 1:
+            raise ConfigError(f"launcher.runs_per_job={conf.runs_per_job} packs runs of one "
+                              f"node each into a job; launcher.nodes={conf.nodes} gives a run "
+                              "several nodes: choose one of them")
         if conf.nodes > 1:
             try:
                 import torch.distributed  # noqa: F401
@@ -122,6 +127,30 @@ class SlurmLauncher(Launcher):
                 raise ConfigError(f"launcher.nodes={conf.nodes} starts a run's ranks on each "
                                   "node with torch's elastic launcher: install torch (pip "
                                   "install torch)") from None
+
+    @property
+    def hands_over(self) -> bool:
+        return int(self.conf.runs_per_job) > 1  # pools claim the runs (runner.slurm.pool)
+
+    def hand_over(self, runnable: int, running: int) -> str:
+        """Pools enough for the runs left: those alive, minus their free slots, plus new ones
+        for the rest (one sbatch call), within max_parallel and max_queued."""
+        from runner.slurm import pool
+
+        if not runnable:
+            return ""
+        k = int(self.conf.runs_per_job)
+        alive = pool.live_pools(self.store.root)
+        free = max(0, alive * k - running)
+        more = min(math.ceil(max(0, runnable - free) / k),
+                   pool.pools_needed(self.conf, runnable + running) - alive)
+        if more <= 0:
+            return ""
+        job = pool.submit_pools(self.store, self.conf, more, self.run_cwd(), {},
+                                self._exclude())
+        return (f"submitted {more} pool(s) of {k} slot(s) as job {job}: each runs the next "
+                f"runnable run whenever a slot frees ({runnable} to run, {running} running, "
+                f"{alive} pool(s) alive before)")
 
     @property
     def max_parallel(self) -> int:

@@ -389,7 +389,7 @@ def _placement(lease: Any, cluster: str = "") -> str:
     parts = [f"{key if len(launcher[key]) > 1 else key[:-1]} "
              f"{','.join(map(str, launcher[key]))}" for key in ("cpus", "gpus")
              if launcher.get(key)]
-    if launcher.get("backend") == "slurm":
+    if launcher.get("backend") in ("slurm", "slurm-pool"):
         job = launcher.get("job") or (f"{launcher['array_job_id']}_{launcher.get('index')}"
                                       if launcher.get("array_job_id") else "submitting")
         parts.append(f"job {job} {cluster or lease.phase}"

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from runner.config import secrets
 from runner.config.schema import RunnerConf, validate
-from runner.errors import ConfigError, CorruptStateError, StateError
+from runner.errors import ConfigError, CorruptStateError, LaunchError, StateError
 from runner.execution import ranks, trackers
 from runner.execution.tasks import load_task
 from runner.execution.worker import ENTRY_ENV, HOOKS_ENV, execute, reconcile
@@ -264,7 +264,7 @@ class _SweepLoop:
         if self.active:
             self.console.print(f"re-attached to {len(self.active)} run(s) launched before "
                                "(not launched again)")
-        if elsewhere:
+        if elsewhere and self.launcher.watches_others:
             self.console.print(f"{elsewhere} run(s) are RUNNING in another live runner "
                                "process: waiting for them")
         return elsewhere
@@ -432,6 +432,27 @@ class _SweepLoop:
             time.sleep(max(1.0, len(rows) / 20000))
         return True
 
+    def hand_over(self, display: _Display) -> bool:
+        """Runs claimed elsewhere (pools on a cluster): keep enough of them alive for what is
+        left, and wait while the launcher waits. False once nothing is left (or it does not
+        wait)."""
+        rows = self._ours(prepare(self.store, self.runner_conf, self.console,
+                                  report_corrupt=False))
+        runnable = sum(1 for r in rows if self._runnable(r))
+        running = sum(1 for r in rows if r.state == "RUNNING")
+        self.tried.update(r.ref.id for r in rows if self._runnable(r) or r.state == "RUNNING")
+        to_propose = self.source.remaining() if self.source is not None else 0
+        said = self.launcher.hand_over(runnable + to_propose, running)
+        if said:
+            self.console.print(said)
+        if not self.launcher.waits or not (runnable or running or to_propose):
+            return False
+        display.update(sum(1 for r in rows if r.state == "COMPLETED"), running,
+                       sum(1 for r in rows if r.state == "CRASHED"), runnable + to_propose)
+        self.tell_news()
+        time.sleep(float(getattr(self.launcher.conf, "poll_s", 5.0)))
+        return True
+
     def interrupt(self) -> None:
         root = self.store.root
         if self.launcher.detach_on_interrupt:
@@ -470,7 +491,14 @@ def run_sweep(store: SweepStore, execution: dict[str, Any], console: Console | N
     try:
         interrupts = _Interrupts()
         with interrupts.installed(), display.progress:
-            while True:
+            while loop.launcher.hands_over:
+                if not loop.hand_over(display):
+                    detached = not loop.launcher.waits
+                    if detached:
+                        console.print(f"handed the sweep over (launcher.wait=false); `python "
+                                      f"-m runner status {store.root}` follows it")
+                    break
+            while not loop.launcher.hands_over:
                 with interrupts.deferred():
                     loop.launch_pending()
                 if not loop.launcher.waits:
@@ -490,7 +518,8 @@ def run_sweep(store: SweepStore, execution: dict[str, Any], console: Console | N
                     loop.tell_news()
                 elif loop.pending and loop.launcher.held_s() and not loop.stopped:
                     time.sleep(min(1.0, loop.launcher.held_s()))  # (the launcher asked to wait)
-                elif loop.stopped or not loop.watch_others(display):
+                elif loop.stopped or not loop.launcher.watches_others \
+                        or not loop.watch_others(display):
                     break
     except KeyboardInterrupt:
         interrupted = True
@@ -511,10 +540,19 @@ def _stop_all(store: SweepStore, active: list[RunHandle], notifiers: list[Notifi
     try:
         console.print(f"[yellow]interrupted[/]: stopping {len(active)} running run(s); they "
                       "stay resumable")
+        gone: LaunchError | None = None
         for handle in active:
-            handle.cancel()
+            try:
+                handle.cancel()
+            except LaunchError as exc:  # the fork server was stopped too (a job's SIGTERM
+                gone = exc              # reaches every process): its runs ended with it
         for handle in active:
-            _ended(store, handle, notifiers, tally)
+            try:
+                _ended(store, handle, notifiers, tally)
+            except LaunchError as exc:
+                gone = exc
+        if gone is not None:
+            console.print(f"[yellow]{escape(str(gone))}[/]")
     finally:
         signal.signal(signal.SIGINT, previous)
 

@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
 def _requeue(paths: RunPaths, token: str, policy: TimeLimitPolicy, facts: dict[str, Any]) -> int:
     update_lease(paths, token, phase="requeued", launcher={"requeues": policy.requeues + 1})
     try:
-        commands.requeue(str(facts.get("job_id", "")))
+        # this array task alone: the task that holds the array's own id (the last one) would
+        # requeue every task of the array by that id
+        commands.requeue(str(facts.get("job") or facts.get("job_id", "")))
     except SlurmError as exc:
         finish(paths, token, State.INTERRUPTED, {"reason": f"could not requeue: {exc}"})
         return 1

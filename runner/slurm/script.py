@@ -102,13 +102,53 @@ def render_driver_script(conf: SlurmLauncherConf, *, job_name: str, paths: Submi
     lines += _prologue(conf, paths, "driver.out", "sweep loop job ${SLURM_ARRAY_JOB_ID}", cwd,
                        env)
     trap = ("trap 'echo \"=== runner: the time limit is near: the sweep loop requeues "
-            "itself ===\"; scontrol requeue \"$SLURM_JOB_ID\"' USR1")
+            "itself ===\"; scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"' USR1")
     lines += [trap,
               " ".join([q(python), "-m", "runner", "resume", q(sweep_root),
                         "launcher.wait=true", "runner.progress=false", "&"]),
               "loop=$!",
               'wait "$loop"; code=$?',
               'while kill -0 "$loop" 2>/dev/null; do wait "$loop"; code=$?; done  # (a trap ran)',
+              'exit "$code"']
+    return "\n".join(lines) + "\n"
+
+
+def render_pool_script(conf: SlurmLauncherConf, *, job_name: str, pools: int,
+                       paths: SubmissionPaths, sweep_root: str, cwd: str, python: str,
+                       env: Mapping[str, str]) -> str:
+    """The job array of ``pools`` pools (``launcher.runs_per_job=K``): each task holds K runs'
+    CPUs, GPUs and memory and runs runner's sweep loop on them (``runner.slurm.pool``), taking
+    the next runnable run whenever a slot frees. Warned that its time limit is near, a pool
+    requeues itself; its runs stop as on Ctrl-C (INTERRUPTED) and the requeued pool resumes
+    them."""
+    q = shlex.quote
+    k = int(conf.runs_per_job)
+    options = [f"--job-name={job_name}", f"--array=0-{pools - 1}", "--output=/dev/null",
+               f"--cpus-per-task={k * conf.cpus_per_run}", "--requeue",
+               f"--signal=B:USR1@{conf.signal_delay_s}"]
+    if conf.gpus_per_run:
+        options.append(f"--gres=gpu:{k * conf.gpus_per_run}")
+    if conf.mem_gb:
+        options.append(f"--mem={math.ceil(k * conf.mem_gb * 1024)}M")
+    for key in ("partition", "account", "qos", "constraint"):
+        value = getattr(conf, key)
+        if value:
+            options.append(f"--{key}={value}")
+    options += [extra.strip().removeprefix("#SBATCH").strip() for extra in conf.sbatch_extra]
+    lines = ["#!/bin/bash",
+             f"# runner: {pools} pool(s) of {_comment(sweep_root)}; each runs up to {k} of its "
+             "runs at once, the next runnable one whenever a slot frees.",
+             *[f"#SBATCH {option}" for option in options]]
+    lines += _prologue(conf, paths, '"$SLURM_ARRAY_TASK_ID".out',
+                       "pool ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}", cwd, env)
+    trap = ("trap 'echo \"=== runner: the time limit is near: the pool requeues itself ===\"; "
+            "scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"' USR1")
+    lines += [trap,
+              " ".join([q(python), "-m", "runner.slurm.pool", q(sweep_root), "--slots", str(k),
+                        "&"]),
+              "pool=$!",
+              'wait "$pool"; code=$?',
+              'while kill -0 "$pool" 2>/dev/null; do wait "$pool"; code=$?; done  # (a trap ran)',
               'exit "$code"']
     return "\n".join(lines) + "\n"
 

@@ -109,7 +109,8 @@ def _verdict(paths: RunPaths, lease: Lease, sub: submissions.Submission | None,
         return Death(State.CRASHED, f"{reason}; launcher.max_requeue={limit} used up", log)
     if info.state == "OUT_OF_MEMORY":
         return Death(State.CRASHED, f"{name} ran out of memory (raise launcher.mem_gb)", log)
-    restarted = commands.restarts(info.job_id) if info.job_id else None
+    # (by array task: the task holding the array's own id would name the whole array)
+    restarted = commands.restarts(f"{info.array_job_id}_{info.index}")
     asked = int(lease.launcher.get("requeues", 0))  # the requeues runner itself asked for
     if restarted is not None and restarted > asked:
         # SLURM requeued the job on its own (its node was lost, or it was preempted): the
@@ -136,3 +137,38 @@ def _log_tail(root: Path, lease: Lease, index: int) -> str:
     path = submissions.paths_of(root, sub_id).log(index)
     text = read_tail(path, 8192) or ""
     return f"last lines of {path}:\n" + "\n".join(text.splitlines()[-40:])
+
+
+def observe_pools(items: Sequence[tuple[RunPaths, Lease]],
+                  now: float) -> list[tuple[Death | None, str]]:
+    """Per lease of a run in a pool (``launcher.runs_per_job``): alive while its pool's job
+    runs and has not been restarted since the claim; a pool that ended, or was requeued, took
+    the run with it (INTERRUPTED: it runs again)."""
+    names = {str(lease.launcher.get("job_name", "")) for _, lease in items} - {""}
+    try:
+        jobs = commands.query(names)
+    except SlurmError as exc:
+        return [(None, f"SLURM not reachable: {exc}")] * len(items)
+    by_job = {f"{j.array_job_id}_{j.index}": j for j in jobs.values()}
+    restarts: dict[str, int | None] = {}
+    out: list[tuple[Death | None, str]] = []
+    for _, lease in items:
+        job = str(lease.launcher.get("job", ""))
+        info = by_job.get(job)
+        name = f"its pool, SLURM job {job},"
+        if info is None:
+            out.append((Death(State.INTERRUPTED, f"{name} is no longer known to SLURM"), ""))
+            continue
+        note = f"pool {job} {info.state}" + (f" on {info.node}" if info.node else "")
+        if info.ended:
+            out.append((Death(State.INTERRUPTED, f"{name} ended {info.state}"), note))
+            continue
+        if job not in restarts:
+            restarts[job] = commands.restarts(job)
+        now_restarts = restarts[job]
+        if now_restarts is not None and now_restarts > int(lease.launcher.get("restarts", 0)):
+            out.append((Death(State.INTERRUPTED, f"{name} was requeued since the run started"),
+                        note))
+            continue
+        out.append((None, note))
+    return out

@@ -42,7 +42,8 @@ class Death:
 
 
 # backend -> 'module:function' judging that backend's leases: (items, now) -> [(Death|None, seen)]
-JUDGES: dict[str, str] = {"slurm": "runner.slurm.verdicts:observe"}
+JUDGES: dict[str, str] = {"slurm": "runner.slurm.verdicts:observe",
+                          "slurm-pool": "runner.slurm.verdicts:observe_pools"}
 
 
 def backend_of(lease: Lease) -> str:
