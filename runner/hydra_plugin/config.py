@@ -62,6 +62,7 @@ class RunnerLauncherConf:
     nodes: Optional[int] = None  # noqa: UP045 (a job's ranks on this many nodes)
     max_queued: Optional[int] = None  # noqa: UP045
     bad_node_after: Optional[int] = None  # noqa: UP045
+    runs_per_job: Optional[int] = None  # noqa: UP045 (jobs packed into allocations: pools)
     # runner's own settings (conf/config.yaml's runner.*)
     retry_crashed: bool = False  # run CRASHED jobs again
     on_config_change: str = "warn"  # a frozen job's config differs from today's: warn or error
