@@ -195,8 +195,8 @@ def test_a_run_of_two_ranks_runs_them_on_its_node(cluster: Any, project: Project
     from test_ranks import with_ddp_task
 
     with_ddp_task(project)
-    proc = project.run("task=ddp", "launcher.nproc_per_run=2", "launcher.cpus_per_run=2",
-                       *SLURM, timeout=180)
+    # (one CPU for both ranks: the time-limited run, started first, holds a CPU of each node)
+    proc = project.run("task=ddp", "launcher.nproc_per_run=2", *SLURM, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (row,) = rows(project).values()
     assert row["state"] == "COMPLETED" and row["summary"]["world"] == 2
