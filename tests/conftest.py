@@ -220,3 +220,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The SLURM tests first: one worker holds their cluster (--dist loadfile) for several
     minutes, so they start at once instead of last while the other files share the rest."""
     items.sort(key=lambda item: item.path.name != "test_slurm.py")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Byte-compile runner's own modules once, before the tests start processes: with
+    PYTHONDONTWRITEBYTECODE set (as on CI's machine) no process ever writes their cache, and
+    each of the suite's hundreds of ``python -m runner`` processes compiled them from source.
+    Python reads a cache it is not allowed to write; a stale one is recompiled as ever."""
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller did it
+        return
+    import compileall
+
+    for tree in [REPO / "runner", REPO / "integrations", REPO / "hydra_plugins",
+                 *REPO.glob("build/__editable__.*")]:
+        if tree.is_dir():
+            compileall.compile_dir(tree, quiet=2, workers=1)
