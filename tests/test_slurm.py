@@ -861,23 +861,28 @@ def test_runs_packed_into_pools_take_the_next_run_and_survive_a_lost_and_a_reque
     assert out.count("pool(s) of 2 slot(s) as job") == 2, out
 
 
-def test_a_study_in_pools_with_wait_false_needs_no_loop_job(cluster: Any,
-                                                            project: Project) -> None:
-    """A study with launcher.runs_per_job=2 and wait=false: the command submits two pools and
-    leaves; the pools propose the trials themselves as their slots free (TPE sees the results so
-    far) until the study has n_trials, with no sweep loop job."""
+def test_a_study_in_pools_runs_to_its_end_and_with_wait_false_needs_no_loop_job(
+        cluster: Any, project: Project) -> None:
+    """A study with launcher.runs_per_job=2: the pools propose the trials themselves as their
+    slots free (TPE sees the results so far). Waiting, the command ends when the study has
+    n_trials; grown with wait=false, it submits the pools and leaves, and they carry the study
+    to its new end with no sweep loop job."""
     pytest.importorskip("optuna")
     from test_study import with_study_task
 
     with_study_task(project)
-    proc = project.run("task=study", "+sweep=optuna", "sweep.metric=val/acc",
-                       "sweep.n_trials=6", "task.lr=tag(log,interval(0.0001,1.0))",
-                       "sweep.startup_trials=2", "task.epochs=2", *SLURM,
-                       "launcher.runs_per_job=2", "launcher.max_parallel=4",
-                       "launcher.wait=false", timeout=120)
+    command = ("task=study", "+sweep=optuna", "sweep.metric=val/acc",
+               "task.lr=tag(log,interval(0.0001,1.0))", "sweep.startup_trials=2",
+               "task.epochs=2", *SLURM, "launcher.runs_per_job=2", "launcher.max_parallel=4")
+    proc = project.run(*command, "sweep.n_trials=4", timeout=180)
     said = proc.stdout + proc.stderr
     assert proc.returncode == 0, said
-    assert "submitted 2 pool(s) of 2 slot(s)" in said and "handed the sweep over" in said, said
+    assert "submitted 2 pool(s) of 2 slot(s)" in said, said
+    assert sorted(r["state"] for r in rows(project).values()) == ["COMPLETED"] * 4
+    proc = project.run(*command, "sweep.n_trials=6", "launcher.wait=false", timeout=120)
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 0, said
+    assert "submitted 1 pool(s) of 2 slot(s)" in said and "handed the sweep over" in said, said
 
     def complete() -> bool:
         found = rows_so_far(project).values()
@@ -887,4 +892,4 @@ def test_a_study_in_pools_with_wait_false_needs_no_loop_job(cluster: Any,
     final = sorted(rows(project).values(), key=lambda r: r["values"]["trial"])
     assert [r["values"]["trial"] for r in final] == list(range(6))
     subs = [d.name for d in submission_dirs(project.sweep_dir())]
-    assert len(subs) == 1 and subs[0].startswith("pool-"), subs  # no loop job, one sbatch
+    assert len(subs) == 2 and all(s.startswith("pool-") for s in subs), subs  # no loop job

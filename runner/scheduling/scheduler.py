@@ -436,6 +436,7 @@ class _SweepLoop:
         """Runs claimed elsewhere (pools on a cluster): keep enough of them alive for what is
         left, and wait while the launcher waits. False once nothing is left (or it does not
         wait)."""
+        self.store.refresh()  # (the pools add a study's trials)
         rows = self._ours(prepare(self.store, self.runner_conf, self.console,
                                   report_corrupt=False))
         runnable = sum(1 for r in rows if self._runnable(r))

@@ -115,8 +115,16 @@ class StudySource:
                                   number)
 
     def remaining(self) -> int:
-        """Trials not proposed yet."""
-        return max(0, self.study.conf.n_trials - len(self.store.manifest["runs"]))
+        """Trials not proposed yet (none once a stopping rule has ended the study)."""
+        left = max(0, self.study.conf.n_trials - len(self.store.manifest["runs"]))
+        if left:
+            from runner.study.stopping import stop_reason
+
+            definition = self.study
+            if stop_reason(definition.conf, self.store, definition.metric,
+                           definition.direction):
+                return 0
+        return left
 
     def _as_of(self, number: int) -> Any:
         """Deterministic mode: a study of what trial ``number`` may see, or None (wait)."""
