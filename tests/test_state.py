@@ -222,3 +222,24 @@ def test_leases_of_other_hosts_die_by_heartbeat_age():
     mine = Lease.new(1)  # this process: alive on this host whatever the heartbeat says
     assert death_reason(replace(mine, heartbeat=0.0), stale_after_s=1) is None
     assert "is gone" in death_reason(replace(mine, create_time=mine.create_time - 50), 1)
+
+
+def test_a_flag_replaced_between_listing_and_reading_is_read_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """read_state takes no lock: a worker finishing on a node replaces RUNNING by COMPLETED
+    between the reader's listing and its reading. The reader looks again; before, the
+    FileNotFoundError ended the SLURM sweep loop that was watching (seen at 200 runs)."""
+    from runner.storage import state as state_module
+
+    paths = RunPaths(tmp_path / "run")
+    paths.root.mkdir()
+    create_unhatched(paths)
+    lease = claim(paths, frozenset({State.UNHATCHED}))
+    assert lease is not None
+    listed = state_module.flag_names(paths.root)  # the listing: RUNNING
+    assert finish(paths, lease.token, State.COMPLETED, {"summary": {}})  # then it ends
+    stale = [listed]
+    real = state_module.flag_names
+    monkeypatch.setattr(state_module, "flag_names",
+                        lambda root: stale.pop() if stale else real(root))
+    assert read_state(paths).state is State.COMPLETED

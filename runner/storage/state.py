@@ -173,11 +173,25 @@ def _newest(records: list[FlagRecord]) -> FlagRecord:
 
 
 def read_state(paths: RunPaths) -> FlagRecord:
-    """The run's current state. Raises ``CorruptStateError`` for an unreadable FLAG file."""
-    names = flag_names(paths.root)
-    if not names:
-        raise CorruptStateError(paths.root, "", "no FLAG file in the run directory")
-    return _newest([read_flag(paths.root / name) for name in names])
+    """The run's current state. Raises ``CorruptStateError`` for an unreadable FLAG file.
+
+    Read without the run's lock: a worker may replace a FLAG between the listing and the
+    reading (RUNNING gone once COMPLETED is written), so a FLAG that vanished is looked for
+    again; a run directory that is gone raises as ever."""
+    for _ in range(READ_TRIES):
+        names = flag_names(paths.root)
+        if not names:
+            raise CorruptStateError(paths.root, "", "no FLAG file in the run directory")
+        try:
+            return _newest([read_flag(paths.root / name) for name in names])
+        except FileNotFoundError:
+            if not paths.root.is_dir():
+                raise
+    raise CorruptStateError(paths.root, "", f"its FLAG files kept changing while they were "
+                                            f"read ({READ_TRIES} tries)")
+
+
+READ_TRIES = 20
 
 
 # ---------------------------------------------------------------- transitions
