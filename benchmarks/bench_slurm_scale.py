@@ -28,10 +28,15 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
-def _pending() -> int:
-    out = subprocess.run(["squeue", "-h", "-r", "-t", "PENDING", "-o", "%i"],
+def _pending(project: Path) -> int:
+    """Jobs of this project's sweep that wait in the queue (its job names start with the
+    sweep's name)."""
+    sweeps = [d.name for d in (project / "outputs").glob("*") if not d.name.startswith(".")]
+    if not sweeps:
+        return 0
+    out = subprocess.run(["squeue", "-h", "-r", "-t", "PENDING", "-o", "%j"],
                          capture_output=True, text=True, check=False).stdout
-    return len(out.split())
+    return sum(1 for name in out.split() if name.startswith(f"{sweeps[0]}."))
 
 
 def one(runs: int, k: int, work: Path) -> dict[str, float]:
@@ -52,7 +57,7 @@ def one(runs: int, k: int, work: Path) -> dict[str, float]:
 
     def watch() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], _pending())
+            peak[0] = max(peak[0], _pending(project))
             time.sleep(0.5)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -67,6 +72,8 @@ def one(runs: int, k: int, work: Path) -> dict[str, float]:
     if proc.returncode != 0:
         raise SystemExit(f"the sweep failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     (sweep,) = [d for d in (project / "outputs").iterdir() if not d.name.startswith(".")]
+    time.sleep(2.0)
+    left = _pending(project)  # (pools still queued when the sweep ended are cancelled)
     completed = len(list(sweep.glob("runs/*/COMPLETED")))
     start = time.monotonic()
     status = subprocess.run([sys.executable, "-m", "runner", "status", str(sweep), "--json"],
@@ -77,7 +84,7 @@ def one(runs: int, k: int, work: Path) -> dict[str, float]:
     subprocess.run([sys.executable, "-m", "runner", "resume", str(sweep)], cwd=project, env=env,
                    capture_output=True, text=True, check=True)
     resume_s = time.monotonic() - start
-    return {"completed": completed, "counted": counted,
+    return {"completed": completed, "counted": counted, "left_pending": left,
             "sbatch": len([d for d in (sweep / "slurm").iterdir() if d.is_dir()]),
             "peak_pending": peak[0], "time_s": took,
             "cpu_s": (after.children_user - before.children_user)
@@ -97,7 +104,8 @@ def main() -> None:
     print(f"cluster: {', '.join(s for s in shape if s)} (node, CPUs); {os.cpu_count()} cores "
           "on this host")
     print(f"{'runs':>6} {'method':<16} {'done':>6} {'sbatch':>6} {'peak pending':>12} "
-          f"{'time s':>8} {'runner CPU s':>12} {'status s':>8} {'resume s':>8}")
+          f"{'time s':>8} {'runner CPU s':>12} {'status s':>8} {'resume s':>8} "
+          f"{'queued after':>12}")
     with tempfile.TemporaryDirectory() as tmp:
         for runs in args.runs:
             for k in (1, args.runs_per_job):
@@ -105,7 +113,8 @@ def main() -> None:
                 method = "array task/run" if k == 1 else f"pools of {k}"
                 print(f"{runs:>6} {method:<16} {r['completed']:>6} {r['sbatch']:>6} "
                       f"{r['peak_pending']:>12} {r['time_s']:>8.1f} {r['cpu_s']:>12.1f} "
-                      f"{r['status_s']:>8.2f} {r['resume_s']:>8.2f}", flush=True)
+                      f"{r['status_s']:>8.2f} {r['resume_s']:>8.2f} {r['left_pending']:>12}",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -859,6 +859,11 @@ def test_runs_packed_into_pools_take_the_next_run_and_survive_a_lost_and_a_reque
     script = (pools[0] / "job.sbatch").read_text()
     assert "#SBATCH --array=0-1" in script and "#SBATCH --cpus-per-task=2" in script
     assert out.count("pool(s) of 2 slot(s) as job") == 2, out
+    from runner.slurm import commands, submissions
+
+    names = [s.job_name for s in submissions.all_submissions(project.sweep_dir())]
+    left = [j for j in commands.query(names).values() if j.state == "PENDING"]
+    assert left == [], left  # a pool still queued when the sweep ended is cancelled
 
 
 def test_a_study_in_pools_runs_to_its_end_and_with_wait_false_needs_no_loop_job(

@@ -138,7 +138,11 @@ class SlurmLauncher(Launcher):
         from runner.slurm import pool
 
         if not runnable:
-            return ""
+            if running:
+                return ""
+            idle = pool.cancel_pending_pools(self.store.root)  # (nothing left for them)
+            return f"cancelled {idle} pool(s) still queued: nothing is left for them" \
+                if idle else ""
         k = int(self.conf.runs_per_job)
         alive = pool.live_pools(self.store.root)
         free = max(0, alive * k - running)

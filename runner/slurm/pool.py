@@ -98,6 +98,16 @@ def live_pools(sweep_root: Path) -> int:
     return sum(1 for j in commands.query(names).values() if not j.ended)
 
 
+def cancel_pending_pools(sweep_root: Path) -> int:
+    """``scancel`` the sweep's pools that have not started (the sweep ended without them)."""
+    names = [s.job_name for s in submissions.all_submissions(sweep_root)
+             if s.id.startswith(POOL_PREFIX)]
+    pending = [f"{j.array_job_id}_{j.index}" for j in commands.query(names).values()
+               if j.state == "PENDING"]
+    commands.scancel(pending)
+    return len(pending)
+
+
 def pools_needed(conf: Any, work: int) -> int:
     """How many pools ``work`` runs (runnable, running, still to propose) need at most."""
     wanted = math.ceil(work / int(conf.runs_per_job))
