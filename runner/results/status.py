@@ -28,7 +28,14 @@ from runner.storage.atomic import write_text_atomic
 from runner.storage.metrics import last_metrics
 from runner.storage.paths import FLAG_NAMES
 from runner.storage.recovery import Death, observe
-from runner.storage.state import STATE_OF_FLAG, FlagRecord, State, read_flag, read_state
+from runner.storage.state import (
+    READ_TRIES,
+    STATE_OF_FLAG,
+    FlagRecord,
+    State,
+    read_flag,
+    read_state,
+)
 from runner.storage.store import RunRef, SweepStore
 
 CORRUPT = "CORRUPT"
@@ -130,16 +137,14 @@ def _cached(ref: RunRef, cache: FlagCache) -> RunStatus | None:
 def read_run(ref: RunRef, details: bool = True, cache: FlagCache | None = None) -> RunStatus:
     """A run's state from its FLAG files. A live runner may move a FLAG between the listing and
     the reading: that run is simply read again."""
-    for _ in range(_READ_TRIES):
+    for _ in range(READ_TRIES):
         try:
             return _read_run(ref, details, cache)
         except FileNotFoundError:
             continue
     return RunStatus(ref, CORRUPT, None, f"the FLAG files of {ref.dir} kept changing while "
-                     f"they were read ({_READ_TRIES} tries); read it again")
+                     f"they were read ({READ_TRIES} tries); read it again")
 
-
-_READ_TRIES = 20
 
 
 def _read_run(ref: RunRef, details: bool, cache: FlagCache | None) -> RunStatus:

@@ -236,6 +236,7 @@ class _SweepLoop:
         self.tried: set[str] = set()  # at most one attempt per run per invocation
         self.tally = {"done": 0, "crashed": 0, "ended": 0}
         self.stopped = ""  # the failure budget spent: why no new run starts
+        self.detached = False  # handed over to a cluster without waiting (launcher.wait=false)
         self.full_disk = False  # ... spent on disk space (runner.min_free_gb), not on crashes
         self.retrying: dict[str, int] = {}  # run id -> retries this launch gave it
         launches = store.manifest.get("launches") or [{}]  # this launch's code, in each lease
@@ -439,20 +440,55 @@ class _SweepLoop:
         self.store.refresh()  # (the pools add a study's trials)
         rows = self._ours(prepare(self.store, self.runner_conf, self.console,
                                   report_corrupt=False))
-        runnable = sum(1 for r in rows if self._runnable(r))
-        running = sum(1 for r in rows if r.state == "RUNNING")
-        self.tried.update(r.ref.id for r in rows if self._runnable(r) or r.state == "RUNNING")
-        to_propose = self.source.remaining() if self.source is not None else 0
-        said = self.launcher.hand_over(runnable + to_propose, running)
+        runnable = [r.ref.id for r in rows if self._runnable(r)]
+        tally = counts(rows)
+        running = tally["RUNNING"]
+        self.tried.update(runnable, (r.ref.id for r in rows if r.state == "RUNNING"))
+        left = len(runnable) + (self.source.remaining() if self.source is not None else 0)
+        said = self.launcher.hand_over(left, running)
         if said:
             self.console.print(said)
-        if not self.launcher.waits or not (runnable or running or to_propose):
+        if not self.launcher.waits or not (left or running):
             return False
-        display.update(sum(1 for r in rows if r.state == "COMPLETED"), running,
-                       sum(1 for r in rows if r.state == "CRASHED"), runnable + to_propose)
+        display.update(tally["COMPLETED"], running, tally["CRASHED"], left)
         self.tell_news()
         time.sleep(float(getattr(self.launcher.conf, "poll_s", 5.0)))
         return True
+
+    def wait_handed_over(self, display: _Display) -> None:
+        """The sweep loop when pools of the cluster claim the runs."""
+        while self.hand_over(display):
+            pass
+        if not self.launcher.waits:
+            self.detached = True
+            self.console.print(f"handed the sweep over (launcher.wait=false); `python -m "
+                               f"runner status {self.store.root}` follows it")
+
+    def run_here(self, display: _Display, interrupts: _Interrupts) -> None:
+        """The sweep loop when this process claims and launches the runs."""
+        launcher, root = self.launcher, self.store.root
+        while True:
+            with interrupts.deferred():
+                self.launch_pending()
+            if not launcher.waits:
+                self.detached = True
+                self.console.print(f"handed {len(self.active)} run(s) over (launcher.wait="
+                                   f"false); `python -m runner status {root}` follows them")
+                left = len(self.pending) + (self.source.remaining()
+                                            if self.source is not None else 0)
+                if left:  # (a study's next trials, or runs held back by max_queued)
+                    said = launcher.continue_elsewhere()
+                    self.console.print(said or f"{left} run(s) are still to be submitted: "
+                                       f"`python -m runner resume {root}` submits them")
+                return
+            self.show_progress(display)
+            if self.active:
+                self.collect_ended()
+                self.tell_news()
+            elif self.pending and launcher.held_s() and not self.stopped:
+                time.sleep(min(1.0, launcher.held_s()))  # (the launcher asked to wait)
+            elif self.stopped or not launcher.watches_others or not self.watch_others(display):
+                return
 
     def interrupt(self) -> None:
         root = self.store.root
@@ -486,42 +522,16 @@ def run_sweep(store: SweepStore, execution: dict[str, Any], console: Console | N
     console = console or secrets.console(stderr=True, highlight=False)
     loop = _SweepLoop(store, execution, console, only, watch)
     elsewhere = loop.begin()
-    interrupted = detached = False
+    interrupted = False
     display = _Display(console, len(loop.pending) + len(loop.active),
                        loop.runner_conf.progress)
     try:
         interrupts = _Interrupts()
         with interrupts.installed(), display.progress:
-            while loop.launcher.hands_over:
-                if not loop.hand_over(display):
-                    detached = not loop.launcher.waits
-                    if detached:
-                        console.print(f"handed the sweep over (launcher.wait=false); `python "
-                                      f"-m runner status {store.root}` follows it")
-                    break
-            while not loop.launcher.hands_over:
-                with interrupts.deferred():
-                    loop.launch_pending()
-                if not loop.launcher.waits:
-                    detached = True
-                    console.print(f"handed {len(loop.active)} run(s) over (launcher.wait="
-                                  f"false); `python -m runner status {store.root}` follows them")
-                    left = len(loop.pending) + (loop.source.remaining()
-                                                if loop.source is not None else 0)
-                    if left:  # (a study's next trials, or runs held back by max_queued)
-                        said = loop.launcher.continue_elsewhere()
-                        console.print(said or f"{left} run(s) are still to be submitted: "
-                                      f"`python -m runner resume {store.root}` submits them")
-                    break
-                loop.show_progress(display)
-                if loop.active:
-                    loop.collect_ended()
-                    loop.tell_news()
-                elif loop.pending and loop.launcher.held_s() and not loop.stopped:
-                    time.sleep(min(1.0, loop.launcher.held_s()))  # (the launcher asked to wait)
-                elif loop.stopped or not loop.launcher.watches_others \
-                        or not loop.watch_others(display):
-                    break
+            if loop.launcher.hands_over:  # (pools of the cluster claim the runs)
+                loop.wait_handed_over(display)
+            else:
+                loop.run_here(display, interrupts)
     except KeyboardInterrupt:
         interrupted = True
         loop.interrupt()
@@ -532,7 +542,7 @@ def run_sweep(store: SweepStore, execution: dict[str, Any], console: Console | N
         loop.launcher.close()
         for service in loop.services:
             service.close()
-    return loop.finish(interrupted, elsewhere, detached)
+    return loop.finish(interrupted, elsewhere, loop.detached)
 
 
 def _stop_all(store: SweepStore, active: list[RunHandle], notifiers: list[Notifier],

@@ -48,15 +48,9 @@ class PoolLauncher(PinnedLauncher):
     watches_others = False  # a pool leaves when nothing is left to claim
 
     def launcher_info(self, run: RunRef) -> dict[str, Any]:
-        env = os.environ
-        job = env.get("SLURM_ARRAY_JOB_ID", env.get("SLURM_JOB_ID", ""))
-        task = env.get("SLURM_ARRAY_TASK_ID")
-        return {**super().launcher_info(run), "backend": BACKEND,
-                "job_id": env.get("SLURM_JOB_ID", ""),
-                "job": f"{job}_{task}" if task is not None else job,
-                "job_name": env.get("SLURM_JOB_NAME", ""),
-                "node": env.get("SLURMD_NODENAME", ""),
-                "restarts": int(env.get("SLURM_RESTART_COUNT", "0") or 0)}
+        # the pool's job as an array task records it (job, job_id, node, restarts), and its name
+        return {**super().launcher_info(run), "backend": BACKEND, **commands.job_env(),
+                "job_name": os.environ.get("SLURM_JOB_NAME", "")}
 
 
 def pool_execution(execution: dict[str, Any], slots: int) -> dict[str, Any]:
@@ -91,18 +85,21 @@ def _runs_only(notifiers: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def live_pools(sweep_root: Path) -> int:
-    """Pools of the sweep that SLURM still queues or runs (one squeue call)."""
+def _pools(sweep_root: Path) -> list[commands.JobInfo]:
+    """Every pool of the sweep that SLURM still knows (one squeue call)."""
     names = [s.job_name for s in submissions.all_submissions(sweep_root)
              if s.id.startswith(POOL_PREFIX)]
-    return sum(1 for j in commands.query(names).values() if not j.ended)
+    return list(commands.query(names).values())
+
+
+def live_pools(sweep_root: Path) -> int:
+    """Pools of the sweep that SLURM still queues or runs."""
+    return sum(1 for j in _pools(sweep_root) if not j.ended)
 
 
 def cancel_pending_pools(sweep_root: Path) -> int:
     """``scancel`` the sweep's pools that have not started (the sweep ended without them)."""
-    names = [s.job_name for s in submissions.all_submissions(sweep_root)
-             if s.id.startswith(POOL_PREFIX)]
-    pending = [f"{j.array_job_id}_{j.index}" for j in commands.query(names).values()
+    pending = [f"{j.array_job_id}_{j.index}" for j in _pools(sweep_root)
                if j.state == "PENDING"]
     commands.scancel(pending)
     return len(pending)

@@ -46,20 +46,39 @@ def sbatch_options(conf: SlurmLauncherConf, job_name: str, array: ArraySpec) -> 
         options.append(f"--time={minutes}")
         options.append(f"--signal=B:USR1@{warn_s}")
     options.append("--requeue")
-    for key in ("partition", "account", "qos", "constraint"):
-        value = getattr(conf, key)
-        if value:
-            options.append(f"--{key}={value}")
-    for extra in conf.sbatch_extra:
-        extra = extra.strip()
-        if extra.startswith("#SBATCH"):
-            extra = extra[len("#SBATCH"):].strip()
-        options.append(extra)
+    return _checked(options + _site_options(conf) + _extra_options(conf))
+
+
+def _site_options(conf: SlurmLauncherConf,
+                  keys: tuple[str, ...] = ("partition", "account", "qos", "constraint")
+                  ) -> list[str]:
+    """``--partition=...`` and the like, for the keys that are set."""
+    return [f"--{key}={getattr(conf, key)}" for key in keys if getattr(conf, key)]
+
+
+def _extra_options(conf: SlurmLauncherConf) -> list[str]:
+    """``launcher.sbatch_extra``, each with or without its ``#SBATCH``."""
+    return [extra.strip().removeprefix("#SBATCH").strip() for extra in conf.sbatch_extra]
+
+
+def _checked(options: list[str]) -> list[str]:
     for option in options:
         if "\n" in option or not option.startswith("-"):
             raise ConfigError(f"launcher.sbatch_extra: {option!r} is not an sbatch option "
                               "(one '--name=value' per entry)")
     return options
+
+
+def _requeueing(what: str, var: str, command: list[str]) -> list[str]:
+    """A job's last lines: ``command`` in the background, and a trap that requeues this array
+    task (by ``<array>_<task>``: the task holding the array's own id would name every task)
+    when SLURM warns that the time limit is near; the job waits for the command to end."""
+    trap = (f"trap 'echo \"=== runner: the time limit is near: {what} requeues itself ===\"; "
+            "scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"' USR1")
+    return [trap, " ".join([*command, "&"]), f"{var}=$!",
+            f'wait "${var}"; code=$?',
+            f'while kill -0 "${var}" 2>/dev/null; do wait "${var}"; code=$?; done  # (a trap ran)',
+            'exit "$code"']
 
 
 def render_script(conf: SlurmLauncherConf, *, job_name: str, array: ArraySpec,
@@ -90,26 +109,17 @@ def render_driver_script(conf: SlurmLauncherConf, *, job_name: str, paths: Submi
     re-attaches to them and goes on proposing."""
     q = shlex.quote
     options = [f"--job-name={job_name}", "--array=0-0", "--output=/dev/null",
-               "--cpus-per-task=1", "--requeue", f"--signal=B:USR1@{conf.signal_delay_s}"]
-    for key in ("partition", "account", "qos"):
-        value = getattr(conf, key)
-        if value:
-            options.append(f"--{key}={value}")
+               "--cpus-per-task=1", "--requeue", f"--signal=B:USR1@{conf.signal_delay_s}",
+               *_site_options(conf, ("partition", "account", "qos"))]
     lines = ["#!/bin/bash",
              f"# runner: the sweep loop of {_comment(sweep_root)} (launcher.wait=false with "
              "trials still to propose); it submits them as slots free.",
              *[f"#SBATCH {option}" for option in options]]
     lines += _prologue(conf, paths, "driver.out", "sweep loop job ${SLURM_ARRAY_JOB_ID}", cwd,
                        env)
-    trap = ("trap 'echo \"=== runner: the time limit is near: the sweep loop requeues "
-            "itself ===\"; scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"' USR1")
-    lines += [trap,
-              " ".join([q(python), "-m", "runner", "resume", q(sweep_root),
-                        "launcher.wait=true", "runner.progress=false", "&"]),
-              "loop=$!",
-              'wait "$loop"; code=$?',
-              'while kill -0 "$loop" 2>/dev/null; do wait "$loop"; code=$?; done  # (a trap ran)',
-              'exit "$code"']
+    lines += _requeueing("the sweep loop", "loop", [
+        q(python), "-m", "runner", "resume", q(sweep_root), "launcher.wait=true",
+        "runner.progress=false"])
     return "\n".join(lines) + "\n"
 
 
@@ -130,26 +140,15 @@ def render_pool_script(conf: SlurmLauncherConf, *, job_name: str, pools: int,
         options.append(f"--gres=gpu:{k * conf.gpus_per_run}")
     if conf.mem_gb:
         options.append(f"--mem={math.ceil(k * conf.mem_gb * 1024)}M")
-    for key in ("partition", "account", "qos", "constraint"):
-        value = getattr(conf, key)
-        if value:
-            options.append(f"--{key}={value}")
-    options += [extra.strip().removeprefix("#SBATCH").strip() for extra in conf.sbatch_extra]
+    options = _checked(options + _site_options(conf) + _extra_options(conf))
     lines = ["#!/bin/bash",
              f"# runner: {pools} pool(s) of {_comment(sweep_root)}; each runs up to {k} of its "
              "runs at once, the next runnable one whenever a slot frees.",
              *[f"#SBATCH {option}" for option in options]]
     lines += _prologue(conf, paths, '"$SLURM_ARRAY_TASK_ID".out',
                        "pool ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}", cwd, env)
-    trap = ("trap 'echo \"=== runner: the time limit is near: the pool requeues itself ===\"; "
-            "scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"' USR1")
-    lines += [trap,
-              " ".join([q(python), "-m", "runner.slurm.pool", q(sweep_root), "--slots", str(k),
-                        "&"]),
-              "pool=$!",
-              'wait "$pool"; code=$?',
-              'while kill -0 "$pool" 2>/dev/null; do wait "$pool"; code=$?; done  # (a trap ran)',
-              'exit "$code"']
+    lines += _requeueing("the pool", "pool", [
+        q(python), "-m", "runner.slurm.pool", q(sweep_root), "--slots", str(k)])
     return "\n".join(lines) + "\n"
 
 
