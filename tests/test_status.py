@@ -193,3 +193,44 @@ def test_two_stores_adding_runs_in_turn_each_see_the_others_runs(tmp_path: Path)
     manifest = json.loads((tmp_path / "s" / "sweep.json").read_text())
     assert [r["values"]["x"] for r in manifest["runs"]] == list(range(9))
     assert manifest["axes"] == ["x", "y"] and manifest["varying"] == ["x", "y"]
+
+
+def test_a_live_scan_reads_ended_runs_once_and_again_once_one_is_claimed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A study's proposals look at the runs again and again: an ended run is read once, a run
+    still to end at every look, and an ended run claimed again (a retry, a re-run) is seen at
+    the next look, even one taken in the middle of that claim."""
+    from runner.results import status
+    from runner.results.status import LiveScan
+    from runner.storage import state
+
+    store = make_sweep(tmp_path, 30)
+    live = LiveScan(store)
+    states = [(r.ref.id, r.state, r.summary) for r in scan(store)]
+    assert [(r.ref.id, r.state, r.summary) for r in live.rows()] == states
+    read: list[str] = []
+    real_read = status.read_run
+    monkeypatch.setattr(status, "read_run", lambda ref, *a: read.append(ref.id) or real_read(
+        ref, *a))
+    assert [(r.ref.id, r.state, r.summary) for r in live.rows()] == states
+    assert len(read) == sum(s == "UNHATCHED" for _, s, _ in states) == 18
+
+    done = store.runs()[0]  # COMPLETED: claimed again (runner.debug, a re-run)
+    lease = claim(done.paths, frozenset({State.COMPLETED}))
+    assert live.rows()[0].state == "RUNNING"
+    finish(done.paths, lease.token, State.COMPLETED, {"summary": {"acc": 9.0}})
+    assert live.rows()[0].summary == {"acc": 9.0}
+
+    other = store.runs()[3]  # a look between the claim's first token and its RUNNING FLAG
+    during: list[str] = []
+    real_write = state.write_json_atomic
+
+    def write(path: Path, obj: object, **kw: object) -> None:
+        if Path(path).name == "RUNNING" and Path(path).parent == Path(other.dir):
+            during.append(live.rows()[3].state)
+        real_write(path, obj, **kw)
+
+    monkeypatch.setattr(state, "write_json_atomic", write)
+    assert claim(other.paths, frozenset({State.COMPLETED})) is not None
+    assert during == ["COMPLETED"]  # (the old FLAG, read after the first token)
+    assert live.rows()[3].state == "RUNNING"

@@ -188,3 +188,39 @@ def test_the_sampler_study_is_what_a_fresh_one_would_be_when_the_bad_ones_change
     now = states(held)
     assert now[4:10] == [(TrialState.FAIL, None)] * 6  # no longer below every one that went on
     assert now == states(SamplerStudy(needs_3, dists, "max", "t"))
+
+
+def test_a_kept_sampler_study_proposes_what_a_fresh_one_does() -> None:
+    """One SamplerStudy asked trial after trial (it hands the search space the trials share on
+    from sampler to sampler) proposes exactly what a fresh one, built from the same trials,
+    proposes for each: with warm-start trials of a smaller space before the study's own (the
+    shared space is not the whole one), trials still running, and a retried trial (the study
+    is rebuilt: nothing is handed on from the old one)."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    dists = {"x": FloatDistribution(-3.0, 3.0), "y": IntDistribution(0, 9)}
+    warm = [Trial(i - 6, {"x": (i * 0.37) % 6 - 3}, "COMPLETED",
+                  value=-((i * 0.37) % 6 - 3) ** 2) for i in range(6)]  # (numbered -6..-1)
+    conf = StudyConf(sampler="tpe", startup_trials=4, seed=3)
+    kept = SamplerStudy(conf, dists, "max", "s", warm)
+    ended: list[Trial] = []
+    asked: list[Trial] = []
+    proposals = []
+    for number in range(24):
+        if number == 15:  # trial 5 is retried: running again, then ended again
+            ended[5] = Trial(5, ended[5].params, "RUNNING")
+        if number == 17:
+            ended[5] = Trial(5, ended[5].params, "COMPLETED", value=1.0)
+        now = sorted([*ended, *asked], key=lambda t: t.number)
+        mine = kept.sync(lambda known, now=now: list(now), number).ask(dists).params
+        fresh = SamplerStudy(conf, dists, "max", "s", warm).sync(
+            lambda known, now=now: list(now), number).ask(dists).params
+        assert mine == fresh, number
+        kept.asked(number)
+        proposals.append(mine)
+        asked.append(Trial(number, mine, "RUNNING"))
+        if len(asked) > 2:  # a trial ends two proposals after it was asked
+            done = asked.pop(0)
+            value = -(done.params["x"] - 1) ** 2 - done.params["y"]
+            ended.append(Trial(done.number, done.params, "COMPLETED", value=value))
+    assert len({(p["x"], p["y"]) for p in proposals}) == 24

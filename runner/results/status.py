@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import stat
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -187,6 +188,57 @@ def scan(store: SweepStore, details: bool = True) -> list[RunStatus]:
     if cache is not None:
         cache.save()
     return rows
+
+
+_ENDED = frozenset(s.value for s in State if s.is_terminal)
+
+
+class LiveScan:
+    """Every run's status, looked at again and again by one process (a study's proposals): an
+    ended run (a terminal FLAG) is read once and kept until the sweep's ``.reopened`` token
+    changes, which ``state.claim`` rewrites before it claims an ended run again; the runs still
+    to end are read at every look. A look so costs the runs not ended, not the sweep's size.
+
+    What this does not see until the next claim of an ended run: a run directory deleted or a
+    FLAG edited by hand (``scan`` reads those; ``status`` uses it)."""
+
+    def __init__(self, store: SweepStore) -> None:
+        self.store = store
+        self.token: str | None = None
+        self.ended: dict[str, RunStatus] = {}
+
+    def _token(self) -> str | None:
+        """The sweep's ``.reopened`` token: "" if no ended run was ever claimed again, None
+        if it cannot be read as a small regular file (then every run is read at every look)."""
+        try:
+            fd = os.open(self.store.paths.reopened, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return ""
+        except OSError:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            return os.read(fd, 64).decode("ascii", "replace")
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+
+    def rows(self) -> list[RunStatus]:
+        token = self._token()
+        if token is None or token != self.token:
+            self.ended = {}
+        self.token = token
+        ended, rows = self.ended, []
+        for ref in self.store.runs():
+            row = ended.get(ref.id)
+            if row is None:
+                row = read_run(ref)
+                if row.state in _ENDED and row.record is not None:
+                    ended[ref.id] = row
+            rows.append(row)
+        return rows
 
 
 def counts(rows: list[RunStatus]) -> dict[str, int]:

@@ -164,6 +164,13 @@ class SweepPaths:
         return self.root / "runs"
 
     @property
+    def reopened(self) -> Path:
+        """Rewritten (a new token) before any ended run of the sweep is claimed again: a reader
+        that keeps ended runs' states (``runner.results.status.LiveScan``) knows from this one
+        file whether it must read them again."""
+        return self.root / ".reopened"
+
+    @property
     def status_cache(self) -> Path:
         """Parsed FLAGs of finished runs, keyed by inode: a cache, never the source of truth."""
         return self.root / ".status-cache.json"

@@ -42,6 +42,7 @@ from runner.storage.paths import (
     FLAG_RUNNING,
     FLAG_UNHATCHED,
     RunPaths,
+    SweepPaths,
 )
 
 
@@ -238,6 +239,18 @@ def create_unhatched(paths: RunPaths, *, durable: bool = True) -> None:
                       durable=durable)
 
 
+def note_reopening(paths: RunPaths) -> None:
+    """Say, in the sweep's ``.reopened`` file, that an ended run changes again: a new token,
+    written before the run's new FLAG (a claim killed after it changed the FLAG has changed the
+    token too) and again after it (a reader that took the first token and then read the old
+    FLAG sees the second at its next look). Not durable: a reader's ended runs live in its
+    memory, which a power cut ends too."""
+    if paths.root.parent.name != "runs":  # (a run directory outside a sweep)
+        return
+    write_text_atomic(SweepPaths(paths.root.parent.parent).reopened, uuid.uuid4().hex + "\n",
+                      durable=False)
+
+
 def claim(paths: RunPaths, allowed: frozenset[State],
           launcher: dict[str, Any] | None = None, phase: str = "launching") -> Lease | None:
     """Atomically move a run from one of ``allowed`` states to RUNNING.
@@ -249,10 +262,15 @@ def claim(paths: RunPaths, allowed: frozenset[State],
         current = _settle(paths)
         if current.state not in allowed:
             return None
+        reopening = current.state.is_terminal
+        if reopening:
+            note_reopening(paths)
         lease = Lease.new(current.attempt + 1, launcher)
         lease.phase = phase
         write_json_atomic(paths.flag(FLAG_RUNNING), asdict(lease))
         _archive(paths, current)
+        if reopening:
+            note_reopening(paths)
         return lease
 
 

@@ -73,6 +73,11 @@ class SweepStore:
         self._manifest: dict[str, Any] | None = None
         self._manifest_stat: tuple[int, int, int] | None = None  # the file it was read from
         self._run_lines: dict[str, str] = {}  # run id -> its manifest line (a run never changes)
+        self._refs: tuple[list[RunRef], Any] = ([], None)  # runs(), and its last entry
+        # what killed ``add_runs`` left (unlisted run directories, half-built ones) is removed
+        # by this process's first add: a later one's leftovers are never launched, and the
+        # next process removes them
+        self._tidied = False
         # what ``create`` recorded when this process froze the sweep: its first launch's code
         self.fresh_provenance: tuple[dict[str, Any], str] | None = None
 
@@ -124,9 +129,18 @@ class SweepStore:
         return self._manifest
 
     def runs(self, start: int = 0, stop: int | None = None) -> list[RunRef]:
-        """The runs in manifest order (optionally a slice of them)."""
-        runs_dir = str(self.paths.runs)
-        return [_ref(r, runs_dir) for r in self.manifest["runs"][start:stop]]
+        """The runs in manifest order (optionally a slice of them). The refs are kept while
+        the manifest is the same (and extended when runs are added), so a process that asks
+        again and again (a study's proposals) does not build one per run each time."""
+        entries = self.manifest["runs"]
+        refs, known = self._refs
+        if not (refs and len(entries) >= len(refs) and entries[len(refs) - 1] is known):
+            refs = []
+        if len(refs) < len(entries):
+            runs_dir = str(self.paths.runs)
+            refs = [*refs, *(_ref(r, runs_dir) for r in entries[len(refs):])]
+            self._refs = (refs, entries[-1])
+        return refs[start:stop]
 
     def find(self, prefix: str) -> RunRef:
         matches = [r for r in self.runs() if r.id.startswith(prefix) or r.dirname == prefix]
@@ -202,7 +216,10 @@ class SweepStore:
             listed = {r["id"] for r in manifest["runs"]}
             new = [r for r in dict((r.id, r) for r in runs).values() if r.id not in listed]
             if new:
-                self._drop_unlisted({r["dir"] for r in manifest["runs"]})
+                if not self._tidied:  # (once per process: each lists every run directory)
+                    self._drop_unlisted({r["dir"] for r in manifest["runs"]})
+                    _remove_abandoned(self.paths.runs / "*")
+                    self._tidied = True
                 try:
                     self._freeze_runs(new)
                 except OSError as exc:
@@ -242,7 +259,6 @@ class SweepStore:
 
     def _freeze_runs(self, runs: list[RunSpec]) -> None:
         tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        _remove_abandoned(self.paths.runs / "*")
         built = []
         for run in runs:
             final = self.paths.run(run.dirname).root

@@ -91,16 +91,24 @@ def objectives_of(row: Any, metric: str | list[str]) -> tuple[float | None, list
                                                                    if v is not None])
 
 
-def load(store: Any, metric: str | list[str], known: dict[int, str] | None = None
+def load(store: Any, metric: str | list[str], known: dict[int, str] | None = None,
+         rows: list[Any] | None = None, memo: dict[str, tuple[Any, Trial]] | None = None
          ) -> list[Trial]:
     """Every trial of the study, in trial-number order (``metric``: the objective, or a list of
     them). ``known``: trial number -> the final state a caller already holds it in; such a
     trial, still in that state, is listed without its decisions and value (read once, when it
-    ended)."""
+    ended). ``rows``: the runs' statuses if the caller has them (else the store is scanned);
+    ``memo``: run id -> (its row, its Trial) of such known trials, kept by a caller that loads
+    again and again (the same row object again gives the same Trial)."""
     from runner.results.status import scan
 
     trials = []
-    for row in scan(store):
+    for row in scan(store) if rows is None else rows:
+        if memo is not None and known:
+            hit = memo.get(row.ref.id)
+            if hit is not None and hit[0] is row and known.get(hit[1].number) == row.state:
+                trials.append(hit[1])
+                continue
         values = dict(row.ref.values)
         number = values.pop(TRIAL_KEY, None)
         if not isinstance(number, int):
@@ -108,6 +116,8 @@ def load(store: Any, metric: str | list[str], known: dict[int, str] | None = Non
         trial = Trial(number, values, row.state)
         trials.append(trial)
         if known and known.get(number) == row.state and row.state in FINAL:
+            if memo is not None:
+                memo[row.ref.id] = (row, trial)
             continue
         trial.attrs.update(read_proposal(row.ref.dir))
         for record in read_decisions(row.ref.dir):

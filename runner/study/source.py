@@ -22,6 +22,7 @@ from typing import Any
 
 from runner.config.schema import validate
 from runner.planning.run_id import run_dirname, run_id
+from runner.results.status import LiveScan
 from runner.storage.store import RunRef, SweepStore
 from runner.study.config import STUDY_FILE, StudyConf
 from runner.study.history import PROPOSAL, TRIAL_KEY, as_of, load
@@ -109,10 +110,13 @@ class StudySource:
                                      definition.name, definition.warm)
         self.stopped: str | None = None  # a stopping rule that ended the proposals, if one did
         self.proposals = 0
+        # the runs' states: ended trials read once, not at every proposal
+        self.live = LiveScan(store)
+        self.memo: dict[str, Any] = {}  # (history.load's)
 
-    def _synced(self, number: int) -> Any:
-        return self.sampling.sync(lambda known: load(self.store, self.study.metric, known),
-                                  number)
+    def _synced(self, number: int, rows: list[Any]) -> Any:
+        return self.sampling.sync(
+            lambda known: load(self.store, self.study.metric, known, rows, self.memo), number)
 
     def remaining(self) -> int:
         """Trials not proposed yet (none once a stopping rule has ended the study)."""
@@ -121,16 +125,16 @@ class StudySource:
             from runner.study.stopping import stop_reason
 
             definition = self.study
-            if stop_reason(definition.conf, self.store, definition.metric,
+            if stop_reason(definition.conf, self.live.rows, definition.metric,
                            definition.direction):
                 return 0
         return left
 
-    def _as_of(self, number: int) -> Any:
+    def _as_of(self, number: int, rows: list[Any]) -> Any:
         """Deterministic mode: a study of what trial ``number`` may see, or None (wait)."""
         definition = self.study
-        seen = as_of(load(self.store, definition.metric), number, int(definition.conf.ahead
-                                                                        or 0))
+        seen = as_of(load(self.store, definition.metric, rows=rows), number,
+                     int(definition.conf.ahead or 0))
         if seen is None:
             return None
         fresh = SamplerStudy(definition.conf, definition.dists, definition.direction,
@@ -150,16 +154,17 @@ class StudySource:
                 return None
             from runner.study.stopping import stop_reason
 
-            self.stopped = stop_reason(definition.conf, self.store, definition.metric,
+            rows = self.live.rows()
+            self.stopped = stop_reason(definition.conf, lambda: rows, definition.metric,
                                        definition.direction)
             if self.stopped:
                 return None
             if definition.conf.deterministic:
-                study = self._as_of(number)
+                study = self._as_of(number, rows)
                 if study is None:
                     return False
             else:
-                study = self._synced(number)
+                study = self._synced(number, rows)
             if number < len(definition.conf.enqueue):  # settings to try first, as given
                 study.enqueue_trial(dict(definition.conf.enqueue[number]),
                                     skip_if_exists=False)

@@ -8,17 +8,19 @@ what the study's end says."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 
-def stop_reason(conf: Any, store: Any, metric: Any, direction: Any) -> str | None:
-    """Why no more trials may be proposed, or None."""
+def stop_reason(conf: Any, runs: Callable[[], list[Any]], metric: Any, direction: Any
+                ) -> str | None:
+    """Why no more trials may be proposed, or None (``runs``: gives the runs' statuses, asked
+    only if a rule is set)."""
     if conf.target is None and conf.patience is None and conf.timeout is None:
         return None
-    from runner.results.status import scan
     from runner.study.history import TRIAL_KEY, objective
 
-    rows = scan(store)
+    rows = runs()
     if conf.target is None and conf.patience is None:  # (one objective's rules)
         done = []
     else:
