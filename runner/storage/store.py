@@ -138,6 +138,8 @@ class SweepStore:
             refs = []
         if len(refs) < len(entries):
             runs_dir = str(self.paths.runs)
+            if start or stop is not None:  # a slice (a status worker's share): only its refs
+                return [_ref(r, runs_dir) for r in entries[start:stop]]
             refs = [*refs, *(_ref(r, runs_dir) for r in entries[len(refs):])]
             self._refs = (refs, entries[-1])
         return refs[start:stop]
