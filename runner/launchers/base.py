@@ -130,6 +130,11 @@ class Launcher(abc.ABC):
         a line (empty: nothing)."""
         return ""
 
+    @property
+    def handed_over_poll_s(self) -> float:
+        """Seconds between two looks at runs handed over (``hand_over``)."""
+        return 5.0
+
     def news(self) -> list[str]:
         """What this launcher found since it was last asked that the user must be told (a node
         left out of the sweep): the sweep loop prints it and tells the notifiers."""

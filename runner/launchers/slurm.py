@@ -132,6 +132,10 @@ class SlurmLauncher(Launcher):
     def hands_over(self) -> bool:
         return int(self.conf.runs_per_job) > 1  # pools claim the runs (runner.slurm.pool)
 
+    @property
+    def handed_over_poll_s(self) -> float:
+        return float(self.conf.poll_s)
+
     def hand_over(self, runnable: int, running: int) -> str:
         """Pools enough for the runs left: those alive, minus their free slots, plus new ones
         for the rest (one sbatch call), within max_parallel and max_queued."""

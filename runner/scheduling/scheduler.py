@@ -452,7 +452,7 @@ class _SweepLoop:
             return False
         display.update(tally["COMPLETED"], running, tally["CRASHED"], left)
         self.tell_news()
-        time.sleep(float(getattr(self.launcher.conf, "poll_s", 5.0)))
+        time.sleep(self.launcher.handed_over_poll_s)
         return True
 
     def wait_handed_over(self, display: _Display) -> None:
