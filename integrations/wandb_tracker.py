@@ -123,25 +123,38 @@ class WandbService:
     ``WANDB_SERVICE`` (WandB's own way of sharing a service between processes). It ends when
     the launcher closes it or dies (its stdin closes; wandb-core also watches its parent)."""
 
-    def __init__(self, proc: subprocess.Popen[str], token: str) -> None:
+    def __init__(self, proc: subprocess.Popen[str], timeout_s: float) -> None:
         self.proc = proc
-        self.env = {"WANDB_SERVICE": token}
+        self.timeout_s = timeout_s
+        self._env: dict[str, str] | None = None
 
     @classmethod
     def start(cls, timeout_s: float = 30.0) -> WandbService:
+        """Start the helper and return at once (it takes about 0.6 s to be ready: the
+        launcher's fork server starts meanwhile); ``env`` waits for it."""
         env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
         proc = subprocess.Popen([sys.executable, "-c", _HOLDER], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                 env=env, start_new_session=True)
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], timeout_s)
-        token = proc.stdout.readline().strip() if ready else ""
-        if not token.startswith("3-"):  # WandB's token format, version 3
-            proc.kill()
-            proc.communicate()
-            raise RuntimeError("WandB's service did not start" if ready else
-                               f"WandB's service did not start within {timeout_s:g} s")
-        return cls(proc, token)
+        return cls(proc, timeout_s)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What each run's environment gets; waits until the service is up (RuntimeError if
+        it does not come up)."""
+        if self._env is None:
+            proc = self.proc
+            assert proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], self.timeout_s)
+            token = proc.stdout.readline().strip() if ready else ""
+            if not token.startswith("3-"):  # WandB's token format, version 3
+                proc.kill()
+                proc.communicate()
+                raise RuntimeError("WandB's service did not start" if ready else
+                                   f"WandB's service did not start within "
+                                   f"{self.timeout_s:g} s")
+            self._env = {"WANDB_SERVICE": token}
+        return self._env
 
     def close(self) -> None:
         try:

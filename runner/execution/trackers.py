@@ -21,7 +21,10 @@ ENV = "RUNNER_TRACKERS"  # how the launcher hands the tracker section to a run's
 
 
 class SharedService(Protocol):
-    env: dict[str, str]  # what each run's environment gets to find the service
+    @property
+    def env(self) -> dict[str, str]:
+        """What each run's environment gets to find the service; waits until the service is
+        up (an exception if it cannot come up)."""
 
     def close(self) -> None: ...
 
@@ -75,23 +78,45 @@ def preload_modules(section: dict[str, Any] | None) -> list[str]:
     return list(dict.fromkeys(modules))
 
 
-def shared_services(section: dict[str, Any] | None) -> list[SharedService]:
-    """The configured trackers' shared services, started now. One that cannot start is left
-    out (its runs start their own, as without it)."""
-    import sys
-
-    services: list[SharedService] = []
+def shared_services(section: dict[str, Any] | None) -> list[tuple[str, SharedService]]:
+    """The configured trackers' shared services, started now (each may still be coming up:
+    ``services_env`` waits for them). One that cannot start is left out (its runs start their
+    own, as without it)."""
+    services: list[tuple[str, SharedService]] = []
     for name, cfg in (section or {}).items():
         cls, conf = load_target(cfg, f"tracker.{name}", Tracker)
         try:
             service = cls.shared_service(conf)
         except Exception as exc:
-            print(f"runner: tracker.{name}: no shared service ({exc}); each run starts its own",
-                  file=sys.stderr, flush=True)
+            _no_service(name, exc)
             continue
         if service is not None:
-            services.append(service)
+            services.append((name, service))
     return services
+
+
+def services_env(services: list[tuple[str, SharedService]]
+                 ) -> tuple[dict[str, str], list[SharedService]]:
+    """What every run's environment gets from the services once they are up, and the
+    services that came up (one that did not is closed and left out)."""
+    env: dict[str, str] = {}
+    up = []
+    for name, service in services:
+        try:
+            env.update(service.env)
+        except Exception as exc:
+            _no_service(name, exc)
+            service.close()
+            continue
+        up.append(service)
+    return env, up
+
+
+def _no_service(name: str, exc: Exception) -> None:
+    import sys
+
+    print(f"runner: tracker.{name}: no shared service ({exc}); each run starts its own",
+          file=sys.stderr, flush=True)
 
 
 def env_value(section: dict[str, Any] | None) -> str:

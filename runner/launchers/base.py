@@ -130,6 +130,10 @@ class Launcher(abc.ABC):
         a line (empty: nothing)."""
         return ""
 
+    def warm_up(self) -> None:  # noqa: B027 (optional hook)
+        """Start now what the first launch would start (a fork server's imports), so that it
+        overlaps other start-up work."""
+
     @property
     def handed_over_poll_s(self) -> float:
         """Seconds between two looks at runs handed over (``hand_over``)."""

@@ -99,6 +99,10 @@ class LocalLauncher(Launcher):
         return rank_env(int(self.conf.nproc_per_run),
                         {**self.extra_env, "RUNNER_RUN_DIR": run.dir, "RUNNER_RUN_ID": run.id})
 
+    def warm_up(self) -> None:
+        if self.conf.start_method != "spawn":
+            self.server  # noqa: B018 (started here: it imports runner and the preloads)
+
     @property
     def server(self) -> ForkServer:
         if self._server is None:

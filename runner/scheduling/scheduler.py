@@ -222,12 +222,14 @@ class _SweepLoop:
         self.launcher.preload = [
             *(str(h).partition(":")[0] for h in store.manifest.get("run_hooks") or []),
             *(trackers.preload_modules(execution.get("tracker")) if preload_trackers else [])]
-        # e.g. one WandB service for every run of the sweep on this machine
-        self.services: list[trackers.SharedService] = (
-            trackers.shared_services(execution.get("tracker"))
-            if preload_trackers and self.launcher.runs_here else [])
-        for service in self.services:
-            self.launcher.extra_env.update(service.env)
+        # e.g. one WandB service for every run of the sweep on this machine; the launcher
+        # starts its fork server (which imports the trackers) while the services come up
+        started = (trackers.shared_services(execution.get("tracker"))
+                   if preload_trackers and self.launcher.runs_here else [])
+        if started:
+            self.launcher.warm_up()
+        env, self.services = trackers.services_env(started)
+        self.launcher.extra_env.update(env)
         self.allowed = launchable(self.runner_conf.retry_crashed)
         self.allowed_names = {s.value for s in self.allowed}
         self.name = str(store.manifest.get("name"))
