@@ -360,3 +360,26 @@ def test_pool_script_golden() -> None:
     _check_golden("pool.sbatch", render_pool_script(
         conf, job_name=job_name("toy", "pool-20261123-080000-abcdef"), pools=4, paths=paths,
         sweep_root=str(root), cwd="/data/sweeps", python="/opt/venv/bin/python", env={}))
+
+
+def test_pools_for_more_runs_than_max_array_size_fit_in_one_array(project: Project) -> None:
+    """10,000 runs in pools of 4 want 2,500 pools: one array of them would be refused by any
+    cluster with the default MaxArraySize (1001); the array stays below it and the pools take
+    the rest of the runs as their slots free (more are submitted later if some end)."""
+    bin_dir = project.root / "bin"
+    bin_dir.mkdir()
+    scripts = project.root / "scripts"
+    scripts.mkdir()
+    fakes = {"sbatch": f'for a; do last="$a"; done; cp "$last" {scripts}/; echo 4242',
+             "squeue": "exit 0", "scontrol": "echo MaxArraySize = 4"}
+    for name, body in fakes.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {**project.env(), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(project.args("launcher=slurm", "launcher.runs_per_job=2",
+                                       "launcher.wait=false", "seed=range(20)"),
+                          cwd=project.root, env=env, text=True, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [script] = scripts.iterdir()
+    assert "#SBATCH --array=0-3\n" in script.read_text(), script.read_text()
+    assert "submitted 4 pool(s) of 2 slot(s)" in proc.stdout + proc.stderr

@@ -151,7 +151,8 @@ class SlurmLauncher(Launcher):
         alive = pool.live_pools(self.store.root)
         free = max(0, alive * k - running)
         more = min(math.ceil(max(0, runnable - free) / k),
-                   pool.pools_needed(self.conf, runnable + running) - alive)
+                   pool.pools_needed(self.conf, runnable + running) - alive,
+                   self.array_limit)  # (one array, under MaxArraySize; more later if needed)
         if more <= 0:
             return ""
         job = pool.submit_pools(self.store, self.conf, more, self.run_cwd(), {},
