@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,13 @@ def test_bad_input_is_reported_and_nothing_is_written(project, capsys, monkeypat
         (project.root / rel).write_text(text)
     for name, value in case.env.items():
         monkeypatch.setenv(name, value)
+    if "launcher=slurm" in case.overrides:  # (whether SLURM is installed here or not)
+        fake = project.root / "fake-slurm"
+        fake.mkdir()
+        for command in ("sbatch", "squeue"):
+            (fake / command).write_text("#!/bin/sh\nexit 1\n")
+            (fake / command).chmod(0o755)
+        monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
     code = main(["task=toy", "runner.output_dir=outputs", *case.overrides])
     err = capsys.readouterr().err
     assert code == 2, err

@@ -78,7 +78,23 @@ def test_the_mnist_table_is_what_the_first_command_gives(tmp_path: Path) -> None
             if ln.startswith("|")]
     start = README.index(made[0])
     shown = README[start:].split("\n\n", 1)[0].splitlines()
-    assert shown == made
+    assert len(shown) == len(made), (shown, made)
+    for ours, theirs in zip(shown[2:], made[2:], strict=True):
+        assert_same_row(ours, theirs)
+
+
+def assert_same_row(shown: str, made: str) -> None:
+    """A report row as the README shows it: the same setting, rank and counts; the numbers
+    as measured, up to what another CPU's float kernels change (an accuracy moves by a
+    validation image or two: 0.002; the n=2 interval multiplies a change of the std by
+    t(0.975, 1) / sqrt(2) = 9)."""
+    a = [c.strip() for c in shown.strip("|").split("|")]
+    b = [c.strip() for c in made.strip("|").split("|")]
+    assert a[:6] == b[:6], (shown, made)
+    for x, y in zip(a[6:9], b[6:9], strict=True):
+        assert abs(float(x) - float(y)) <= 0.002, (shown, made)
+    for x, y in zip(a[9].strip("[]").split(","), b[9].strip("[]").split(","), strict=True):
+        assert abs(float(x) - float(y)) <= 0.02, (shown, made)
 
 
 # what a README command needs from the machine it runs on, and the error that says so
