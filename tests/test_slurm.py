@@ -240,20 +240,28 @@ def test_a_run_on_two_nodes_runs_a_rank_on_each_and_resumes_after_a_rank_is_kill
     """launcher.nodes=2: one job of two nodes, torch's elastic agent on each (one srun step),
     ranks with the environment torch.distributed expects. SIGKILL of rank 1 on node2 mid-run:
     every rank on both nodes ends, the run is INTERRUPTED saying which rank, and the same
-    command runs it again to the end (attempt 2): one run of the store, rank 0's summary and
-    metrics, every rank's output, each rank's process and host in the attempt's record."""
+    command runs it again (attempt 2). Warned of its time limit then (SIGUSR1, as SLURM sends
+    it), the job of two nodes requeues itself: every rank of the first start ends on both nodes,
+    the requeued job starts both again, and the run ends COMPLETED once (attempt 2, one
+    requeue): one run of the store, rank 0's summary and metrics, every rank's output, each
+    rank's process and host in the attempt's record."""
     pytest.importorskip("torch")
     from test_ranks import with_ddp_task
 
     with_ddp_task(project)
-    command = ("task=ddp", "task.mode=wait", "launcher.nodes=2", *SLURM)
+    command = ("task=ddp", "task.mode=wait", "launcher.nodes=2", *SLURM,
+               "launcher.max_requeue=1")
     runner = project.popen(*command)
     run_dir: list[Path] = []
 
-    def both_ranks_up() -> bool:
+    def both_ranks_up(not_pids: tuple[int, ...] = ()) -> bool:
         found = rows_so_far(project)
         run_dir[:] = [Path(r["dir"]) for r in found.values()]
-        return bool(run_dir) and all((run_dir[0] / f"rank-{r}.json").exists() for r in (0, 1))
+        try:
+            up = [json.loads((run_dir[0] / f"rank-{r}.json").read_text()) for r in (0, 1)]
+        except (IndexError, OSError, ValueError):
+            return False
+        return not {e["pid"] for e in up} & set(not_pids)
 
     assert wait_for(both_ranks_up, 120)
     run = run_dir[0]
@@ -267,11 +275,22 @@ def test_a_run_on_two_nodes_runs_a_rank_on_each_and_resumes_after_a_rank_is_kill
     assert row["state"] == "INTERRUPTED", out
     assert row["reason"] == "rank 1 of 2 was killed by SIGKILL"
     assert wait_for(lambda: all(_gone(r["pid"]) for r in ranks), 30)
+
+    again = project.popen(*command)
+    first = tuple(r["pid"] for r in ranks)
+    assert wait_for(lambda: both_ranks_up(first), 120)
+    warned = [json.loads((run / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    (lease,) = running_on_node(project).values()
+    subprocess.run(["scancel", "--signal=USR1", "--batch", lease["launcher"]["job"]],
+                   check=True)
+    assert wait_for(lambda: all(_gone(r["pid"]) for r in warned), 60)
+    assert wait_for(lambda: both_ranks_up(first + tuple(r["pid"] for r in warned)), 120)
     (project.root / "release").touch()
-    again = project.run(*command, timeout=240)
-    assert again.returncode == 0, again.stdout + again.stderr
+    out, _ = again.communicate(timeout=240)
+    assert again.returncode == 0, out
     (row,) = rows(project).values()
     assert row["state"] == "COMPLETED" and row["attempt"] == 2
+    assert "requeue 1 of 1" in (run / "stderr.log").read_text()
     assert row["summary"]["world"] == 2 and row["summary"]["sum"] == 3.0  # 1 + 2
     ranks = [json.loads((run / f"rank-{r}.json").read_text()) for r in (0, 1)]
     out = (run / "stdout.log").read_text()
@@ -282,8 +301,9 @@ def test_a_run_on_two_nodes_runs_a_rank_on_each_and_resumes_after_a_rank_is_kill
     signed = {k: v for k, v in record["launcher"].items() if k.startswith("rank")}
     assert {k: (v["pid"], v["host"]) for k, v in signed.items()} == {
         f"rank{r}": (ranks[r]["pid"], ranks[r]["host"]) for r in (0, 1)}
+    assert record["launcher"]["requeues"] == 1
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [(m["sum"], m["rank"]) for m in metrics] == [(3.0, 0)] * 2  # rank 0's, each attempt
+    assert [(m["sum"], m["rank"]) for m in metrics] == [(3.0, 0)] * 3  # rank 0's, each start
 
 
 def test_a_crashing_run_is_recorded_with_its_traceback(cluster: Any, project: Project) -> None:
