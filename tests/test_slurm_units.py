@@ -383,3 +383,110 @@ def test_pools_for_more_runs_than_max_array_size_fit_in_one_array(project: Proje
     [script] = scripts.iterdir()
     assert "#SBATCH --array=0-3\n" in script.read_text(), script.read_text()
     assert "submitted 4 pool(s) of 2 slot(s)" in proc.stdout + proc.stderr
+
+
+POOL_KILL_HOOKS = '''
+import os, signal
+from pathlib import Path
+
+POINT = os.environ.get("KILL_POINT")
+ONCE = Path(os.environ.get("KILL_ONCE", "/nonexistent"))
+GROUP = Path(os.environ.get("KILL_GROUP", "/nonexistent"))
+
+
+def _first_time():
+    try:
+        os.close(os.open(ONCE, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except OSError:
+        return False
+    return True
+
+
+def _kill_the_job():  # as SLURM ends a job: every process of the pool at once
+    os.killpg(int(GROUP.read_text()), signal.SIGKILL)
+
+
+if POINT:
+    from runner.storage import state
+    _claim, _finish, calls = state.claim, state.finish, {"n": 0}
+
+    def claim(*a, **k):
+        lease = _claim(*a, **k)
+        calls["n"] += 1
+        if POINT == "claimed" and lease is not None and calls["n"] == 3 and _first_time():
+            _kill_the_job()  # a run leased to the pool, not started
+        return lease
+
+    def finish(paths, token, st, *a, **k):
+        if POINT == "finishing" and st is state.State.COMPLETED and _first_time():
+            state.write_terminal(paths, st, 1, {"summary": {}})  # the end written, the lease
+            _kill_the_job()                                      # not yet removed
+        return _finish(paths, token, st, *a, **k)
+
+    state.claim, state.finish = claim, finish
+    import runner.scheduling.scheduler as scheduler
+    scheduler.claim = claim
+'''
+
+
+@pytest.mark.parametrize("point", ["claimed", "running", "finishing"])
+def test_a_pool_killed_at_any_moment_loses_and_repeats_no_run(project: Project,
+                                                              point: str) -> None:
+    """A pool's allocation ends (SIGKILL of every process of the job: its runner, its fork
+    server, its runs) right after it leased a run it had not started, while its runs run, or
+    between a run's end being written and its lease removed. The next pool finds the dead
+    pool's runs INTERRUPTED (SLURM no longer knows its job) and runs them; every run completes,
+    and no run whose body returned runs again."""
+    bin_dir = project.root / "bin"
+    bin_dir.mkdir()
+    for name, body in {"sbatch": "echo 4242", "squeue": "exit 0",
+                       "scontrol": "echo MaxArraySize = 1001"}.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {**project.env(), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    command = project.args("launcher=slurm", "launcher.runs_per_job=2", "launcher.wait=false",
+                           "seed=range(6)", "task.steps=10", "task.sleep=0.5")
+    submit = subprocess.run(command, cwd=project.root, env=env, text=True,
+                            capture_output=True, timeout=60)
+    assert submit.returncode == 0, submit.stdout + submit.stderr
+    sweep = project.sweep_dir()
+    [sub] = submissions.all_submissions(sweep)
+    hooks = project.root / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(POOL_KILL_HOOKS)
+
+    def pool(task: int, **more: str) -> subprocess.Popen[str]:
+        slurm = {"SLURM_JOB_ID": str(4242 + task), "SLURM_ARRAY_JOB_ID": "4242",
+                 "SLURM_ARRAY_TASK_ID": str(task), "SLURM_JOB_NAME": sub.job_name,
+                 "SLURMD_NODENAME": "node1"}
+        return subprocess.Popen(
+            [*command[:1], "-m", "runner.slurm.pool", str(sweep), "--slots", "2"],
+            cwd=project.root, env={**env, **slurm, **more,
+                                   "PYTHONPATH": f"{hooks}{os.pathsep}{env['PYTHONPATH']}"},
+            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+    group = project.root / "group"
+    first = pool(0, KILL_POINT=point, KILL_ONCE=str(project.root / "killed"),
+                 KILL_GROUP=str(group))
+    group.write_text(str(first.pid))
+    if point == "running":
+        from conftest import wait_for
+
+        assert wait_for(lambda: len(project.markers_of("start")) >= 3, 60)
+        os.killpg(first.pid, 9)
+    out, _ = first.communicate(timeout=60)
+    assert first.returncode == -9, out  # (killed, not ended)
+    assert point == "running" or (project.root / "killed").exists(), out
+    ended = {r["id"]: r["attempt"] for r in project.status(sweep)["runs"]
+             if r["state"] == "COMPLETED"}
+    second = pool(1)
+    out, _ = second.communicate(timeout=120)
+    assert second.returncode == 0, out
+    runs = project.status(sweep)["runs"]
+    assert [r["state"] for r in runs] == ["COMPLETED"] * 6, out
+    assert all(r["attempt"] == ended[r["id"]] for r in runs if r["id"] in ended)
+    if point != "finishing":  # (there, the pool's other run may have ended first)
+        assert any(r["attempt"] == 2 for r in runs), runs  # the dead pool's runs ran again
+    assert set(project.markers_of("done").values()) == {1}  # no body that returned ran again
+    assert len(project.markers_of("done")) == 6
