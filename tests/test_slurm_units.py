@@ -436,7 +436,7 @@ def test_a_pool_killed_at_any_moment_loses_and_repeats_no_run(project: Project,
     server, its runs) right after it leased a run it had not started, while its runs run, or
     between a run's end being written and its lease removed. The next pool finds the dead
     pool's runs INTERRUPTED (SLURM no longer knows its job) and runs them; every run completes,
-    and no run whose body returned runs again."""
+    and no run recorded as ended runs again."""
     bin_dir = project.root / "bin"
     bin_dir.mkdir()
     for name, body in {"sbatch": "echo 4242", "squeue": "exit 0",
@@ -488,5 +488,10 @@ def test_a_pool_killed_at_any_moment_loses_and_repeats_no_run(project: Project,
     assert all(r["attempt"] == ended[r["id"]] for r in runs if r["id"] in ended)
     if point != "finishing":  # (there, the pool's other run may have ended first)
         assert any(r["attempt"] == 2 for r in runs), runs  # the dead pool's runs ran again
-    assert set(project.markers_of("done").values()) == {1}  # no body that returned ran again
-    assert len(project.markers_of("done")) == 6
+    done = project.markers_of("done")
+    assert sorted(done) == sorted(r["id"] for r in runs)
+    # a run that was recorded as ended never ran again; one that ran again may have returned
+    # in its first attempt just before the kill, before its end was written (the one write
+    # that a kill can cut off: README, "What is guaranteed")
+    assert all(done[r["id"]] == 1 for r in runs if r["attempt"] == 1), (done, runs)
+    assert all(done[r["id"]] <= 2 for r in runs), (done, runs)

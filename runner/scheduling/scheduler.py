@@ -38,7 +38,7 @@ from runner.notifiers.base import (
     SweepStarted,
     create_notifiers,
 )
-from runner.results.status import CORRUPT, RunStatus, counts, read_run, scan
+from runner.results.status import CORRUPT, LiveScan, RunStatus, counts, read_run, scan
 from runner.storage.failures import check_classes, classify
 from runner.storage.recovery import recover
 from runner.storage.state import State, claim
@@ -122,12 +122,14 @@ def launchable(retry_crashed: bool) -> frozenset[State]:
 
 
 def prepare(store: SweepStore, runner_conf: RunnerConf, console: Console,
-            report_corrupt: bool = True) -> list[RunStatus]:
-    """Scan the sweep, turn dead RUNNING leases into INTERRUPTED, report corrupt runs."""
-    rows = scan(store)
+            report_corrupt: bool = True, live: LiveScan | None = None) -> list[RunStatus]:
+    """Scan the sweep, turn dead RUNNING leases into INTERRUPTED, report corrupt runs.
+    ``live``: a loop's LiveScan of the sweep (each poll then reads the runs not ended only)."""
+    look = live.rows if live is not None else (lambda: scan(store))
+    rows = look()
     dead = [(r.ref.paths, r.lease) for r in rows if r.state == "RUNNING"]
     if dead and recover(dead, runner_conf.stale_after_s):
-        rows = scan(store)
+        rows = look()
     for row in rows if report_corrupt else []:
         if row.state == CORRUPT:
             console.print(f"[magenta]skipping run {row.ref.id}[/]: {row.error}")
@@ -215,6 +217,7 @@ class _SweepLoop:
         self.source = (load_task(str(store.manifest["source"]))(store)
                        if store.manifest.get("source") and only is None else None)
         self.proposed = 0
+        self.live = LiveScan(store)  # (what each poll reads: the runs not ended)
         self.only = only  # launch these runs only (e.g. one batch of a Hydra sweeper)
         # imported once by the fork server: the run hooks' modules (a study's judge, and
         # optuna with it) and, unless turned off, what the trackers import
@@ -426,7 +429,7 @@ class _SweepLoop:
         """Nothing of ours runs. Another runner may still hold runs of this sweep: watch them,
         and take over any that its death leaves INTERRUPTED. False once nothing is left."""
         rows = self._ours(prepare(self.store, self.runner_conf, self.console,
-                                  report_corrupt=False))
+                                  report_corrupt=False, live=self.live))
         self.pending = [r.ref for r in rows if self._runnable(r) and r.ref.id not in self.tried]
         display.add(len(self.pending))
         if not self.pending and not any(r.state == "RUNNING" for r in rows):
@@ -441,7 +444,7 @@ class _SweepLoop:
         wait)."""
         self.store.refresh()  # (the pools add a study's trials)
         rows = self._ours(prepare(self.store, self.runner_conf, self.console,
-                                  report_corrupt=False))
+                                  report_corrupt=False, live=self.live))
         runnable = [r.ref.id for r in rows if self._runnable(r)]
         tally = counts(rows)
         running = tally["RUNNING"]
