@@ -306,6 +306,42 @@ def test_a_run_on_two_nodes_runs_a_rank_on_each_and_resumes_after_a_rank_is_kill
     assert [(m["sum"], m["rank"]) for m in metrics] == [(3.0, 0)] * 3  # rank 0's, each start
 
 
+def test_a_run_on_two_nodes_requeued_by_slurm_starts_again_on_both(cluster: Any,
+                                                                   project: Project) -> None:
+    """SLURM requeues a job of two nodes itself (preemption, `scontrol requeue`): every rank of
+    the first start ends on both nodes, the restarted job starts both again (one srun step of
+    two nodes, as submitit's multi-task requeue does not), and the run completes once with
+    every rank's output; the restart is on the attempt's record."""
+    pytest.importorskip("torch")
+    from test_ranks import with_ddp_task
+
+    with_ddp_task(project)
+    runner = project.popen("task=ddp", "task.mode=wait", "launcher.nodes=2", *SLURM)
+
+    def ranks_up() -> list[dict[str, Any]]:
+        found = [Path(r["dir"]) for r in rows_so_far(project).values()]
+        try:
+            return [json.loads((found[0] / f"rank-{r}.json").read_text()) for r in (0, 1)]
+        except (IndexError, OSError, ValueError):
+            return []
+
+    assert wait_for(lambda: len(ranks_up()) == 2, 120)
+    first = ranks_up()
+    (lease,) = running_on_node(project).values()
+    subprocess.run(["scontrol", "requeue", lease["launcher"]["job"]], check=True)
+    assert wait_for(lambda: all(_gone(r["pid"]) for r in first), 60)
+    assert wait_for(lambda: len(ranks_up()) == 2 and not {r["pid"] for r in ranks_up()}
+                    & {r["pid"] for r in first}, 120)
+    assert [r["host"] for r in ranks_up()] == ["node1", "node2"]
+    (project.root / "release").touch()
+    out, _ = runner.communicate(timeout=180)
+    assert runner.returncode == 0, out
+    (row,) = rows(project).values()
+    assert row["state"] == "COMPLETED" and row["summary"]["world"] == 2, row
+    text = (Path(row["dir"]) / "stdout.log").read_text()
+    assert text.count("[rank1]:rank 1 of 2: sum 3.0") == 2, text  # both starts, rank 1 too
+
+
 def test_a_crashing_run_is_recorded_with_its_traceback(cluster: Any, project: Project) -> None:
     proc = project.run("+sweep=grid", "seed=1", "task.lr=0.1", "task.mode=ok,raise", *SLURM,
                        timeout=120)

@@ -32,7 +32,7 @@ from runner.slurm.verdicts import judge
 from runner.storage.atomic import write_text_atomic
 from runner.storage.paths import SweepPaths
 from runner.storage.recovery import backend_of
-from runner.storage.state import Lease, State, finish, read_state, unclaim, update_lease
+from runner.storage.state import FlagRecord, Lease, State, finish, read_state, unclaim, update_lease
 
 if TYPE_CHECKING:
     from runner.storage.store import RunRef, SweepStore
@@ -340,19 +340,38 @@ class SlurmLauncher(Launcher):
         return [h for h in mine if h.code is not None]
 
 
+    def _requeued(self, handles: list[SlurmRunHandle]) -> list[SlurmRunHandle]:
+        """Of runs that ended INTERRUPTED, those whose job SLURM requeued itself (preemption, a
+        lost node) and still holds: the job's restart carries the run on, so it has not ended
+        here (a restart that fails ends the job, and the run with it)."""
+        if not handles:
+            return []
+        names = [s.job_name for s in submissions.all_submissions(self.store.root)]
+        try:
+            jobs = {j.name: j for j in commands.query(names).values()}
+        except SlurmError:
+            return []
+        return [h for h in handles if h.job in jobs and not jobs[h.job].ended]
+
     def _poll(self, handles: list[SlurmRunHandle]) -> None:
         """FLAG files first (the worker records most ends), then one squeue for the rest."""
         live: list[tuple[SlurmRunHandle, Lease]] = []
+        ended: list[tuple[SlurmRunHandle, FlagRecord]] = []
         for handle in handles:
             try:
                 record = read_state(handle.run.paths)
             except CorruptStateError:
                 handle.code = 1
                 continue
-            if record.state is State.RUNNING and record.data["token"] == handle.lease.token:
+            if record.state is State.RUNNING and (
+                    record.data["token"] == handle.lease.token or _same_job(record, handle)):
                 handle.lease = record.lease  # requeues and job ids as the node wrote them
                 live.append((handle, record.lease))
             else:
+                ended.append((handle, record))
+        back = self._requeued([h for h, r in ended if r.state is State.INTERRUPTED])
+        for handle, record in ended:
+            if handle not in back:
                 handle.code = 0
                 self.bad_nodes.saw(handle.run.id, record.state, record.data)
         if not live:
@@ -367,6 +386,13 @@ class SlurmLauncher(Launcher):
             finish(handle.run.paths, lease.token, death.state, payload, death.details)
             handle.code = 0 if death.state is State.INTERRUPTED else 1
             self.bad_nodes.saw(handle.run.id, death.state, payload)
+
+
+def _same_job(record: FlagRecord, handle: SlurmRunHandle) -> bool:
+    """Whether a run's RUNNING lease is its own job's again (a restart of that array task after
+    SLURM requeued it took the run over)."""
+    facts = record.data.get("launcher") or {}
+    return bool(handle.job) and f"{facts.get('array_job_id')}_{facts.get('index')}" == handle.job
 
 
 def cancel_sweep(sweep_root: str | Path,
