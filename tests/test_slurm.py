@@ -157,9 +157,9 @@ def test_max_queued_keeps_at_most_n_runs_in_the_queue_and_submits_more_as_runs_e
                          *SLURM, "launcher.max_queued=2", "runner.name=queued")
     peak, samples = 0, 0
     while proc.poll() is None:
-        out = subprocess.run(["squeue", "-h", "-r", "-o", "%j"], capture_output=True,
-                             text=True).stdout.split()
-        mine = [name for name in out if name.startswith("queued.")]
+        out = subprocess.run(["squeue", "-h", "-r", "-t", "PENDING,RUNNING", "-o", "%j"],
+                             capture_output=True, text=True).stdout.split()
+        mine = [name for name in out if name.startswith("queued.")]  # (not a job's epilogue)
         peak, samples = max(peak, len(mine)), samples + 1
         time.sleep(0.1)
     output, _ = proc.communicate()
@@ -202,7 +202,7 @@ def test_a_run_of_two_ranks_runs_them_on_its_node(cluster: Any, project: Project
     assert row["state"] == "COMPLETED" and row["summary"]["world"] == 2
     assert row["summary"]["sum"] == 3.0
     out = (Path(row["dir"]) / "stdout.log").read_text()
-    assert "[rank0]:rank 0 of 2: sum 3.0" in out and "[rank1]:rank 1 of 2: sum 3.0" in out
+    assert out.count("[rank1]:rank 1 of 2: sum 3.0") == 4, out  # every start, on node2 too
     envs = [json.loads((Path(row["dir"]) / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert [e["RANK"] for e in envs] == ["0", "1"] and envs[0]["WORLD_SIZE"] == "2"
 
@@ -241,10 +241,11 @@ def test_a_run_on_two_nodes_runs_a_rank_on_each_and_resumes_after_a_rank_is_kill
     ranks with the environment torch.distributed expects. SIGKILL of rank 1 on node2 mid-run:
     every rank on both nodes ends, the run is INTERRUPTED saying which rank, and the same
     command runs it again (attempt 2). Warned of its time limit then (SIGUSR1, as SLURM sends
-    it), the job of two nodes requeues itself: every rank of the first start ends on both nodes,
-    the requeued job starts both again, and the run ends COMPLETED once (attempt 2, one
-    requeue): one run of the store, rank 0's summary and metrics, every rank's output, each
-    rank's process and host in the attempt's record."""
+    it), the job of two nodes requeues itself; requeued by SLURM after that (preemption), it
+    restarts: each time every rank of the start before ends on both nodes and both start
+    again, while the same command waits (it took the run for ended when SLURM requeued the
+    job). The run ends COMPLETED once: one run of the store, rank 0's summary and metrics,
+    every rank's output, each rank's process and host in the attempt's record."""
     pytest.importorskip("torch")
     from test_ranks import with_ddp_task
 
@@ -277,69 +278,38 @@ def test_a_run_on_two_nodes_runs_a_rank_on_each_and_resumes_after_a_rank_is_kill
     assert wait_for(lambda: all(_gone(r["pid"]) for r in ranks), 30)
 
     again = project.popen(*command)
-    first = tuple(r["pid"] for r in ranks)
-    assert wait_for(lambda: both_ranks_up(first), 120)
-    warned = [json.loads((run / f"rank-{r}.json").read_text()) for r in (0, 1)]
-    (lease,) = running_on_node(project).values()
-    subprocess.run(["scancel", "--signal=USR1", "--batch", lease["launcher"]["job"]],
-                   check=True)
-    assert wait_for(lambda: all(_gone(r["pid"]) for r in warned), 60)
-    assert wait_for(lambda: both_ranks_up(first + tuple(r["pid"] for r in warned)), 120)
+    seen = tuple(r["pid"] for r in ranks)
+    assert wait_for(lambda: both_ranks_up(seen), 120)
+    for how in ("the time-limit warning", "SLURM's own requeue"):
+        started = [json.loads((run / f"rank-{r}.json").read_text()) for r in (0, 1)]
+        (lease,) = running_on_node(project).values()
+        if how == "the time-limit warning":  # the job requeues itself
+            subprocess.run(["scancel", "--signal=USR1", "--batch", lease["launcher"]["job"]],
+                           check=True)
+        else:  # preemption: the run is INTERRUPTED by its first start, the restart resumes it
+            subprocess.run(["scontrol", "requeue", lease["launcher"]["job"]], check=True)
+        assert wait_for(lambda s=started: all(_gone(r["pid"]) for r in s), 60), how
+        seen += tuple(r["pid"] for r in started)
+        assert wait_for(lambda s=seen: both_ranks_up(s), 120), how
+        assert again.poll() is None, how  # (the runner waits for the restart)
     (project.root / "release").touch()
     out, _ = again.communicate(timeout=240)
     assert again.returncode == 0, out
     (row,) = rows(project).values()
-    assert row["state"] == "COMPLETED" and row["attempt"] == 2
+    assert row["state"] == "COMPLETED" and row["attempt"] == 3, row  # (the restart claimed it)
     assert "requeue 1 of 1" in (run / "stderr.log").read_text()
     assert row["summary"]["world"] == 2 and row["summary"]["sum"] == 3.0  # 1 + 2
     ranks = [json.loads((run / f"rank-{r}.json").read_text()) for r in (0, 1)]
     out = (run / "stdout.log").read_text()
-    assert "[rank0]:rank 0 of 2: sum 3.0" in out and "[rank1]:rank 1 of 2: sum 3.0" in out
+    assert out.count("[rank1]:rank 1 of 2: sum 3.0") == 4, out  # every start, on node2 too
     assert all("#SBATCH --nodes=2" in (sub / "job.sbatch").read_text()
                for sub in submission_dirs(project.sweep_dir()))
     (record,) = terminal_records(project.sweep_dir())
     signed = {k: v for k, v in record["launcher"].items() if k.startswith("rank")}
     assert {k: (v["pid"], v["host"]) for k, v in signed.items()} == {
         f"rank{r}": (ranks[r]["pid"], ranks[r]["host"]) for r in (0, 1)}
-    assert record["launcher"]["requeues"] == 1
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [(m["sum"], m["rank"]) for m in metrics] == [(3.0, 0)] * 3  # rank 0's, each start
-
-
-def test_a_run_on_two_nodes_requeued_by_slurm_starts_again_on_both(cluster: Any,
-                                                                   project: Project) -> None:
-    """SLURM requeues a job of two nodes itself (preemption, `scontrol requeue`): every rank of
-    the first start ends on both nodes, the restarted job starts both again (one srun step of
-    two nodes, as submitit's multi-task requeue does not), and the run completes once with
-    every rank's output; the restart is on the attempt's record."""
-    pytest.importorskip("torch")
-    from test_ranks import with_ddp_task
-
-    with_ddp_task(project)
-    runner = project.popen("task=ddp", "task.mode=wait", "launcher.nodes=2", *SLURM)
-
-    def ranks_up() -> list[dict[str, Any]]:
-        found = [Path(r["dir"]) for r in rows_so_far(project).values()]
-        try:
-            return [json.loads((found[0] / f"rank-{r}.json").read_text()) for r in (0, 1)]
-        except (IndexError, OSError, ValueError):
-            return []
-
-    assert wait_for(lambda: len(ranks_up()) == 2, 120)
-    first = ranks_up()
-    (lease,) = running_on_node(project).values()
-    subprocess.run(["scontrol", "requeue", lease["launcher"]["job"]], check=True)
-    assert wait_for(lambda: all(_gone(r["pid"]) for r in first), 60)
-    assert wait_for(lambda: len(ranks_up()) == 2 and not {r["pid"] for r in ranks_up()}
-                    & {r["pid"] for r in first}, 120)
-    assert [r["host"] for r in ranks_up()] == ["node1", "node2"]
-    (project.root / "release").touch()
-    out, _ = runner.communicate(timeout=180)
-    assert runner.returncode == 0, out
-    (row,) = rows(project).values()
-    assert row["state"] == "COMPLETED" and row["summary"]["world"] == 2, row
-    text = (Path(row["dir"]) / "stdout.log").read_text()
-    assert text.count("[rank1]:rank 1 of 2: sum 3.0") == 2, text  # both starts, rank 1 too
+    assert [(m["sum"], m["rank"]) for m in metrics] == [(3.0, 0)] * 4  # rank 0's, each start
 
 
 def test_a_crashing_run_is_recorded_with_its_traceback(cluster: Any, project: Project) -> None:
@@ -954,3 +924,22 @@ def test_a_study_in_pools_runs_to_its_end_and_with_wait_false_needs_no_loop_job(
     assert [r["values"]["trial"] for r in final] == list(range(6))
     subs = [d.name for d in submission_dirs(project.sweep_dir())]
     assert len(subs) == 2 and all(s.startswith("pool-") for s in subs), subs  # no loop job
+
+
+def test_a_node_where_pools_fail_is_left_out_of_later_pools(cluster: Any,
+                                                            project: Project) -> None:
+    """launcher.runs_per_job=2 with node2 broken (a pool's set-up fails there before it claims
+    a run): the pool that failed on node2 counts against it, node2 is left out of the later
+    pools (notice, status), and node1's pools run every run."""
+    (project.root / "node_check.sh").write_text('[ "$SLURMD_NODENAME" != node2 ]\n')
+    proc = project.run("task.lr=0.1,0.2,0.3,0.4,0.5,0.6", "task.sleep=2", *SLURM,
+                       "launcher.runs_per_job=2", "launcher.bad_node_after=1",
+                       "launcher.setup=['bash node_check.sh || exit 1']", timeout=180)
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 0, said
+    assert "notice: node node2 is left out of this sweep's submissions" in said, said
+    assert "pool " in said.split("node node2 is left out", 1)[1].split("\n")[0], said
+    final = rows(project)
+    assert [r["state"] for r in final.values()] == ["COMPLETED"] * 6
+    assert all(r["launcher"]["node"] == "node1" for r in terminal_records(project.sweep_dir()))
+    assert any("node node2 is left out" in n for n in project.status()["notices"])

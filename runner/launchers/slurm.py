@@ -102,6 +102,7 @@ class SlurmLauncher(Launcher):
         self._hold_s = 0.0  # the last wait after a refusal for a limit (0: none)
         self._held_until = 0.0
         self.bad_nodes = BadNodes(store.root, int(conf.bad_node_after))
+        self._pools_ended: set[str] = set()  # pools whose end bad_nodes has seen
 
     @classmethod
     def is_available(cls) -> bool:
@@ -148,7 +149,12 @@ class SlurmLauncher(Launcher):
             return f"cancelled {idle} pool(s) still queued: nothing is left for them" \
                 if idle else ""
         k = int(self.conf.runs_per_job)
-        alive = pool.live_pools(self.store.root)
+        known = pool.pools(self.store.root)
+        for info in known:  # (a node where pools fail is left out like one where runs do)
+            if info.ended and info.name not in self._pools_ended:
+                self._pools_ended.add(info.name)
+                self.bad_nodes.saw_pool(info.name, info.node, info.state)
+        alive = sum(1 for j in known if not j.ended)
         free = max(0, alive * k - running)
         more = min(math.ceil(max(0, runnable - free) / k),
                    pool.pools_needed(self.conf, runnable + running) - alive,

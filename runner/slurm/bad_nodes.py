@@ -61,10 +61,24 @@ class BadNodes:
             return
         if not node_fault(state, data):
             return  # the task's own failure, or a stop from outside: says nothing of the node
+        self._failed(node, run_id, str(data.get("reason", "")))
+
+    def saw_pool(self, job: str, node: str, slurm_state: str) -> None:
+        """A pool of the sweep (``launcher.runs_per_job``) ended: one that failed (its set-up
+        or runner exited non-zero before its runs could, or SLURM failed its node) counts
+        against its node like a run that failed there; one that completed ends the streak."""
+        if not node or not self.after:
+            return
+        if slurm_state == "COMPLETED":
+            self.streaks.pop(node, None)
+        elif slurm_state in ("FAILED", "NODE_FAIL", "BOOT_FAIL"):
+            self._failed(node, f"pool {job}", f"the pool ended {slurm_state}")
+
+    def _failed(self, node: str, what: str, reason: str) -> None:
         streak = self.streaks[node]
-        streak.append(run_id)
+        streak.append(what)
         if len(streak) >= self.after and not self._named(node):
-            reason = str(data.get("reason", "")).splitlines()[0][:160]
+            reason = (reason.splitlines() or [""])[0][:160]
             text = (f"node {node} is left out of this sweep's submissions: {len(streak)} runs "
                     f"in a row failed there for the machine ({', '.join(streak[-3:])}; last: "
                     f"{reason}); launcher.bad_node_after=0 uses it again")

@@ -92,6 +92,11 @@ def _pools(sweep_root: Path) -> list[commands.JobInfo]:
     return list(commands.query(names).values())
 
 
+def pools(sweep_root: Path) -> list[commands.JobInfo]:
+    """Every pool of the sweep that SLURM still knows (queued, running or recently ended)."""
+    return _pools(sweep_root)
+
+
 def live_pools(sweep_root: Path) -> int:
     """Pools of the sweep that SLURM still queues or runs."""
     return sum(1 for j in _pools(sweep_root) if not j.ended)
