@@ -202,7 +202,7 @@ def test_a_run_of_two_ranks_runs_them_on_its_node(cluster: Any, project: Project
     assert row["state"] == "COMPLETED" and row["summary"]["world"] == 2
     assert row["summary"]["sum"] == 3.0
     out = (Path(row["dir"]) / "stdout.log").read_text()
-    assert out.count("[rank1]:rank 1 of 2: sum 3.0") == 4, out  # every start, on node2 too
+    assert "[rank0]:rank 0 of 2: sum 3.0" in out and "[rank1]:rank 1 of 2: sum 3.0" in out
     envs = [json.loads((Path(row["dir"]) / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert [e["RANK"] for e in envs] == ["0", "1"] and envs[0]["WORLD_SIZE"] == "2"
 

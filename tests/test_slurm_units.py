@@ -451,6 +451,9 @@ def test_a_pool_killed_at_any_moment_loses_and_repeats_no_run(project: Project,
     assert submit.returncode == 0, submit.stdout + submit.stderr
     sweep = project.sweep_dir()
     [sub] = submissions.all_submissions(sweep)
+    from runner.results.status import scan
+    from runner.storage.store import SweepStore
+
     hooks = project.root / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(POOL_KILL_HOOKS)
@@ -478,12 +481,14 @@ def test_a_pool_killed_at_any_moment_loses_and_repeats_no_run(project: Project,
     out, _ = first.communicate(timeout=60)
     assert first.returncode == -9, out  # (killed, not ended)
     assert point == "running" or (project.root / "killed").exists(), out
-    ended = {r["id"]: r["attempt"] for r in project.status(sweep)["runs"]
-             if r["state"] == "COMPLETED"}
+    ended = {r.ref.id: r.record.attempt for r in scan(SweepStore(sweep))
+             if r.state == "COMPLETED" and r.record is not None}
     second = pool(1)
     out, _ = second.communicate(timeout=120)
     assert second.returncode == 0, out
-    runs = project.status(sweep)["runs"]
+    # (read here: `status` would ask the cluster's squeue, not the stand-in)
+    runs = [{"id": r.ref.id, "state": r.state, "attempt": r.record.attempt if r.record else 0}
+            for r in scan(SweepStore(sweep))]
     assert [r["state"] for r in runs] == ["COMPLETED"] * 6, out
     assert all(r["attempt"] == ended[r["id"]] for r in runs if r["id"] in ended)
     if point != "finishing":  # (there, the pool's other run may have ended first)
