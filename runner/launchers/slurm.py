@@ -352,9 +352,9 @@ class SlurmLauncher(Launcher):
         here (a restart that fails ends the job, and the run with it)."""
         if not handles:
             return []
-        names = [s.job_name for s in submissions.all_submissions(self.store.root)]
         try:
-            jobs = {j.name: j for j in commands.query(names).values()}
+            jobs = {j.name: j for j in commands.query(
+                submissions.job_names(self.store.root)).values()}
         except SlurmError:
             return []
         return [h for h in handles if h.job in jobs and not jobs[h.job].ended]
@@ -396,9 +396,9 @@ class SlurmLauncher(Launcher):
 
 def _same_job(record: FlagRecord, handle: SlurmRunHandle) -> bool:
     """Whether a run's RUNNING lease is its own job's again (a restart of that array task after
-    SLURM requeued it took the run over)."""
-    facts = record.data.get("launcher") or {}
-    return bool(handle.job) and f"{facts.get('array_job_id')}_{facts.get('index')}" == handle.job
+    SLURM requeued it took the run over: its lease names the task, as ``commands.job_env``
+    says it)."""
+    return bool(handle.job) and (record.data.get("launcher") or {}).get("job") == handle.job
 
 
 def cancel_sweep(sweep_root: str | Path,
@@ -410,7 +410,7 @@ def cancel_sweep(sweep_root: str | Path,
     """
     if not SweepPaths(Path(sweep_root)).slurm.is_dir():
         return [], []
-    names = [s.job_name for s in submissions.all_submissions(sweep_root)]
+    names = submissions.job_names(sweep_root)
     live = {j.array_job_id for j in commands.query(names).values() if not j.ended}
     cancelled = sorted(live)
     commands.scancel(live)

@@ -85,27 +85,15 @@ def _runs_only(notifiers: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _pools(sweep_root: Path) -> list[commands.JobInfo]:
-    """Every pool of the sweep that SLURM still knows (one squeue call)."""
-    names = [s.job_name for s in submissions.all_submissions(sweep_root)
-             if s.id.startswith(POOL_PREFIX)]
-    return list(commands.query(names).values())
-
-
 def pools(sweep_root: Path) -> list[commands.JobInfo]:
-    """Every pool of the sweep that SLURM still knows (queued, running or recently ended)."""
-    return _pools(sweep_root)
-
-
-def live_pools(sweep_root: Path) -> int:
-    """Pools of the sweep that SLURM still queues or runs."""
-    return sum(1 for j in _pools(sweep_root) if not j.ended)
+    """Every pool of the sweep that SLURM still knows, queued, running or recently ended (one
+    squeue call)."""
+    return list(commands.query(submissions.job_names(sweep_root, POOL_PREFIX)).values())
 
 
 def cancel_pending_pools(sweep_root: Path) -> int:
     """``scancel`` the sweep's pools that have not started (the sweep ended without them)."""
-    pending = [f"{j.array_job_id}_{j.index}" for j in _pools(sweep_root)
-               if j.state == "PENDING"]
+    pending = [j.name for j in pools(sweep_root) if j.state == "PENDING"]
     commands.scancel(pending)
     return len(pending)
 

@@ -74,3 +74,9 @@ def all_submissions(sweep_root: Path | str) -> list[Submission]:
         return []
     found = [read(SubmissionPaths(p)) for p in sorted(root.iterdir()) if p.is_dir()]
     return [s for s in found if s is not None]
+
+
+def job_names(sweep_root: Path | str, prefix: str = "") -> list[str]:
+    """The SLURM job names of the sweep's submissions (those whose id starts with ``prefix``),
+    to ask squeue about them in one call."""
+    return [s.job_name for s in all_submissions(sweep_root) if s.id.startswith(prefix)]
