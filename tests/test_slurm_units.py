@@ -238,6 +238,39 @@ def test_a_job_slurm_requeued_on_its_own_is_interrupted_when_its_restart_fails(
     assert got[2][0] == "CRASHED" and "without the worker recording a result" in got[2][1]
 
 
+@pytest.mark.parametrize("max_queued", [None, 2])
+def test_under_max_queued_a_run_keeps_its_place_until_its_task_leaves_the_queue(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, max_queued: int | None) -> None:
+    """The worker writes COMPLETED a moment before its array task leaves SLURM's queue (the
+    process exits, the epilogue runs). Under launcher.max_queued the run's place is freed only
+    once squeue no longer holds the task, so the next submission never makes the queue hold
+    more than max_queued of the sweep's tasks; without it, the run ends at once."""
+    from runner.launchers.slurm import SlurmLauncher, SlurmRunHandle
+    from runner.storage.store import RunRef, SweepStore
+
+    now = time.time()
+    handles = []
+    for index in range(3):
+        paths, lease = _slurm_run(tmp_path, "s1", index, now, "40", array_job_id="40")
+        finish(paths, lease.token, State.COMPLETED, {"summary": {}})
+        run = RunRef(f"s1-r{index}", paths.root.name, {}, str(paths.root))
+        handles.append(SlurmRunHandle(run, lease, index))
+    launcher = SlurmLauncher(SweepStore(tmp_path / "sweep"),
+                             SlurmLauncherConf(max_queued=max_queued), None)
+    states = {0: "RUNNING", 1: "COMPLETING", 2: "COMPLETED"}
+    calls = _squeue(monkeypatch, [JobInfo("40", i, str(41 + i), state, "None", "vm", "toy.s1")
+                                  for i, state in states.items()])
+    launcher._poll(handles)
+    if max_queued is None:
+        assert [h.code for h in handles] == [0, 0, 0] and calls == []
+        return
+    assert [h.code for h in handles] == [None, None, 0] and calls == [["toy.s1"]]
+    _squeue(monkeypatch, [JobInfo("40", i, str(41 + i), "COMPLETED", "None", "vm", "toy.s1")
+                          for i in range(2)])
+    launcher._poll(handles[:2])
+    assert [h.code for h in handles] == [0, 0, 0]
+
+
 def test_without_slurm_nothing_is_declared_dead(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     items = [_slurm_run(tmp_path, "s1", 0, 0.0, "40")]

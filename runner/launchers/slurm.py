@@ -346,10 +346,13 @@ class SlurmLauncher(Launcher):
         return [h for h in mine if h.code is not None]
 
 
-    def _requeued(self, handles: list[SlurmRunHandle]) -> list[SlurmRunHandle]:
-        """Of runs that ended INTERRUPTED, those whose job SLURM requeued itself (preemption, a
-        lost node) and still holds: the job's restart carries the run on, so it has not ended
-        here (a restart that fails ends the job, and the run with it)."""
+    def _held(self, handles: list[SlurmRunHandle]) -> list[SlurmRunHandle]:
+        """Of runs whose FLAG has ended, those whose array task SLURM still holds (pending,
+        running or completing). A run left INTERRUPTED whose job SLURM requeued itself
+        (preemption, a lost node) has not ended here: the job's restart carries it on (a restart
+        that fails ends the job, and the run with it). Under ``launcher.max_queued`` a run that
+        ended keeps its place until its task has left the queue, so the sweep never has more
+        than that many tasks queued or running, as the site's limits count them."""
         if not handles:
             return []
         try:
@@ -375,7 +378,8 @@ class SlurmLauncher(Launcher):
                 live.append((handle, record.lease))
             else:
                 ended.append((handle, record))
-        back = self._requeued([h for h, r in ended if r.state is State.INTERRUPTED])
+        back = self._held([h for h, r in ended
+                           if r.state is State.INTERRUPTED or self.conf.max_queued])
         for handle, record in ended:
             if handle not in back:
                 handle.code = 0
