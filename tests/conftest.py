@@ -133,6 +133,19 @@ class Project:
         return dirs[0]
 
     def status(self, sweep: Path | None = None) -> dict[str, Any]:
+        """What ``status <sweep> --json`` prints, read in this process: tests poll it in loops,
+        and a ``python -m runner`` process per look kept a CPU busy beside the runs under test
+        (the CLI itself is run by test_readme and test_status)."""
+        from runner.errors import RunnerError
+        from runner.results.status import json_text
+        from runner.storage.store import SweepStore
+
+        try:
+            return json.loads(json_text(SweepStore(sweep or self.sweep_dir()), workers=1))
+        except RunnerError as exc:
+            raise AssertionError(str(exc)) from exc
+
+    def status_cli(self, sweep: Path | None = None) -> dict[str, Any]:
         proc = self.cli("status", str(sweep or self.sweep_dir()), "--json")
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout)

@@ -113,9 +113,11 @@ class App:
         return only
 
     def status(self, sweep: Path | None = None) -> dict[str, Any]:
-        proc = self.cli("status", str(sweep or self.sweep()), "--json")
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout)
+        """What ``status <sweep> --json`` prints, read in this process (no process per look)."""
+        from runner.results.status import json_text
+        from runner.storage.store import SweepStore
+
+        return json.loads(json_text(SweepStore(sweep or self.sweep()), workers=1))
 
     def marks(self, kind: str) -> dict[int, int]:
         """job num -> how many marker files of that kind (start, done)."""

@@ -264,7 +264,11 @@ def test_a_run_on_two_nodes_runs_a_rank_on_each_and_resumes_after_a_rank_is_kill
             return False
         return not {e["pid"] for e in up} & set(not_pids)
 
-    assert wait_for(both_ranks_up, 120)
+    def said(starts: int) -> bool:  # rank 1's line of each start has come through to the log
+        line = "[rank1]:rank 1 of 2: sum 3.0"
+        return (run_dir[0] / "stdout.log").read_text().count(line) >= starts
+
+    assert wait_for(both_ranks_up, 120) and wait_for(lambda: said(1), 30)
     run = run_dir[0]
     ranks = [json.loads((run / f"rank-{r}.json").read_text()) for r in (0, 1)]
     assert [(e["RANK"], e["LOCAL_RANK"], e["GROUP_RANK"], e["WORLD_SIZE"], e["host"])
@@ -279,7 +283,7 @@ def test_a_run_on_two_nodes_runs_a_rank_on_each_and_resumes_after_a_rank_is_kill
 
     again = project.popen(*command)
     seen = tuple(r["pid"] for r in ranks)
-    assert wait_for(lambda: both_ranks_up(seen), 120)
+    assert wait_for(lambda: both_ranks_up(seen), 120) and wait_for(lambda: said(2), 30)
     for how in ("the time-limit warning", "SLURM's own requeue"):
         started = [json.loads((run / f"rank-{r}.json").read_text()) for r in (0, 1)]
         (lease,) = running_on_node(project).values()
@@ -291,6 +295,8 @@ def test_a_run_on_two_nodes_runs_a_rank_on_each_and_resumes_after_a_rank_is_kill
         assert wait_for(lambda s=started: all(_gone(r["pid"]) for r in s), 60), how
         seen += tuple(r["pid"] for r in started)
         assert wait_for(lambda s=seen: both_ranks_up(s), 120), how
+        starts = len(seen) // 2 + 1
+        assert wait_for(lambda n=starts: said(n), 30), how
         assert again.poll() is None, how  # (the runner waits for the restart)
     (project.root / "release").touch()
     out, _ = again.communicate(timeout=240)
