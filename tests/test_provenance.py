@@ -123,3 +123,17 @@ def test_an_edit_to_a_task_outside_git_is_noticed(project: Project) -> None:
         proc.stderr, proc.stderr
     (row,) = project.status()["runs"]
     assert "fixed?" in row["reason"]
+
+
+def test_the_environment_lists_every_distribution_as_importlib_metadata_parses_it() -> None:
+    """The fast read of each METADATA head gives what the full e-mail parse gives, for every
+    distribution installed here (more than a hundred: torch, wandb, hydra-core, ...)."""
+    import importlib.metadata
+
+    from runner.storage.provenance import environment
+
+    full = {str(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()
+            if d.metadata["Name"]}
+    got = environment()
+    assert got == full and len(got) > 50 and got["hydra-core"] == full["hydra-core"]
+    assert list(got) == sorted(got, key=str.lower)

@@ -112,12 +112,23 @@ def untracked_sources(repo: Path, names: list[str]) -> tuple[str, list[dict[str,
 
 
 def environment() -> dict[str, str]:
-    """Every installed distribution and its version (``importlib.metadata``)."""
+    """Every installed distribution and its version (``importlib.metadata``).
+
+    Read from the head of each one's core metadata (``Name`` and ``Version`` are required
+    one-line fields before the first blank line): ``dist.metadata`` runs the e-mail parser over
+    the whole file, twice per distribution with ``dist.version``, a tenth of a second at every
+    launch with a hundred packages installed."""
     out: dict[str, str] = {}
     for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            out[str(name)] = dist.version
+        fields: dict[str, str] = {}
+        for line in (dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "").splitlines():
+            if not line.strip():
+                break
+            key, sep, value = line.partition(":")
+            if sep and key in ("Name", "Version") and key not in fields:
+                fields[key] = value.strip()
+        if fields.get("Name"):
+            out[fields["Name"]] = fields.get("Version", "")
     return dict(sorted(out.items(), key=lambda kv: kv[0].lower()))
 
 
