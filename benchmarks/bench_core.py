@@ -1,13 +1,14 @@
 """Core speed benchmarks; every number is printed as a ratio to a baseline measured in this run.
 
-    python benchmarks/bench_core.py [--runs 500] [--grid 10000] [--status-runs 100000]
+    python benchmarks/bench_core.py [--runs 500] [--grid 10000] [--status-runs 10000,100000]
 
 1. launch: N trivial runs through `python -m runner` (local launcher, 2 at a time) against N bare
    `python -c` spawns writing the same JSON file, 2 at a time (xargs -P2), and against Hydra's
    multirun (basic launcher, and joblib with 2 jobs when hydra-joblib-launcher is installed).
 2. freeze: expansion + writing a 10,000-run grid sweep, against composing every run with
    hydra.compose (extrapolated from 50 calls measured here).
-3. status: `status --json` over a 100,000-run sweep, against one bare os.scandir pass over the
+3. status: `status --json` over sweeps of 10,000 and 100,000 runs (half of them COMPLETED with
+   FLAGs as runner writes them, half not started), against one bare os.scandir pass over the
    same run directories.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -114,9 +116,15 @@ def bench_status(n: int, work: Path) -> list[tuple[str, float, float]]:
             for i in range(n)]
     plan = Plan("status", "grid", runs, ["x"], ["x"], {}, [], "0")
     store, _ = SweepStore.create(plan, work, "config", [])
-    for ref in store.runs()[: n // 2]:  # half of them COMPLETED, with a summary
-        (ref.paths.root / "UNHATCHED").rename(ref.paths.root / "COMPLETED")
-        (ref.paths.root / "COMPLETED").write_text('{"attempt": 1, "summary": {"acc": 0.5}}')
+    for k, ref in enumerate(store.runs()[: n // 2]):  # half of them COMPLETED, as runner
+        (ref.paths.root / "UNHATCHED").rename(ref.paths.root / "COMPLETED")  # writes them
+        (ref.paths.root / "COMPLETED").write_text(json.dumps(
+            {"attempt": 1, "time": 1796674299.6 + k, "host": "node017", "pid": 9907 + k,
+             "started": 1796674239.4 + k, "summary": {"val/acc": 0.5 + k / n, "val/loss": 0.7,
+                                                      "train/loss": 0.4, "epoch": 10},
+             "duration_s": 60.2, "launcher": {"code": "ca8c0910a0"}}, indent=1))
+
+    time.sleep(2.1)  # (status caches a run directory once it has not changed for 2 s)
 
     def scandir_pass() -> int:
         count = 0
@@ -136,7 +144,7 @@ def bench_status(n: int, work: Path) -> list[tuple[str, float, float]]:
     t0 = time.perf_counter()
     scandir_pass()
     base = time.perf_counter() - t0
-    first = status_json()  # reads every FLAG and writes .status-cache.json
+    first = status_json()  # reads every FLAG and writes .status-cache/
     again = status_json()
     return [(f"os.scandir pass over {n} run dirs (baseline)", base, 1.0),
             (f"status --json over {n} runs, first call (reads every FLAG)", first, first / base),
@@ -147,7 +155,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--grid", type=int, default=10_000)
-    parser.add_argument("--status-runs", type=int, default=100_000)
+    parser.add_argument("--status-runs", default="10000,100000",
+                        help="sweep sizes for the status benchmark, comma-separated")
     parser.add_argument("--only", choices=["launch", "freeze", "status"])
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
@@ -165,7 +174,8 @@ def main() -> None:
             (work / "freeze").mkdir()
             results += bench_freeze(args.grid, work / "freeze")
         if args.only in (None, "status"):
-            results += bench_status(args.status_runs, work / "status")
+            for n in (int(x) for x in args.status_runs.split(",")):
+                results += bench_status(n, work / f"status-{n}")
         os.chdir(REPO)
     for label, secs, ratio in results:
         table.add_row(label, f"{secs:.2f}" if secs else "-", f"{ratio:.2f}x" if ratio else "-")

@@ -173,7 +173,7 @@ def test_status_cache_follows_state_changes(project):
     sweep = project.sweep_dir()
     time.sleep(2.1)  # run directories changed in the last 2 s are not cached yet
     first = project.status()
-    cache = sweep / ".status-cache.json"
+    cache = sweep / ".status-cache" / "0.json"
     assert cache.is_file() and len(json.loads(cache.read_text())["entries"]) == 2
     cache.write_text("{not json")  # an unreadable cache is ignored, then rebuilt
     assert project.status()["runs"] == first["runs"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -35,9 +36,8 @@ def make_sweep(tmp_path: Path, n: int) -> SweepStore:
 
 
 def _without_durations(doc: dict) -> dict:
-    for row in doc["runs"]:
-        row.pop("duration_s")
-    return doc
+    return {**doc, "runs": [{k: v for k, v in row.items() if k != "duration_s"}
+                            for row in doc["runs"]]}
 
 
 def test_forked_json_equals_the_plain_scan(tmp_path, quick_settle):
@@ -68,12 +68,28 @@ def test_recently_changed_runs_are_not_cached_yet(tmp_path):
     assert not store.paths.status_cache.exists()  # everything changed within 2 s
 
 
-def test_cache_learns_from_every_worker_and_never_goes_stale(tmp_path, quick_settle):
+def cached(store: SweepStore) -> dict[str, list]:
+    """Every entry of the sweep's FLAG cache files."""
+    entries: dict[str, list] = {}
+    for block in sorted(store.paths.status_cache.glob("*.json")):
+        entries.update(json.loads(block.read_text())["entries"])
+    return entries
+
+
+def test_cache_learns_from_every_worker_and_never_goes_stale(tmp_path, quick_settle,
+                                                             monkeypatch):
+    monkeypatch.setattr("runner.results.status.CACHE_SHARD", 8)
     store = make_sweep(tmp_path, 60)
     time.sleep(0.1)
-    json_text(store, workers=3)
-    entries = json.loads(store.paths.status_cache.read_text())["entries"]
-    assert len(entries) == 20 + sum(1 for i in range(60) if i % 3 == 1 and i % 5 == 0)
+    plain = json.loads(json.dumps(to_json(store, scan(SweepStore(store.root))), default=str))
+    shutil.rmtree(store.paths.status_cache)
+    first = json.loads(json_text(store, workers=3))
+    assert _without_durations(first) == _without_durations(plain)
+    entries = cached(store)  # every run, each worker's blocks (8 files of 8 runs at most)
+    assert len(entries) == 60 and len(list(store.paths.status_cache.iterdir())) == 8
+    assert {e[0] for e in entries.values()} == {"UNHATCHED", "COMPLETED", "CRASH.txt"}
+    again = json.loads(json_text(SweepStore(store.root), workers=2))  # rows from the cache
+    assert _without_durations(again) == _without_durations(plain)
     ref = store.runs()[0]
     again = claim(ref.paths, frozenset({State.COMPLETED}))  # e.g. runner.debug re-runs it
     finish(ref.paths, again.token, State.COMPLETED, {"summary": {"acc": 9.0}})
@@ -85,6 +101,41 @@ def test_cache_learns_from_every_worker_and_never_goes_stale(tmp_path, quick_set
     flag.write_text(flag.read_text().replace("boom 10", "bang 10!"))
     doc = json.loads(json_text(SweepStore(store.root), workers=2))
     assert doc["runs"][10]["reason"] == "bang 10!"
+    # a run not started when cached, claimed since: its new FLAG, not the cached row
+    fresh = store.runs()[59]
+    assert entries[fresh.id][0] == "UNHATCHED"
+    lease = claim(fresh.paths, ANY)
+    assert lease is not None
+    doc = json.loads(json_text(SweepStore(store.root), workers=2))
+    assert doc["runs"][59]["state"] == "RUNNING"
+    # the states alone (the list of sweeps, ls): from the cache where it is current, the same
+    states = [r.state for r in scan(SweepStore(store.root), details=False)]
+    assert states == [row["state"] for row in doc["runs"]]
+    # only the block that changed is written again
+    time.sleep(0.1)
+    json_text(SweepStore(store.root), workers=2)  # (caches what changed above, now settled)
+    stamps = {p.name: p.stat().st_mtime_ns for p in store.paths.status_cache.iterdir()}
+    finish(fresh.paths, lease.token, State.COMPLETED, {"summary": {}})
+    time.sleep(0.1)
+    json_text(SweepStore(store.root), workers=2)
+    changed = [p.name for p in store.paths.status_cache.iterdir()
+               if p.stat().st_mtime_ns != stamps[p.name]]
+    assert changed == ["7.json"], changed  # (run 59 of 60: the eighth block)
+
+
+def test_a_moved_sweep_shows_its_new_directories_not_the_cached_ones(tmp_path, quick_settle):
+    """The cache keeps each settled run's row as text, directory included: a sweep moved
+    elsewhere (mv keeps every mtime, so each entry still looks current) must not show the
+    old paths."""
+    store = make_sweep(tmp_path / "a", 9)
+    time.sleep(0.1)
+    json_text(store)
+    assert len(cached(store)) == 9
+    moved = tmp_path / "b"
+    store.root.parent.rename(moved)
+    doc = json.loads(json_text(SweepStore(moved / store.root.name)))
+    assert all(row["dir"].startswith(str(moved)) for row in doc["runs"]), doc["runs"][0]["dir"]
+    assert doc["counts"]["COMPLETED"] == 3
 
 
 def test_status_reads_again_when_a_flag_moves_under_it(project, monkeypatch):
@@ -98,18 +149,18 @@ def test_status_reads_again_when_a_flag_moves_under_it(project, monkeypatch):
     project.run("seed=range(3)", check=True)
     store = SweepStore(project.sweep_dir())
     ref = store.runs()[0]
-    real = status.read_flag
+    real = status._read_bytes
     calls = {"n": 0}
 
-    def moved_once(path):  # the FLAG listed a moment ago is gone when it is opened
+    def moved_once(path, dir_fd=None):  # the FLAG listed a moment ago is gone when opened
         calls["n"] += 1
         if calls["n"] == 1:
             raise FileNotFoundError(path)
-        return real(path)
+        return real(path, dir_fd)
 
-    monkeypatch.setattr(status, "read_flag", moved_once)
+    monkeypatch.setattr(status, "_read_bytes", moved_once)
     assert status.read_run(ref).state == "COMPLETED" and calls["n"] == 2
-    monkeypatch.setattr(status, "read_flag", real)
+    monkeypatch.setattr(status, "_read_bytes", real)
 
     stop = threading.Event()
     every = frozenset(State)

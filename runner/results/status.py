@@ -1,17 +1,19 @@
 """Reading a sweep's state: one row per run, counts per state, JSON and a rich table.
 
 A scan costs one ``scandir`` per run. The content of a finished run's FLAG (summary, crash
-reason) is read once and then kept in ``.status-cache.json`` with the run directory's mtime and
+reason) is read once and then kept in ``.status-cache/`` with the run directory's mtime and
 the FLAG's inode, size and mtime: every state change creates or renames a file in the run
 directory (a new directory mtime) and an edit in place changes the FLAG's size or time, so two
 ``stat`` calls prove a cached entry current, and ``status`` over 100,000 finished runs lists no
-directory and reads one cache file instead of 100,000 FLAGs. A FLAG that
+directory and reads 25 cache files instead of 100,000 FLAGs (a run not started yet: its FLAG's
+name is its state, so the directory's mtime alone proves it). A FLAG that
 cannot be parsed makes that run ``CORRUPT`` with the error; it never stops the scan or changes
 anything on disk.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pickle
@@ -34,7 +36,7 @@ from runner.storage.state import (
     STATE_OF_FLAG,
     FlagRecord,
     State,
-    read_flag,
+    parse_flag,
     read_state,
 )
 from runner.storage.store import RunRef, SweepStore
@@ -76,63 +78,152 @@ class RunStatus:
 
 
 _FLAGS = frozenset(FLAG_NAMES)
-_CACHE_VERSION = 3
+_CACHE_VERSION = 4
+CACHE_SHARD = 4096  # runs per file of the FLAG cache
+_UNHATCHED = State.UNHATCHED.value
 _SETTLED_NS = 2_000_000_000
 
 
 class FlagCache:
-    """Parsed terminal FLAGs: run id -> [flag name, file identity, attempt, data, dir mtime]."""
+    """What settled runs' FLAGs say, each proven current by ``stat`` calls before it is used.
 
-    def __init__(self, store: SweepStore | None = None) -> None:
-        self.path = store.paths.status_cache if store is not None else None
+    An entry: ``[flag name, the FLAG's identity, attempt, data, the run directory's mtime,
+    its status --json row]`` (the row as text, "" until ``json_text`` encoded it; data kept as
+    JSON text on disk and parsed only when a reader needs it). Kept in
+    ``.status-cache/<k>.json``, one file per ``CACHE_SHARD`` runs of the manifest (the k-th
+    block): a cache for runs ``start:stop`` reads only their blocks' files and writes only those
+    it learned something for, so the workers of one ``status`` read and write their shares side
+    by side, and a live sweep rewrites a block, not the whole cache. A block written for the
+    sweep at another path is not used (its rows name the old directories)."""
+
+    def __init__(self, store: SweepStore | None = None, start: int = 0,
+                 stop: int | None = None, writable: bool = True) -> None:
+        self.folder = store.paths.status_cache if store is not None and writable else None
+        self.root = str(store.root) if store is not None else ""
         self.entries: dict[str, list[Any]] = {}
-        self.dirty = False
-        if self.path is not None:
+        self._block: dict[str, int] = {}  # run id -> its block, for the runs in range
+        self._dirty: set[int] = set()
+        self.current: set[str] = set()  # entries proven current (or learned) by this process
+        if store is None:
+            return
+        listed = store.manifest["runs"]
+        stop = len(listed) if stop is None else min(stop, len(listed))
+        self._block = {listed[i]["id"]: i // CACHE_SHARD for i in range(start, stop)}
+        for block in range(start // CACHE_SHARD, -(-stop // CACHE_SHARD)):
             try:
-                data = json.loads(self.path.read_bytes())
-                if data.get("version") == _CACHE_VERSION:
-                    self.entries = data["entries"]
-            except (OSError, ValueError, KeyError, AttributeError):
-                self.entries = {}  # a cache: unreadable means empty
+                data = json.loads((store.paths.status_cache / f"{block}.json").read_bytes())
+                if data.get("version") == _CACHE_VERSION and data.get("root") == self.root:
+                    self.entries.update(data["entries"])
+            except (OSError, ValueError, KeyError, AttributeError, TypeError):
+                pass  # a cache: unreadable means empty
 
-    def put(self, run_id: str, name: str, ident: str, record: FlagRecord, dir_mtime: int) -> None:
-        self.entries[run_id] = [name, ident, record.attempt, record.data, dir_mtime]
-        self.dirty = True
+    def put(self, run_id: str, name: str, ident: str, record: FlagRecord | None,
+            dir_mtime: int, text: str | None = None) -> None:
+        """``text``: the FLAG's data as JSON text, if the caller has it (a JSON FLAG's bytes)."""
+        self.entries[run_id] = [name, ident, record.attempt if record else 0,
+                                record.data if record else None, dir_mtime, "", text]
+        self.current.add(run_id)
+        self._touch(run_id)
+
+    def keep_row(self, run_id: str, text: str) -> None:
+        """The encoded row of a run whose entry this process proved current or learned."""
+        if run_id in self.current:
+            self.entries[run_id][5] = text
+            self._touch(run_id)
+
+    def _touch(self, run_id: str) -> None:
+        block = self._block.get(run_id)
+        if block is not None:
+            self._dirty.add(block)
+
+    def row(self, ref: RunRef) -> tuple[str, str] | None:
+        """(state, encoded row) of a run whose cached row is current, else None."""
+        hit = self.entries.get(ref.id)
+        if hit is None or not hit[5] or not _current(ref, hit):
+            return None
+        return STATE_OF_FLAG[hit[0]].value, hit[5]
 
     def save(self) -> None:
-        if self.path is None or not self.dirty:
+        if self.folder is None or not self._dirty:
             return
+        ids: dict[int, list[str]] = {block: [] for block in self._dirty}
+        for run_id, block in self._block.items():
+            if block in ids and run_id in self.entries:
+                ids[block].append(run_id)
         try:
-            write_text_atomic(self.path, json.dumps(
-                {"version": _CACHE_VERSION, "entries": self.entries}), durable=False)
+            self.folder.mkdir(exist_ok=True)
+            (self.folder.parent / ".status-cache.json").unlink(missing_ok=True)  # (before v4)
+            for block, members in ids.items():
+                entries = {}
+                for k in members:
+                    e = self.entries[k]
+                    data = e[3] if isinstance(e[3], str | None) else (
+                        e[6] if len(e) > 6 and e[6] else _ROWS.encode(e[3]))
+                    entries[k] = [*e[:3], data, *e[4:6]]
+                write_text_atomic(self.folder / f"{block}.json", json.dumps(
+                    {"version": _CACHE_VERSION, "root": self.root, "entries": entries}),
+                    durable=False)
         except OSError:
             pass  # e.g. a read-only sweep directory: the cache is only an accelerator
+        self._dirty.clear()
 
 
 def _ident(st: os.stat_result) -> str:
     return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _cached(ref: RunRef, cache: FlagCache) -> RunStatus | None:
-    """A finished run straight from the cache: two stats instead of listing the directory.
-
-    Valid while the run directory's mtime is unchanged (no FLAG created, renamed or removed)
-    and the FLAG itself is the same file, unedited.
-    """
-    hit = cache.entries.get(ref.id)
-    if hit is None:
-        return None
-    name, ident, attempt, data, dir_mtime = hit
+def _current(ref: RunRef, hit: list[Any]) -> bool:
+    """Whether a cache entry still says what the run's FLAG says: the run directory's mtime is
+    unchanged (no FLAG created, renamed or removed) and the FLAG is the same file, unedited.
+    An UNHATCHED run is told by its FLAG's name alone, so the directory's mtime is enough:
+    claiming it renames that FLAG."""
     try:
-        if os.stat(ref.dir).st_mtime_ns != dir_mtime:
-            return None
-        path = f"{ref.dir}/{name}"
-        if _ident(os.stat(path)) != ident:
+        if os.stat(ref.dir).st_mtime_ns != hit[4]:
+            return False
+        return hit[0] == _UNHATCHED or _ident(os.stat(f"{ref.dir}/{hit[0]}")) == hit[1]
+    except OSError:
+        return False
+
+
+def _read_bytes(path: str, dir_fd: int | None = None) -> tuple[str, bytes]:
+    """A file's identity (``_ident``) and then its bytes, from one open file."""
+    fd = os.open(path, os.O_RDONLY, dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        chunks = [os.read(fd, st.st_size + 1)]
+        while chunks[-1]:
+            chunks.append(os.read(fd, 65536))
+    finally:
+        os.close(fd)
+    return _ident(st), b"".join(chunks)
+
+
+def _cached_state(ref: RunRef, cache: FlagCache) -> RunStatus | None:
+    """A run's state alone from the cache: the run directory's mtime proves which FLAG it holds
+    (one ``stat``); what the FLAG says is not needed."""
+    hit = cache.entries.get(ref.id)
+    try:
+        if hit is None or os.stat(ref.dir).st_mtime_ns != hit[4]:
             return None
     except OSError:
         return None
-    return RunStatus(ref, STATE_OF_FLAG[name].value,
-                     FlagRecord(STATE_OF_FLAG[name], attempt, path, data))
+    return RunStatus(ref, STATE_OF_FLAG[hit[0]].value, None)
+
+
+def _cached(ref: RunRef, cache: FlagCache) -> RunStatus | None:
+    """A settled run straight from the cache: two stats instead of listing the directory and
+    reading its FLAG; a run not started yet, one."""
+    hit = cache.entries.get(ref.id)
+    if hit is None or not _current(ref, hit):
+        return None
+    cache.current.add(ref.id)
+    name = hit[0]
+    if name == _UNHATCHED:
+        return RunStatus(ref, _UNHATCHED, None)
+    if isinstance(hit[3], str):  # (as the cache file holds it)
+        hit[3] = json.loads(hit[3])
+    state = STATE_OF_FLAG[name]
+    return RunStatus(ref, state.value, FlagRecord(state, hit[2], f"{ref.dir}/{name}", hit[3]))
 
 
 def read_run(ref: RunRef, details: bool = True, cache: FlagCache | None = None) -> RunStatus:
@@ -149,44 +240,57 @@ def read_run(ref: RunRef, details: bool = True, cache: FlagCache | None = None) 
 
 
 def _read_run(ref: RunRef, details: bool, cache: FlagCache | None) -> RunStatus:
-    if cache is not None and details:
-        hit = _cached(ref, cache)
+    if cache is not None:
+        hit = _cached(ref, cache) if details else _cached_state(ref, cache)
         if hit is not None:
             return hit
-        try:
-            dir_mtime = os.stat(ref.dir).st_mtime_ns  # before listing: a later change shows
-        except OSError:
-            dir_mtime = 0
-    try:
-        with os.scandir(ref.dir) as it:
-            flags = [e for e in it if e.name in _FLAGS]
-    except FileNotFoundError:
+    try:  # (the directory opened once: its mtime, its listing and its FLAG read through it)
+        fd = os.open(ref.dir, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
         return RunStatus(ref, CORRUPT, None, f"run directory {ref.dir} is missing")
     try:
-        if len(flags) == 1:
-            name = flags[0].name
-            state = STATE_OF_FLAG[name]
-            if state is State.UNHATCHED or not details:
-                return RunStatus(ref, state.value, None)
-            path = f"{ref.dir}/{name}"
-            record = read_flag(path)
-            # like git's "racily clean" rule: file times are coarse, so a directory changed in
-            # the last seconds may change again within the same tick; cache it later
-            if (cache is not None and state.is_terminal
-                    and time.time_ns() - dir_mtime > _SETTLED_NS):
-                cache.put(ref.id, name, _ident(flags[0].stat()), record, dir_mtime)
-        else:
-            record = read_state(ref.paths)
+        dir_mtime = os.fstat(fd).st_mtime_ns  # before listing: a later change shows
+        with os.scandir(fd) as it:
+            flags = [e.name for e in it if e.name in _FLAGS]
+        if len(flags) != 1:
+            return RunStatus(ref, *_state_of(read_state(ref.paths)))
+        name = flags[0]
+        state = STATE_OF_FLAG[name]
+        # like git's "racily clean" rule: file times are coarse, so a directory changed in
+        # the last seconds may change again within the same tick; cache it later
+        settled = cache is not None and time.time_ns() - dir_mtime > _SETTLED_NS
+        if state is State.UNHATCHED or not details:
+            if settled and state is State.UNHATCHED:
+                cache.put(ref.id, name, "", None, dir_mtime)  # type: ignore[union-attr]
+            return RunStatus(ref, state.value, None)
+        path = f"{ref.dir}/{name}"
+        ident, raw = _read_bytes(name, fd)  # (the identity of the file read, before it)
+        record = parse_flag(path, raw)
+        if settled and state.is_terminal:
+            cache.put(ref.id, name, ident, record, dir_mtime,  # type: ignore[union-attr]
+                      None if state is State.CRASHED else raw.decode())
+        return RunStatus(ref, state.value, record)
     except CorruptStateError as exc:
         return RunStatus(ref, CORRUPT, None, str(exc))
-    return RunStatus(ref, record.state.value, record)
+    finally:
+        os.close(fd)
+
+
+def _state_of(record: FlagRecord) -> tuple[str, FlagRecord]:
+    return record.state.value, record
 
 
 def scan(store: SweepStore, details: bool = True) -> list[RunStatus]:
-    cache = FlagCache(store) if details else None
-    rows = [read_run(ref, details, cache) for ref in store.runs()]
-    if cache is not None:
-        cache.save()
+    """Every run's status (``details=False``: its state alone, from the cache where it is
+    current, which is never written then)."""
+    cache = FlagCache(store, writable=details)
+    refs = store.runs()
+    gc.freeze()  # (as in json_text)
+    try:
+        rows = [read_run(ref, details, cache) for ref in refs]
+    finally:
+        gc.unfreeze()
+    cache.save()
     return rows
 
 
@@ -300,41 +404,70 @@ def _marks_json(root: Path) -> dict[str, Any]:
             "notices": list(notices.read(root).values())}
 
 
-PARALLEL_MIN_RUNS = 20_000
+PARALLEL_MIN_RUNS = 8_192  # (two blocks of the FLAG cache: one per worker at least)
 
 
 def json_text(store: SweepStore, workers: int | None = None) -> str:
-    """``status --json`` as text; big sweeps are scanned by forked workers, one chunk each.
+    """``status --json`` as text; big sweeps are scanned by forked workers.
 
-    The same rows as ``to_json(store, scan(store))``: each worker reads its share of the run
-    directories and encodes its rows, and the FLAG cache learns what every worker read.
+    The same rows as ``to_json(store, scan(store))``. The runs are read by blocks of the FLAG
+    cache, dealt to the workers in turn (the early blocks of a sweep are mostly finished, the
+    late ones mostly not started: each worker gets both); a settled run's row is kept encoded
+    in the cache, so a later call costs its ``stat`` calls and no parsing.
     """
     listed = store.manifest["runs"]
-    cache = FlagCache(store)
+    blocks = [(b, min(b + CACHE_SHARD, len(listed)))
+              for b in range(0, len(listed), CACHE_SHARD)] or [(0, 0)]
     workers = workers or (min(4, os.cpu_count() or 1) if len(listed) >= PARALLEL_MIN_RUNS else 1)
-    size = -(-len(listed) // workers) if listed else 1
-    chunks = [(i, i + size) for i in range(0, len(listed), size)] or [(0, 0)]
+    workers = min(workers, len(blocks))
     now = time.time()
 
-    def work(bounds: tuple[int, int]) -> tuple[str, dict[str, int], dict[str, list[Any]]]:
-        cache.dirty, before = False, dict(cache.entries)
-        rows = [read_run(ref, True, cache) for ref in store.runs(*bounds)]
-        learned = {k: v for k, v in cache.entries.items() if before.get(k) is not v}
-        return (json.dumps(rows_json(rows, now), default=str)[1:-1],
-                dict(Counter(r.state for r in rows)), learned)
+    def work(share: list[tuple[int, int]]) -> tuple[list[str], dict[str, int]]:
+        caches = [FlagCache(store, *bounds) for bounds in share]
+        gc.freeze()  # (see below)
+        texts: list[list[str]] = []
+        counted: Counter[str] = Counter()
+        read: list[tuple[int, int, RunStatus]] = []  # rows not served from the cache
+        for k, (bounds, cache) in enumerate(zip(share, caches, strict=True)):
+            texts.append([])
+            for ref in store.runs(*bounds):
+                kept = cache.row(ref)
+                if kept is None:
+                    read.append((k, len(texts[k]), read_run(ref, True, cache)))
+                    texts[k].append("")
+                else:
+                    counted[kept[0]] += 1
+                    texts[k].append(kept[1])
+        for (k, at, row), obj in zip(read, rows_json([r for *_, r in read], now), strict=True):
+            texts[k][at] = text = _ROWS.encode(obj)
+            counted[row.state] += 1
+            if row.state != "RUNNING":
+                caches[k].keep_row(row.ref.id, text)
+        for cache in caches:
+            cache.save()
+        return [",".join(t) for t in texts], dict(counted)
 
-    parts = _forked_map(work, chunks)
+    # the manifest and the cache are read once and kept to the end: out of the collector's
+    # sight, so that the collections that reading 100,000 runs sets off do not walk them again
+    # and again (they made parsing a FLAG ten times as dear)
+    gc.freeze()
+    try:
+        parts = _forked_map(work, [blocks[w::workers] for w in range(workers)])
+    finally:
+        gc.unfreeze()
     total: Counter[str] = Counter()
-    for _text, part_counts, learned in parts:
+    by_block: dict[int, str] = {}
+    for w, (block_texts, part_counts) in enumerate(parts):
         total.update(part_counts)
-        if learned:
-            cache.entries.update(learned)
-            cache.dirty = True
-    cache.save()
+        by_block.update(zip(range(w, len(blocks), workers), block_texts, strict=True))
     head = json.dumps({"sweep_dir": str(store.root), "name": store.manifest.get("name"),
                        "counts": {s: total.get(s, 0) for s in STATE_ORDER},
                        **_marks_json(store.root)})
-    return redact(head[:-1] + ', "runs": [' + ",".join(p[0] for p in parts if p[0]) + "]}")
+    rows = ",".join(t for _, t in sorted(by_block.items()) if t)
+    return redact(head[:-1] + ', "runs": [' + rows + "]}")
+
+
+_ROWS = json.JSONEncoder(default=str)  # (json.dumps builds an encoder per call given default=)
 
 
 def _forked_map(fn: Any, items: list[Any]) -> list[Any]:

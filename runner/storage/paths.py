@@ -172,8 +172,9 @@ class SweepPaths:
 
     @property
     def status_cache(self) -> Path:
-        """Parsed FLAGs of finished runs, keyed by inode: a cache, never the source of truth."""
-        return self.root / ".status-cache.json"
+        """Parsed FLAGs of settled runs, a file per block of runs: a cache, never the source of
+        truth (``runner.results.status.FlagCache``)."""
+        return self.root / ".status-cache"
 
     @property
     def slurm(self) -> Path:

@@ -148,9 +148,14 @@ def read_flag(path: str | Path, name: str | None = None) -> FlagRecord:
     """Parse one FLAG file (``name``: its FLAG name, when the file is an archived copy such as
     ``attempts/1.CRASH.txt``); a torn or foreign file raises ``CorruptStateError``."""
     path = str(path)
-    state = STATE_OF_FLAG[name or os.path.basename(path)]
     with open(path, "rb") as f:
         raw = f.read()
+    return parse_flag(path, raw, name)
+
+
+def parse_flag(path: str, raw: bytes, name: str | None = None) -> FlagRecord:
+    """``read_flag`` of a FLAG file's bytes, already read."""
+    state = STATE_OF_FLAG[name or os.path.basename(path)]
     try:
         text = raw.decode("utf-8")
         if state is State.CRASHED:

@@ -1,8 +1,8 @@
 """What the web view shows, read from the run store and never written to it.
 
 One ``Catalog`` per server: the sweeps under its output folders, each with a FLAG cache kept in
-memory (seeded from the sweep's ``.status-cache.json`` when there is one, never saved), so a page
-polled every few seconds costs a ``stat`` per run and a parse per changed FLAG. Runs are paged,
+memory (seeded from the sweep's ``.status-cache/`` files when there are any, never saved), so a
+page polled every few seconds costs a ``stat`` per run and a parse per changed FLAG. Runs are paged,
 filtered and sorted here, in the server, so a browser never receives a 100,000-row table. Every
 sweep is looked up by name under the output folders, and a sweep holding a symbolic link is not
 served (``queries.check_contained``): nothing outside the root is read.
@@ -137,9 +137,9 @@ class Catalog:
     def _scan(self, sweep: _Sweep) -> None:
         try:
             if sweep.cache is None:
-                cache = FlagCache(sweep.store)  # the sweep's own cache file, read once ...
-                cache.path = None  # ... and never written: the server writes nothing
-                sweep.cache = cache
+                # the sweep's own cache files, read once and never written: the server
+                # writes nothing
+                sweep.cache = FlagCache(sweep.store, writable=False)
             rows = [read_run(ref, True, sweep.cache) for ref in sweep.store.runs()]
             metrics = queries.metric_names(sweep.store, rows=rows)
             with sweep.lock:
