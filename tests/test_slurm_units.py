@@ -533,3 +533,47 @@ def test_a_pool_killed_at_any_moment_loses_and_repeats_no_run(project: Project,
     # that a kill can cut off: README, "What is guaranteed")
     assert all(done[r["id"]] == 1 for r in runs if r["attempt"] == 1), (done, runs)
     assert all(done[r["id"]] <= 2 for r in runs), (done, runs)
+
+
+def test_the_sites_limit_on_queued_jobs_is_read_from_accounting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without launcher.max_queued, the smaller of the association's MaxSubmitJobs and the
+    QOS's MaxSubmitJobsPerUser (as sacctmgr prints them; read once) caps the queue, and the
+    sweep says which; launcher.max_queued wins; no accounting (sacctmgr fails) means no cap.
+    (Checked against a cluster with slurmdbd: MaxSubmitJobs=3 kept 3 of 9 tasks queued.)"""
+    from runner.launchers.slurm import SlurmLauncher
+    from runner.storage.store import SweepStore
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    (bin_dir / "sacctmgr").write_text(f"""#!/bin/sh
+echo "$*" >> {calls}
+case "$*" in
+  *"show assoc"*) [ -f {tmp_path}/down ] && {{ echo "accounting disabled" >&2; exit 1; }}
+                  printf 'lab|40|high\\nother||\\n' ;;
+  *"name=high"*) echo '12|' ;;
+  *"name=normal"*) echo '|' ;;
+  *"name=gpu"*) echo '5|' ;;
+esac
+""")
+    (bin_dir / "sacctmgr").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert commands.submit_limit("ada") == (12, "MaxSubmitJobsPerUser of QOS high")
+    assert commands.submit_limit("ada", account="lab", qos="normal") == (
+        40, "MaxSubmitJobs of the association of ada with account lab")
+    assert commands.submit_limit("ada", qos="gpu")[0] == 5  # type: ignore[index]
+
+    def launcher(**conf: object) -> SlurmLauncher:
+        return SlurmLauncher(SweepStore(tmp_path / "sweep"), SlurmLauncherConf(**conf), None)
+
+    calls.write_text("")
+    site = launcher()
+    assert site.max_parallel == 12 and site.max_parallel == 12
+    assert len(calls.read_text().splitlines()) == 3  # read once: an association, two QOS
+    assert "at most 12 of the sweep's jobs are queued at once" in site.news()[0]
+    assert launcher(max_queued=100).max_parallel == 100
+    (tmp_path / "down").touch()
+    assert commands.submit_limit("ada") is None
+    free = launcher()
+    assert free.max_parallel > 10**6 and free.news() == []

@@ -12,6 +12,7 @@ up again by ``resume``, which adopts the leases of live jobs instead of submitti
 
 from __future__ import annotations
 
+import getpass
 import math
 import os
 import sys
@@ -103,6 +104,7 @@ class SlurmLauncher(Launcher):
         self._held_until = 0.0
         self.bad_nodes = BadNodes(store.root, int(conf.bad_node_after))
         self._pools_ended: set[str] = set()  # pools whose end bad_nodes has seen
+        self._site_limit: tuple[int, str] | None = None  # (queue_limit's, once read)
 
     @classmethod
     def is_available(cls) -> bool:
@@ -157,7 +159,7 @@ class SlurmLauncher(Launcher):
         alive = sum(1 for j in known if not j.ended)
         free = max(0, alive * k - running)
         more = min(math.ceil(max(0, runnable - free) / k),
-                   pool.pools_needed(self.conf, runnable + running) - alive,
+                   pool.pools_needed(self.conf, runnable + running, self.queue_limit) - alive,
                    self.array_limit)  # (one array, under MaxArraySize; more later if needed)
         if more <= 0:
             return ""
@@ -170,8 +172,23 @@ class SlurmLauncher(Launcher):
     @property
     def max_parallel(self) -> int:
         """Every pending run is submitted at once (SLURM enforces %max_parallel), or at most
-        ``launcher.max_queued`` of them, more as runs end (one sbatch per poll at most)."""
-        return int(self.conf.max_queued) if self.conf.max_queued else sys.maxsize
+        ``queue_limit`` of them, more as runs end (one sbatch per poll at most)."""
+        return self.queue_limit or sys.maxsize
+
+    @property
+    def queue_limit(self) -> int | None:
+        """``launcher.max_queued``, else the limit the cluster's accounting sets on this user's
+        queued jobs (read once; the sweep says which), else None."""
+        if self.conf.max_queued:
+            return int(self.conf.max_queued)
+        if self._site_limit is None:
+            found = commands.submit_limit(getpass.getuser(), self.conf.qos, self.conf.account)
+            self._site_limit = found or (0, "")
+            if found:
+                self.bad_nodes.news.append(
+                    f"at most {found[0]} of the sweep's jobs are queued at once: the "
+                    f"{found[1]} (launcher.max_queued=N sets another)")
+        return self._site_limit[0] or None
 
     @property
     def waits(self) -> bool:
@@ -379,7 +396,7 @@ class SlurmLauncher(Launcher):
             else:
                 ended.append((handle, record))
         back = self._held([h for h, r in ended
-                           if r.state is State.INTERRUPTED or self.conf.max_queued])
+                           if r.state is State.INTERRUPTED or self.queue_limit])
         for handle, record in ended:
             if handle not in back:
                 handle.code = 0

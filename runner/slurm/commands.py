@@ -134,6 +134,41 @@ def max_array_size() -> int:
     return int(match.group(1)) if match else 1001
 
 
+def submit_limit(user: str, qos: str | None = None,
+                 account: str | None = None) -> tuple[int, str] | None:
+    """The most jobs ``user`` may have queued or running at once as the accounting database
+    says, and where that limit comes from: the association's MaxSubmitJobs (of ``account``,
+    else of every account of the user: the smallest), and MaxSubmitJobsPerUser of the QOS the
+    jobs run under (``qos``, else the association's default QOS, else 'normal'). None when it
+    says none (no limit set, no slurmdbd, no sacctmgr): then only sbatch's refusals tell."""
+    try:
+        assocs = _call(["sacctmgr", "-n", "-P", "show", "assoc", f"user={user}",
+                        "format=Account,MaxSubmit,DefaultQOS"], timeout=15)
+    except SlurmError:
+        return None
+    limits: list[tuple[int, str]] = []
+    qos_names = {qos} if qos else set()
+    for line in assocs.splitlines():
+        fields = [f.strip() for f in line.split("|")]
+        if len(fields) < 3 or not fields[0] or (account and fields[0] != account.lower()):
+            continue
+        if fields[1].isdigit():
+            limits.append((int(fields[1]), f"MaxSubmitJobs of the association of {user} "
+                                           f"with account {fields[0]}"))
+        if not qos:
+            qos_names.add(fields[2] or "normal")
+    for name in sorted(qos_names or {"normal"}):
+        try:
+            out = _call(["sacctmgr", "-n", "-P", "show", "qos", f"name={name}",
+                         "format=MaxSubmitPU"], timeout=15)
+        except SlurmError:
+            continue
+        for value in out.split():
+            if value.strip("|").isdigit():
+                limits.append((int(value.strip("|")), f"MaxSubmitJobsPerUser of QOS {name}"))
+    return min(limits) if limits else None
+
+
 def scancel(job_ids: Iterable[str]) -> None:
     ids = sorted(set(job_ids))
     if ids:

@@ -98,13 +98,16 @@ def cancel_pending_pools(sweep_root: Path) -> int:
     return len(pending)
 
 
-def pools_needed(conf: Any, work: int) -> int:
-    """How many pools ``work`` runs (runnable, running, still to propose) need at most."""
+def pools_needed(conf: Any, work: int, queue_limit: int | None = None) -> int:
+    """How many pools ``work`` runs (runnable, running, still to propose) need at most, within
+    ``launcher.max_parallel`` and ``queue_limit`` jobs queued (``launcher.max_queued``, or the
+    site's limit)."""
     wanted = math.ceil(work / int(conf.runs_per_job))
     if conf.max_parallel:
         wanted = min(wanted, math.ceil(int(conf.max_parallel) / int(conf.runs_per_job)))
-    if conf.max_queued:
-        wanted = min(wanted, int(conf.max_queued))
+    limit = queue_limit or conf.max_queued
+    if limit:
+        wanted = min(wanted, int(limit))
     return wanted
 
 
