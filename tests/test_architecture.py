@@ -123,3 +123,20 @@ def test_every_package_is_installed() -> None:
     packages = {".".join(("runner", *p.parent.relative_to(REPO / "runner").parts))
                 for p in (REPO / "runner").rglob("__init__.py")}
     assert packages - listed == set()
+
+
+def test_a_sweep_from_the_command_line_imports_no_numpy(project) -> None:  # noqa: ANN001
+    """The command everyone runs most stays light: a sweep of the toy task, from composing to
+    printing its end, never imports numpy (a tenth of a second per launch; the results modules
+    that need it are imported where they are used)."""
+    import subprocess
+    import sys
+
+    code = ("import runpy, sys\nsys.argv = ['runner', *sys.argv[1:]]\ntry:\n"
+            "    runpy.run_module('runner', run_name='__main__', alter_sys=True)\n"
+            "except SystemExit:\n    pass\nprint('numpy' in sys.modules, file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code, *project.args("seed=1,2")[3:],
+                           "runner.metric=score"], cwd=project.root, env=project.env(),
+                          capture_output=True, text=True, timeout=120)
+    assert "2 completed" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "False", proc.stderr

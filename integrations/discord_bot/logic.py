@@ -171,7 +171,7 @@ class BotLogic:
     def runs(self, sweep: str, state: str | None = None, top: int | None = None,
              sort: str | None = None, mode: str | None = None, source: str = "runner",
              filters: str | None = None) -> Reply:
-        from runner.results.aggregate import mode_for
+        from runner.results.modes import mode_for
 
         if _source(source) == "wandb":
             return self.wandb.runs(sweep, state, top, sort, mode, filters)

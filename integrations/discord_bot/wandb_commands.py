@@ -87,7 +87,7 @@ class WandbCommands:
     def runs(self, project: str | None, state: str | None = None, top: int | None = None,
              sort: str | None = None, mode: str | None = None,
              filters: str | None = None) -> Reply:
-        from runner.results.aggregate import mode_for
+        from runner.results.modes import mode_for
 
         project = self.project(project)
         top = min(int(top or 25), MAX_TOP)

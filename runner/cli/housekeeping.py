@@ -242,7 +242,7 @@ def cmd_clean(argv: list[str]) -> int:
                           "default)")
     filters = Filters(_age(args.older_than) if args.older_than else None, args.tag, args.state)
     if args.metric:
-        from runner.results.aggregate import mode_for
+        from runner.results.modes import mode_for
 
         filters.best = (args.keep_best, args.metric, mode_for(args.metric, args.mode))
     console = stderr_console()

@@ -35,7 +35,7 @@ def cmd_status(argv: list[str]) -> int:
         raise RunnerError(f"--top {args.top}: give a number of runs >= 1")
     store = SweepStore(args.sweep_dir)
     if args.state or args.sort or args.top:
-        from runner.results.aggregate import mode_for
+        from runner.results.modes import mode_for
         from runner.results.queries import select_runs
 
         by_value = bool(args.sort) and args.sort in store.manifest.get("axes", [])

@@ -30,7 +30,7 @@ def _results_parser(prog: str, dirs: str) -> argparse.ArgumentParser:
 def _mode(args: argparse.Namespace) -> str:
     """The metric's mode, once the sweep directories are known to be sweeps (a wrong path is
     said first, not a question about the metric)."""
-    from runner.results.aggregate import mode_for
+    from runner.results.modes import mode_for
     from runner.storage.store import SweepStore
 
     for folder in getattr(args, "sweep_dirs", None) or [args.sweep_dir]:

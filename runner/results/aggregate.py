@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from runner.errors import RunnerError
+from runner.results.modes import mode_for  # noqa: F401 (its home before; kept importable)
 from runner.results.status import RunStatus, scan
 from runner.storage.store import SweepStore
 
@@ -83,29 +83,6 @@ class Group:
                 "std": float(v.std(ddof=1)) if len(v) > 1 else math.nan,  # n/a, not 0, for n=1
                 "median": float(np.median(v)) if len(v) else math.nan,
                 "ci_low": lo, "ci_high": hi}
-
-
-_LOWER_IS_BETTER = {"loss", "error", "err", "mse", "mae", "rmse", "nll", "perplexity", "ppl",
-                    "wer", "cer", "regret"}
-_HIGHER_IS_BETTER = {"acc", "accuracy", "f1", "auc", "precision", "recall", "bleu", "reward",
-                     "return", "iou", "map"}
-
-
-def mode_for(metric: str, mode: str | None = None) -> str:
-    """``mode`` if given, else what the metric's name says unambiguously (``val/loss`` -> min,
-    ``val/acc`` -> max); otherwise an error asking for it."""
-    if mode is not None:
-        if mode not in ("max", "min"):
-            raise RunnerError(f"--mode '{mode}' is not one of: max, min")
-        return mode
-    words = {w for w in re.split(r"[^a-z0-9]+", metric.lower()) if w}
-    lower, higher = words & _LOWER_IS_BETTER, words & _HIGHER_IS_BETTER
-    if lower and not higher:
-        return "min"
-    if higher and not lower:
-        return "max"
-    raise RunnerError(f"is a higher or a lower '{metric}' better? give --mode max or --mode min "
-                      "(only names such as loss/error or acc say it themselves)")
 
 
 def t975(df: int) -> float:

@@ -167,7 +167,7 @@ def study_objectives(manifest: dict[str, Any]) -> tuple[list[str], list[str]] | 
     metric, mode = sweep.get("metric"), sweep.get("mode")
     if not isinstance(metric, list) or len(metric) < 2:
         return None
-    from runner.results.aggregate import mode_for
+    from runner.results.modes import mode_for
 
     modes = mode if isinstance(mode, list) else [None] * len(metric)
     return [str(m) for m in metric], [mode_for(str(m), d) for m, d in

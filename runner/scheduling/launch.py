@@ -58,7 +58,7 @@ def print_best(store: Any, execution: dict[str, Any], console: Console, top: int
     """The end of a sweep: its best runs by ``runner.metric`` (or the Discord notifier's metric),
     or else the commands that show its results."""
     from runner.results import queries
-    from runner.results.aggregate import mode_for
+    from runner.results.modes import mode_for
     from runner.results.status import render
 
     runner_cfg = execution.get("runner") or {}

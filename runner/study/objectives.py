@@ -51,7 +51,7 @@ def objectives(conf: Any, runner_cfg: Any) -> tuple[list[str], list[str]]:
         if direction not in (None, "max", "min"):
             raise SweepError(f"sweep.mode: '{direction}' (for {metric}) is not one of: max, min")
         try:
-            from runner.results.aggregate import mode_for
+            from runner.results.modes import mode_for
 
             directions.append(mode_for(metric, direction))
         except RunnerError:

@@ -317,7 +317,7 @@ class Catalog:
 
 def _mode(metric: str) -> str:
     """The metric's direction when its name says it (loss: min, acc: max), else max."""
-    from runner.results.aggregate import mode_for
+    from runner.results.modes import mode_for
 
     try:
         return mode_for(metric)
