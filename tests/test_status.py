@@ -285,3 +285,22 @@ def test_a_live_scan_reads_ended_runs_once_and_again_once_one_is_claimed(
     assert claim(other.paths, frozenset({State.COMPLETED})) is not None
     assert during == ["COMPLETED"]  # (the old FLAG, read after the first token)
     assert live.rows()[3].state == "RUNNING"
+
+
+def test_a_scan_keeps_a_callers_freeze_of_the_collector(tmp_path):
+    """A study freezes what it holds out of the collector's sight; a scan in that process
+    (which freezes the manifest while it reads) leaves it frozen, and leaves nothing frozen
+    where nothing was."""
+    import gc
+
+    store = make_sweep(tmp_path, 6)
+    held = [[i] for i in range(100)]
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        scan(store)
+        assert gc.get_freeze_count() >= frozen and held
+    finally:
+        gc.unfreeze()
+    scan(store)
+    assert gc.get_freeze_count() == 0

@@ -105,6 +105,7 @@ class SlurmLauncher(Launcher):
         self.bad_nodes = BadNodes(store.root, int(conf.bad_node_after))
         self._pools_ended: set[str] = set()  # pools whose end bad_nodes has seen
         self._site_limit: tuple[int, str] | None = None  # (queue_limit's, once read)
+        self._news: list[str] = []  # (for news(), besides the bad nodes')
 
     @classmethod
     def is_available(cls) -> bool:
@@ -185,9 +186,8 @@ class SlurmLauncher(Launcher):
             found = commands.submit_limit(getpass.getuser(), self.conf.qos, self.conf.account)
             self._site_limit = found or (0, "")
             if found:
-                self.bad_nodes.news.append(
-                    f"at most {found[0]} of the sweep's jobs are queued at once: the "
-                    f"{found[1]} (launcher.max_queued=N sets another)")
+                self._news.append(f"at most {found[0]} of the sweep's jobs are queued at once: "
+                                  f"the {found[1]} (launcher.max_queued=N sets another)")
         return self._site_limit[0] or None
 
     @property
@@ -287,7 +287,7 @@ class SlurmLauncher(Launcher):
         return [f"--exclude={','.join(excluded)}"] if excluded else []
 
     def news(self) -> list[str]:
-        said, self.bad_nodes.news = self.bad_nodes.news, []
+        said, self._news, self.bad_nodes.news = [*self._news, *self.bad_nodes.news], [], []
         return said
 
     def _give_back(self, batch: _Batch, error: str) -> None:
@@ -367,7 +367,7 @@ class SlurmLauncher(Launcher):
         """Of runs whose FLAG has ended, those whose array task SLURM still holds (pending,
         running or completing). A run left INTERRUPTED whose job SLURM requeued itself
         (preemption, a lost node) has not ended here: the job's restart carries it on (a restart
-        that fails ends the job, and the run with it). Under ``launcher.max_queued`` a run that
+        that fails ends the job, and the run with it). Under a ``queue_limit`` a run that
         ended keeps its place until its task has left the queue, so the sweep never has more
         than that many tasks queued or running, as the site's limits count them."""
         if not handles:
@@ -395,8 +395,8 @@ class SlurmLauncher(Launcher):
                 live.append((handle, record.lease))
             else:
                 ended.append((handle, record))
-        back = self._held([h for h, r in ended
-                           if r.state is State.INTERRUPTED or self.queue_limit])
+        limited = bool(ended) and self.queue_limit is not None
+        back = self._held([h for h, r in ended if r.state is State.INTERRUPTED or limited])
         for handle, record in ended:
             if handle not in back:
                 handle.code = 0

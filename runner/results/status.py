@@ -13,6 +13,7 @@ anything on disk.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -20,6 +21,7 @@ import pickle
 import stat
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,8 +90,8 @@ class FlagCache:
     """What settled runs' FLAGs say, each proven current by ``stat`` calls before it is used.
 
     An entry: ``[flag name, the FLAG's identity, attempt, data, the run directory's mtime,
-    its status --json row]`` (the row as text, "" until ``json_text`` encoded it; data kept as
-    JSON text on disk and parsed only when a reader needs it). Kept in
+    its status --json row]`` (the row as text, "" until ``json_text`` encoded it; data as JSON
+    text until a reader needs it parsed). Kept in
     ``.status-cache/<k>.json``, one file per ``CACHE_SHARD`` runs of the manifest (the k-th
     block): a cache for runs ``start:stop`` reads only their blocks' files and writes only those
     it learned something for, so the workers of one ``status`` read and write their shares side
@@ -119,9 +121,11 @@ class FlagCache:
 
     def put(self, run_id: str, name: str, ident: str, record: FlagRecord | None,
             dir_mtime: int, text: str | None = None) -> None:
-        """``text``: the FLAG's data as JSON text, if the caller has it (a JSON FLAG's bytes)."""
-        self.entries[run_id] = [name, ident, record.attempt if record else 0,
-                                record.data if record else None, dir_mtime, "", text]
+        """``text``: the FLAG's data as JSON text, if the caller has it (a JSON FLAG's bytes),
+        kept instead of the parsed data (the cache file holds text)."""
+        data = text if text is not None else (record.data if record else None)
+        self.entries[run_id] = [name, ident, record.attempt if record else 0, data, dir_mtime,
+                                ""]
         self.current.add(run_id)
         self._touch(run_id)
 
@@ -157,9 +161,8 @@ class FlagCache:
                 entries = {}
                 for k in members:
                     e = self.entries[k]
-                    data = e[3] if isinstance(e[3], str | None) else (
-                        e[6] if len(e) > 6 and e[6] else _ROWS.encode(e[3]))
-                    entries[k] = [*e[:3], data, *e[4:6]]
+                    data = e[3] if isinstance(e[3], str | None) else _ROWS.encode(e[3])
+                    entries[k] = [*e[:3], data, *e[4:]]
                 write_text_atomic(self.folder / f"{block}.json", json.dumps(
                     {"version": _CACHE_VERSION, "root": self.root, "entries": entries}),
                     durable=False)
@@ -253,21 +256,22 @@ def _read_run(ref: RunRef, details: bool, cache: FlagCache | None) -> RunStatus:
         with os.scandir(fd) as it:
             flags = [e.name for e in it if e.name in _FLAGS]
         if len(flags) != 1:
-            return RunStatus(ref, *_state_of(read_state(ref.paths)))
+            record = read_state(ref.paths)
+            return RunStatus(ref, record.state.value, record)
         name = flags[0]
         state = STATE_OF_FLAG[name]
         # like git's "racily clean" rule: file times are coarse, so a directory changed in
         # the last seconds may change again within the same tick; cache it later
-        settled = cache is not None and time.time_ns() - dir_mtime > _SETTLED_NS
+        learn = cache if time.time_ns() - dir_mtime > _SETTLED_NS else None
         if state is State.UNHATCHED or not details:
-            if settled and state is State.UNHATCHED:
-                cache.put(ref.id, name, "", None, dir_mtime)  # type: ignore[union-attr]
+            if learn is not None and state is State.UNHATCHED:
+                learn.put(ref.id, name, "", None, dir_mtime)
             return RunStatus(ref, state.value, None)
         path = f"{ref.dir}/{name}"
         ident, raw = _read_bytes(name, fd)  # (the identity of the file read, before it)
         record = parse_flag(path, raw)
-        if settled and state.is_terminal:
-            cache.put(ref.id, name, ident, record, dir_mtime,  # type: ignore[union-attr]
+        if learn is not None and state.is_terminal:
+            learn.put(ref.id, name, ident, record, dir_mtime,
                       None if state is State.CRASHED else raw.decode())
         return RunStatus(ref, state.value, record)
     except CorruptStateError as exc:
@@ -276,8 +280,21 @@ def _read_run(ref: RunRef, details: bool, cache: FlagCache | None) -> RunStatus:
         os.close(fd)
 
 
-def _state_of(record: FlagRecord) -> tuple[str, FlagRecord]:
-    return record.state.value, record
+@contextlib.contextmanager
+def _long_lived() -> Iterator[None]:
+    """What exists now (the manifest, the cache) is kept to the end of a scan: out of the
+    collector's sight meanwhile, so that the collections reading 100,000 runs sets off do not
+    walk it again and again (they made parsing a FLAG ten times as dear). A caller's own freeze
+    (a study's proposals) is kept: what was frozen before is frozen after."""
+    frozen_before = gc.get_freeze_count() > 0
+    gc.freeze()
+    try:
+        yield
+    finally:
+        if frozen_before:
+            gc.freeze()
+        else:
+            gc.unfreeze()
 
 
 def scan(store: SweepStore, details: bool = True) -> list[RunStatus]:
@@ -285,11 +302,8 @@ def scan(store: SweepStore, details: bool = True) -> list[RunStatus]:
     current, which is never written then)."""
     cache = FlagCache(store, writable=details)
     refs = store.runs()
-    gc.freeze()  # (as in json_text)
-    try:
+    with _long_lived():
         rows = [read_run(ref, details, cache) for ref in refs]
-    finally:
-        gc.unfreeze()
     cache.save()
     return rows
 
@@ -424,7 +438,7 @@ def json_text(store: SweepStore, workers: int | None = None) -> str:
 
     def work(share: list[tuple[int, int]]) -> tuple[list[str], dict[str, int]]:
         caches = [FlagCache(store, *bounds) for bounds in share]
-        gc.freeze()  # (see below)
+        gc.freeze()  # (the caches too; _long_lived below ends it in this process)
         texts: list[list[str]] = []
         counted: Counter[str] = Counter()
         read: list[tuple[int, int, RunStatus]] = []  # rows not served from the cache
@@ -447,14 +461,8 @@ def json_text(store: SweepStore, workers: int | None = None) -> str:
             cache.save()
         return [",".join(t) for t in texts], dict(counted)
 
-    # the manifest and the cache are read once and kept to the end: out of the collector's
-    # sight, so that the collections that reading 100,000 runs sets off do not walk them again
-    # and again (they made parsing a FLAG ten times as dear)
-    gc.freeze()
-    try:
+    with _long_lived():
         parts = _forked_map(work, [blocks[w::workers] for w in range(workers)])
-    finally:
-        gc.unfreeze()
     total: Counter[str] = Counter()
     by_block: dict[int, str] = {}
     for w, (block_texts, part_counts) in enumerate(parts):

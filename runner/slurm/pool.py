@@ -98,16 +98,15 @@ def cancel_pending_pools(sweep_root: Path) -> int:
     return len(pending)
 
 
-def pools_needed(conf: Any, work: int, queue_limit: int | None = None) -> int:
+def pools_needed(conf: Any, work: int, queue_limit: int | None) -> int:
     """How many pools ``work`` runs (runnable, running, still to propose) need at most, within
     ``launcher.max_parallel`` and ``queue_limit`` jobs queued (``launcher.max_queued``, or the
-    site's limit)."""
+    site's limit: ``SlurmLauncher.queue_limit``)."""
     wanted = math.ceil(work / int(conf.runs_per_job))
     if conf.max_parallel:
         wanted = min(wanted, math.ceil(int(conf.max_parallel) / int(conf.runs_per_job)))
-    limit = queue_limit or conf.max_queued
-    if limit:
-        wanted = min(wanted, int(limit))
+    if queue_limit:
+        wanted = min(wanted, queue_limit)
     return wanted
 
 
