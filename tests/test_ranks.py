@@ -39,7 +39,8 @@ def main(cfg):
     (ctx.run_dir / f"rank-{ctx.rank}.json").write_text(json.dumps(
         {**env, "pid": os.getpid(), "host": socket.gethostname(),
          "cpus": sorted(os.sched_getaffinity(0)),
-         "threads": os.environ.get("OMP_NUM_THREADS")}))
+         "threads": os.environ.get("OMP_NUM_THREADS"),
+         "cmdline": Path("/proc/self/cmdline").read_text()}))
     if t.mode == "raise" and ctx.rank == 1:
         raise ValueError(f"rank {ctx.rank} fails on purpose")
     if t.mode == "wait":  # a rank that keeps on through Ctrl-C's SIGINT (saving, say)
@@ -72,7 +73,13 @@ def runs(project: Project) -> list[Path]:
     return sorted((project.sweep_dir() / "runs").iterdir())
 
 
-def test_a_run_of_two_ranks_is_one_run_of_the_store(ddp: Project) -> None:
+@pytest.mark.parametrize("start", ["default", "spawn"])
+def test_a_run_of_two_ranks_is_one_run_of_the_store(ddp: Project, start: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ranks forked from their agent (torch's CPU build: the default here) or spawned (as by a
+    build with CUDA) alike."""
+    if start != "default":
+        monkeypatch.setenv("RUNNER_RANK_START_METHOD", start)
     ddp.run(*command("task.lr=0.1,0.2", "launcher.max_parallel=2"), check=True)
     status = ddp.status()
     assert [r["state"] for r in status["runs"]] == ["COMPLETED", "COMPLETED"]
@@ -83,6 +90,8 @@ def test_a_run_of_two_ranks_is_one_run_of_the_store(ddp: Project) -> None:
                  e["GROUP_RANK"]) for e in envs] == [("0", "0", "2", "2", "0"),
                                                      ("1", "1", "2", "2", "0")]
         assert envs[0]["MASTER_PORT"] == envs[1]["MASTER_PORT"] and envs[0]["MASTER_ADDR"]
+        spawned = ["spawn_main" in e["cmdline"] for e in envs]
+        assert spawned == [start == "spawn"] * 2, envs
         ports.add(envs[0]["MASTER_PORT"])
         records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         assert [(r["sum"], r["rank"]) for r in records] == [(3.0, 0)]  # rank 0's only
@@ -178,10 +187,12 @@ def test_rank_zero_runs_the_trackers_one_tracked_run_per_run(
     assert config["task"]["lr"] == 0.1
 
 
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_a_rank_killed_mid_run_interrupts_the_run_and_the_next_launch_resumes_it(
-        ddp: Project) -> None:
-    """SIGKILL of one rank (a user, a node's OOM killer): the run is INTERRUPTED, saying which
-    rank, no rank is left, and the same command runs it again to the end."""
+        ddp: Project, sig: signal.Signals) -> None:
+    """SIGKILL or SIGTERM of one rank (a user, a node's OOM killer): the run is INTERRUPTED,
+    saying which rank, no rank is left, and the same command runs it again to the end. (A
+    forked rank does not keep its agent's handlers, which would make a SIGTERM a crash.)"""
     proc = ddp.popen(*command("task.mode=wait"))
     wait_for(lambda: len(list(ddp.root.glob("outputs/*/runs/*/rank-*.json"))) == 2, 120)
     (run,) = runs(ddp)
@@ -190,11 +201,11 @@ def test_a_rank_killed_mid_run_interrupts_the_run_and_the_next_launch_resumes_it
     facts = row["lease"]["launcher"]
     assert {r: facts[f"rank{r}"]["pid"] for r in (0, 1)} == pids, facts
     assert all(facts[f"rank{r}"]["host"] for r in (0, 1))
-    os.kill(pids[1], signal.SIGKILL)
+    os.kill(pids[1], sig)
     proc.communicate(timeout=60)
     (row,) = ddp.status()["runs"]
     assert row["state"] == "INTERRUPTED", row
-    assert row["reason"] == "rank 1 of 2 was killed by SIGKILL"
+    assert row["reason"] == f"rank 1 of 2 was killed by {sig.name}"
     wait_for(lambda: not any(_alive(pid) for pid in pids.values()), 20)
     (ddp.root / "release").touch()
     ddp.run(*command("task.mode=wait"), check=True)

@@ -111,7 +111,7 @@ def node_main(argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    from runner.execution.ranks import first_failure, rank_main
+    from runner.execution.ranks import first_failure, rank_main, start_method
     from runner.execution.worker import summary_of
     from runner.storage.atomic import write_text_atomic
 
@@ -122,7 +122,7 @@ def node_main(argv: list[str]) -> int:
         min_nodes=int(nodes), max_nodes=int(nodes), nproc_per_node=int(nproc), run_id=tag,
         rdzv_backend="static", rdzv_endpoint=f"{master}:{port}",
         rdzv_configs={"rank": node, "timeout": 300}, max_restarts=0, monitor_interval=0.1,
-        start_method="spawn", role="rank", log_line_prefix_template="[rank${rank}]:",
+        start_method=start_method(), role="rank", log_line_prefix_template="[rank${rank}]:",
         logs_specs=DefaultLogsSpecs(log_dir=str(logs / f"node{node}"), redirects=Std.ALL,
                                     tee=Std.ALL))
     try:

@@ -208,7 +208,10 @@ def run_lock(paths: RunPaths) -> Iterator[None]:
     fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        try:
+            yield
+        finally:  # unlocked, not only closed: a process forked meanwhile (a rank forked while
+            fcntl.flock(fd, fcntl.LOCK_UN)  # the heartbeat held this) shares the descriptor
     finally:
         os.close(fd)
 
