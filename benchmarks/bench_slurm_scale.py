@@ -4,6 +4,7 @@ into pools (``launcher.runs_per_job``), at one or more sizes.
     SLURM_NODES=1 SLURM_CPUS=4 SLURM_ACCOUNTING=0 bash tests/slurm/cluster-up.sh   # as root
     python benchmarks/bench_slurm_scale.py --runs 200 1000 --runs-per-job 4
     python benchmarks/bench_slurm_scale.py --runs 2000 10000 --array-up-to 2000
+    python benchmarks/bench_slurm_scale.py --runs 10000 --method array   # about 75 minutes
 
 For each size and method: the number of ``sbatch`` calls (one per submission directory), the
 most jobs pending at once (``squeue -t PENDING``, polled every 0.5 s), the time from the command
@@ -100,6 +101,8 @@ def main() -> None:
     parser.add_argument("--array-up-to", type=int, default=None,
                         help="measure one array task per run only up to this many runs (at "
                         "about 0.4 s a run on a node of 4 CPUs, 10,000 runs take 70 minutes)")
+    parser.add_argument("--method", choices=["both", "array", "pools"], default="both",
+                        help="measure one array task per run, pools, or both (default)")
     args = parser.parse_args()
     if shutil.which("sbatch") is None:
         raise SystemExit("needs SLURM's commands and a cluster (tests/slurm/cluster-up.sh)")
@@ -112,7 +115,9 @@ def main() -> None:
           f"{'queued after':>12}")
     with tempfile.TemporaryDirectory() as tmp:
         for runs in args.runs:
-            for k in (1, args.runs_per_job):
+            methods = {"both": (1, args.runs_per_job), "array": (1,),
+                       "pools": (args.runs_per_job,)}[args.method]
+            for k in methods:
                 if k == 1 and args.array_up_to is not None and runs > args.array_up_to:
                     print(f"{runs:>6} {'array task/run':<16} (not measured: --array-up-to "
                           f"{args.array_up_to})", flush=True)

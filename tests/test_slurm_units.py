@@ -577,3 +577,31 @@ esac
     assert commands.submit_limit("ada") is None
     free = launcher()
     assert free.max_parallel > 10**6 and free.news() == []
+
+
+def test_an_sbatch_still_retrying_a_full_queue_when_its_time_runs_out_is_refused_for_now(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the cluster's MaxJobCount, sbatch does not fail: it sleeps and tries again for two
+    minutes, longer than runner waits for it. What it said so far makes that a refusal that
+    passes with time (the runs wait and are submitted later), not a failed sweep; a command
+    that said nothing is still a controller that did not answer. (Before, both were failures
+    that asked whether slurmctld was up.)"""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(
+        "#!/bin/sh\necho 'sbatch: error: Slurm temporarily unable to accept job, sleeping and "
+        "retrying.' >&2\nexec sleep 30\n")
+    (bin_dir / "squeue").write_text("#!/bin/sh\nexec sleep 30\n")
+    for tool in ("sbatch", "squeue"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(SlurmError) as full:
+        commands._call(["sbatch", "--parsable", "job.sbatch"], timeout=0.5)
+    assert str(full.value) == ("'sbatch --parsable ...' did not answer within 0.5s; it said: "
+                               "sbatch: error: Slurm temporarily unable to accept job, sleeping "
+                               "and retrying.")
+    assert commands.refused_for_now(full.value)
+    with pytest.raises(SlurmError) as silent:
+        commands._call(["squeue", "-h"], timeout=0.5)
+    assert "(is slurmctld up?)" in str(silent.value)
+    assert not commands.refused_for_now(silent.value)

@@ -24,9 +24,12 @@ TERMINAL = frozenset({"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED
 _SQUEUE_FORMAT = "%F|%K|%A|%T|%r|%N|%j"
 # sbatch refusals that pass with time: a submit or queue limit of the user, the account or the
 # QOS (QOSMaxSubmitJobPerUserLimit, AssocMaxSubmitJobLimit, ... all read "Job violates
-# accounting/QOS policy"), the controller's job count, a busy or unreachable controller
+# accounting/QOS policy"), the controller's job count (MaxJobCount: sbatch sleeps and tries
+# again for up to two minutes, saying "temporarily unable to accept job" or "job queue full"),
+# a busy or unreachable controller
 _REFUSED_FOR_NOW = ("accounting/QOS policy", "MaxSubmitJob", "SubmitJobsLimit", "MaxJobCount",
                     "Job count limit", "temporarily unable to accept", "temporarily unavailable",
+                    "job queue full",
                     "Socket timed out", "Unable to contact slurm controller",
                     "Zero Bytes were transmitted")
 
@@ -63,9 +66,12 @@ def _call(args: list[str], cwd: str | Path | None = None, timeout: float = 60.0)
     except FileNotFoundError:
         raise SlurmError(f"'{args[0]}' is not installed here: SLURM commands are needed for "
                          "launcher=slurm") from None
-    except subprocess.TimeoutExpired:
-        raise SlurmError(f"'{' '.join(args[:2])} ...' did not answer within {timeout:g}s "
-                         "(is slurmctld up?)") from None
+    except subprocess.TimeoutExpired as exc:  # (what it said so far comes as bytes)
+        said = (exc.stderr or b"").decode(errors="replace") if isinstance(
+            exc.stderr, bytes) else str(exc.stderr or "")
+        lines = said.strip().splitlines()
+        raise SlurmError(f"'{' '.join(args[:2])} ...' did not answer within {timeout:g}s" + (
+            f"; it said: {lines[-1].strip()}" if lines else " (is slurmctld up?)")) from None
     if proc.returncode != 0:
         message = (proc.stderr or proc.stdout).strip() or f"exit status {proc.returncode}"
         raise SlurmError(f"{args[0]} failed: {message}")
