@@ -287,6 +287,64 @@ def test_a_live_scan_reads_ended_runs_once_and_again_once_one_is_claimed(
     assert live.rows()[3].state == "RUNNING"
 
 
+def test_a_live_scan_walks_the_open_and_new_runs_and_says_what_it_read_afresh(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A study's looks: each reads and walks only the runs not ended and the ones this process
+    added, and ``changes()`` gives what the looks read afresh since it was last asked (a run's
+    latest row), so the sampler is brought forward from those alone; the first time, and after
+    an ended run is claimed again, it says None: take every row."""
+    from runner.results import status
+    from runner.results.status import LiveScan
+
+    store = make_sweep(tmp_path, 12)  # 0, 3, 6, 9 COMPLETED, 10 CRASHED, 7 UNHATCHED
+
+    def states(rows: list) -> list:
+        return [(r.ref.id, r.state) for r in rows]
+
+    live = LiveScan(store)
+    assert states(live.rows()) == states(scan(store))
+    assert live.changes() is None
+    opened = [r.ref.id for r in scan(store) if r.state == "UNHATCHED"]
+    assert len(opened) == 7
+    live.rows()
+    assert sorted(r.ref.id for r in live.changes()) == sorted(opened)
+    one = store.runs()[1]
+    lease = claim(one.paths, ANY)
+    finish(one.paths, lease.token, State.COMPLETED, {"summary": {"acc": 0.5}})
+    live.rows()
+    live.rows()
+    changed = {r.ref.id: r.state for r in live.changes()}
+    assert changed[one.id] == "COMPLETED" and sorted(changed) == sorted(opened)
+    live.rows()
+    assert one.id not in {r.ref.id for r in live.changes()}  # ended: read once
+    read: list[str] = []
+    real_read = status.read_run
+    monkeypatch.setattr(status, "read_run", lambda ref, *a: read.append(ref.id) or real_read(
+        ref, *a))
+    walked = 0
+    real_get = dict.get
+
+    class Counting(dict):  # the ended runs' cache: looked up for every run a look walks
+        def get(self, key, default=None):  # noqa: ANN001, ANN201
+            nonlocal walked
+            walked += 1
+            return real_get(self, key, default)
+
+    live.ended = Counting(live.ended)
+    new = [RunSpec(run_id({"x": i}), run_dirname({"x": i}), {"x": i}, {"x": i})
+           for i in (12, 13)]
+    store.add_runs(new)
+    rows, looked, seen = live.rows(), list(read), walked
+    assert states(rows) == states(scan(store))
+    assert sorted(looked) == sorted([*opened[1:], *(r.id for r in new)])  # 6 open, 2 new
+    assert seen == 0  # (the ended runs were not walked)
+    assert sorted(r.ref.id for r in live.changes()) == sorted(looked)
+    again = store.runs()[0]  # COMPLETED, claimed again (a re-run)
+    assert claim(again.paths, frozenset({State.COMPLETED})) is not None
+    assert live.rows()[0].state == "RUNNING"
+    assert live.changes() is None
+
+
 def test_a_scan_keeps_a_callers_freeze_of_the_collector(tmp_path):
     """A study freezes what it holds out of the collector's sight; a scan in that process
     (which freezes the manifest while it reads) leaves it frozen, and leaves nothing frozen

@@ -310,28 +310,46 @@ def test_pruned_trials_reach_discord_and_the_report_shows_the_study(
     assert len(list(retrain.glob("runs/*/COMPLETED"))) == 2
 
 
-def test_the_kept_study_is_the_study_rebuilt_from_the_store(study: Project) -> None:
-    """Proposals keep one optuna study and update it from the store; at every point it holds
-    what a fresh rebuild from the FLAG files holds (a resumed runner starts from that)."""
+def test_the_kept_study_is_the_study_rebuilt_from_the_store(
+        study: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proposals keep one optuna study and bring it forward from the trials that changed since
+    the last proposal alone (not from every trial of the study); at every point it holds what a
+    fresh rebuild from the FLAG files holds (a resumed runner starts from that): states, values,
+    reports. An ended trial claimed again (a re-run) makes the next proposal read every trial
+    again."""
     from runner.config.compose import composer
     from runner.planning.sweep import expand
     from runner.storage.state import State, claim, finish
     from runner.storage.store import SweepStore
     from runner.study.fidelity import view
     from runner.study.history import load, study_of
+    from runner.study.sampler_study import SamplerStudy
     from runner.study.source import StudySource
 
     with composer() as comp:
         plan = expand(comp, args("sweep.n_trials=12"))
     store, _ = SweepStore.create(plan, study.root / "outputs", "config", [])
     source = StudySource(store)
+    forward: list[bool] = []
+    advance = SamplerStudy._advance
+    monkeypatch.setattr(SamplerStudy, "_advance", lambda self, trials: forward.append(
+        advance(self, trials)) or forward[-1])
 
     def same() -> None:
         seen, _ = view(load(store, "val/acc"), source.study.conf, len(source.study.dists))
         fresh = study_of(seen, source.study.conf, source.study.dists, "max", "fresh")
         kept = source.sampling.optuna
-        assert [(t.number, t.state, t.value, t.params) for t in kept.trials] == [
-            (t.number, t.state, t.value, t.params) for t in fresh.trials]
+        assert [(t.number, t.state, t.value, t.params, t.intermediate_values)
+                for t in kept.trials] == [
+            (t.number, t.state, t.value, t.params, t.intermediate_values) for t in fresh.trials]
+
+    def end(ref: Any, state: State, value: float, claimed: frozenset = frozenset(
+            {State.UNHATCHED})) -> None:
+        lease = claim(ref.paths, claimed)
+        assert lease is not None
+        (Path(ref.dir) / "pruning.jsonl").write_text(json.dumps(
+            {"step": 1, "value": value / 2, "prune": False}) + "\n")
+        finish(ref.paths, lease.token, state, {"summary": {"val/acc": value}})
 
     refs = []
     for i in range(12):
@@ -339,12 +357,15 @@ def test_the_kept_study_is_the_study_rebuilt_from_the_store(study: Project) -> N
         same()
         if i % 3 == 0:  # some end, some crash, some stay running
             ref = refs[i // 3 * 2] if i // 3 * 2 < len(refs) else refs[-1]
-            lease = claim(ref.paths, frozenset({State.UNHATCHED}))
-            if lease is not None:
-                state = State.COMPLETED if i % 2 == 0 else State.CRASHED
-                finish(ref.paths, lease.token, state, {"summary": {"val/acc": 0.1 * i}})
+            if ref.paths.flag("UNHATCHED").exists():
+                end(ref, State.COMPLETED if i % 2 == 0 else State.CRASHED, 0.1 * i)
+        if i == 7:  # an ended trial claimed again (a re-run) and ended otherwise
+            end(refs[0], State.COMPLETED, 0.95, frozenset({State.COMPLETED}))
     assert source.propose() is None  # n_trials reached
     assert [r.values["trial"] for r in store.runs()] == list(range(12))
+    # brought forward from the changes alone at each proposal after the first, but the one
+    # after the re-run, which read every trial (the sweep's .reopened token changed)
+    assert forward == [True] * 10, forward
 
 
 KILL_HOOKS = '''

@@ -92,7 +92,7 @@ def test_the_sampler_study_follows_the_trials_and_rebuilds_when_the_rung_moves()
 
     def load(known: dict[int, str]) -> list[Trial]:
         reads.append(dict(known))
-        return [Trial(t.number, t.params, t.state) if known.get(t.number) == t.state else t
+        return [Trial(t.number, t.params, t.state) if known.get(t.number) == t.end else t
                 for t in store]  # an ended trial already read comes without its reports
 
     def states() -> list[tuple[TrialState, float | None]]:
@@ -108,7 +108,7 @@ def test_the_sampler_study_follows_the_trials_and_rebuilds_when_the_rung_moves()
     store[10] = Trial(10, {"x": 10}, "PRUNED", intermediate=curve(8.0, 9))  # reached 9 too
     assert states()[10] == (TrialState.COMPLETE, 0.72)
     assert sampling.optuna is study  # updated, not rebuilt
-    assert reads[-1] == {i: t.state for i, t in enumerate(trials()[:10])}  # read once
+    assert reads[-1] == {i: t.end for i, t in enumerate(trials()[:10])}  # read once
     # the asked trial ran to the end: three final values now, so the sampler models them
     store[11] = Trial(11, asked.params, "COMPLETED", value=0.99, intermediate=curve(8, 30))
     now = states()

@@ -315,7 +315,13 @@ class LiveScan:
     """Every run's status, looked at again and again by one process (a study's proposals): an
     ended run (a terminal FLAG) is read once and kept until the sweep's ``.reopened`` token
     changes, which ``state.claim`` rewrites before it claims an ended run again; the runs still
-    to end are read at every look. A look so costs the runs not ended, not the sweep's size.
+    to end are read at every look. A look so costs the runs not ended, not the sweep's size:
+    while the manifest's runs stay the same objects (this process added the new ones, or none
+    came), a look walks only the runs not ended and the new ones.
+
+    ``changes()`` gives what the looks read afresh since it was last asked, so that a caller
+    that keeps its own picture of the sweep (a study's sampler) brings it up to date from those
+    alone.
 
     What this does not see until the next claim of an ended run: a run directory deleted or a
     FLAG edited by hand (``scan`` reads those; ``status`` uses it)."""
@@ -324,6 +330,10 @@ class LiveScan:
         self.store = store
         self.token: str | None = None
         self.ended: dict[str, RunStatus] = {}
+        self._rows: list[RunStatus] = []  # the last look, in manifest order
+        self._open: list[int] = []  # its runs not ended (indices into _rows)
+        self._refs: list[RunRef] = []  # the manifest's refs it was made from
+        self._changed: dict[str, RunStatus] | None = None  # read afresh since changes()
 
     def _token(self) -> str | None:
         """The sweep's ``.reopened`` token: "" if no ended run was ever claimed again, None
@@ -343,20 +353,51 @@ class LiveScan:
         finally:
             os.close(fd)
 
+    def _read(self, ref: RunRef) -> RunStatus:
+        row = read_run(ref)
+        if row.state in _ENDED and row.record is not None:
+            self.ended[ref.id] = row
+        if self._changed is not None:
+            self._changed[ref.id] = row
+        return row
+
     def rows(self) -> list[RunStatus]:
         token = self._token()
-        if token is None or token != self.token:
-            self.ended = {}
+        reset = token is None or token != self.token
+        if reset:
+            self.ended, self._changed = {}, None  # (a caller of changes() starts afresh)
         self.token = token
-        ended, rows = self.ended, []
-        for ref in self.store.runs():
-            row = ended.get(ref.id)
-            if row is None:
-                row = read_run(ref)
-                if row.state in _ENDED and row.record is not None:
-                    ended[ref.id] = row
-            rows.append(row)
-        return rows
+        refs = self.store.runs()
+        known = len(self._refs)
+        if not reset and known and len(refs) >= known and refs[known - 1] is self._refs[-1]:
+            rows, still = self._rows, []  # the same runs, maybe more: the open and new ones
+            for i in self._open:
+                row = rows[i] = self._read(refs[i])
+                if row.ref.id not in self.ended:
+                    still.append(i)
+            for i in range(known, len(refs)):
+                rows.append(self._read(refs[i]))
+                if rows[i].ref.id not in self.ended:
+                    still.append(i)
+        else:
+            ended, rows, still = self.ended, [], []
+            for i, ref in enumerate(refs):
+                kept = ended.get(ref.id)
+                if kept is None:
+                    kept = self._read(ref)
+                    if ref.id not in ended:
+                        still.append(i)
+                rows.append(kept)
+        self._rows, self._open, self._refs = rows, still, refs
+        return list(rows)
+
+    def changes(self) -> list[RunStatus] | None:
+        """The rows read afresh (a run not ended, or new) by the looks since the last call, the
+        latest of each run (in no set order); None the first time and after the ended runs
+        were dropped (an ended run claimed again): then the caller takes every row of the
+        last look."""
+        changed, self._changed = self._changed, {}
+        return None if changed is None else list(changed.values())
 
 
 def counts(rows: list[RunStatus]) -> dict[str, int]:

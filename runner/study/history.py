@@ -34,6 +34,13 @@ class Trial:
     intermediate: dict[int, float] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
     decisions: dict[int, bool] = field(default_factory=dict)  # step -> pruned
+    attempt: int = 0  # the run's attempt that its state is of
+
+    @property
+    def end(self) -> str:
+        """What a caller that holds the trial ended keeps of it (``load``'s ``known``): its
+        state and attempt, so that a trial run again and ended the same way is seen anew."""
+        return f"{self.state}/{self.attempt}"
 
 
 def read_decisions(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -95,9 +102,10 @@ def load(store: Any, metric: str | list[str], known: dict[int, str] | None = Non
          rows: list[Any] | None = None, memo: dict[str, tuple[Any, Trial]] | None = None
          ) -> list[Trial]:
     """Every trial of the study, in trial-number order (``metric``: the objective, or a list of
-    them). ``known``: trial number -> the final state a caller already holds it in; such a
-    trial, still in that state, is listed without its decisions and value (read once, when it
-    ended). ``rows``: the runs' statuses if the caller has them (else the store is scanned);
+    them). ``known``: trial number -> how a trial a caller already holds had ended
+    (``Trial.end``); such a trial, still ended so, is listed without its decisions and value
+    (read once, when it ended). ``rows``: the runs' statuses if the caller has them (else the
+    store is scanned);
     ``memo``: run id -> (its row, its Trial) of such known trials, kept by a caller that loads
     again and again (the same row object again gives the same Trial)."""
     from runner.results.status import scan
@@ -106,16 +114,17 @@ def load(store: Any, metric: str | list[str], known: dict[int, str] | None = Non
     for row in scan(store) if rows is None else rows:
         if memo is not None and known:
             hit = memo.get(row.ref.id)
-            if hit is not None and hit[0] is row and known.get(hit[1].number) == row.state:
+            if hit is not None and hit[0] is row and known.get(hit[1].number) == hit[1].end:
                 trials.append(hit[1])
                 continue
         values = dict(row.ref.values)
         number = values.pop(TRIAL_KEY, None)
         if not isinstance(number, int):
             continue
-        trial = Trial(number, values, row.state)
+        trial = Trial(number, values, row.state,
+                      attempt=row.record.attempt if row.record is not None else 0)
         trials.append(trial)
-        if known and known.get(number) == row.state and row.state in FINAL:
+        if known and known.get(number) == trial.end and row.state in FINAL:
             if memo is not None:
                 memo[row.ref.id] = (row, trial)
             continue

@@ -1,9 +1,10 @@
 """The optuna study a sampler asks from, kept up to date instead of rebuilt per proposal.
 
-``sync(load)`` brings it to what ``load(known)`` lists (``known``: trial number -> the final
-state a trial was read in, so an ended trial is read once): a new trial is added, a pending one
+``sync(load)`` brings it to what ``load(known)`` lists (``known``: trial number -> how a trial
+had ended when it was read, so an ended trial is read once): a new trial is added, a pending one
 updated with its reports and its end; a finished trial that runs again (a retry, a rerun) or a
-change of the rung the sampler models (``runner.study.fidelity``) rebuilds it. The sweep loop's
+change of the rung the sampler models (``runner.study.fidelity``) rebuilds it. Given the trials
+that changed since the last sync (``changed``), it applies those alone. The sweep loop's
 proposals (``runner.study.source``) and the LCBench benchmark ask through this one class.
 """
 
@@ -54,19 +55,27 @@ class SamplerStudy:
     def forget(self) -> None:
         self.optuna: Any = None
         self._held: dict[int, str] = {}  # trial number -> the state the sampler sees it in
-        self._ended: dict[int, str] = {}  # trial number -> the final state it was read in
+        self._ended: dict[int, str] = {}  # trial number -> how it had ended when read (.end)
         self._reached: dict[int, dict[float, float]] = {}  # ended trials' rung values
         self._rung: float | None = None  # the rung the sampler models
         self._spaces: dict[tuple[str, bool], Any] = {}  # the study's search spaces, so far
 
-    def sync(self, load: Callable[[dict[int, str]], list[Trial]], number: int) -> Any:
-        """The study, up to date, with a sampler seeded for trial ``number``."""
+    def sync(self, load: Callable[[dict[int, str]], list[Trial]], number: int,
+             changed: Callable[[dict[int, str]], list[Trial]] | None = None) -> Any:
+        """The study, up to date, with a sampler seeded for trial ``number``. ``changed``: the
+        trials changed since the last sync (None: not known); with them, a study that does not
+        learn from rungs is brought forward from those alone, not from every trial."""
+        if changed is not None and self.optuna is not None and not applies(self.conf):
+            if self._advance(changed(self._ended)):
+                study = self.optuna
+                study.sampler = self._carried(sampler_for(self.conf, number, None))
+                return study
         trials = [*self.warm, *load(self._ended)]
         if len(trials) < len(self._held) or any(
-                t.number in self._ended and self._ended[t.number] != t.state for t in trials):
+                t.number in self._ended and self._ended[t.number] != t.end for t in trials):
             self.forget()  # a finished trial runs again (retry, rerun): start afresh
             trials = [*self.warm, *load({})]
-        self._ended.update((t.number, t.state) for t in trials if t.state in FINAL)
+        self._ended.update((t.number, t.end) for t in trials if t.state in FINAL)
         seen, rung = view(trials, self.conf, len(self.dists), self._reached,
                           str(self.direction))
         study = self.optuna
@@ -85,6 +94,31 @@ class SamplerStudy:
         study.sampler = self._carried(sampler_for(self.conf, number, rung))
         self.optuna = study
         return study
+
+    def _advance(self, trials: list[Trial]) -> bool:
+        """Bring the study forward by the trials that changed: a new trial (the next number)
+        added, a pending one updated with its reports and its end. False where that is not
+        enough (a finished trial seen otherwise, a trial out of turn): what was applied is
+        consistent, and the full sync goes on from there."""
+        study, held, ended = self.optuna, self._held, self._ended
+        for trial in sorted(trials, key=lambda t: t.number):
+            if ended.get(trial.number, trial.end) != trial.end:
+                return False  # (ended before, and again or not yet: rebuilt)
+            before = held.get(trial.number)
+            if before is None:
+                if trial.number != len(held) - len(self.warm):
+                    return False
+                add(study, trial, self.dists)
+            elif before in SEEN_FINAL:
+                if before != trial.state:
+                    return False
+                continue
+            elif not update(study, trial, len(self.warm)):
+                return False
+            held[trial.number] = trial.state
+            if trial.state in FINAL:
+                ended[trial.number] = trial.end
+        return True
 
     def _carried(self, sampler: Any) -> Any:
         """``sampler`` with the search space the study's trials share handed on from the

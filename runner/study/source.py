@@ -115,8 +115,12 @@ class StudySource:
         self.memo: dict[str, Any] = {}  # (history.load's)
 
     def _synced(self, number: int, rows: list[Any]) -> Any:
+        metric = self.study.metric
+        fresh = self.live.changes()  # (what the looks read afresh since the last sync)
         return self.sampling.sync(
-            lambda known: load(self.store, self.study.metric, known, rows, self.memo), number)
+            lambda known: load(self.store, metric, known, rows, self.memo), number,
+            None if fresh is None else lambda known: load(self.store, metric, known, fresh,
+                                                          self.memo))
 
     def remaining(self) -> int:
         """Trials not proposed yet (none once a stopping rule has ended the study)."""
