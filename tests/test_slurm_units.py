@@ -21,7 +21,16 @@ from runner.slurm.commands import JobInfo, parse_job_id, parse_squeue
 from runner.slurm.script import ArraySpec, job_name, render_script
 from runner.storage.paths import RunPaths, SweepPaths
 from runner.storage.recovery import judge, observe
-from runner.storage.state import Lease, State, claim, create_unhatched, finish, read_state, unclaim
+from runner.storage.state import (
+    Lease,
+    State,
+    claim,
+    create_unhatched,
+    finish,
+    read_state,
+    unclaim,
+    update_lease,
+)
 
 GOLDEN = Path(__file__).parent / "assets" / "slurm"
 WEIRD = ["plain", "a 0", 'a"=0"', "a'; echo foo", "a\n0", "100%_%j"]
@@ -269,6 +278,44 @@ def test_under_max_queued_a_run_keeps_its_place_until_its_task_leaves_the_queue(
                           for i in range(2)])
     launcher._poll(handles[:2])
     assert [h.code for h in handles] == [0, 0, 0]
+
+
+def test_a_run_that_ends_between_its_flags_read_and_squeues_answer_is_not_a_node_fault(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short run: the watcher reads its FLAG (RUNNING), the worker records COMPLETED and the
+    task leaves the queue, then squeue says the task ended. The worker's record stands, the run
+    ends as it completed, and its node is not counted as failing it (before, each such run
+    counted as a machine fault of its node: three in a row left the only node out of a
+    10,000-run sweep, which then could not submit at all)."""
+    from runner.launchers import slurm
+    from runner.launchers.slurm import SlurmLauncher, SlurmRunHandle
+    from runner.storage.store import RunRef, SweepStore
+
+    now = time.time()
+    handles = []
+    for index in range(3):
+        paths, lease = _slurm_run(tmp_path, "s1", index, now, "40", array_job_id="40",
+                                  node="vm")
+        lease = update_lease(paths, lease.token, launcher={"node": "vm"})
+        assert lease is not None
+        handles.append(SlurmRunHandle(RunRef(f"s1-r{index}", paths.root.name, {},
+                                             str(paths.root)), lease, index))
+    _squeue(monkeypatch, [JobInfo("40", i, str(41 + i), "COMPLETED", "None", "vm", "toy.s1")
+                          for i in range(3)])
+    judge = slurm.judge
+
+    def late(items: list, now: float) -> list:  # the workers end while squeue is asked
+        for paths, lease in items:
+            finish(paths, lease.token, State.COMPLETED, {"summary": {"acc": 1.0}})
+        return judge(items, now)
+
+    monkeypatch.setattr(slurm, "judge", late)
+    launcher = SlurmLauncher(SweepStore(tmp_path / "sweep"),
+                             SlurmLauncherConf(bad_node_after=1), None)
+    launcher._poll(handles)
+    assert [h.code for h in handles] == [0, 0, 0]
+    assert [read_state(h.run.paths).state for h in handles] == [State.COMPLETED] * 3
+    assert launcher.bad_nodes.excluded() == [] and launcher.news() == []
 
 
 def test_without_slurm_nothing_is_declared_dead(tmp_path: Path,

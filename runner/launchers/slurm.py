@@ -410,7 +410,17 @@ class SlurmLauncher(Launcher):
                 continue
             payload = death.payload(lease, {"reason": death.reason,
                                             "duration_s": now - lease.started})
-            finish(handle.run.paths, lease.token, death.state, payload, death.details)
+            if not finish(handle.run.paths, lease.token, death.state, payload, death.details):
+                # the worker recorded the end between the FLAG's read and squeue's answer (a
+                # short run): its record stands, and says what happened on the node
+                try:
+                    record = read_state(handle.run.paths)
+                except CorruptStateError:
+                    handle.code = 1
+                    continue
+                handle.code = 0
+                self.bad_nodes.saw(handle.run.id, record.state, record.data)
+                continue
             handle.code = 0 if death.state is State.INTERRUPTED else 1
             self.bad_nodes.saw(handle.run.id, death.state, payload)
 
