@@ -99,7 +99,7 @@ def test_runner_never_appends_through_a_planted_link(project: Project) -> None:
     assert victim.read_text() == "untouched\n"
 
 
-@pytest.mark.parametrize("change", ["owner", "world", "group"])
+@pytest.mark.parametrize("change", ["owner", "world", "group", "added"])
 def test_a_sweep_others_could_write_is_never_run(project: Project, change: str) -> None:
     """Its manifest names the code that runs: refused in one clear line, nothing runs."""
     project.run("seed=1,2", "task.mode=raise", "runner.name=s")
@@ -109,9 +109,12 @@ def test_a_sweep_others_could_write_is_never_run(project: Project, change: str) 
         os.chown(sweep / "sweep.json", 65534, 65534)
     elif change == "world":
         os.chmod(sweep / "runs", 0o777)
-    else:
+    elif change == "group":
         os.chown(sweep, os.geteuid(), 65534)  # a group that is not the user's own
         os.chmod(sweep, 0o775)
+    else:  # the runs added since sweep.json was written: another user's file
+        (sweep / "sweep.added.jsonl").write_text("")
+        os.chown(sweep / "sweep.added.jsonl", 65534, 65534)
     for proc in (project.run("seed=1,2", "task.mode=raise", "runner.name=s",
                              "runner.retry_crashed=true"),
                  project.cli("resume", str(sweep), "runner.retry_crashed=true")):
@@ -135,6 +138,7 @@ def test_runner_makes_its_sweep_folders_unwritable_to_others(project: Project) -
         assert mode(sweep) & 0o022 == 0 and mode(sweep / "runs") & 0o022 == 0
         assert mode(sweep / "sweep.json") & 0o022 == 0
     assert mode(project.root / "outputs" / "st" / "study.json") & 0o022 == 0
+    assert mode(project.root / "outputs" / "st" / "sweep.added.jsonl") & 0o022 == 0  # (trials)
     from runner.config.trust import why_untrusted
     from runner.storage.store import SweepStore
 

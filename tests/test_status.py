@@ -241,9 +241,72 @@ def test_two_stores_adding_runs_in_turn_each_see_the_others_runs(tmp_path: Path)
     a.add_runs([spec({"x": 8})])  # (listed by b: a sees it and adds nothing)
     for store in (a, SweepStore(tmp_path / "s")):
         assert [r.values.get("x") for r in store.runs()] == list(range(9))
+        assert store.manifest["axes"] == ["x", "y"] and store.manifest["varying"] == ["x", "y"]
+    b.update_execution({})  # a rewrite of sweep.json takes the added runs in
+    assert not (tmp_path / "s" / "sweep.added.jsonl").exists()
     manifest = json.loads((tmp_path / "s" / "sweep.json").read_text())
     assert [r["values"]["x"] for r in manifest["runs"]] == list(range(9))
     assert manifest["axes"] == ["x", "y"] and manifest["varying"] == ["x", "y"]
+    assert [r.values.get("x") for r in a.runs()] == list(range(9))
+
+
+def test_added_runs_are_appended_as_lines_and_taken_into_sweep_json_by_a_rewrite(
+        tmp_path: Path) -> None:
+    """Adding runs (a study's trial, a Hydra sweeper's batch, extend) appends one line to
+    sweep.added.jsonl instead of rewriting sweep.json, so it costs the runs added, not the
+    sweep; another process's store takes in the new lines alone. Once the lines outgrow
+    sweep.json, the next addition rewrites sweep.json with every run (the journal gone), as a
+    launch's rewrite does. A line cut off (a full disk) is not read and is dropped by the next
+    addition; lines a rewrite already took in (a kill before the journal was removed) are
+    skipped, their extension too; a complete line that is not JSON is a corrupt manifest."""
+    from runner.errors import CorruptStateError
+
+    make_sweep(tmp_path, 40)
+    root = tmp_path / "s"
+    added = root / "sweep.added.jsonl"
+    a, b = SweepStore(root), SweepStore(root)
+    assert len(b.runs()) == 40
+
+    def spec(i: int) -> RunSpec:
+        return RunSpec(run_id({"x": i}), run_dirname({"x": i}), {"x": i}, {"x": i})
+
+    inode = (root / "sweep.json").stat().st_ino
+    a.add_runs([spec(40)])
+    a.add_runs([spec(41), spec(42)], record={"overrides": ["x=41,42"]})
+    assert (root / "sweep.json").stat().st_ino == inode  # not rewritten
+    lines = added.read_text().splitlines()
+    assert [[r["values"]["x"] for r in json.loads(ln)["runs"]] for ln in lines] == [[40],
+                                                                                   [41, 42]]
+    b.refresh()  # (b reads the new lines alone)
+    assert [r.values["x"] for r in b.runs()] == list(range(43))
+    assert b.manifest["extensions"] == [{"overrides": ["x=41,42"], "added": 2}]
+    with open(added, "ab") as f:  # a line cut off
+        f.write(b'{"runs": [{"id": "cut"')
+    assert [r.values["x"] for r in SweepStore(root).runs()] == list(range(43))
+    a.add_runs([spec(43)])
+    assert [json.loads(ln)["runs"][0]["values"]["x"] for ln in added.read_text().splitlines()
+            ] == [40, 41, 43]
+    journal = added.read_bytes()
+    a.update_execution({})  # a launch rewrites sweep.json: every run in it, no journal
+    assert not added.exists()
+    assert [r["values"]["x"] for r in json.loads((root / "sweep.json").read_text())["runs"]
+            ] == list(range(44))
+    added.write_bytes(journal)  # (as if killed before the journal was removed)
+    again = SweepStore(root)
+    assert [r.values["x"] for r in again.runs()] == list(range(44))
+    assert again.manifest["extensions"] == [{"overrides": ["x=41,42"], "added": 2}]
+    size = (root / "sweep.json").stat().st_size
+    i = 44
+    while added.exists():  # the lines outgrow sweep.json: a rewrite takes them in
+        again.add_runs([spec(i)])
+        i += 1
+    assert (root / "sweep.json").stat().st_size > size
+    assert [r.values["x"] for r in SweepStore(root).runs()] == list(range(i))
+    b.refresh()
+    assert [r.values["x"] for r in b.runs()] == list(range(i))
+    added.write_text('{"runs": [}\n')
+    with pytest.raises(CorruptStateError, match="sweep.added.jsonl"):
+        SweepStore(root).runs()
 
 
 def test_a_live_scan_reads_ended_runs_once_and_again_once_one_is_claimed(

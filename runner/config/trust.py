@@ -54,8 +54,8 @@ def why_untrusted(path: Path) -> str | None:
     return None
 
 
-def check_trusted(root: Path, names: tuple[str, ...] = ("sweep.json", "study.json", "runs")
-                  ) -> None:
+def check_trusted(root: Path, names: tuple[str, ...] = (
+        "sweep.json", "sweep.added.jsonl", "study.json", "runs")) -> None:
     """Refuse (StateError) to run a sweep whose code-naming files another user could write."""
     for path in (root, *(root / n for n in names)):
         why = why_untrusted(path)

@@ -57,11 +57,12 @@ def check_contained(sweep: Path) -> None:
     from runner.config.trust import why_untrusted
 
     runs = sweep / "runs"
-    for path in (sweep, sweep / "sweep.json", runs):
+    listing = (sweep, sweep / "sweep.json", sweep / "sweep.added.jsonl", runs)
+    for path in listing:
         if os.path.islink(path):
             raise StateError(f"sweep {sweep.name}: {path.name} is a symbolic link; sweeps "
                              "holding links are not shown here")
-    trusted = all(why_untrusted(p) is None for p in (sweep, sweep / "sweep.json", runs))
+    trusted = all(why_untrusted(p) is None for p in listing)
     if trusted:
         with os.scandir(sweep) as top, os.scandir(runs) as entries:
             links = [e.name for e in [*top, *entries] if e.is_symlink()]

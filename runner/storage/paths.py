@@ -4,6 +4,8 @@ No other module builds these paths by hand, so the on-disk layout is defined her
 
     <sweep_dir>/
         sweep.json            manifest, frozen at expansion (runs, values, fingerprint, provenance)
+        sweep.added.jsonl     runs added since sweep.json was last written (a study's trials, a
+                              Hydra sweeper's batches, extend): a line per addition, appended
         git.diff              uncommitted changes of the user's repository at expansion
         code/                 each launch's code version: <id>.diff, environment-<id>.json
         runs/<run dir>/
@@ -129,6 +131,13 @@ class SweepPaths:
     @property
     def manifest(self) -> Path:
         return self.root / "sweep.json"
+
+    @property
+    def added(self) -> Path:
+        """The manifest's runs added since ``sweep.json`` was last written, one line per
+        addition (``runner.storage.store``): appending a trial costs the trial, not the study;
+        the next rewrite of ``sweep.json`` takes them in."""
+        return self.root / "sweep.added.jsonl"
 
     @property
     def manifest_lock(self) -> Path:

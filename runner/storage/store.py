@@ -4,6 +4,14 @@ A sweep directory is built complete in a hidden temporary directory next to its 
 flushed to disk, and renamed into place in one step. So a kill during expansion leaves either no
 sweep or a whole one, and two runner processes creating the same sweep at once end up sharing the
 one that won the rename.
+
+Runs added later (a study's trials, a Hydra sweeper's batches, ``extend``) are appended to
+``sweep.added.jsonl``, one fsynced line per addition, so that an addition costs its runs and not
+the sweep's size; the manifest is ``sweep.json`` and those lines. Any rewrite of ``sweep.json``
+(a launch's record, or the lines outgrowing it: amortised, each byte is rewritten a bounded number
+of times) takes the lines in and removes the file; a reader skips lines whose runs are listed
+already (a kill between the two) and a last line without its newline (being written, or cut
+off: the next addition drops it).
 """
 
 from __future__ import annotations
@@ -72,6 +80,9 @@ class SweepStore:
         self.paths = SweepPaths(Path(root).resolve())
         self._manifest: dict[str, Any] | None = None
         self._manifest_stat: tuple[int, int, int] | None = None  # the file it was read from
+        self._added_at: tuple[int | None, int] = (None, 0)  # sweep.added.jsonl: inode, bytes in
+        self._ids: set[str] | None = None  # the manifest's run ids (made when first needed)
+        self._manifest_of_ids: dict[str, Any] | None = None  # ... of this manifest
         self._run_lines: dict[str, str] = {}  # run id -> its manifest line (a run never changes)
         self._refs: tuple[list[RunRef], Any] = ([], None)  # runs(), and its last entry
         # what killed ``add_runs`` left (unlisted run directories, half-built ones) is removed
@@ -89,9 +100,11 @@ class SweepStore:
         return self.paths.manifest.is_file()
 
     def refresh(self) -> dict[str, Any]:
-        """The manifest as it is on disk now: read again only if the file changed since this
-        process last read or wrote it (an atomic rewrite is a new file: another inode, size or
-        time), so that adding a trial to a large study does not parse every run again."""
+        """The manifest as it is on disk now, read again only where it changed since this
+        process last read or wrote it: all of it if ``sweep.json`` was rewritten (an atomic
+        rewrite is a new file: another inode, size or time), the new lines alone if runs were
+        appended to ``sweep.added.jsonl``, so that adding a trial to a large study does not
+        parse every run again."""
         try:
             st = os.stat(self.paths.manifest)
         except OSError:
@@ -99,15 +112,110 @@ class SweepStore:
             return self.manifest
         if self._manifest is None or self._manifest_stat != _identity(st):
             self._manifest = None
+            return self.manifest
+        inode, taken = self._added_at
+        try:
+            added = os.stat(self.paths.added)
+        except FileNotFoundError:
+            if taken:  # (gone without a rewrite of sweep.json: read it all again)
+                self._manifest = None
+            return self.manifest
+        if (inode is not None and added.st_ino != inode) or added.st_size < taken:
+            self._manifest = None
+        elif added.st_size > taken:
+            with open(self.paths.added, "rb") as f:
+                f.seek(taken)
+                chunk = f.read()
+            ids = self._listed()
+            manifest = dict(self._manifest)
+            manifest["runs"] = list(manifest["runs"])
+            self._take_added(manifest, chunk, added.st_ino, taken, ids)
+            self._manifest = self._manifest_of_ids = manifest
         return self.manifest
 
     def _write(self, manifest: dict[str, Any]) -> None:
+        """Rewrite ``sweep.json`` whole, taking in what ``sweep.added.jsonl`` held (a kill
+        before that file is removed leaves lines whose runs are listed: they are skipped)."""
         write_bytes_atomic(self.paths.manifest, manifest_bytes(manifest, self._run_lines))
-        self._manifest = manifest
+        try:
+            os.unlink(self.paths.added)
+        except FileNotFoundError:
+            pass
+        self._manifest, self._added_at, self._ids = manifest, (None, 0), None
         try:
             self._manifest_stat = _identity(os.stat(self.paths.manifest))
         except OSError:
             self._manifest_stat = None
+
+    def _append(self, manifest: dict[str, Any], entries: list[dict[str, Any]],
+                record: dict[str, Any] | None, ids: set[str]) -> None:
+        """Add ``entries`` (and ``record``, an extension) to the manifest as one line appended
+        to ``sweep.added.jsonl``, made durable; ``manifest`` (a copy of what ``refresh`` read,
+        ``ids`` its run ids) becomes the manifest with them. Under the manifest lock."""
+        lines = [self._line(e) for e in entries]
+        text = '{"runs": [' + ", ".join(lines) + "]" + (
+            f', "extension": {redact(json.dumps(record, default=str))}' if record else "") + "}\n"
+        data = text.encode()
+        fd = os.open(self.paths.added, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
+                     0o644)
+        try:
+            st = os.fstat(fd)
+            size = _complete(fd, st.st_size)
+            if size != st.st_size:  # a line cut off (a full disk, a power loss): dropped
+                os.ftruncate(fd, size)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, size)  # (nothing half-written stays behind)
+                raise
+        finally:
+            os.close(fd)
+        if size == 0:
+            fsync_dir(self.root)  # (a new file)
+        self._take_added(manifest, data, st.st_ino, size, ids)
+        self._manifest = self._manifest_of_ids = manifest
+
+    def _line(self, entry: dict[str, Any]) -> str:
+        line = self._run_lines.get(entry["id"])
+        if line is None:
+            line = self._run_lines[entry["id"]] = redact(json.dumps(entry, default=str))
+        return line
+
+    def _take_added(self, manifest: dict[str, Any], chunk: bytes, inode: int | None,
+                    start: int, ids: set[str]) -> None:
+        """Take the complete lines of ``chunk`` (``sweep.added.jsonl`` from byte ``start``)
+        into ``manifest`` (its runs list and ``ids``, its run ids, are extended in place); a
+        last line without its end is left for later (being written, or cut off and dropped by
+        the next append)."""
+        end = chunk.rfind(b"\n") + 1
+        for line in chunk[:end].splitlines():
+            try:
+                record = json.loads(line)
+                entries = [e for e in record["runs"] if e["id"] not in ids]
+            except (ValueError, TypeError, KeyError) as exc:
+                raise CorruptStateError(self.paths.added, line, str(exc)) from None
+            if not entries:  # (taken into sweep.json already by a rewrite)
+                continue
+            runs = manifest["runs"]
+            manifest["axes"], manifest["varying"] = axes_after(
+                manifest["axes"], manifest["varying"], runs[0]["values"] if runs else None,
+                (e["values"] for e in entries))
+            runs.extend(entries)
+            ids.update(e["id"] for e in entries)
+            if record.get("extension"):
+                manifest["extensions"] = [*manifest.get("extensions", []), record["extension"]]
+        self._added_at = (inode, start + end)
+
+    def _listed(self) -> set[str]:
+        """The ids of the manifest's runs (kept while it is the same manifest)."""
+        manifest = self.manifest
+        if self._ids is None or manifest is not self._manifest_of_ids:
+            self._ids = {r["id"] for r in manifest["runs"]}
+            self._manifest_of_ids = manifest
+        return self._ids
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -115,6 +223,7 @@ class SweepStore:
             path = self.paths.manifest
             if not path.is_file():
                 raise StateError(f"{self.root} is not a sweep directory: {path.name} is missing")
+            added, inode = _read_added(self.paths.added)  # (first: a rewrite takes it in)
             self._manifest_stat = _identity(os.stat(path))
             raw = path.read_bytes()
             try:
@@ -125,7 +234,11 @@ class SweepStore:
                 raise CorruptStateError(path, raw, str(exc)) from None
             if data.get("varying_rule") != VARYING_RULE:  # (written before absent counted)
                 data["axes"], data["varying"] = axes_of(r["values"] for r in data["runs"])
-            self._manifest = data
+            self._added_at, self._ids = (inode, 0), None
+            if added:
+                self._ids = {r["id"] for r in data["runs"]}
+                self._take_added(data, added, inode, 0, self._ids)
+            self._manifest = self._manifest_of_ids = data
         return self._manifest
 
     def runs(self, start: int = 0, stop: int | None = None) -> list[RunRef]:
@@ -214,8 +327,8 @@ class SweepStore:
         fd = os.open(self.paths.manifest_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            manifest = dict(self.refresh())
-            listed = {r["id"] for r in manifest["runs"]}
+            manifest = self.refresh()
+            listed = self._listed()
             new = [r for r in dict((r.id, r) for r in runs).values() if r.id not in listed]
             if new:
                 if not self._tidied:  # (once per process: each lists every run directory)
@@ -227,16 +340,20 @@ class SweepStore:
                 except OSError as exc:
                     raise EnvironmentFault(describe_os_error(exc, self.root, "adding runs to"),
                                            exc.errno) from exc
-                before = manifest["runs"]
-                manifest["runs"] = [*before, *(_entry(r) for r in new)]
-                manifest["axes"], manifest["varying"] = axes_after(
-                    manifest["axes"], manifest["varying"],
-                    before[0]["values"] if before else None, (r.values for r in new))
-                manifest["varying_rule"] = VARYING_RULE
-                if record is not None:
-                    manifest["extensions"] = [*manifest.get("extensions", []),
-                                              {**record, "added": len(new)}]
-                self._write(manifest)
+                entries = [_entry(r) for r in new]
+                extension = {**record, "added": len(new)} if record is not None else None
+                manifest = {**manifest, "runs": list(manifest["runs"])}
+                if self._added_at[1] <= (self._manifest_stat or (0, 0, 0))[1]:
+                    self._append(manifest, entries, extension, listed)
+                else:  # more appended than sweep.json holds: one rewrite takes them in
+                    manifest["axes"], manifest["varying"] = axes_after(
+                        manifest["axes"], manifest["varying"], manifest["runs"][0]["values"]
+                        if manifest["runs"] else None, (e["values"] for e in entries))
+                    manifest["runs"].extend(entries)
+                    manifest["varying_rule"] = VARYING_RULE
+                    if extension is not None:
+                        manifest["extensions"] = [*manifest.get("extensions", []), extension]
+                    self._write(manifest)
         finally:
             os.close(fd)
         wanted = {r.id for r in runs}  # (refs for these only: not one per run of the sweep)
@@ -497,6 +614,34 @@ def _ref(entry: dict[str, Any], runs_dir: str) -> RunRef:
 
 def _identity(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _read_added(path: Path) -> tuple[bytes, int | None]:
+    """``sweep.added.jsonl``'s bytes and inode (none: b"", None)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return b"", None
+    try:
+        inode = os.fstat(fd).st_ino
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(), inode
+    finally:
+        os.close(fd)
+
+
+def _complete(fd: int, size: int) -> int:
+    """The length of the complete lines of the file open at ``fd`` (``size`` bytes long): up
+    to and with its last newline."""
+    pos = size
+    while pos > 0:
+        start = max(0, pos - 4096)
+        chunk = os.pread(fd, pos - start, start)
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            return start + cut + 1
+        pos = start
+    return 0
 
 
 def _entry(run: RunSpec) -> dict[str, Any]:
