@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -307,6 +308,43 @@ def test_added_runs_are_appended_as_lines_and_taken_into_sweep_json_by_a_rewrite
     added.write_text('{"runs": [}\n')
     with pytest.raises(CorruptStateError, match="sweep.added.jsonl"):
         SweepStore(root).runs()
+
+
+def test_an_addition_that_finds_the_disk_full_leaves_the_manifest_as_it_was(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk part-way through the appended line: one clear error naming the file, the
+    part written is taken back, and the manifest lists what it listed before."""
+    import errno
+    import types
+
+    from runner.errors import EnvironmentFault
+    from runner.storage import store as stores
+
+    make_sweep(tmp_path, 3)
+    root = tmp_path / "s"
+    store = SweepStore(root)
+
+    def spec(i: int) -> RunSpec:
+        return RunSpec(run_id({"x": i}), run_dirname({"x": i}), {"x": i}, {"x": i})
+
+    store.add_runs([spec(3)])
+    before = (root / "sweep.added.jsonl").read_bytes()
+
+    def write(fd: int, data: bytes) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("sweep.added.jsonl"):
+            os.write(fd, bytes(data[:7]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(fd, data)
+
+    monkeypatch.setattr(stores, "os", types.SimpleNamespace(
+        **{**{k: getattr(os, k) for k in dir(os) if not k.startswith("__")}, "write": write}))
+    with pytest.raises(EnvironmentFault, match="sweep.added.jsonl"):
+        store.add_runs([spec(4)])
+    monkeypatch.undo()
+    assert (root / "sweep.added.jsonl").read_bytes() == before
+    assert [r.values["x"] for r in SweepStore(root).runs()] == [0, 1, 2, 3]
+    assert [r.values["x"] for r in store.add_runs([spec(4)])] == [4]  # (goes on when it can)
+    assert [r.values["x"] for r in SweepStore(root).runs()] == [0, 1, 2, 3, 4]
 
 
 def test_a_live_scan_reads_ended_runs_once_and_again_once_one_is_claimed(

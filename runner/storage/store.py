@@ -168,9 +168,10 @@ class SweepStore:
                 while view:
                     view = view[os.write(fd, view):]
                 os.fsync(fd)
-            except OSError:
-                os.ftruncate(fd, size)  # (nothing half-written stays behind)
-                raise
+            except OSError as exc:  # (a full disk: nothing half-written stays behind)
+                os.ftruncate(fd, size)
+                raise EnvironmentFault(describe_os_error(exc, self.paths.added),
+                                       exc.errno) from exc
         finally:
             os.close(fd)
         if size == 0:
@@ -318,11 +319,11 @@ class SweepStore:
         trial); runs it already lists are left as they are. Returns the refs of ``runs``.
 
         Each new run directory is built complete under a hidden name and renamed into
-        ``runs/``; the manifest then lists them in one atomic rewrite, under the manifest lock
-        (two processes adding at once both land). A kill before that rewrite leaves unlisted
-        directories, which are never launched and are rebuilt by the next ``add_runs``.
-        ``record``: appended to the manifest's ``extensions`` in the same rewrite (what
-        ``extend`` added, and from which overrides).
+        ``runs/``; the manifest then lists them in one line appended to ``sweep.added.jsonl``
+        (or one atomic rewrite of ``sweep.json``), under the manifest lock (two processes adding
+        at once both land). A kill before that leaves unlisted directories, which are never
+        launched and are rebuilt by the next ``add_runs``. ``record``: added to the manifest's
+        ``extensions`` with them (what ``extend`` added, and from which overrides).
         """
         fd = os.open(self.paths.manifest_lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
@@ -356,8 +357,11 @@ class SweepStore:
                     self._write(manifest)
         finally:
             os.close(fd)
-        wanted = {r.id for r in runs}  # (refs for these only: not one per run of the sweep)
-        by_id = {e["id"]: e for e in manifest["runs"] if e["id"] in wanted}
+        # refs for these only, not one per run of the sweep; the new ones' entries at hand
+        by_id = {e["id"]: e for e in manifest["runs"][len(manifest["runs"]) - len(new):]}
+        wanted = {r.id for r in runs} - by_id.keys()  # (listed before: looked up)
+        if wanted:
+            by_id.update((e["id"], e) for e in manifest["runs"] if e["id"] in wanted)
         runs_dir = str(self.paths.runs)
         return [_ref(by_id[r.id], runs_dir) for r in runs]
 
