@@ -581,6 +581,41 @@ def test_stopping_rules_end_proposals_and_say_which(study: Project) -> None:
     assert study.sweep_dir().name.startswith("study-optuna-")  # one study throughout
 
 
+def test_sweep_timeout_counts_the_time_of_every_attempt_of_a_resumed_trial(
+        tmp_path: Path) -> None:
+    """sweep.timeout counts the seconds trials ran across launches: a trial interrupted and
+    resumed counts both attempts (before, only the latest one: a study ran past its timeout by
+    every interrupted attempt's time)."""
+    from runner.planning.run_id import run_dirname, run_id
+    from runner.planning.sweep import Plan, RunSpec
+    from runner.results.show import attempts_of
+    from runner.results.status import scan
+    from runner.storage.state import State, claim, finish
+    from runner.storage.store import SweepStore
+    from runner.study.stopping import busy_seconds
+
+    runs = [RunSpec(run_id({"trial": i}), run_dirname({"trial": i}), {"trial": i}, {})
+            for i in range(2)]
+    store, _ = SweepStore.create(Plan("s", "grid", runs, ["trial"], ["trial"], {}, [], "f"),
+                                 tmp_path, "config", [])
+    first, second = store.runs()
+    for state in (State.INTERRUPTED, State.INTERRUPTED, State.COMPLETED):  # 3 attempts
+        lease = claim(first.paths, frozenset({State.UNHATCHED, State.INTERRUPTED}))
+        assert lease is not None
+        time.sleep(0.05)
+        finish(first.paths, lease.token, state, {"summary": {}})
+        time.sleep(0.05)  # (time between launches: not counted)
+    lease = claim(second.paths, frozenset({State.UNHATCHED}))
+    assert lease is not None
+    time.sleep(0.05)
+    finish(second.paths, lease.token, State.COMPLETED, {"summary": {}})
+    spans = [(a["start"], a["end"]) for ref in (first, second)
+             for a in attempts_of(ref.paths) if a.get("start")]
+    assert len(spans) == 4
+    assert busy_seconds(scan(store), time.time()) == pytest.approx(
+        sum(end - start for start, end in spans), abs=1e-6)
+
+
 def test_enqueued_settings_are_the_first_trials(study: Project) -> None:
     """sweep.enqueue: the settings to try first are trials 0.., as given (keys left out
     sampled); a key the study does not search, or a value outside the space, is refused."""

@@ -21,7 +21,7 @@ from runner.storage.state import dict_field, read_flag
 from runner.storage.store import RunRef, SweepStore, run_of_dir
 
 
-def _attempts(paths: RunPaths) -> list[dict[str, Any]]:
+def attempts_of(paths: RunPaths) -> list[dict[str, Any]]:
     """One entry per ended attempt, oldest first, from attempts/ and the current FLAG."""
     records: list[dict[str, Any]] = []
     archived = sorted(paths.attempts.iterdir()) if paths.attempts.is_dir() else []
@@ -81,7 +81,7 @@ def describe_run(store: SweepStore, ref: RunRef) -> dict[str, Any]:
         "attempt": row.record.attempt if row.record else 0,
         "duration_s": row.duration(time.time()), "values": ref.values,
         "summary": row.summary, "last_metrics": last_metrics(paths.metrics),
-        "attempts": _attempts(paths),
+        "attempts": attempts_of(paths),
         "code": (manifest.get("provenance") or {}).get("git"),
         "code_versions": {launch["code"]["id"]: launch["code"]
                           for launch in manifest.get("launches", []) if launch.get("code")},

@@ -50,12 +50,33 @@ def stop_reason(conf: Any, runs: Callable[[], list[Any]], metric: Any, direction
     return None
 
 
+# (run directory, its current attempt) -> the spans of its earlier attempts, which never change
+_EARLIER: dict[tuple[str, int], list[tuple[float, float]]] = {}
+
+
+def _earlier_spans(row: Any) -> list[tuple[float, float]]:
+    """The spans of a run's earlier attempts (an interrupted trial resumed, a retry), as their
+    records in ``attempts/`` say; read once per attempt."""
+    attempt = row.record.attempt
+    key = (row.ref.dir, attempt)
+    if key not in _EARLIER:
+        from runner.results.show import attempts_of
+
+        _EARLIER[key] = [(a["start"], max(a["start"], a["end"]))
+                         for a in attempts_of(row.ref.paths)
+                         if a.get("attempt", attempt) < attempt and a.get("start") is not None
+                         and a.get("end") is not None]
+    return _EARLIER[key]
+
+
 def busy_seconds(rows: list[Any], now: float) -> float:
     """Seconds during which at least one of the runs ran (the union of their attempts' spans,
-    as their records say)."""
+    earlier attempts included, as their records say)."""
     spans = []
     for row in rows:
         data = row.record.data if row.record is not None else {}
+        if row.record is not None and row.record.attempt > 1:
+            spans.extend(_earlier_spans(row))
         try:
             start = float(data["started"])
         except (KeyError, TypeError, ValueError):
