@@ -652,3 +652,55 @@ def test_an_sbatch_still_retrying_a_full_queue_when_its_time_runs_out_is_refused
         commands._call(["squeue", "-h"], timeout=0.5)
     assert "(is slurmctld up?)" in str(silent.value)
     assert not commands.refused_for_now(silent.value)
+
+
+def test_pools_refused_for_a_limit_wait_and_go_again_in_smaller_arrays(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """launcher.runs_per_job: an array of pools refused for a limit is not a failure: the
+    launcher holds further submissions, says so, and offers at most half as many pools next
+    (an array a limit refuses would be refused for ever at that size); the refusal is kept
+    with the submission. A refusal no wait can fix still raises."""
+    from runner.launchers.slurm import SlurmLauncher
+    from runner.storage.store import SweepStore
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    answers = tmp_path / "answers"
+    answers.write_text("limit\nok\n")
+    (bin_dir / "sbatch").write_text(f"""#!/bin/sh
+answer=$(head -n1 {answers}); sed -i 1d {answers}
+grep -o 'array=[^ ]*' "$2" >> {tmp_path}/arrays
+case "$answer" in
+  limit) echo "sbatch: error: QOSMaxSubmitJobPerUserLimit" >&2
+         echo "sbatch: error: Batch job submission failed: Job violates accounting/QOS policy" >&2
+         exit 1 ;;
+  bad) echo "sbatch: error: invalid partition specified: nope" >&2; exit 1 ;;
+  *) echo 77 ;;
+esac
+""")
+    (bin_dir / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    _squeue(monkeypatch, [])
+    monkeypatch.setattr(commands, "max_array_size", lambda: 1001)
+    sweep = tmp_path / "sweep"
+    (sweep / "runs").mkdir(parents=True)
+    store = SweepStore(sweep)
+    monkeypatch.setattr(SweepStore, "manifest", property(lambda self: {"name": "toy"}))
+    launcher = SlurmLauncher(store, SlurmLauncherConf(runs_per_job=2, max_queued=50), None)
+    said = launcher.hand_over(8, 0)
+    assert said.startswith("not submitted now: sbatch failed: sbatch: error: "
+                           "QOSMaxSubmitJobPerUserLimit"), said
+    assert "next try in" in said and launcher.held_s() > 0
+    assert launcher.news() == ["SLURM refused 4 of the sweep's jobs at once for a limit: at "
+                               "most 2 per submission from now on"]
+    assert launcher.hand_over(8, 0) == ""  # (held)
+    launcher._held_until = 0.0
+    said = launcher.hand_over(8, 0)
+    assert said.startswith("submitted 2 pool(s) of 2 slot(s) as job 77"), said
+    assert (tmp_path / "arrays").read_text().split() == ["array=0-3", "array=0-1"]
+    kept = [json.loads((d / "submission.json").read_text())
+            for d in (sweep / "slurm").iterdir()]
+    assert sorted(bool(k.get("error")) for k in kept) == [False, True]
+    answers.write_text("bad\n")
+    with pytest.raises(SlurmError, match="invalid partition"):
+        launcher.hand_over(8, 0)

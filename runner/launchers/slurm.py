@@ -105,6 +105,7 @@ class SlurmLauncher(Launcher):
         self.bad_nodes = BadNodes(store.root, int(conf.bad_node_after))
         self._pools_ended: set[str] = set()  # pools whose end bad_nodes has seen
         self._site_limit: tuple[int, str] | None = None  # (queue_limit's, once read)
+        self._batch_cap: int | None = None  # runs per submission after a refusal for a limit
         self._news: list[str] = []  # (for news(), besides the bad nodes')
 
     @classmethod
@@ -162,10 +163,18 @@ class SlurmLauncher(Launcher):
         more = min(math.ceil(max(0, runnable - free) / k),
                    pool.pools_needed(self.conf, runnable + running, self.queue_limit) - alive,
                    self.array_limit)  # (one array, under MaxArraySize; more later if needed)
-        if more <= 0:
+        if more <= 0 or self.held_s():
             return ""
-        job = pool.submit_pools(self.store, self.conf, more, self.run_cwd(), {},
-                                self._exclude())
+        more = min(more, self._batch_cap or more)
+        try:
+            job = pool.submit_pools(self.store, self.conf, more, self.run_cwd(), {},
+                                    self._exclude())
+        except SlurmError as exc:
+            if not commands.refused_for_now(exc):
+                raise
+            self._refused(more, f"{exc}; submitted again later ({more} pool(s))")
+            return f"not submitted now: {self.hold_reason}; next try in {self.held_s():.0f}s"
+        self._hold_s = 0.0
         return (f"submitted {more} pool(s) of {k} slot(s) as job {job}: each runs the next "
                 f"runnable run whenever a slot frees ({runnable} to run, {running} running, "
                 f"{alive} pool(s) alive before)")
@@ -236,7 +245,8 @@ class SlurmLauncher(Launcher):
 
     def launcher_info(self, run: RunRef) -> dict[str, Any]:
         batch = self._batches[-1] if self._batches else None
-        if batch is None or batch.reserved >= self.array_limit:
+        if batch is None or batch.reserved >= min(self.array_limit,
+                                                  self._batch_cap or self.array_limit):
             sub_id = submissions.Submission.new_id()
             name = job_name(self.conf.job_name or str(self.store.manifest.get("name")), sub_id)
             batch = _Batch(submissions.Submission(sub_id, name, time.time(), 0))
@@ -270,14 +280,24 @@ class SlurmLauncher(Launcher):
             try:
                 previous = self._submit(batch, previous)
             except _RefusedForNow as exc:
-                self._hold_s = min(max(2 * self._hold_s, float(self.conf.poll_s)), 600.0)
-                self._held_until = time.monotonic() + self._hold_s
-                self.hold_reason = f"{exc} ({len(batch.handles)} run(s) wait)"
+                self._refused(len(batch.handles), f"{exc} ({len(batch.handles)} run(s) wait)")
                 given_back += batch.handles
             else:
                 self._hold_s = 0.0
         self._batches = []
         return given_back
+
+    def _refused(self, jobs: int, reason: str) -> None:
+        """A submission of ``jobs`` jobs (array tasks) was refused for a limit or a busy
+        controller: hold further ones (from ``poll_s``, doubling up to 10 minutes), and never
+        offer that many at once again, which a limit below it would refuse for ever."""
+        self._hold_s = min(max(2 * self._hold_s, float(self.conf.poll_s)), 600.0)
+        self._held_until = time.monotonic() + self._hold_s
+        self.hold_reason = reason
+        if jobs > 1:
+            self._batch_cap = jobs // 2
+            self._news.append(f"SLURM refused {jobs} of the sweep's jobs at once for a limit: "
+                              f"at most {self._batch_cap} per submission from now on")
 
     def held_s(self) -> float:
         return max(0.0, self._held_until - time.monotonic())

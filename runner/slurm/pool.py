@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.errors import RunnerError
+from runner.errors import RunnerError, SlurmError
 from runner.launchers.pinned import PinnedLauncher
 from runner.slurm import commands, submissions
 from runner.slurm.script import job_name, render_pool_script
@@ -122,7 +122,12 @@ def submit_pools(store: SweepStore, conf: Any, count: int, cwd: str,
         conf, job_name=sub.job_name, pools=count, paths=paths, sweep_root=str(store.root),
         cwd=cwd, python=conf.python or sys.executable, env=env))
     submissions.write(paths, sub)
-    sub.job_id = commands.sbatch(paths.script, cwd, extra)
+    try:
+        sub.job_id = commands.sbatch(paths.script, cwd, extra)
+    except SlurmError as exc:  # (kept with the submission: why it never ran)
+        sub.error = str(exc)
+        submissions.write(paths, sub)
+        raise
     submissions.write(paths, sub)
     return sub.job_id
 
