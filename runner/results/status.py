@@ -194,8 +194,9 @@ def _read_bytes(path: str, dir_fd: int | None = None) -> tuple[str, bytes]:
     try:
         st = os.fstat(fd)
         chunks = [os.read(fd, st.st_size + 1)]
-        while chunks[-1]:
-            chunks.append(os.read(fd, 65536))
+        if len(chunks[0]) > st.st_size:  # (grown since: read on; a short read is the end)
+            while chunks[-1]:
+                chunks.append(os.read(fd, 65536))
     finally:
         os.close(fd)
     return _ident(st), b"".join(chunks)
