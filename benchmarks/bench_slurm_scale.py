@@ -9,8 +9,9 @@ into pools (``launcher.runs_per_job``), at one or more sizes.
 For each size and method: the number of ``sbatch`` calls (one per submission directory), the
 most jobs pending at once (``squeue -t PENDING``, polled every 0.5 s), the time from the command
 to its end, the runner's own CPU seconds (the submitting process and the SLURM commands it
-called), then ``status --json`` and a ``resume`` with nothing left, timed at that size. The runs
-are the launcher benchmarks' trivial task (write one small JSON file).
+called, from ``wait4``: not this script's polling), then ``status --json`` and a ``resume``
+with nothing left, timed at that size. The runs are the launcher benchmarks' trivial task
+(write one small JSON file).
 """
 
 from __future__ import annotations
@@ -64,15 +65,20 @@ def one(runs: int, k: int, work: Path) -> dict[str, float]:
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    before = os.times()
     start = time.monotonic()
-    proc = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
-    took = time.monotonic() - start
-    after = os.times()
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(command, cwd=project, env=env, stdout=subprocess.DEVNULL,
+                                stderr=err)
+        # the runner's own CPU and its SLURM commands', not this script's squeue polling
+        _, status, usage = os.wait4(proc.pid, 0)
+        took = time.monotonic() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
     done.set()
     watcher.join()
     if proc.returncode != 0:
-        raise SystemExit(f"the sweep failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        raise SystemExit(f"the sweep failed ({proc.returncode}):\n{stderr[-3000:]}")
     (sweep,) = [d for d in (project / "outputs").iterdir() if not d.name.startswith(".")]
     time.sleep(2.0)
     left = _pending(project)  # (pools still queued when the sweep ended are cancelled)
@@ -89,8 +95,7 @@ def one(runs: int, k: int, work: Path) -> dict[str, float]:
     return {"completed": completed, "counted": counted, "left_pending": left,
             "sbatch": len([d for d in (sweep / "slurm").iterdir() if d.is_dir()]),
             "peak_pending": peak[0], "time_s": took,
-            "cpu_s": (after.children_user - before.children_user)
-            + (after.children_system - before.children_system),
+            "cpu_s": usage.ru_utime + usage.ru_stime,
             "status_s": status_s, "resume_s": resume_s}
 
 
