@@ -39,7 +39,7 @@ def cluster() -> Any:
     if os.geteuid() == 0 and shutil.which("apt-get"):
         proc = subprocess.run(["bash", str(CLUSTER / "cluster-up.sh")], capture_output=True,
                               text=True, timeout=900, stdin=subprocess.DEVNULL,
-                              env={**os.environ, "SLURM_ACCOUNTING": "0", "SLURM_CPUS": "2",
+                              env={**os.environ, "SLURM_ACCOUNTING": "1", "SLURM_CPUS": "2",
                                    "SLURM_NODES": "2"})
         assert proc.returncode == 0, f"cluster-up.sh failed:\n{proc.stdout}\n{proc.stderr}"
         started = True
@@ -167,6 +167,87 @@ def test_max_queued_keeps_at_most_n_runs_in_the_queue_and_submits_more_as_runs_e
     assert samples > 10 and 1 <= peak <= 2, (peak, samples)
     sweep = project.root / "outputs" / "queued"
     assert len(submission_dirs(sweep)) >= 3  # 2 at first, the rest as slots freed
+    assert {r["state"] for r in rows(project, sweep).values()} == {"COMPLETED"}
+    assert project.markers_of("done") == {rid: 1 for rid in rows(project, sweep)}
+
+
+def _sacctmgr(*args: str, check: bool = True) -> None:
+    proc = subprocess.run(["sacctmgr", "-i", *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 or not check, (args, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def capped_qos(cluster: Any) -> Any:
+    """A QOS of the cluster's accounting that lets a user queue 2 jobs at most (array tasks
+    count one each), which root may use: what a site's limit looks like."""
+    _sacctmgr("modify", "user", "root", "set", "qos-=capped", check=False)  # (a run cut off)
+    _sacctmgr("delete", "qos", "capped", check=False)
+    _sacctmgr("add", "qos", "capped", "MaxSubmitJobsPerUser=2")
+    _sacctmgr("modify", "user", "root", "set", "qos+=capped")
+    try:
+        yield "capped"
+    finally:
+        _sacctmgr("modify", "user", "root", "set", "qos-=capped")
+        _sacctmgr("delete", "qos", "capped")
+
+
+def _peak_queued(proc: subprocess.Popen, name: str) -> tuple[int, int]:
+    """The most of the sweep ``name``'s array tasks pending or running at once while ``proc``
+    runs (sampled from squeue), and how many samples."""
+    peak, samples = 0, 0
+    while proc.poll() is None:
+        out = subprocess.run(["squeue", "-h", "-r", "-t", "PENDING,RUNNING", "-o", "%j"],
+                             capture_output=True, text=True).stdout.split()
+        peak = max(peak, sum(1 for job in out if job.startswith(f"{name}.")))
+        samples += 1
+        time.sleep(0.1)
+    return peak, samples
+
+
+def test_the_sites_qos_limit_is_read_from_accounting_and_met(
+        capped_qos: str, project: Project) -> None:
+    """launcher.qos=capped, a QOS whose MaxSubmitJobsPerUser=2 SLURM enforces (a third job is
+    refused: checked with sbatch itself): without launcher.max_queued runner reads the limit
+    from sacctmgr, says so, keeps at most 2 of the sweep's tasks queued, and every run
+    completes once with no submission refused."""
+    refused = subprocess.run(["sbatch", f"--qos={capped_qos}", "--array=0-2", "-o", "/dev/null",
+                              "--wrap", "sleep 1"], capture_output=True, text=True)
+    assert refused.returncode != 0 and "QOSMaxSubmitJobPerUserLimit" in refused.stderr, refused
+    proc = project.popen("+sweep=grid", "task.lr=0.1,0.2,0.3", "seed=1,2", "task.sleep=1.0",
+                         *SLURM, f"launcher.qos={capped_qos}", "runner.name=site")
+    peak, samples = _peak_queued(proc, "site")
+    output, _ = proc.communicate()
+    assert proc.returncode == 0, output
+    assert "at most 2 of the sweep's jobs are queued at once: the MaxSubmitJobsPerUser of QOS " \
+        f"{capped_qos}" in output, output
+    assert "not submitted now" not in output, output
+    assert samples > 10 and 1 <= peak <= 2, (peak, samples)
+    sweep = project.root / "outputs" / "site"
+    assert {r["state"] for r in rows(project, sweep).values()} == {"COMPLETED"}
+    assert project.markers_of("done") == {rid: 1 for rid in rows(project, sweep)}
+
+
+def test_a_queue_limit_above_the_sites_is_refused_by_slurm_and_the_submissions_shrink(
+        capped_qos: str, project: Project) -> None:
+    """launcher.max_queued=4 above the QOS's real limit of 2: SLURM refuses the array of 4
+    (QOSMaxSubmitJobPerUserLimit), the runs wait and go again in smaller submissions (never
+    an array larger than the one refused, which would never fit), and every run completes once.
+    (Before, the same 4 were submitted again and again: the sweep never ended.)"""
+    proc = project.popen("+sweep=grid", "task.lr=0.1,0.2,0.3", "seed=1,2", "task.sleep=1.0",
+                         *SLURM, f"launcher.qos={capped_qos}", "launcher.max_queued=4",
+                         "runner.name=above")
+    try:
+        peak, _ = _peak_queued(proc, "above")
+        output, _ = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "QOSMaxSubmitJobPerUserLimit" in output or "accounting/QOS policy" in output, output
+    assert "SLURM refused 4 of the sweep's jobs at once for a limit: at most 2 per " \
+        "submission from now on" in output, output
+    assert peak <= 2, peak
+    sweep = project.root / "outputs" / "above"
     assert {r["state"] for r in rows(project, sweep).values()} == {"COMPLETED"}
     assert project.markers_of("done") == {rid: 1 for rid in rows(project, sweep)}
 

@@ -4,6 +4,7 @@
 # that are not running (checked by PID file + /proc/PID/comm), waits until the node takes jobs.
 # Run as root. Env knobs:
 #   SLURM_ACCOUNTING=1  (default) MariaDB + slurmdbd so that sacct works (submitit needs sacct)
+#                       and sacctmgr's limits are enforced (AccountingStorageEnforce)
 #   SLURM_ACCOUNTING=0  no database; sacct prints "accounting storage is disabled"
 #   SLURM_CPUS=N        CPUs to advertise per node (default nproc; more than nproc oversubscribes
 #                       the host)
@@ -88,8 +89,11 @@ SlurmdLogFile=/var/log/slurm/slurmd.log"
   NODE_NAMES=$NODE
 fi
 if [ "$ACCT" = 1 ]; then
+  # limits are enforced, as on a site's cluster: a QOS's or an association's MaxSubmitJobs
+  # refuses jobs beyond it (every job needs an association: root's is made with the cluster)
   ACCT_LINES="AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=127.0.0.1"
+AccountingStorageHost=127.0.0.1
+AccountingStorageEnforce=associations,limits,qos"
 else
   ACCT_LINES="AccountingStorageType=accounting_storage/none"
 fi
@@ -133,10 +137,11 @@ EOF
 )
 CONF_CHANGED=0
 if [ ! -f /etc/slurm/slurm.conf ] || [ "$(cat /etc/slurm/slurm.conf)" != "$CONF_NEW" ]; then
-  if [ -f /etc/slurm/slurm.conf ] && [ "$(grep '^NodeName=' /etc/slurm/slurm.conf)" != "$(printf '%s' "$NODE_LINES" | grep '^NodeName=')" ]; then
-    # other nodes (or CPUs): reconfigure cannot switch them; stop the node daemons and the
-    # controller (their jobs with them), started again below
-    log "the nodes changed: restarting slurmd and slurmctld"
+  if [ -f /etc/slurm/slurm.conf ] && { [ "$(grep '^NodeName=' /etc/slurm/slurm.conf)" != "$(printf '%s' "$NODE_LINES" | grep '^NodeName=')" ] \
+      || [ "$(grep '^AccountingStorage' /etc/slurm/slurm.conf)" != "$(printf '%s\n' "$ACCT_LINES" | grep '^AccountingStorage')" ]; }; then
+    # other nodes (or CPUs), accounting on or off: reconfigure cannot switch them; stop the
+    # node daemons and the controller (their jobs with them), started again below
+    log "the nodes or the accounting changed: restarting slurmd and slurmctld"
     for f in /run/slurmd.pid /run/slurmd-*.pid /run/slurmctld.pid; do
       [ -s "$f" ] || continue
       pid=$(tr -dc 0-9 < "$f"); kill -TERM "$pid" 2>/dev/null || true
@@ -280,5 +285,9 @@ for NODE in $NODE_NAMES; do
 done
 if [ "$ACCT" = 1 ]; then
   wait_for "$TIMEOUT" sacct -n -X -j 1 || die "sacct does not answer"
+  # limits are enforced, so a job needs an association: root's comes with the cluster's
+  # registration; wait until the controller takes a job of root's (a test submission only)
+  wait_for "$TIMEOUT" sbatch --test-only -o /dev/null --wrap true \
+    || die "the controller takes no job of root's: $(sbatch --test-only -o /dev/null --wrap true 2>&1 | tail -1)"
 fi
 log "node(s) $NODE_NAMES: $state; up in $(awk -v a="$T_START" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')s"
