@@ -152,7 +152,7 @@ class SweepStore:
         """Add ``entries`` (and ``record``, an extension) to the manifest as one line appended
         to ``sweep.added.jsonl``, made durable; ``manifest`` (a copy of what ``refresh`` read,
         ``ids`` its run ids) becomes the manifest with them. Under the manifest lock."""
-        lines = [self._line(e) for e in entries]
+        lines = [_run_line(e, self._run_lines) for e in entries]
         text = '{"runs": [' + ", ".join(lines) + "]" + (
             f', "extension": {redact(json.dumps(record, default=str))}' if record else "") + "}\n"
         data = text.encode()
@@ -179,12 +179,6 @@ class SweepStore:
         self._take_added(manifest, data, st.st_ino, size, ids)
         self._manifest = self._manifest_of_ids = manifest
 
-    def _line(self, entry: dict[str, Any]) -> str:
-        line = self._run_lines.get(entry["id"])
-        if line is None:
-            line = self._run_lines[entry["id"]] = redact(json.dumps(entry, default=str))
-        return line
-
     def _take_added(self, manifest: dict[str, Any], chunk: bytes, inode: int | None,
                     start: int, ids: set[str]) -> None:
         """Take the complete lines of ``chunk`` (``sweep.added.jsonl`` from byte ``start``)
@@ -200,14 +194,8 @@ class SweepStore:
                 raise CorruptStateError(self.paths.added, line, str(exc)) from None
             if not entries:  # (taken into sweep.json already by a rewrite)
                 continue
-            runs = manifest["runs"]
-            manifest["axes"], manifest["varying"] = axes_after(
-                manifest["axes"], manifest["varying"], runs[0]["values"] if runs else None,
-                (e["values"] for e in entries))
-            runs.extend(entries)
+            _list_more(manifest, entries, record.get("extension"))
             ids.update(e["id"] for e in entries)
-            if record.get("extension"):
-                manifest["extensions"] = [*manifest.get("extensions", []), record["extension"]]
         self._added_at = (inode, start + end)
 
     def _listed(self) -> set[str]:
@@ -347,13 +335,8 @@ class SweepStore:
                 if self._added_at[1] <= (self._manifest_stat or (0, 0, 0))[1]:
                     self._append(manifest, entries, extension, listed)
                 else:  # more appended than sweep.json holds: one rewrite takes them in
-                    manifest["axes"], manifest["varying"] = axes_after(
-                        manifest["axes"], manifest["varying"], manifest["runs"][0]["values"]
-                        if manifest["runs"] else None, (e["values"] for e in entries))
-                    manifest["runs"].extend(entries)
+                    _list_more(manifest, entries, extension)
                     manifest["varying_rule"] = VARYING_RULE
-                    if extension is not None:
-                        manifest["extensions"] = [*manifest.get("extensions", []), extension]
                     self._write(manifest)
         finally:
             os.close(fd)
@@ -601,12 +584,7 @@ def manifest_bytes(manifest: dict[str, Any], lines: dict[str, str] | None = None
     head = {k: v for k, v in manifest.items() if k != "runs"}
     text = redact(json.dumps(head, indent=1, default=str))
     cache = {} if lines is None else lines
-    encoded = []
-    for entry in manifest["runs"]:
-        line = cache.get(entry["id"])
-        if line is None:
-            line = cache[entry["id"]] = redact(json.dumps(entry, default=str))
-        encoded.append(line)
+    encoded = [_run_line(entry, cache) for entry in manifest["runs"]]
     runs = "[\n  " + ",\n  ".join(encoded) + "\n ]" if encoded else "[]"
     return (text[:-1].rstrip() + (",\n" if head else "\n") + f' "runs": {runs}\n}}\n').encode()
 
@@ -614,6 +592,27 @@ def manifest_bytes(manifest: dict[str, Any], lines: dict[str, str] | None = None
 def _ref(entry: dict[str, Any], runs_dir: str) -> RunRef:
     """A manifest line's run (``runs_dir``: the sweep's runs/ folder as text)."""
     return RunRef(entry["id"], entry["dir"], entry["values"], f"{runs_dir}/{entry['dir']}")
+
+
+def _run_line(entry: dict[str, Any], cache: dict[str, str]) -> str:
+    """A run's line of the manifest, encoded once (``cache``: run id -> its line)."""
+    line = cache.get(entry["id"])
+    if line is None:
+        line = cache[entry["id"]] = redact(json.dumps(entry, default=str))
+    return line
+
+
+def _list_more(manifest: dict[str, Any], entries: list[dict[str, Any]],
+               extension: dict[str, Any] | None) -> None:
+    """``manifest`` (changed in place) with ``entries`` listed after its runs, its axes and
+    what varies counted with them, and ``extension`` (what ``extend`` added) recorded."""
+    runs = manifest["runs"]
+    manifest["axes"], manifest["varying"] = axes_after(
+        manifest["axes"], manifest["varying"], runs[0]["values"] if runs else None,
+        (e["values"] for e in entries))
+    runs.extend(entries)
+    if extension:
+        manifest["extensions"] = [*manifest.get("extensions", []), extension]
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int]:
