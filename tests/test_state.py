@@ -15,6 +15,7 @@ from runner.storage.metrics import MetricsWriter, last_metrics, read_metrics
 from runner.storage.paths import RunPaths
 from runner.storage.state import (
     State,
+    StateWatch,
     claim,
     create_unhatched,
     finish,
@@ -243,3 +244,37 @@ def test_a_flag_replaced_between_listing_and_reading_is_read_again(
     monkeypatch.setattr(state_module, "flag_names",
                         lambda root: stale.pop() if stale else real(root))
     assert read_state(paths).state is State.COMPLETED
+
+
+def test_a_watched_run_is_read_again_only_when_its_directory_changed(
+        run: RunPaths, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SLURM sweep's launcher looks at thousands of queued runs every few seconds:
+    ``StateWatch`` reads a FLAG again only when the run directory changed since a settled read
+    (a lease update, a claim, an end), and never keeps a read of a directory changed in the
+    last seconds (a change within the same tick would keep its mtime)."""
+    from runner.storage import state as state_module
+
+    reads: list[Path] = []
+    real = state_module.read_state
+    monkeypatch.setattr(state_module, "read_state",
+                        lambda paths: reads.append(paths.root) or real(paths))
+    lease = claim(run, ANY)
+    assert lease is not None
+    watch = StateWatch(run)
+    assert watch.read().state is State.RUNNING
+    assert watch.read().state is State.RUNNING
+    assert len(reads) == 2  # just changed: not kept
+
+    def settle() -> None:
+        old = os.stat(run.root).st_mtime - 10
+        os.utime(run.root, (old, old))
+
+    settle()
+    first = watch.read()
+    assert [watch.read() for _ in range(5)] == [first] * 5 and len(reads) == 3
+    update_lease(run, lease.token, heartbeat=123.0)  # a rename in the directory
+    assert watch.read().lease.heartbeat == 123.0 and len(reads) == 4
+    settle()
+    watch.read()
+    assert finish(run, lease.token, State.COMPLETED, {"summary": {"acc": 1}})
+    assert watch.read().state is State.COMPLETED and len(reads) == 6

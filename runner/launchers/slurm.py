@@ -33,7 +33,16 @@ from runner.slurm.verdicts import judge
 from runner.storage.atomic import write_text_atomic
 from runner.storage.paths import SweepPaths
 from runner.storage.recovery import backend_of
-from runner.storage.state import FlagRecord, Lease, State, finish, read_state, unclaim, update_lease
+from runner.storage.state import (
+    FlagRecord,
+    Lease,
+    State,
+    StateWatch,
+    finish,
+    read_state,
+    unclaim,
+    update_lease,
+)
 
 if TYPE_CHECKING:
     from runner.storage.store import RunRef, SweepStore
@@ -57,6 +66,8 @@ class SlurmRunHandle(RunHandle):
         super().__init__(run, lease)
         self.index = index
         self.code: int | None = None
+        self.flag = StateWatch(run.paths)  # (a queued task's FLAG is not read at every poll)
+        self.lease_data: dict[str, Any] | None = None  # (what ``lease`` was last read from)
 
     @property
     def job(self) -> str | None:
@@ -405,14 +416,16 @@ class SlurmLauncher(Launcher):
         ended: list[tuple[SlurmRunHandle, FlagRecord]] = []
         for handle in handles:
             try:
-                record = read_state(handle.run.paths)
+                record = handle.flag.read()
             except CorruptStateError:
                 handle.code = 1
                 continue
             if record.state is State.RUNNING and (
                     record.data["token"] == handle.lease.token or _same_job(record, handle)):
-                handle.lease = record.lease  # requeues and job ids as the node wrote them
-                live.append((handle, record.lease))
+                if record.data is not handle.lease_data:  # (a new read)
+                    handle.lease = record.lease  # requeues and job ids as the node wrote them
+                    handle.lease_data = record.data
+                live.append((handle, handle.lease))
             else:
                 ended.append((handle, record))
         limited = bool(ended) and self.queue_limit is not None
@@ -424,7 +437,7 @@ class SlurmLauncher(Launcher):
         if not live:
             return
         now = time.time()
-        verdicts = judge([(h.run.paths, lease) for h, lease in live], now)
+        verdicts = judge([(h.flag.paths, lease) for h, lease in live], now)
         for (handle, lease), death in zip(live, verdicts, strict=True):
             if death is None:
                 continue
@@ -434,7 +447,7 @@ class SlurmLauncher(Launcher):
                 # the worker recorded the end between the FLAG's read and squeue's answer (a
                 # short run): its record stands, and says what happened on the node
                 try:
-                    record = read_state(handle.run.paths)
+                    record = read_state(handle.flag.paths)
                 except CorruptStateError:
                     handle.code = 1
                     continue

@@ -43,9 +43,11 @@ def observe(items: Sequence[tuple[RunPaths, Lease]],
             now: float) -> list[tuple[Death | None, str]]:
     """Per lease: its verdict, and SLURM's word on its job (``PENDING (Priority)``, ``RUNNING
     on node3``; empty when SLURM cannot be asked) for ``status`` to show."""
-    subs: dict[tuple[Path, str], submissions.Submission | None] = {}
+    subs: dict[tuple[str, str], submissions.Submission | None] = {}
+    keys = []  # (sweep directory, submission) per lease, as text: cheap to hash
     for paths, lease in items:
-        key = (sweep_root(paths), str(lease.launcher.get("submission", "")))
+        key = (str(paths.root).rsplit("/", 2)[0], str(lease.launcher.get("submission", "")))
+        keys.append(key)
         if key not in subs:
             subs[key] = submissions.read(submissions.paths_of(*key)) if key[1] else None
     try:
@@ -54,8 +56,7 @@ def observe(items: Sequence[tuple[RunPaths, Lease]],
         return [(None, f"SLURM not reachable: {exc}")] * len(items)
     by_name = {j.job_name: j.array_job_id for j in jobs.values()}
     out: list[tuple[Death | None, str]] = []
-    for paths, lease in items:
-        key = (sweep_root(paths), str(lease.launcher.get("submission", "")))
+    for (paths, lease), key in zip(items, keys, strict=True):
         sub = subs.get(key)
         job = job_of(lease, sub, by_name)
         info = jobs.get((job, int(lease.launcher.get("index", -1)))) if job else None

@@ -200,6 +200,39 @@ def read_state(paths: RunPaths) -> FlagRecord:
 READ_TRIES = 20
 
 
+# like git's "racily clean" rule: file times are coarse, so a directory changed in the last
+# seconds may change again within the same tick; what was read then is read again later
+SETTLED_NS = 2_000_000_000
+
+
+class StateWatch:
+    """A run's state read again only when its directory has changed: every state change (and a
+    lease's update) creates or renames a FLAG there, so a directory whose mtime is the one seen
+    at a settled read holds the FLAG read then. A watcher of many runs that mostly wait (a
+    SLURM queue of thousands) pays one ``stat`` per run and look instead of a listing and a
+    parse. A FLAG edited in place by hand is not seen until the next change."""
+
+    __slots__ = ("paths", "_mtime", "_record")
+
+    def __init__(self, paths: RunPaths) -> None:
+        self.paths = paths
+        self._mtime: int | None = None
+        self._record: FlagRecord | None = None
+
+    def read(self) -> FlagRecord:
+        """``read_state``, or what it said last while the directory is unchanged."""
+        try:
+            mtime: int | None = os.stat(self.paths.root).st_mtime_ns
+        except OSError:
+            mtime = None
+        if mtime is not None and mtime == self._mtime and self._record is not None:
+            return self._record
+        record = read_state(self.paths)  # (raises as ever; nothing is kept then)
+        settled = mtime is not None and time.time_ns() - mtime > SETTLED_NS
+        self._mtime, self._record = (mtime, record) if settled else (None, None)
+        return record
+
+
 # ---------------------------------------------------------------- transitions
 
 @contextlib.contextmanager
