@@ -675,6 +675,8 @@ case "$answer" in
          echo "sbatch: error: Batch job submission failed: Job violates accounting/QOS policy" >&2
          exit 1 ;;
   bad) echo "sbatch: error: invalid partition specified: nope" >&2; exit 1 ;;
+  busy) echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv" >&2
+        exit 1 ;;
   *) echo 77 ;;
 esac
 """)
@@ -704,3 +706,14 @@ esac
     answers.write_text("bad\n")
     with pytest.raises(SlurmError, match="invalid partition"):
         launcher.hand_over(8, 0)
+    # a controller too busy to answer is waited out with the same array: not a limit
+    busy = SlurmLauncher(store, SlurmLauncherConf(runs_per_job=2, max_queued=50), None)
+    answers.write_text("busy\nok\n")
+    (tmp_path / "arrays").write_text("")
+    said = busy.hand_over(8, 0)
+    assert said.startswith("not submitted now: sbatch failed: sbatch: error: Batch job "
+                           "submission failed: Socket timed out"), said
+    assert busy.held_s() > 0 and busy.news() == []
+    busy._held_until = 0.0
+    assert busy.hand_over(8, 0).startswith("submitted 4 pool(s) of 2 slot(s) as job 77")
+    assert (tmp_path / "arrays").read_text().split() == ["array=0-3", "array=0-3"]

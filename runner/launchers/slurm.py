@@ -85,6 +85,10 @@ class SlurmRunHandle(RunHandle):
 class _RefusedForNow(SlurmError):
     """sbatch refused for a limit or a busy controller: the runs wait and go again later."""
 
+    def __init__(self, message: str, limit: bool) -> None:
+        super().__init__(message)
+        self.limit = limit  # (a limit on waiting jobs, not a busy controller)
+
 
 @dataclass
 class _Batch:
@@ -183,7 +187,8 @@ class SlurmLauncher(Launcher):
         except SlurmError as exc:
             if not commands.refused_for_now(exc):
                 raise
-            self._refused(more, f"{exc}; submitted again later ({more} pool(s))")
+            self._refused(more, f"{exc}; submitted again later ({more} pool(s))",
+                          commands.refused_for_a_limit(exc))
             return f"not submitted now: {self.hold_reason}; next try in {self.held_s():.0f}s"
         self._hold_s = 0.0
         return (f"submitted {more} pool(s) of {k} slot(s) as job {job}: each runs the next "
@@ -291,21 +296,23 @@ class SlurmLauncher(Launcher):
             try:
                 previous = self._submit(batch, previous)
             except _RefusedForNow as exc:
-                self._refused(len(batch.handles), f"{exc} ({len(batch.handles)} run(s) wait)")
+                self._refused(len(batch.handles), f"{exc} ({len(batch.handles)} run(s) wait)",
+                              exc.limit)
                 given_back += batch.handles
             else:
                 self._hold_s = 0.0
         self._batches = []
         return given_back
 
-    def _refused(self, jobs: int, reason: str) -> None:
-        """A submission of ``jobs`` jobs (array tasks) was refused for a limit or a busy
-        controller: hold further ones (from ``poll_s``, doubling up to 10 minutes), and never
-        offer that many at once again, which a limit below it would refuse for ever."""
+    def _refused(self, jobs: int, reason: str, limit: bool) -> None:
+        """A submission of ``jobs`` jobs (array tasks) was refused for a limit (``limit``) or a
+        busy controller: hold further ones (from ``poll_s``, doubling up to 10 minutes), and
+        after a limit never offer that many at once again, which a limit below it would refuse
+        for ever (a busy controller takes the same number later)."""
         self._hold_s = min(max(2 * self._hold_s, float(self.conf.poll_s)), 600.0)
         self._held_until = time.monotonic() + self._hold_s
         self.hold_reason = reason
-        if jobs > 1:
+        if jobs > 1 and limit:
             self._batch_cap = jobs // 2
             self._news.append(f"SLURM refused {jobs} of the sweep's jobs at once for a limit: "
                               f"at most {self._batch_cap} per submission from now on")
@@ -350,7 +357,8 @@ class SlurmLauncher(Launcher):
         except SlurmError as exc:
             self._give_back(batch, str(exc))
             if commands.refused_for_now(exc):
-                raise _RefusedForNow(f"{exc}; submitted again later") from None
+                raise _RefusedForNow(f"{exc}; submitted again later",
+                                     commands.refused_for_a_limit(exc)) from None
             left_out = self.bad_nodes.excluded()
             why = (f"; nodes left out as bad: {', '.join(left_out)} (launcher.bad_node_after=0 "
                    "uses them again)" if left_out else "")

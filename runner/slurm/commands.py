@@ -27,11 +27,10 @@ _SQUEUE_FORMAT = "%F|%K|%A|%T|%r|%N|%j"
 # accounting/QOS policy"), the controller's job count (MaxJobCount: sbatch sleeps and tries
 # again for up to two minutes, saying "temporarily unable to accept job" or "job queue full"),
 # a busy or unreachable controller
-_REFUSED_FOR_NOW = ("accounting/QOS policy", "MaxSubmitJob", "SubmitJobsLimit", "MaxJobCount",
-                    "Job count limit", "temporarily unable to accept", "temporarily unavailable",
-                    "job queue full",
-                    "Socket timed out", "Unable to contact slurm controller",
-                    "Zero Bytes were transmitted")
+_LIMITS = ("accounting/QOS policy", "MaxSubmitJob", "SubmitJobsLimit", "MaxJobCount",
+           "Job count limit", "temporarily unable to accept", "job queue full")
+_BUSY = ("temporarily unavailable", "Socket timed out", "Unable to contact slurm controller",
+         "Zero Bytes were transmitted")
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,18 @@ def _call(args: list[str], cwd: str | Path | None = None, timeout: float = 60.0)
 def refused_for_now(error: SlurmError) -> bool:
     """Whether sbatch refused for a limit or a busy controller (try again later), not for what
     was asked (a bad partition, a bad option: no later try helps)."""
-    return any(words.lower() in str(error).lower() for words in _REFUSED_FOR_NOW)
+    return refused_for_a_limit(error) or _says(error, _BUSY)
+
+
+def refused_for_a_limit(error: SlurmError) -> bool:
+    """Whether sbatch refused for a limit on how many jobs may wait (fewer at once may pass),
+    not because the controller was busy or out of reach (the same may pass later)."""
+    return _says(error, _LIMITS)
+
+
+def _says(error: SlurmError, phrases: tuple[str, ...]) -> bool:
+    text = str(error).lower()
+    return any(words.lower() in text for words in phrases)
 
 
 def parse_job_id(output: str) -> str:
