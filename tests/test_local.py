@@ -173,9 +173,9 @@ def test_status_cache_follows_state_changes(project):
     sweep = project.sweep_dir()
     time.sleep(2.1)  # run directories changed in the last 2 s are not cached yet
     first = project.status()
-    cache = sweep / ".status-cache" / "0.json"
-    assert cache.is_file() and len(json.loads(cache.read_text())["entries"]) == 2
-    cache.write_text("{not json")  # an unreadable cache is ignored, then rebuilt
+    cache = sweep / ".status-cache" / "0.tsv"
+    assert cache.is_file() and len(cache.read_text().splitlines()) == 1 + 2  # (head, 2 runs)
+    cache.write_text("{not json\n1\t2")  # an unreadable cache is ignored, then rebuilt
     assert project.status()["runs"] == first["runs"]
     project.cli("resume", str(sweep), "runner.retry_crashed=true")
     raise_row = next(r for r in project.status()["runs"] if r["values"]["task.mode"] == "raise")

@@ -13,6 +13,7 @@ import pytest
 
 from runner.planning.run_id import run_dirname, run_id
 from runner.planning.sweep import Plan, RunSpec
+from runner.results import status as status_module
 from runner.results.status import json_text, scan, to_json
 from runner.storage.state import State, claim, finish
 from runner.storage.store import SweepStore
@@ -29,7 +30,8 @@ def make_sweep(tmp_path: Path, n: int) -> SweepStore:
     for i, ref in enumerate(store.runs()):
         if i % 3 == 0:
             lease = claim(ref.paths, ANY)
-            finish(ref.paths, lease.token, State.COMPLETED, {"summary": {"acc": i / n}})
+            finish(ref.paths, lease.token, State.COMPLETED, {"summary": {"acc": i / n}} if i % 2
+                   else {"summary": {"acc": i / n, "note": "a\ttab\nand lines\r ü \u2028 \"x\""}})
         elif i % 3 == 1 and i % 5 == 0:
             lease = claim(ref.paths, ANY)
             finish(ref.paths, lease.token, State.CRASHED, {"reason": f"boom {i}"}, "trace")
@@ -60,7 +62,7 @@ def test_forked_json_equals_the_plain_scan(tmp_path, quick_settle):
 @pytest.fixture
 def quick_settle(monkeypatch):
     """Cache run directories untouched for 50 ms (well above file-time granularity)."""
-    monkeypatch.setattr("runner.results.status._SETTLED_NS", 50_000_000)
+    monkeypatch.setattr("runner.results.status.SETTLED_NS", 50_000_000)
 
 
 def test_recently_changed_runs_are_not_cached_yet(tmp_path):
@@ -72,8 +74,8 @@ def test_recently_changed_runs_are_not_cached_yet(tmp_path):
 def cached(store: SweepStore) -> dict[str, list]:
     """Every entry of the sweep's FLAG cache files."""
     entries: dict[str, list] = {}
-    for block in sorted(store.paths.status_cache.glob("*.json")):
-        entries.update(json.loads(block.read_text())["entries"])
+    for block in sorted(store.paths.status_cache.glob("*.tsv")):
+        entries.update(status_module._read_block(block, str(store.root)))
     return entries
 
 
@@ -91,6 +93,10 @@ def test_cache_learns_from_every_worker_and_never_goes_stale(tmp_path, quick_set
     assert {e[0] for e in entries.values()} == {"UNHATCHED", "COMPLETED", "CRASH.txt"}
     again = json.loads(json_text(SweepStore(store.root), workers=2))  # rows from the cache
     assert _without_durations(again) == _without_durations(plain)
+    from_cache = scan(SweepStore(store.root))  # FLAGs' data from the cache (its tab-separated
+    assert [(r.state, r.record and r.record.data) for r in from_cache] == [  # lines)
+        (r.state, r.record and r.record.data) for r in map(status_module.read_run, store.runs())]
+    assert from_cache[0].summary["note"] == "a\ttab\nand lines\r ü \u2028 \"x\""
     ref = store.runs()[0]
     again = claim(ref.paths, frozenset({State.COMPLETED}))  # e.g. runner.debug re-runs it
     finish(ref.paths, again.token, State.COMPLETED, {"summary": {"acc": 9.0}})
@@ -121,7 +127,7 @@ def test_cache_learns_from_every_worker_and_never_goes_stale(tmp_path, quick_set
     json_text(SweepStore(store.root), workers=2)
     changed = [p.name for p in store.paths.status_cache.iterdir()
                if p.stat().st_mtime_ns != stamps[p.name]]
-    assert changed == ["7.json"], changed  # (run 59 of 60: the eighth block)
+    assert changed == ["7.tsv"], changed  # (run 59 of 60: the eighth block)
 
 
 def test_a_moved_sweep_shows_its_new_directories_not_the_cached_ones(tmp_path, quick_settle):
@@ -463,3 +469,16 @@ def test_a_scan_keeps_a_callers_freeze_of_the_collector(tmp_path):
         gc.unfreeze()
     scan(store)
     assert gc.get_freeze_count() == 0
+
+
+def test_a_row_of_a_run_not_started_is_the_row_json_would_encode() -> None:
+    """``status --json`` puts the rows of runs not started together directly: the same text
+    as encoding ``row_json``, whatever the values hold."""
+    from runner.storage.store import RunRef
+
+    for values in ({"x": 1}, {"lr": 0.1, "name": 'quo"te\\ \t\n ü \u2028', "l": [1, None]},
+                   {"model": {"depth": 3, "act": "relu"}, "flag": True}, {}):
+        ref = RunRef("a\"b", "x=1-ab", values, "/tmp/sw eep/runs/x=ü-ab")
+        row = status_module.RunStatus(ref, "UNHATCHED", None)
+        assert status_module._unhatched_row(ref) == status_module._ROWS.encode(
+            status_module.row_json(row, time.time()))

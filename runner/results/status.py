@@ -35,6 +35,7 @@ from runner.storage.paths import FLAG_NAMES
 from runner.storage.recovery import Death, observe
 from runner.storage.state import (
     READ_TRIES,
+    SETTLED_NS,
     STATE_OF_FLAG,
     FlagRecord,
     State,
@@ -80,10 +81,9 @@ class RunStatus:
 
 
 _FLAGS = frozenset(FLAG_NAMES)
-_CACHE_VERSION = 4
+_CACHE_VERSION = 5
 CACHE_SHARD = 4096  # runs per file of the FLAG cache
 _UNHATCHED = State.UNHATCHED.value
-_SETTLED_NS = 2_000_000_000
 
 
 class FlagCache:
@@ -91,11 +91,13 @@ class FlagCache:
 
     An entry: ``[flag name, the FLAG's identity, attempt, data, the run directory's mtime,
     its status --json row]`` (the row as text, "" until ``json_text`` encoded it; data as JSON
-    text until a reader needs it parsed). Kept in
-    ``.status-cache/<k>.json``, one file per ``CACHE_SHARD`` runs of the manifest (the k-th
-    block): a cache for runs ``start:stop`` reads only their blocks' files and writes only those
-    it learned something for, so the workers of one ``status`` read and write their shares side
-    by side, and a live sweep rewrites a block, not the whole cache. A block written for the
+    text until a reader needs it parsed). Kept in ``.status-cache/<k>.tsv``, one file per
+    ``CACHE_SHARD`` runs of the manifest (the k-th block; a JSON line naming the version and
+    the sweep's directory, then an entry per line, its fields separated by tabs and its JSON
+    texts on one line: nothing to escape or undo): a cache for runs ``start:stop`` reads only
+    their blocks' files and writes only those it learned something for, so the workers of one
+    ``status`` read and write their shares side by side, and a live sweep rewrites a block,
+    not the whole cache. A block written for the
     sweep at another path is not used (its rows name the old directories)."""
 
     def __init__(self, store: SweepStore | None = None, start: int = 0,
@@ -113,9 +115,8 @@ class FlagCache:
         self._block = {listed[i]["id"]: i // CACHE_SHARD for i in range(start, stop)}
         for block in range(start // CACHE_SHARD, -(-stop // CACHE_SHARD)):
             try:
-                data = json.loads((store.paths.status_cache / f"{block}.json").read_bytes())
-                if data.get("version") == _CACHE_VERSION and data.get("root") == self.root:
-                    self.entries.update(data["entries"])
+                self.entries.update(_read_block(store.paths.status_cache / f"{block}.tsv",
+                                                self.root))
             except (OSError, ValueError, KeyError, AttributeError, TypeError):
                 pass  # a cache: unreadable means empty
 
@@ -157,18 +158,47 @@ class FlagCache:
         try:
             self.folder.mkdir(exist_ok=True)
             (self.folder.parent / ".status-cache.json").unlink(missing_ok=True)  # (before v4)
+            head = json.dumps({"version": _CACHE_VERSION, "root": self.root})
             for block, members in ids.items():
-                entries = {}
-                for k in members:
-                    e = self.entries[k]
-                    data = e[3] if isinstance(e[3], str | None) else _ROWS.encode(e[3])
-                    entries[k] = [*e[:3], data, *e[4:]]
-                write_text_atomic(self.folder / f"{block}.json", json.dumps(
-                    {"version": _CACHE_VERSION, "root": self.root, "entries": entries}),
-                    durable=False)
+                lines = [head]
+                lines += filter(None, (_entry_line(k, self.entries[k]) for k in members))
+                write_text_atomic(self.folder / f"{block}.tsv", "\n".join(lines) + "\n",
+                                  durable=False)
+                (self.folder / f"{block}.json").unlink(missing_ok=True)  # (before v5)
         except OSError:
             pass  # e.g. a read-only sweep directory: the cache is only an accelerator
         self._dirty.clear()
+
+
+def _read_block(path: Path, root: str) -> dict[str, list[Any]]:
+    """The entries of one cache file written for the sweep at ``root`` (none from another
+    version or place; a malformed file raises ``ValueError``)."""
+    head, _, body = path.read_text(encoding="utf-8").partition("\n")
+    meta = json.loads(head)
+    if meta.get("version") != _CACHE_VERSION or meta.get("root") != root:
+        return {}
+    entries = {}
+    for line in body.split("\n"):
+        parts = line.split("\t")
+        if len(parts) != 7 or parts[1] not in _FLAGS:
+            continue  # (the empty line after the last)
+        run_id, name, ident, attempt, mtime, data, row = parts
+        entries[run_id] = [name, ident, int(attempt), data or None, int(mtime), row]
+    return entries
+
+
+def _entry_line(run_id: str, entry: list[Any]) -> str | None:
+    """An entry as a line of its block's file (None: a run id that cannot be one field)."""
+    name, ident, attempt, data, mtime, row = entry
+    if "\t" in run_id or "\n" in run_id:
+        return None
+    if data is None:
+        data = ""
+    elif isinstance(data, str):  # a FLAG's JSON text: line breaks and tabs are only ever
+        data = data.replace("\n", " ").replace("\t", " ")  # whitespace between its tokens
+    else:
+        data = _ROWS.encode(data)
+    return f"{run_id}\t{name}\t{ident}\t{attempt}\t{mtime}\t{data}\t{row}"
 
 
 def _ident(st: os.stat_result) -> str:
@@ -254,16 +284,15 @@ def _read_run(ref: RunRef, details: bool, cache: FlagCache | None) -> RunStatus:
         return RunStatus(ref, CORRUPT, None, f"run directory {ref.dir} is missing")
     try:
         dir_mtime = os.fstat(fd).st_mtime_ns  # before listing: a later change shows
-        with os.scandir(fd) as it:
-            flags = [e.name for e in it if e.name in _FLAGS]
+        flags = [name for name in os.listdir(fd) if name in _FLAGS]
         if len(flags) != 1:
             record = read_state(ref.paths)
             return RunStatus(ref, record.state.value, record)
         name = flags[0]
         state = STATE_OF_FLAG[name]
-        # like git's "racily clean" rule: file times are coarse, so a directory changed in
-        # the last seconds may change again within the same tick; cache it later
-        learn = cache if time.time_ns() - dir_mtime > _SETTLED_NS else None
+        # (a directory changed in the last seconds may change again within the same tick:
+        # cached later, as ``StateWatch`` does)
+        learn = cache if time.time_ns() - dir_mtime > SETTLED_NS else None
         if state is State.UNHATCHED or not details:
             if learn is not None and state is State.UNHATCHED:
                 learn.put(ref.id, name, "", None, dir_mtime)
@@ -285,13 +314,19 @@ def _read_run(ref: RunRef, details: bool, cache: FlagCache | None) -> RunStatus:
 def _long_lived() -> Iterator[None]:
     """What exists now (the manifest, the cache) is kept to the end of a scan: out of the
     collector's sight meanwhile, so that the collections reading 100,000 runs sets off do not
-    walk it again and again (they made parsing a FLAG ten times as dear). A caller's own freeze
-    (a study's proposals) is kept: what was frozen before is frozen after."""
+    walk it again and again (they made parsing a FLAG ten times as dear), and no collection
+    runs during the scan at all, which makes no reference cycles (the rows it builds would
+    otherwise be walked again and again as they pile up: a quarter of a first ``status``). A
+    caller's own freeze (a study's proposals) is kept: what was frozen before is frozen after."""
     frozen_before = gc.get_freeze_count() > 0
+    enabled_before = gc.isenabled()
     gc.freeze()
+    gc.disable()
     try:
         yield
     finally:
+        if enabled_before:
+            gc.enable()
         if frozen_before:
             gc.freeze()
         else:
@@ -489,7 +524,13 @@ def json_text(store: SweepStore, workers: int | None = None) -> str:
             for ref in store.runs(*bounds):
                 kept = cache.row(ref)
                 if kept is None:
-                    read.append((k, len(texts[k]), read_run(ref, True, cache)))
+                    row = read_run(ref, True, cache)
+                    if row.state == _UNHATCHED:  # (the same row as row_json's, for less)
+                        texts[k].append(text := _unhatched_row(ref))
+                        counted[_UNHATCHED] += 1
+                        cache.keep_row(ref.id, text)
+                        continue
+                    read.append((k, len(texts[k]), row))
                     texts[k].append("")
                 else:
                     counted[kept[0]] += 1
@@ -518,6 +559,14 @@ def json_text(store: SweepStore, workers: int | None = None) -> str:
 
 
 _ROWS = json.JSONEncoder(default=str)  # (json.dumps builds an encoder per call given default=)
+_TEXT = json.encoder.encode_basestring_ascii  # (what _ROWS does with a string)
+
+
+def _unhatched_row(ref: RunRef) -> str:
+    """``_ROWS.encode(row_json(row))`` of a run not started yet, put together directly."""
+    return (f'{{"id": {_TEXT(ref.id)}, "dir": {_TEXT(ref.dir)}, "state": "UNHATCHED", '
+            f'"values": {_ROWS.encode(ref.values)}, "summary": {{}}, "attempt": 0, '
+            f'"duration_s": null}}')
 
 
 def _forked_map(fn: Any, items: list[Any]) -> list[Any]:
