@@ -5,7 +5,7 @@ reason) is read once and then kept in ``.status-cache/`` with the run directory'
 the FLAG's inode, size and mtime: every state change creates or renames a file in the run
 directory (a new directory mtime) and an edit in place changes the FLAG's size or time, so two
 ``stat`` calls prove a cached entry current, and ``status`` over 100,000 finished runs lists no
-directory and reads 25 cache files instead of 100,000 FLAGs (a run not started yet: its FLAG's
+directory and reads 98 cache files instead of 100,000 FLAGs (a run not started yet: its FLAG's
 name is its state, so the directory's mtime alone proves it). A FLAG that
 cannot be parsed makes that run ``CORRUPT`` with the error; it never stops the scan or changes
 anything on disk.
@@ -82,7 +82,7 @@ class RunStatus:
 
 _FLAGS = frozenset(FLAG_NAMES)
 _CACHE_VERSION = 5
-CACHE_SHARD = 4096  # runs per file of the FLAG cache
+CACHE_SHARD = 1024  # runs per file of the FLAG cache
 _UNHATCHED = State.UNHATCHED.value
 
 
@@ -495,7 +495,7 @@ def _marks_json(root: Path) -> dict[str, Any]:
             "notices": list(notices.read(root).values())}
 
 
-PARALLEL_MIN_RUNS = 8_192  # (two blocks of the FLAG cache: one per worker at least)
+PARALLEL_MIN_RUNS = 8_192  # (smaller sweeps are scanned in one process)
 
 
 def json_text(store: SweepStore, workers: int | None = None) -> str:
