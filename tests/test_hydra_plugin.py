@@ -716,3 +716,48 @@ def test_the_job_echo_follows_only_the_jobs_that_run(tmp_path: Path,
         wait_for(lambda: "[#7] partial" in out.getvalue(), timeout=5)
         (tmp_path / "runs" / "job9" / "stderr.log").write_text("never started here\n")
     assert "[#9] never started here" in err.getvalue()  # everything is read at the end
+
+
+def test_a_launch_leaves_its_jobs_configs_out_of_the_collectors_sight_until_the_next(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a launch leaves (every job's config, held by the JobReturns) is frozen, so that the
+    interpreter's exit does not walk it all (a second or more at 500 jobs); the next launch
+    gives it back first, so a sweeper launching batch after batch keeps no batch's garbage;
+    an app that froze objects itself is left as it was."""
+    import gc
+    import weakref
+
+    from runner.hydra_plugin import launch as launching
+
+    class Node:  # a cycle, like an OmegaConf node and its parent
+        def __init__(self) -> None:
+            self.me = self
+
+    made: list[weakref.ref] = []
+
+    def batch(*_: Any) -> list:
+        node = Node()
+        made.append(weakref.ref(node))
+        return []
+
+    monkeypatch.setattr(launching, "_launch", batch)
+    monkeypatch.setitem(launching._KEPT, "frozen", False)
+    gc.collect()
+    assert gc.get_freeze_count() == 0
+    try:
+        launching.launch({}, None, None, None, [], 0)  # type: ignore[arg-type]
+        gc.collect()
+        assert made[0]() is not None and gc.get_freeze_count() > 0  # kept, out of sight
+        launching.launch({}, None, None, None, [], 0)  # type: ignore[arg-type]
+        gc.collect()
+        assert made[0]() is None and made[1]() is not None  # the first batch given back
+        gc.unfreeze()
+        launching._KEPT["frozen"] = False
+        gc.freeze()  # the app's own freeze
+        frozen = gc.get_freeze_count()
+        launching.launch({}, None, None, None, [], 0)  # type: ignore[arg-type]
+        assert gc.get_freeze_count() == frozen and not launching._KEPT["frozen"]
+        gc.collect()
+        assert made[2]() is None  # (nothing of ours frozen)
+    finally:
+        gc.unfreeze()

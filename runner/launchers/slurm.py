@@ -437,7 +437,7 @@ class SlurmLauncher(Launcher):
             else:
                 ended.append((handle, record))
         limited = bool(ended) and self.queue_limit is not None
-        back = self._held([h for h, r in ended if r.state is State.INTERRUPTED or limited])
+        back = set(self._held([h for h, r in ended if r.state is State.INTERRUPTED or limited]))
         for handle, record in ended:
             if handle not in back:
                 handle.code = 0

@@ -8,6 +8,7 @@ launched, so two runners working on one sweep never run the same run twice.
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import shutil
@@ -525,6 +526,21 @@ def run_sweep(store: SweepStore, execution: dict[str, Any], console: Console | N
     """Launch what is left of the sweep (of the runs in ``only``, if given) and watch it end;
     ``watch`` is told of each run this process starts or adopts and of its end."""
     console = console or secrets.console(stderr=True, highlight=False)
+    # what exists now (the manifest, a Hydra sweep's composed configs: half a million objects
+    # for 500 jobs) lives as long as the sweep: out of the collector's sight meanwhile, so that
+    # no full collection of this loop (nor of a run forked from it) walks it again and again;
+    # given back to the collector at the end (a caller's own freeze, a study's, is kept)
+    frozen_before = gc.get_freeze_count() > 0
+    gc.freeze()
+    try:
+        return _run_sweep(store, execution, console, only, watch)
+    finally:
+        if not frozen_before:
+            gc.unfreeze()
+
+
+def _run_sweep(store: SweepStore, execution: dict[str, Any], console: Console,
+               only: set[str] | None, watch: RunWatch | None) -> SweepResult:
     loop = _SweepLoop(store, execution, console, only, watch)
     elsewhere = loop.begin()
     interrupted = False
