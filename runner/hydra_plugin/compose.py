@@ -26,6 +26,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from runner.hydra_plugin import collector
+
 
 def parse(overrides: Sequence[str]) -> list[Override]:
     """A job's overrides parsed by Hydra's grammar, once per batch (the composing and the run
@@ -70,6 +72,7 @@ class SweepConfigs:
         if len(self._checked) >= 10_000:
             self._checked.clear()
         self._checked[(id(master_config), tuple(sweep_overrides))] = cfg
+        collector.composed()
         return cfg
 
     def _from_template(self, master: DictConfig, overrides: list[str]) -> DictConfig | None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import gc
 import inspect
 import json
 import logging
@@ -35,7 +34,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from runner.config import secrets
-from runner.hydra_plugin import job
+from runner.hydra_plugin import collector, job
 from runner.hydra_plugin.compose import parse
 from runner.hydra_plugin.config import BACKENDS, RUNNER_KEYS
 from runner.hydra_plugin.job import JobFailed  # noqa: F401  (where it was first defined)
@@ -165,32 +164,17 @@ def _numbers(runs: list[tuple[str, DictConfig]], known: dict[str, int | None],
     return nums
 
 
-_KEPT = {"frozen": False}  # whether the last launch left what it made out of the collector's sight
-
-
 def launch(settings: dict[str, Any], config: DictConfig, hydra_context: HydraContext,
            task_function: TaskFunction, job_overrides: Sequence[Sequence[str]],
            initial_job_idx: int) -> list[JobReturn]:
-    """A batch of Hydra's jobs as runs of a runner sweep; their JobReturns.
-
-    What a launch leaves behind (every job's composed config, which the JobReturns hold: half
-    a million objects for 500 jobs) is frozen out of the garbage collector's sight until the
-    next launch: a multirun that ends here then exits without the full collections that
-    walked it all again at the interpreter's exit (a second or more), and a sweeper that
-    launches again gives the last batch back to the collector first, with one full collection
-    (so no batch's garbage is kept for good). An app that froze objects itself is left as it
-    was."""
-    if _KEPT["frozen"]:
-        gc.unfreeze()
-        _KEPT["frozen"] = False
-        gc.collect()  # (once: what the last batch left and no longer needs, before it is kept)
+    """A batch of Hydra's jobs as runs of a runner sweep; their JobReturns (what the batch
+    made is kept out of the garbage collector's sight until the next: ``collector``)."""
+    ours = collector.launch_starts()
     try:
         return _launch(settings, config, hydra_context, task_function, job_overrides,
                        initial_job_idx)
     finally:
-        if gc.get_freeze_count() == 0:
-            gc.freeze()
-            _KEPT["frozen"] = True
+        collector.launch_ends(ours)
 
 
 def _launch(settings: dict[str, Any], config: DictConfig, hydra_context: HydraContext,
