@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import sys
 import time
 from pathlib import Path
@@ -482,3 +483,33 @@ def test_a_row_of_a_run_not_started_is_the_row_json_would_encode() -> None:
         row = status_module.RunStatus(ref, "UNHATCHED", None)
         assert status_module._unhatched_row(ref) == status_module._ROWS.encode(
             status_module.row_json(row, time.time()))
+
+
+def test_a_cache_another_user_could_write_is_not_believed(tmp_path, quick_settle) -> None:
+    """Another user of a shared folder who writes the FLAG cache (a forged summary, a planted
+    link) changes nothing ``status`` shows, and nothing is written through a link; a cache
+    folder of ours that others could write is made unwritable to them first."""
+    store = make_sweep(tmp_path, 6)
+    time.sleep(0.1)
+    truth = json.loads(json_text(store))
+    block = store.paths.status_cache / "0.tsv"
+    forged = block.read_text().replace('"acc": 0.0', '"acc": 99.0')
+    assert forged != block.read_text()
+    block.write_text(forged)
+    os.chown(block, 12345, 12345)  # written by another user
+    doc = json.loads(json_text(SweepStore(store.root)))
+    assert doc["runs"][0]["summary"]["acc"] == 0.0 == truth["runs"][0]["summary"]["acc"]
+    assert [r.record and r.record.data for r in scan(SweepStore(store.root))][0]["summary"][
+        "acc"] == 0.0
+    shutil.rmtree(store.paths.status_cache)
+    store.paths.status_cache.mkdir(mode=0o777)
+    os.chmod(store.paths.status_cache, 0o777)
+    json_text(SweepStore(store.root))
+    assert stat.S_IMODE(store.paths.status_cache.stat().st_mode) & 0o022 == 0
+    assert (store.paths.status_cache / "0.tsv").is_file()
+    shutil.rmtree(store.paths.status_cache)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    store.paths.status_cache.symlink_to(elsewhere)
+    assert json.loads(json_text(SweepStore(store.root)))["runs"] == truth["runs"]
+    assert list(elsewhere.iterdir()) == []

@@ -71,3 +71,21 @@ def no_group_write(*paths: Path) -> None:
         mode = stat.S_IMODE(os.stat(path).st_mode)
         if mode & 0o022:
             os.chmod(path, mode & ~0o022)
+
+
+def own_folder(path: Path) -> bool:
+    """Whether ``path`` is (or, missing, will be) a folder of this user's that nobody else can
+    write: one of ours that others could write is made so first (files others put there are
+    theirs, and ``why_untrusted`` refuses them); a link or another user's folder is not."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return True
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        return False
+    if st.st_mode & 0o022:
+        try:
+            os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o022)
+        except OSError:
+            return False
+    return True

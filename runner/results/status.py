@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config.secrets import redact
+from runner.config.trust import no_group_write, own_folder, why_untrusted
 from runner.errors import CorruptStateError
 from runner.storage import notices
 from runner.storage.atomic import write_text_atomic
@@ -113,10 +114,15 @@ class FlagCache:
         listed = store.manifest["runs"]
         stop = len(listed) if stop is None else min(stop, len(listed))
         self._block = {listed[i]["id"]: i // CACHE_SHARD for i in range(start, stop)}
+        folder = store.paths.status_cache
+        if not own_folder(folder):  # (another user could put rows there: a forged summary
+            self.folder = None  # would be a wrong number; the FLAGs are read instead)
+            return
         for block in range(start // CACHE_SHARD, -(-stop // CACHE_SHARD)):
+            path = folder / f"{block}.tsv"
             try:
-                self.entries.update(_read_block(store.paths.status_cache / f"{block}.tsv",
-                                                self.root))
+                if why_untrusted(path) is None:
+                    self.entries.update(_read_block(path, self.root))
             except (OSError, ValueError, KeyError, AttributeError, TypeError):
                 pass  # a cache: unreadable means empty
 
@@ -157,6 +163,7 @@ class FlagCache:
                 ids[block].append(run_id)
         try:
             self.folder.mkdir(exist_ok=True)
+            no_group_write(self.folder)  # (whatever the umask: what it holds is trusted)
             (self.folder.parent / ".status-cache.json").unlink(missing_ok=True)  # (before v4)
             head = json.dumps({"version": _CACHE_VERSION, "root": self.root})
             for block, members in ids.items():
