@@ -189,3 +189,19 @@ def test_a_sweep_in_a_shared_group_folder_runs_and_resumes(project: Project) -> 
         os.umask(old)
     assert "nothing ran" in again.stderr
     assert os.stat(outputs / "s").st_gid == 65534  # (the group folder's group, not writable)
+    # nothing runner made there is writable by the group: a run's config names its code,
+    # its FLAGs, metrics and attempts are its results (before: run folders, config.yaml and
+    # values.json, attempts/ were group-writable)
+    writable = [str(p.relative_to(outputs)) for p in (outputs / "s").rglob("*")
+                if not p.is_symlink() and stat.S_IMODE(p.lstat().st_mode) & 0o022]
+    assert writable == []
+    from runner.storage.atomic import make_folders
+
+    old = os.umask(0o002)
+    try:
+        make_folders(outputs / "s" / "slurm" / "abc" / "logs")  # (a SLURM submission's)
+    finally:
+        os.umask(old)
+    made = [outputs / "s" / "slurm", outputs / "s" / "slurm" / "abc",
+            outputs / "s" / "slurm" / "abc" / "logs"]
+    assert [stat.S_IMODE(p.stat().st_mode) & 0o022 for p in made] == [0, 0, 0]

@@ -94,7 +94,7 @@ def main(cfg: Any) -> dict[str, float]:
     ckpt = run.checkpoint_dir / "last.pt"
     start_epoch, step = 0, 0
     if ckpt.exists():
-        state = torch.load(ckpt, map_location=device)
+        state = torch.load(ckpt, map_location=device, weights_only=True)  # (tensors, no pickle)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         torch.set_rng_state(state["rng"])

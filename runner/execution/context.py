@@ -44,7 +44,7 @@ class RunContext:
     @property
     def checkpoint_dir(self) -> Path:
         """A directory that survives resumes: save checkpoints here."""
-        self.paths.checkpoints.mkdir(exist_ok=True)
+        self.paths.checkpoints.mkdir(mode=0o755, exist_ok=True)  # (nobody else's to replace)
         return self.paths.checkpoints
 
     @property

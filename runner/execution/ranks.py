@@ -114,7 +114,7 @@ def run_ranks(cfg: Any) -> Any:
     nproc = int(os.environ[NPROC_ENV])
     entry = os.environ.get(RANK_ENTRY_ENV) or str(cfg.task.fn)
     logs = ctx.paths.root / "ranks"
-    logs.mkdir(exist_ok=True)
+    logs.mkdir(mode=0o755, exist_ok=True)
     conf = LaunchConfig(
         min_nodes=1, max_nodes=1, nproc_per_node=nproc,
         run_id=f"{ctx.run_id}-{ctx.attempt}-{uuid.uuid4().hex[:8]}",

@@ -30,7 +30,7 @@ from runner.slurm import commands, submissions
 from runner.slurm.bad_nodes import BadNodes
 from runner.slurm.script import ArraySpec, job_name, render_script
 from runner.slurm.verdicts import judge
-from runner.storage.atomic import write_text_atomic
+from runner.storage.atomic import make_folders, write_text_atomic
 from runner.storage.paths import SweepPaths
 from runner.storage.recovery import backend_of
 from runner.storage.state import (
@@ -240,7 +240,7 @@ class SlurmLauncher(Launcher):
         sub = submissions.Submission(DRIVER, job_name(self.conf.job_name or str(
             self.store.manifest.get("name")), f"loop{submissions.Submission.new_id()[:6]}"),
             time.time(), 0)
-        paths.logs.mkdir(parents=True, exist_ok=True)
+        make_folders(paths.logs)
         cwd = self.run_cwd()
         write_text_atomic(paths.script, render_driver_script(
             self.conf, job_name=sub.job_name, paths=paths, sweep_root=str(self.store.root),
@@ -340,7 +340,7 @@ class SlurmLauncher(Launcher):
         sub = batch.submission
         sub.runs = len(batch.handles)
         paths = submissions.paths_of(self.store.root, sub.id)
-        paths.logs.mkdir(parents=True, exist_ok=True)
+        make_folders(paths.logs)
         submissions.write_tasks(paths, [(h.run.dir, h.lease.token) for h in batch.handles],
                                 {"submission": sub.id, "sweep": str(self.store.root)})
         cwd = self.run_cwd()

@@ -162,7 +162,7 @@ class FlagCache:
             if block in ids and run_id in self.entries:
                 ids[block].append(run_id)
         try:
-            self.folder.mkdir(exist_ok=True)
+            self.folder.mkdir(mode=0o755, exist_ok=True)
             no_group_write(self.folder)  # (whatever the umask: what it holds is trusted)
             (self.folder.parent / ".status-cache.json").unlink(missing_ok=True)  # (before v4)
             head = json.dumps({"version": _CACHE_VERSION, "root": self.root})

@@ -68,7 +68,7 @@ def run_nodes(cfg: Any) -> Any:
     nproc, nodes = int(os.environ[NPROC_ENV]), int(os.environ[NODES_ENV])
     entry = os.environ.get(RANK_ENTRY_ENV) or str(cfg.task.fn)
     logs = ctx.paths.root / "ranks"
-    logs.mkdir(exist_ok=True)
+    logs.mkdir(mode=0o755, exist_ok=True)
     for old in [*logs.glob("failure-node*.json"), logs / RESULT]:  # (an earlier attempt's)
         old.unlink(missing_ok=True)
     master = hostnames(os.environ["SLURM_JOB_NODELIST"])[0]

@@ -32,7 +32,7 @@ from runner.errors import RunnerError, SlurmError
 from runner.launchers.pinned import PinnedLauncher
 from runner.slurm import commands, submissions
 from runner.slurm.script import job_name, render_pool_script
-from runner.storage.atomic import write_text_atomic
+from runner.storage.atomic import make_folders, write_text_atomic
 
 if TYPE_CHECKING:
     from runner.storage.store import RunRef, SweepStore
@@ -117,7 +117,7 @@ def submit_pools(store: SweepStore, conf: Any, count: int, cwd: str,
     sub = submissions.Submission(sub_id, job_name(conf.job_name or str(
         store.manifest.get("name")), sub_id), time.time(), count)
     paths = submissions.paths_of(store.root, sub_id)
-    paths.logs.mkdir(parents=True, exist_ok=True)
+    make_folders(paths.logs)
     write_text_atomic(paths.script, render_pool_script(
         conf, job_name=sub.job_name, pools=count, paths=paths, sweep_root=str(store.root),
         cwd=cwd, python=conf.python or sys.executable, env=env))

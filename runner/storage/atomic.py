@@ -24,6 +24,28 @@ def no_follow(path: str | os.PathLike[str], flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW, 0o644)
 
 
+def write_new_text(path: Path, text: str) -> None:
+    """A file of a folder runner is making (not crash-safe by itself: the folder is published
+    whole), readable by all and writable by this user only, whatever the umask; redacted."""
+    with open(path, "w", encoding="utf-8", opener=no_follow) as f:
+        f.write(redact(text))
+
+
+def make_folders(path: Path) -> None:
+    """``path`` and its missing parents, each writable by this user only whatever the umask
+    (``Path.mkdir(parents=True)`` gives the parents the umask's mode: in a lab's shared folder,
+    group-writable, and another user could swap what runner reads back from them)."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o755)
+        except FileExistsError:
+            pass
+
+
 def fsync_dir(path: Path | str) -> None:
     """Make a rename or unlink inside ``path`` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)

@@ -256,7 +256,7 @@ def _archive(paths: RunPaths, record: FlagRecord) -> None:
     wins; only writing the *new* state must be durable.
     """
     try:
-        paths.attempts.mkdir(exist_ok=True)
+        paths.attempts.mkdir(mode=0o755, exist_ok=True)  # (others never write history)
         os.replace(record.path,
                    paths.attempts / f"{record.attempt}.{os.path.basename(record.path)}")
     except OSError:  # e.g. an immutable file: left where it is, the newer FLAG still wins

@@ -42,6 +42,7 @@ from runner.storage.atomic import (
     fsync_dir,
     write_bytes_atomic,
     write_json_atomic,
+    write_new_text,
     write_text_atomic,
 )
 from runner.storage.paths import FLAG_NAMES, FLAG_UNHATCHED, RunPaths, SweepPaths, check_component
@@ -536,7 +537,7 @@ def _write_sweep(root: Path, plan: Plan, config_name: str,
     for run in plan.runs:
         _write_run(paths.run(run.dirname), run)
     for name, text in plan.files.items():
-        (root / check_component(name, "a sweep file")).write_text(redact(text))
+        write_new_text(root / check_component(name, "a sweep file"), text)
     manifest = {
         "version": MANIFEST_VERSION,
         "name": plan.name,
@@ -656,9 +657,11 @@ def _entry(run: RunSpec) -> dict[str, Any]:
 
 
 def _write_run(paths: RunPaths, run: RunSpec) -> None:
-    paths.root.mkdir()
-    paths.config.write_text(redact(dump_yaml(run.config)))
+    """A run's folder and files, writable by this user only whatever the umask (its config
+    names the code its run executes; in a lab's shared folder a group member could edit it)."""
+    paths.root.mkdir(mode=0o755)
+    write_new_text(paths.config, dump_yaml(run.config))
     for name, text in run.files.items():
-        (paths.root / check_component(name, "a run file")).write_text(redact(text))
-    paths.values.write_text(redact(json.dumps(run.values, default=str) + "\n"))
+        write_new_text(paths.root / check_component(name, "a run file"), text)
+    write_new_text(paths.values, json.dumps(run.values, default=str) + "\n")
     create_unhatched(paths, durable=False)  # the whole tree is flushed once, then renamed
