@@ -411,6 +411,25 @@ def test_a_crashing_run_is_recorded_with_its_traceback(cluster: Any, project: Pr
     assert "Traceback" in crash and '"backend": "slurm"' in crash
 
 
+def test_a_spent_failure_budget_takes_the_queued_tasks_back_and_the_next_launch_goes_on(
+        cluster: Any, project: Project) -> None:
+    """Every run crashes; one array task at a time (max_parallel=1, so the rest wait in the
+    queue). Once runner.max_failures=2 runs have crashed, the tasks SLURM still queues are
+    cancelled and their runs end INTERRUPTED, not crashed; the same command then goes on with
+    them. Before, every queued task ran and crashed."""
+    args = ("task.mode=raise", "seed=range(6)", *SLURM, "launcher.max_parallel=1")
+    proc = project.run(*args, "runner.max_failures=2", timeout=180)
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 1, said
+    assert "queued run(s) taken back from the cluster's queue" in said, said
+    counts = project.status()["counts"]
+    assert counts["CRASHED"] in (2, 3) and counts["INTERRUPTED"] >= 3, counts
+    assert counts["CRASHED"] + counts["INTERRUPTED"] == 6, counts
+    again = project.run(*args, timeout=240)
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert project.status()["counts"]["CRASHED"] == 6
+
+
 def test_a_worker_killed_on_its_node_is_a_crash_with_both_logs(cluster: Any,
                                                                 project: Project) -> None:
     proc = project.run("task.mode=sigkill", *SLURM, timeout=120)

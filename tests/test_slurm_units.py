@@ -717,3 +717,39 @@ esac
     busy._held_until = 0.0
     assert busy.hand_over(8, 0).startswith("submitted 4 pool(s) of 2 slot(s) as job 77")
     assert (tmp_path / "arrays").read_text().split() == ["array=0-3", "array=0-3"]
+
+
+def test_a_spent_failure_budget_takes_the_queued_runs_back_from_slurm(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once no new run may start (runner.max_failures, failure_streak, ...), the array tasks
+    SLURM still queues are cancelled with --state=PENDING (SLURM's own check: a task that
+    started meanwhile goes on), and the next poll ends those runs INTERRUPTED for the next
+    launch; a running one is left to end. Before, every run of an array went on crashing."""
+    from runner.launchers.slurm import SlurmLauncher, SlurmRunHandle
+    from runner.storage.store import RunRef, SweepStore
+
+    now = time.time()
+    items = [_slurm_run(tmp_path, "s1", i, now, "40", array_job_id="40") for i in range(3)]
+    handles = [SlurmRunHandle(RunRef(f"r{i}", p.root.name, {}, str(p.root)), lease, i)
+               for i, (p, lease) in enumerate(items)]
+    monkeypatch.setattr(SweepStore, "manifest", property(lambda self: {"name": "toy"}))
+    monkeypatch.setattr(commands, "max_array_size", lambda: 1001)
+    launcher = SlurmLauncher(SweepStore(tmp_path / "sweep"), SlurmLauncherConf(), None)
+    cancelled: list[list[str]] = []
+    monkeypatch.setattr(commands, "scancel_pending", lambda ids: cancelled.append(sorted(ids)))
+    _squeue(monkeypatch, [JobInfo("40", 0, "41", "RUNNING", "None", "vm", "toy.s1"),
+                          JobInfo("40", 1, "42", "PENDING", "Resources", "", "toy.s1"),
+                          JobInfo("40", 2, "43", "PENDING", "JobArrayTaskLimit", "", "toy.s1")])
+    taken = launcher.withdraw(list(handles))
+    assert taken == handles[1:] and cancelled == [["40_1", "40_2"]]
+    _squeue(monkeypatch, [JobInfo("40", 0, "41", "RUNNING", "None", "vm", "toy.s1"),
+                          JobInfo("40", 1, "42", "CANCELLED", "None", "", "toy.s1"),
+                          JobInfo("40", 2, "43", "CANCELLED", "None", "", "toy.s1")])
+    launcher._poll(handles)
+    assert [h.code for h in handles] == [None, 0, 0]
+    ended = [read_state(p) for p, _ in items]
+    assert [r.state for r in ended] == [State.RUNNING, State.INTERRUPTED, State.INTERRUPTED]
+    assert "was cancelled" in ended[1].data["reason"]
+    monkeypatch.setattr(commands, "query", lambda names: (_ for _ in ()).throw(  # (no answer)
+        SlurmError("squeue failed")))
+    assert launcher.withdraw([handles[0]]) == []

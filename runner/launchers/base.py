@@ -109,6 +109,13 @@ class Launcher(abc.ABC):
         scheduler refused them for now, see ``held_s``); the sweep loop starts them later."""
         return []
 
+    def withdraw(self, handles: list[RunHandle]) -> list[RunHandle]:
+        """Of runs launched but not started yet (a batch scheduler's queue), take back those it
+        can now that no new run may start (the failure budget is spent): each ends
+        INTERRUPTED, resumed by the next launch. The runs taken back (none here: a process
+        launched here has started)."""
+        return []
+
     def held_s(self) -> float:
         """Seconds before this launcher takes more runs (0: now), e.g. after the scheduler
         refused a submission for a limit; ``hold_reason`` says why."""

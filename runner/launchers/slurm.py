@@ -320,6 +320,23 @@ class SlurmLauncher(Launcher):
     def held_s(self) -> float:
         return max(0.0, self._held_until - time.monotonic())
 
+    def withdraw(self, handles: list[RunHandle]) -> list[RunHandle]:
+        """Every array task of these runs that SLURM still queues is cancelled (``scancel
+        --state=PENDING``): SLURM then says CANCELLED and the next poll ends the run
+        INTERRUPTED, to run with the next launch. A task that starts meanwhile is left alone."""
+        mine = [h for h in handles if isinstance(h, SlurmRunHandle) and h.code is None
+                and h.job]
+        if not mine:
+            return []
+        try:
+            jobs = {j.name: j for j in commands.query(
+                submissions.job_names(self.store.root)).values()}
+            queued = [h for h in mine if h.job in jobs and jobs[h.job].state == "PENDING"]
+            commands.scancel_pending(str(h.job) for h in queued)
+        except SlurmError:
+            return []  # (not reachable now: they run, as they would have)
+        return list(queued)
+
     def _exclude(self) -> list[str]:
         excluded = self.bad_nodes.excluded()
         return [f"--exclude={','.join(excluded)}"] if excluded else []

@@ -337,8 +337,11 @@ class _SweepLoop:
         if not self.stopped:
             self.stopped = self.budget_spent()
             if self.stopped:
-                self.console.print(f"[red]no new run starts[/]: {self.stopped}; the "
-                                   f"{len(self.active)} running end first")
+                withdrawn = launcher.withdraw(self.active)  # (a cluster's queued runs)
+                back = (f"{len(withdrawn)} queued run(s) taken back from the cluster's queue "
+                        f"(they run with the next launch), " if withdrawn else "")
+                self.console.print(f"[red]no new run starts[/]: {self.stopped}; {back}the "
+                                   f"{len(self.active) - len(withdrawn)} running end first")
         while len(self.active) < launcher.max_parallel and not self.stopped \
                 and not launcher.held_s():
             if not self.pending and (len(self.active) >= launcher.proposal_slots

@@ -191,6 +191,14 @@ def scancel(job_ids: Iterable[str]) -> None:
         _call(["scancel", *ids])
 
 
+def scancel_pending(task_ids: Iterable[str]) -> None:
+    """``scancel --state=PENDING``: of these array tasks, those still queued (SLURM checks the
+    state itself, so a task that started meanwhile goes on)."""
+    ids = sorted(set(task_ids))
+    if ids:
+        _call(["scancel", "--state=PENDING", *ids])
+
+
 def requeue(job_id: str) -> None:
     _call(["scontrol", "requeue", job_id])
 
