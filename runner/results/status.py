@@ -148,9 +148,14 @@ class FlagCache:
             self._dirty.add(block)
 
     def row(self, ref: RunRef) -> tuple[str, str] | None:
-        """(state, encoded row) of a run whose cached row is current, else None."""
+        """(state, encoded row) of a run whose cached row is current, else None. A stale
+        entry is dropped, so that the read that follows does not prove it stale again."""
         hit = self.entries.get(ref.id)
-        if hit is None or not hit[5] or not _current(ref, hit):
+        if hit is None or not hit[5]:
+            return None
+        if not _current(ref, hit):
+            del self.entries[ref.id]  # (the read puts what it finds, once settled)
+            self._touch(ref.id)
             return None
         return STATE_OF_FLAG[hit[0]].value, hit[5]
 
