@@ -329,13 +329,16 @@ class SlurmLauncher(Launcher):
         if not mine:
             return []
         try:
-            jobs = {j.name: j for j in commands.query(
-                submissions.job_names(self.store.root)).values()}
+            jobs = self._tasks()
             queued = [h for h in mine if h.job in jobs and jobs[h.job].state == "PENDING"]
             commands.scancel_pending(str(h.job) for h in queued)
         except SlurmError:
             return []  # (not reachable now: they run, as they would have)
         return list(queued)
+
+    def _tasks(self) -> dict[str, commands.JobInfo]:
+        """Every array task of this sweep that SLURM knows, by ``<job>_<index>`` (one squeue)."""
+        return {j.name: j for j in commands.query(submissions.job_names(self.store.root)).values()}
 
     def _exclude(self) -> list[str]:
         excluded = self.bad_nodes.excluded()
@@ -429,8 +432,7 @@ class SlurmLauncher(Launcher):
         if not handles:
             return []
         try:
-            jobs = {j.name: j for j in commands.query(
-                submissions.job_names(self.store.root)).values()}
+            jobs = self._tasks()
         except SlurmError:
             return []
         return [h for h in handles if h.job in jobs and not jobs[h.job].ended]

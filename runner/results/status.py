@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.config.secrets import redact
-from runner.config.trust import no_group_write, own_folder, why_untrusted
+from runner.config.trust import own_folder, why_untrusted
 from runner.errors import CorruptStateError
 from runner.storage import notices
 from runner.storage.atomic import write_text_atomic
@@ -167,8 +167,7 @@ class FlagCache:
             if block in ids and run_id in self.entries:
                 ids[block].append(run_id)
         try:
-            self.folder.mkdir(mode=0o755, exist_ok=True)
-            no_group_write(self.folder)  # (whatever the umask: what it holds is trusted)
+            self.folder.mkdir(mode=0o755, exist_ok=True)  # (own_folder fixed an older one)
             (self.folder.parent / ".status-cache.json").unlink(missing_ok=True)  # (before v4)
             head = json.dumps({"version": _CACHE_VERSION, "root": self.root})
             for block, members in ids.items():
@@ -323,17 +322,19 @@ def _read_run(ref: RunRef, details: bool, cache: FlagCache | None) -> RunStatus:
 
 
 @contextlib.contextmanager
-def _long_lived() -> Iterator[None]:
-    """What exists now (the manifest, the cache) is kept to the end of a scan: out of the
-    collector's sight meanwhile, so that the collections reading 100,000 runs sets off do not
-    walk it again and again (they made parsing a FLAG ten times as dear), and no collection
-    runs during the scan at all, which makes no reference cycles (the rows it builds would
-    otherwise be walked again and again as they pile up: a quarter of a first ``status``). A
-    caller's own freeze (a study's proposals) is kept: what was frozen before is frozen after."""
+def long_lived(collect: bool = True) -> Iterator[None]:
+    """What exists now (a manifest, a cache, composed configs) is kept to the end of a scan or
+    a sweep: out of the collector's sight meanwhile, so that the collections that reading
+    100,000 runs sets off do not walk it again and again (they made parsing a FLAG ten times as
+    dear). ``collect=False`` (a scan, which makes no reference cycles): no collection runs at
+    all meanwhile (the rows it builds would otherwise be walked again and again as they pile
+    up: a quarter of a first ``status``). A caller's own freeze (a study's proposals) is kept:
+    what was frozen before is frozen after."""
     frozen_before = gc.get_freeze_count() > 0
     enabled_before = gc.isenabled()
     gc.freeze()
-    gc.disable()
+    if not collect:
+        gc.disable()
     try:
         yield
     finally:
@@ -350,7 +351,7 @@ def scan(store: SweepStore, details: bool = True) -> list[RunStatus]:
     current, which is never written then)."""
     cache = FlagCache(store, writable=details)
     refs = store.runs()
-    with _long_lived():
+    with long_lived(collect=False):
         rows = [read_run(ref, details, cache) for ref in refs]
     cache.save()
     return rows
@@ -527,7 +528,7 @@ def json_text(store: SweepStore, workers: int | None = None) -> str:
 
     def work(share: list[tuple[int, int]]) -> tuple[list[str], dict[str, int]]:
         caches = [FlagCache(store, *bounds) for bounds in share]
-        gc.freeze()  # (the caches too; _long_lived below ends it in this process)
+        gc.freeze()  # (the caches too; long_lived below ends it in this process)
         texts: list[list[str]] = []
         counted: Counter[str] = Counter()
         read: list[tuple[int, int, RunStatus]] = []  # rows not served from the cache
@@ -556,7 +557,7 @@ def json_text(store: SweepStore, workers: int | None = None) -> str:
             cache.save()
         return [",".join(t) for t in texts], dict(counted)
 
-    with _long_lived():
+    with long_lived(collect=False):
         parts = _forked_map(work, [blocks[w::workers] for w in range(workers)])
     total: Counter[str] = Counter()
     by_block: dict[int, str] = {}

@@ -8,7 +8,6 @@ launched, so two runners working on one sweep never run the same run twice.
 
 from __future__ import annotations
 
-import gc
 import os
 import random
 import shutil
@@ -39,7 +38,15 @@ from runner.notifiers.base import (
     SweepStarted,
     create_notifiers,
 )
-from runner.results.status import CORRUPT, LiveScan, RunStatus, counts, read_run, scan
+from runner.results.status import (
+    CORRUPT,
+    LiveScan,
+    RunStatus,
+    counts,
+    long_lived,
+    read_run,
+    scan,
+)
 from runner.storage.failures import check_classes, classify
 from runner.storage.recovery import recover
 from runner.storage.state import State, claim
@@ -530,16 +537,10 @@ def run_sweep(store: SweepStore, execution: dict[str, Any], console: Console | N
     ``watch`` is told of each run this process starts or adopts and of its end."""
     console = console or secrets.console(stderr=True, highlight=False)
     # what exists now (the manifest, a Hydra sweep's composed configs: half a million objects
-    # for 500 jobs) lives as long as the sweep: out of the collector's sight meanwhile, so that
-    # no full collection of this loop (nor of a run forked from it) walks it again and again;
-    # given back to the collector at the end (a caller's own freeze, a study's, is kept)
-    frozen_before = gc.get_freeze_count() > 0
-    gc.freeze()
-    try:
+    # for 500 jobs) lives as long as the sweep: no full collection of this loop (nor of a run
+    # forked from it) walks it again and again
+    with long_lived():
         return _run_sweep(store, execution, console, only, watch)
-    finally:
-        if not frozen_before:
-            gc.unfreeze()
 
 
 def _run_sweep(store: SweepStore, execution: dict[str, Any], console: Console,
